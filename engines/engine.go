@@ -1,0 +1,171 @@
+// Package engines is the storage engine contract of plugdb.
+//
+// An engine stores the rows of one partition on one node. Like database/sql/driver,
+// this package imports neither gRPC nor the plugdb core: a third party implements
+// Engine, and serves it as a plugin with plugins.ServeEngine, or links it in process.
+//
+// All methods must be safe for concurrent use. Byte slices passed to an engine belong
+// to the caller until the call returns; byte slices returned by an engine belong to
+// the caller.
+package engines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+)
+
+// Sentinel errors. Engines wrap them with context (fmt.Errorf("...: %w", ErrNotFound));
+// callers test them with errors.Is, which keeps working across the plugin boundary.
+var (
+	// ErrNotFound: the key has no live row.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalidArgument: a malformed request, such as an empty or oversized key or
+	// value; the wrapping message names the limit.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrCorrupt: stored data failed verification (a CRC mismatch in the middle of a
+	// file, say). Never returned as a value.
+	ErrCorrupt = errors.New("data corrupt")
+	// ErrClosed: the engine is closed, or stopped itself after an unrecoverable I/O
+	// error (a failed fsync).
+	ErrClosed = errors.New("engine closed")
+)
+
+// Op is the kind of a mutation.
+type Op uint8
+
+const (
+	// OpPut stores Value under Key.
+	OpPut Op = iota + 1
+	// OpDelete removes Key; deleting a missing key is not an error.
+	OpDelete
+)
+
+// String returns "put" or "delete".
+func (o Op) String() string {
+	switch o {
+	case OpPut:
+		return "put"
+	case OpDelete:
+		return "delete"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// Mutation is one put or delete, carrying the log sequence number the host assigned.
+type Mutation struct {
+	Op    Op
+	Key   []byte
+	Value []byte // nil for OpDelete
+	LSN   uint64
+}
+
+// Row is one live key with its value and the LSN of the write that stored it.
+type Row struct {
+	Key   []byte
+	Value []byte
+	LSN   uint64
+}
+
+// ScanRange selects the keys in [Start, End) in ascending order. A nil or empty End
+// means no upper bound. Limit <= 0 means no limit.
+type ScanRange struct {
+	Start []byte
+	End   []byte
+	Limit int
+}
+
+// Stats describes an engine's contents.
+type Stats struct {
+	Keys         int64   // live keys
+	BytesOnDisk  int64   // bytes in files the engine owns (0 for a memory engine)
+	GarbageRatio float64 // share of stored bytes that are dead rows, 0..1
+}
+
+// Capabilities declares what an engine guarantees; conformance kits skip the cases
+// a capability excludes.
+type Capabilities struct {
+	// Durable engines keep applied batches across Close and re-Open of the same Dir.
+	Durable bool
+	// MaxKeySize and MaxValueSize are the largest key and value in bytes the engine
+	// accepts (0: no limit). Larger ones fail with ErrInvalidArgument.
+	MaxKeySize   int
+	MaxValueSize int
+}
+
+// Options are what an engine is opened with.
+type Options struct {
+	// Dir is the folder the engine owns; it exists when Open is called.
+	Dir string
+	// Params are the engine's own options from the config's `options:` block, as
+	// strings (e.g. "sync": "batch"). Engines reject unknown names with
+	// ErrInvalidArgument naming the allowed ones.
+	Params map[string]string
+}
+
+// OpenFunc opens an engine. It is what a plugin's main hands to plugins.ServeEngine.
+type OpenFunc func(ctx context.Context, opts Options) (Engine, error)
+
+// Engine stores one partition's rows.
+type Engine interface {
+	// Get returns the live row for key, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, key []byte) (Row, error)
+
+	// Apply applies a batch of mutations atomically (all or none survive a crash)
+	// and, per the engine's sync mode, durably before it returns. LSNs must be
+	// strictly increasing within a batch and above AppliedLSN; otherwise Apply
+	// fails with ErrInvalidArgument and applies nothing.
+	Apply(ctx context.Context, batch []Mutation) error
+
+	// Scan yields the live rows in r in ascending key order. The caller may stop
+	// early by breaking out of the loop. An error ends the sequence.
+	Scan(ctx context.Context, r ScanRange) iter.Seq2[Row, error]
+
+	// Snapshot returns a consistent point-in-time view: the applied LSN at that
+	// point and all live rows in key order. The caller must range over rows to the
+	// end or cancel ctx, so the engine can release the snapshot.
+	Snapshot(ctx context.Context) (lsn uint64, rows iter.Seq2[Row, error], err error)
+
+	// Restore replaces the engine's whole contents with rows and sets its applied
+	// LSN to lsn, atomically: a crash midway leaves the old contents.
+	Restore(ctx context.Context, lsn uint64, rows iter.Seq2[Row, error]) error
+
+	// AppliedLSN returns the highest LSN applied (0 for a new engine).
+	AppliedLSN(ctx context.Context) (uint64, error)
+
+	// Stats returns counts and sizes.
+	Stats(ctx context.Context) (Stats, error)
+
+	// Capabilities declares the engine's guarantees.
+	Capabilities() Capabilities
+
+	// Close flushes and releases everything; later calls fail with ErrClosed.
+	Close() error
+}
+
+// CheckBatch verifies a batch against the rules of Apply (known ops, non-empty keys
+// and values within caps' limits, LSNs strictly increasing above applied) and
+// returns an error wrapping ErrInvalidArgument that names the broken rule.
+func CheckBatch(applied uint64, caps Capabilities, batch []Mutation) error {
+	last := applied
+	for i, m := range batch {
+		if m.Op != OpPut && m.Op != OpDelete {
+			return fmt.Errorf("mutation %d: op %d is not put (1) or delete (2): %w", i, m.Op, ErrInvalidArgument)
+		}
+		if len(m.Key) == 0 {
+			return fmt.Errorf("mutation %d: empty key: %w", i, ErrInvalidArgument)
+		}
+		if caps.MaxKeySize > 0 && len(m.Key) > caps.MaxKeySize {
+			return fmt.Errorf("mutation %d: key of %d bytes exceeds max_key_size %d: %w", i, len(m.Key), caps.MaxKeySize, ErrInvalidArgument)
+		}
+		if m.Op == OpPut && caps.MaxValueSize > 0 && len(m.Value) > caps.MaxValueSize {
+			return fmt.Errorf("mutation %d: value of %d bytes exceeds max_value_size %d: %w", i, len(m.Value), caps.MaxValueSize, ErrInvalidArgument)
+		}
+		if m.LSN <= last {
+			return fmt.Errorf("mutation %d: lsn %d must be above %d: %w", i, m.LSN, last, ErrInvalidArgument)
+		}
+		last = m.LSN
+	}
+	return nil
+}
