@@ -114,8 +114,15 @@ type Engine interface {
 
 	// Apply applies a batch of mutations atomically (all or none survive a crash)
 	// and, per the engine's sync mode, durably before it returns. LSNs must be
-	// strictly increasing within a batch and above AppliedLSN; otherwise Apply
-	// fails with ErrInvalidArgument and applies nothing.
+	// non-zero and strictly increasing within a batch (CheckBatch); otherwise
+	// Apply fails with ErrInvalidArgument and applies nothing.
+	//
+	// Concurrent Apply calls are allowed (that is what lets an engine share one
+	// fsync among them) and reach the engine in some order; the caller, which
+	// assigns LSNs, never runs two batches that touch the same key at once, and
+	// the engine does not reject a batch whose LSNs are below AppliedLSN. Where
+	// an engine resolves a key's versions by LSN (on recovery, say), the highest
+	// LSN wins. Skipping statements already applied is the host's job.
 	Apply(ctx context.Context, batch []Mutation) error
 
 	// Scan yields the live rows in r in ascending key order. The caller may stop
@@ -131,7 +138,8 @@ type Engine interface {
 	// LSN to lsn, atomically: a crash midway leaves the old contents.
 	Restore(ctx context.Context, lsn uint64, rows iter.Seq2[Row, error]) error
 
-	// AppliedLSN returns the highest LSN applied (0 for a new engine).
+	// AppliedLSN returns the highest LSN applied (0 for a new engine). It never
+	// decreases, except through Restore.
 	AppliedLSN(ctx context.Context) (uint64, error)
 
 	// Stats returns counts and sizes.
@@ -145,10 +153,10 @@ type Engine interface {
 }
 
 // CheckBatch verifies a batch against the rules of Apply (known ops, non-empty keys
-// and values within caps' limits, LSNs strictly increasing above applied) and
-// returns an error wrapping ErrInvalidArgument that names the broken rule.
-func CheckBatch(applied uint64, caps Capabilities, batch []Mutation) error {
-	last := applied
+// and values within caps' limits, non-zero LSNs strictly increasing within the
+// batch) and returns an error wrapping ErrInvalidArgument that names the broken rule.
+func CheckBatch(caps Capabilities, batch []Mutation) error {
+	var last uint64
 	for i, m := range batch {
 		if m.Op != OpPut && m.Op != OpDelete {
 			return fmt.Errorf("mutation %d: op %d is not put (1) or delete (2): %w", i, m.Op, ErrInvalidArgument)
@@ -163,9 +171,20 @@ func CheckBatch(applied uint64, caps Capabilities, batch []Mutation) error {
 			return fmt.Errorf("mutation %d: value of %d bytes exceeds max_value_size %d: %w", i, len(m.Value), caps.MaxValueSize, ErrInvalidArgument)
 		}
 		if m.LSN <= last {
-			return fmt.Errorf("mutation %d: lsn %d must be above %d: %w", i, m.LSN, last, ErrInvalidArgument)
+			return fmt.Errorf("mutation %d: lsn %d must be above %d (lsns are non-zero and increase within a batch): %w", i, m.LSN, last, ErrInvalidArgument)
 		}
 		last = m.LSN
+	}
+	return nil
+}
+
+// CheckKey verifies a key for Get: non-empty and within caps.MaxKeySize.
+func CheckKey(caps Capabilities, key []byte) error {
+	if len(key) == 0 {
+		return fmt.Errorf("empty key: %w", ErrInvalidArgument)
+	}
+	if caps.MaxKeySize > 0 && len(key) > caps.MaxKeySize {
+		return fmt.Errorf("key of %d bytes exceeds max_key_size %d: %w", len(key), caps.MaxKeySize, ErrInvalidArgument)
 	}
 	return nil
 }
