@@ -1,0 +1,42 @@
+# plugdb — see README.md. `make run` and `make test` are the two commands.
+GO        ?= go
+BIN       := bin/plugdb
+PROTOS    := $(shell find proto -name '*.proto')
+GOTEST    ?= $(GO) test
+LINT_VERSION := v2.6.2
+
+.PHONY: build run test test-deps lint proto bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/plugdb
+
+run: build
+	./$(BIN) demo
+
+# test-deps installs what the tests need on a fresh Debian machine with Go.
+test-deps:
+	@./scripts/test-deps.sh
+
+test: test-deps build
+	$(GOTEST) -race -count=1 -timeout 30m ./...
+
+lint:
+	$(GO) vet ./...
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION) run ./...
+
+# proto regenerates the checked-in Go code with protoc (Debian's protobuf-compiler)
+# and the protoc-gen-go / protoc-gen-go-grpc versions pinned in go.mod as tools.
+proto:
+	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler"; exit 1; }
+	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	$(GO) build -o bin/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	protoc -I proto \
+	  --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=proto --go_opt=paths=source_relative \
+	  --plugin=protoc-gen-go-grpc=bin/protoc-gen-go-grpc --go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+	  $(PROTOS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,244 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/plugins"
+)
+
+// OpenEngine opens the engine of block b on dir: linked in process when b.Mode is
+// inprocess, otherwise in a plugin process that is restarted if it dies.
+func (l *Loader) OpenEngine(ctx context.Context, b Block, dir string) (engines.Engine, error) {
+	if err := l.CheckEngineBlock(b); err != nil {
+		return nil, err
+	}
+	opts := engines.Options{Dir: dir, Params: b.Options}
+	if b.Mode == ModeInProcess {
+		eng, err := l.Engines[b.Plugin](ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("open engine %s in process: %w", b.Plugin, err)
+		}
+		return eng, nil
+	}
+	p := &processEngine{l: l, block: b, opts: opts}
+	if err := p.start(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// processEngine is an engine in a plugin process, supervised: when the process
+// dies, the call in flight fails with an error naming the plugin, and the
+// process is restarted (bounded attempts) and its engine reopened, which
+// recovers every durably acknowledged write.
+type processEngine struct {
+	l     *Loader
+	block Block
+	opts  engines.Options
+
+	mu     sync.RWMutex
+	client *goplugin.Client
+	eng    *plugins.EngineClient
+	stderr *tailBuffer
+	gen    int   // incremented by each restart
+	failed error // set when restarts are exhausted or after Close
+}
+
+func (p *processEngine) start(ctx context.Context) error {
+	stderr := newTailBuffer(20)
+	client, raw, err := p.l.startClient(plugins.KindEngine, p.block, plugins.EnginePluginSet(nil), stderr)
+	if err != nil {
+		return err
+	}
+	eng, ok := raw.(*plugins.EngineClient)
+	if !ok {
+		client.Kill()
+		return fmt.Errorf("plugin %s dispensed %T, not an engine", p.block.Plugin, raw)
+	}
+	if err := eng.Open(ctx, p.opts); err != nil {
+		client.Kill()
+		return fmt.Errorf("engine plugin %s: open %s: %w", p.block.Plugin, p.opts.Dir, err)
+	}
+	p.client, p.eng, p.stderr = client, eng, stderr
+	return nil
+}
+
+// current returns the live engine client and its generation.
+func (p *processEngine) current() (*plugins.EngineClient, int, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.failed != nil {
+		return nil, p.gen, p.failed
+	}
+	return p.eng, p.gen, nil
+}
+
+// check inspects err from a call made on generation gen: a dead or unreachable
+// plugin turns into an error that names it, and the plugin is restarted.
+func (p *processEngine) check(op string, gen int, err error) error {
+	if err == nil || !(plugins.IsTransport(err) || p.exited(gen)) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	p.mu.RLock()
+	tail := p.stderr.String()
+	p.mu.RUnlock()
+	crash := fmt.Errorf("engine plugin %s failed during %s (restarting it; last output: %q): %w", p.block.Plugin, op, tail, err)
+	p.restart(gen)
+	return crash
+}
+
+func (p *processEngine) exited(gen int) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return gen == p.gen && p.client != nil && p.client.Exited()
+}
+
+// restart replaces the plugin of generation gen, unless another caller already did.
+func (p *processEngine) restart(gen int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if gen != p.gen || p.failed != nil {
+		return
+	}
+	log := p.l.logger().Named("engine." + p.block.Plugin)
+	log.Error("engine plugin died; restarting", "last_output", p.stderr.String())
+	p.client.Kill()
+	var err error
+	for attempt := 1; attempt <= p.l.maxRestarts(); attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*p.l.startTimeout())
+		err = p.start(ctx)
+		cancel()
+		if err == nil {
+			p.gen++
+			log.Info("engine plugin restarted", "attempt", attempt)
+			return
+		}
+		log.Error("engine plugin restart failed", "attempt", attempt, "max", p.l.maxRestarts(), "error", err)
+		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+	}
+	p.failed = fmt.Errorf("engine plugin %s: gave up after %d restarts: %v: %w", p.block.Plugin, p.l.maxRestarts(), err, engines.ErrClosed)
+}
+
+func (p *processEngine) Get(ctx context.Context, key []byte) (engines.Row, error) {
+	eng, gen, err := p.current()
+	if err != nil {
+		return engines.Row{}, err
+	}
+	row, err := eng.Get(ctx, key)
+	return row, p.check("get", gen, err)
+}
+
+func (p *processEngine) Apply(ctx context.Context, batch []engines.Mutation) error {
+	eng, gen, err := p.current()
+	if err != nil {
+		return err
+	}
+	return p.check("apply", gen, eng.Apply(ctx, batch))
+}
+
+func (p *processEngine) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
+	return func(yield func(engines.Row, error) bool) {
+		eng, gen, err := p.current()
+		if err != nil {
+			yield(engines.Row{}, err)
+			return
+		}
+		for row, err := range eng.Scan(ctx, r) {
+			if !yield(row, p.check("scan", gen, err)) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (p *processEngine) Snapshot(ctx context.Context) (uint64, iter.Seq2[engines.Row, error], error) {
+	eng, gen, err := p.current()
+	if err != nil {
+		return 0, nil, err
+	}
+	lsn, rows, err := eng.Snapshot(ctx)
+	if err != nil {
+		return 0, nil, p.check("snapshot", gen, err)
+	}
+	checked := func(yield func(engines.Row, error) bool) {
+		for row, err := range rows {
+			if !yield(row, p.check("snapshot", gen, err)) || err != nil {
+				return
+			}
+		}
+	}
+	return lsn, checked, nil
+}
+
+func (p *processEngine) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[engines.Row, error]) error {
+	eng, gen, err := p.current()
+	if err != nil {
+		return err
+	}
+	return p.check("restore", gen, eng.Restore(ctx, lsn, rows))
+}
+
+func (p *processEngine) AppliedLSN(ctx context.Context) (uint64, error) {
+	eng, gen, err := p.current()
+	if err != nil {
+		return 0, err
+	}
+	lsn, err := eng.AppliedLSN(ctx)
+	return lsn, p.check("applied-lsn", gen, err)
+}
+
+func (p *processEngine) Stats(ctx context.Context) (engines.Stats, error) {
+	eng, gen, err := p.current()
+	if err != nil {
+		return engines.Stats{}, err
+	}
+	st, err := eng.Stats(ctx)
+	return st, p.check("stats", gen, err)
+}
+
+func (p *processEngine) Capabilities() engines.Capabilities {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.eng.Capabilities()
+}
+
+// Close closes the engine and ends the plugin process.
+func (p *processEngine) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client == nil {
+		return nil
+	}
+	err := p.eng.Close()
+	p.client.Kill()
+	p.client = nil
+	p.failed = fmt.Errorf("engine plugin %s: %w", p.block.Plugin, engines.ErrClosed)
+	if err != nil {
+		return fmt.Errorf("close engine plugin %s: %w", p.block.Plugin, err)
+	}
+	return nil
+}
+
+// PID returns the plugin process's id (for tests and status), or 0.
+func (p *processEngine) PID() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.client == nil {
+		return 0
+	}
+	if rc := p.client.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}

@@ -1,0 +1,187 @@
+package plugins
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	enginev1 "github.com/plugdb/plugdb/proto/plugdb/engine/v1"
+)
+
+// maxCallsPerBatch bounds how many waiting calls travel in one message.
+const maxCallsPerBatch = 1024
+
+// callMux multiplexes the unary calls of concurrent callers over one bidi stream:
+// a sender goroutine packs every call that is waiting into one message, a
+// receiver goroutine hands each result to its caller by id. One unary gRPC call
+// per operation would cap the plugin at the cost of a round trip each; this way
+// concurrent callers share round trips.
+type callMux struct {
+	rpc    enginev1.EngineClient
+	nextID atomic.Uint64
+
+	mu     sync.Mutex
+	cur    *muxStream
+	closed bool
+}
+
+// muxStream is one open Calls stream; once broken it is replaced by a new one.
+type muxStream struct {
+	stream enginev1.Engine_CallsClient
+	cancel context.CancelFunc
+	queue  chan *pendingCall
+	done   chan struct{} // closed when the stream broke
+	err    error         // why; set before done is closed
+
+	mu      sync.Mutex
+	pending map[uint64]*pendingCall
+	once    sync.Once
+}
+
+type pendingCall struct {
+	call   *enginev1.Call
+	result chan *enginev1.Result
+}
+
+func newCallMux(rpc enginev1.EngineClient) *callMux { return &callMux{rpc: rpc} }
+
+// stream returns the open stream, opening a new one when there is none.
+func (m *callMux) stream() (*muxStream, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errClosedClient
+	}
+	if m.cur != nil {
+		select {
+		case <-m.cur.done:
+		default:
+			return m.cur, nil
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := m.rpc.Calls(ctx)
+	if err != nil {
+		cancel()
+		return nil, fromStatus(err)
+	}
+	s := &muxStream{
+		stream:  stream,
+		cancel:  cancel,
+		queue:   make(chan *pendingCall, maxCallsPerBatch),
+		done:    make(chan struct{}),
+		pending: make(map[uint64]*pendingCall),
+	}
+	go s.send()
+	go s.receive()
+	m.cur = s
+	return s, nil
+}
+
+// do sends one call and waits for its result.
+func (m *callMux) do(ctx context.Context, call *enginev1.Call) (*enginev1.Result, error) {
+	s, err := m.stream()
+	if err != nil {
+		return nil, err
+	}
+	call.Id = m.nextID.Add(1)
+	p := &pendingCall{call: call, result: make(chan *enginev1.Result, 1)}
+	s.mu.Lock()
+	s.pending[call.Id] = p
+	s.mu.Unlock()
+
+	select {
+	case s.queue <- p:
+	case <-s.done:
+		return nil, s.err
+	case <-ctx.Done():
+		s.forget(call.Id)
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-p.result:
+		return r, resultError(r)
+	case <-s.done:
+		select { // a result may have arrived just before the break
+		case r := <-p.result:
+			return r, resultError(r)
+		default:
+			return nil, s.err
+		}
+	case <-ctx.Done():
+		s.forget(call.Id)
+		return nil, ctx.Err()
+	}
+}
+
+func (s *muxStream) forget(id uint64) {
+	s.mu.Lock()
+	delete(s.pending, id)
+	s.mu.Unlock()
+}
+
+// send packs every waiting call into one message.
+func (s *muxStream) send() {
+	for {
+		var p *pendingCall
+		select {
+		case p = <-s.queue:
+		case <-s.done:
+			return
+		}
+		batch := &enginev1.CallBatch{Calls: []*enginev1.Call{p.call}}
+	more:
+		for len(batch.Calls) < maxCallsPerBatch {
+			select {
+			case p = <-s.queue:
+				batch.Calls = append(batch.Calls, p.call)
+			default:
+				break more
+			}
+		}
+		if err := s.stream.Send(batch); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+}
+
+// receive hands each result to its caller.
+func (s *muxStream) receive() {
+	for {
+		batch, err := s.stream.Recv()
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		s.mu.Lock()
+		for _, r := range batch.GetResults() {
+			if p, ok := s.pending[r.GetId()]; ok {
+				delete(s.pending, r.GetId())
+				p.result <- r
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// fail marks the stream broken; every waiting caller gets err.
+func (s *muxStream) fail(err error) {
+	s.once.Do(func() {
+		s.err = fromStatus(err)
+		if !IsTransport(s.err) {
+			s.err = &TransportError{Err: err}
+		}
+		s.cancel()
+		close(s.done)
+	})
+}
+
+func (m *callMux) close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	if m.cur != nil {
+		m.cur.fail(errClosedClient)
+	}
+}

@@ -1,0 +1,183 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/plugdb/plugdb/engines"
+	enginev1 "github.com/plugdb/plugdb/proto/plugdb/engine/v1"
+)
+
+// EngineClient is the host side of an engine plugin: an engines.Engine whose
+// calls travel to the plugin process. Gets and applies of concurrent callers
+// share one long-lived stream and travel in batches; scans and snapshots stream.
+type EngineClient struct {
+	rpc  enginev1.EngineClient
+	caps engines.Capabilities
+	mux  *callMux
+}
+
+var _ engines.Engine = (*EngineClient)(nil)
+
+// Open opens the plugin's engine with opts; it must be called once, before any
+// other method.
+func (c *EngineClient) Open(ctx context.Context, opts engines.Options) error {
+	resp, err := c.rpc.Open(ctx, &enginev1.OpenRequest{Dir: opts.Dir, Params: opts.Params})
+	if err != nil {
+		return fromStatus(err)
+	}
+	c.caps = capsFromProto(resp.GetCapabilities())
+	c.mux = newCallMux(c.rpc)
+	return nil
+}
+
+// Capabilities returns what the plugin declared when it was opened.
+func (c *EngineClient) Capabilities() engines.Capabilities { return c.caps }
+
+// Get fetches key through the shared call stream.
+func (c *EngineClient) Get(ctx context.Context, key []byte) (engines.Row, error) {
+	res, err := c.mux.do(ctx, &enginev1.Call{Call: &enginev1.Call_Get{Get: &enginev1.GetCall{Key: key}}})
+	if err != nil {
+		return engines.Row{}, err
+	}
+	return rowFromProto(res.GetRow()), nil
+}
+
+// Apply sends a batch through the shared call stream.
+func (c *EngineClient) Apply(ctx context.Context, batch []engines.Mutation) error {
+	_, err := c.mux.do(ctx, &enginev1.Call{Call: &enginev1.Call_Apply{Apply: &enginev1.ApplyCall{Mutations: mutationsToProto(batch)}}})
+	return err
+}
+
+// Scan streams the rows of r from the plugin.
+func (c *EngineClient) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
+	return func(yield func(engines.Row, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stream, err := c.rpc.Scan(ctx, &enginev1.ScanRequest{Start: r.Start, End: r.End, Limit: int64(r.Limit)})
+		if err != nil {
+			yield(engines.Row{}, fromStatus(err))
+			return
+		}
+		recvRows(stream, nil, yield)
+	}
+}
+
+// Snapshot opens a snapshot stream; its first chunk carries the LSN.
+func (c *EngineClient) Snapshot(ctx context.Context) (uint64, iter.Seq2[engines.Row, error], error) {
+	ctx, cancel := context.WithCancel(ctx)
+	stream, err := c.rpc.Snapshot(ctx, &enginev1.SnapshotRequest{})
+	if err != nil {
+		cancel()
+		return 0, nil, fromStatus(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		cancel()
+		return 0, nil, fromStatus(err)
+	}
+	rows := func(yield func(engines.Row, error) bool) {
+		defer cancel()
+		recvRows(stream, first, yield)
+	}
+	return first.GetLsn(), rows, nil
+}
+
+// recvRows yields the rows of first (if any) and of every chunk after it.
+func recvRows(stream interface {
+	Recv() (*enginev1.RowChunk, error)
+}, first *enginev1.RowChunk, yield func(engines.Row, error) bool) {
+	chunk := first
+	for {
+		if chunk == nil {
+			var err error
+			chunk, err = stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				yield(engines.Row{}, fromStatus(err))
+				return
+			}
+		}
+		for _, r := range chunk.GetRows() {
+			if !yield(rowFromProto(r), nil) {
+				return
+			}
+		}
+		chunk = nil
+	}
+}
+
+// Restore streams rows to the plugin in chunks.
+func (c *EngineClient) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[engines.Row, error]) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.rpc.Restore(ctx)
+	if err != nil {
+		return fromStatus(err)
+	}
+	chunk := &enginev1.RowChunk{Lsn: lsn}
+	size := 0
+	for row, err := range rows {
+		if err != nil {
+			return fmt.Errorf("restore: read rows: %w", err)
+		}
+		chunk.Rows = append(chunk.Rows, rowToProto(row))
+		size += len(row.Key) + len(row.Value) + 16
+		if len(chunk.Rows) >= chunkRows || size >= chunkBytes {
+			if err := stream.Send(chunk); err != nil {
+				_, err = stream.CloseAndRecv() // the real error is here
+				return fromStatus(err)
+			}
+			chunk, size = &enginev1.RowChunk{}, 0
+		}
+	}
+	if err := stream.Send(chunk); err != nil {
+		_, err = stream.CloseAndRecv()
+		return fromStatus(err)
+	}
+	_, err = stream.CloseAndRecv()
+	return fromStatus(err)
+}
+
+// AppliedLSN asks the plugin for its applied LSN.
+func (c *EngineClient) AppliedLSN(ctx context.Context) (uint64, error) {
+	resp, err := c.rpc.AppliedLSN(ctx, &enginev1.AppliedLSNRequest{})
+	if err != nil {
+		return 0, fromStatus(err)
+	}
+	return resp.GetLsn(), nil
+}
+
+// Stats asks the plugin for its stats.
+func (c *EngineClient) Stats(ctx context.Context) (engines.Stats, error) {
+	resp, err := c.rpc.Stats(ctx, &enginev1.StatsRequest{})
+	if err != nil {
+		return engines.Stats{}, fromStatus(err)
+	}
+	return engines.Stats{Keys: resp.GetKeys(), BytesOnDisk: resp.GetBytesOnDisk(), GarbageRatio: resp.GetGarbageRatio()}, nil
+}
+
+// Close closes the plugin's engine. It does not end the plugin process; the
+// loader does that.
+func (c *EngineClient) Close() error {
+	if c.mux != nil {
+		c.mux.close()
+	}
+	_, err := c.rpc.Close(context.Background(), &enginev1.CloseRequest{})
+	return fromStatus(err)
+}
+
+// resultError turns a call's result into its error, if any.
+func resultError(r *enginev1.Result) error {
+	if r.GetError() == nil {
+		return nil
+	}
+	return fromCode(codes.Code(r.GetError().GetCode()), r.GetError().GetMessage())
+}

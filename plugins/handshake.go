@@ -1,0 +1,25 @@
+// Package plugins is plugdb's plugin SDK over hashicorp/go-plugin: the handshake,
+// the GRPCPlugin types, the gRPC shims between the Go contracts (engines, …) and
+// their services in proto/, and Serve, the one call a plugin's main makes.
+package plugins
+
+import goplugin "github.com/hashicorp/go-plugin"
+
+// Kind names a kind of plugin; it is the name a plugin set dispenses.
+type Kind string
+
+// The kinds of plugin plugdb loads.
+const (
+	KindEngine Kind = "engine"
+)
+
+// EngineProtocolVersion is the major version of the engine protocol
+// (proto/plugdb/engine/v1). A plugin of another version is refused.
+const EngineProtocolVersion = 1
+
+// Handshake is shared by every plugdb plugin. The magic cookie is a UX check (it
+// stops a plugin binary run by hand from waiting forever), not security.
+var Handshake = goplugin.HandshakeConfig{
+	MagicCookieKey:   "PLUGDB_PLUGIN",
+	MagicCookieValue: "d3b6a8f0-plugdb-plugin",
+}

@@ -1,0 +1,60 @@
+package plugins
+
+import (
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/plugdb/plugdb/engines"
+)
+
+// ServeConfig says what a plugin process serves. Set exactly one kind.
+type ServeConfig struct {
+	// Engine opens the storage engine this plugin serves.
+	Engine engines.OpenFunc
+	// Logger is the plugin's logger; by default hclog JSON on stderr, which the
+	// host re-emits under the plugin's name.
+	Logger hclog.Logger
+}
+
+// Serve serves the plugin and returns when the host is done with it. It is the
+// one call a plugin's main makes:
+//
+//	func main() { plugins.Serve(plugins.ServeConfig{Engine: myengine.Open}) }
+//
+// Run by hand rather than by a plugdb host, it prints a message and exits.
+func Serve(cfg ServeConfig) {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Info})
+	}
+	sets := map[int]goplugin.PluginSet{}
+	if cfg.Engine != nil {
+		for v, set := range EnginePluginSet(cfg.Engine) {
+			sets[v] = set
+		}
+	}
+	go exitWithParent(logger)
+	goplugin.Serve(&goplugin.ServeConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: sets,
+		GRPCServer:       goplugin.DefaultGRPCServer,
+		Logger:           logger,
+	})
+}
+
+// exitWithParent ends the plugin when its host dies (the host also sets
+// Pdeathsig on Linux; this covers a host whose launching thread is gone and
+// other systems).
+func exitWithParent(logger hclog.Logger) {
+	parent := os.Getppid()
+	for {
+		time.Sleep(500 * time.Millisecond)
+		if os.Getppid() != parent {
+			logger.Warn("host process is gone; plugin exiting")
+			os.Exit(1)
+		}
+	}
+}
