@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // Sentinel errors. Engines wrap them with context (fmt.Errorf("...: %w", ErrNotFound));
@@ -102,6 +104,9 @@ type Options struct {
 	// strings (e.g. "sync": "batch"). Engines reject unknown names with
 	// ErrInvalidArgument naming the allowed ones.
 	Params map[string]string
+	// Logger is where the engine logs; a plugin's logs reach the host's log under
+	// the plugin's name. Never nil when the host or plugins.Serve opens an engine.
+	Logger hclog.Logger
 }
 
 // OpenFunc opens an engine. It is what a plugin's main hands to plugins.ServeEngine.

@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 
+	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
@@ -16,13 +17,15 @@ type EnginePlugin struct {
 	goplugin.NetRPCUnsupportedPlugin
 	// Open opens the engine the plugin serves (plugin side only).
 	Open engines.OpenFunc
+	// Logger is handed to the engine (plugin side only).
+	Logger hclog.Logger
 }
 
 var _ goplugin.GRPCPlugin = (*EnginePlugin)(nil)
 
 // GRPCServer registers the engine service (plugin side).
 func (p *EnginePlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
-	enginev1.RegisterEngineServer(s, newEngineServer(p.Open))
+	enginev1.RegisterEngineServer(s, newEngineServer(p.Open, p.Logger))
 	return nil
 }
 
@@ -32,8 +35,8 @@ func (p *EnginePlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, con
 }
 
 // EnginePluginSet is the versioned plugin set for the engine kind.
-func EnginePluginSet(open engines.OpenFunc) map[int]goplugin.PluginSet {
+func EnginePluginSet(open engines.OpenFunc, log hclog.Logger) map[int]goplugin.PluginSet {
 	return map[int]goplugin.PluginSet{
-		EngineProtocolVersion: {string(KindEngine): &EnginePlugin{Open: open}},
+		EngineProtocolVersion: {string(KindEngine): &EnginePlugin{Open: open, Logger: log}},
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"iter"
 	"sync"
 
+	"github.com/hashicorp/go-hclog"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -25,13 +27,17 @@ const (
 type engineServer struct {
 	enginev1.UnimplementedEngineServer
 	open engines.OpenFunc
+	log  hclog.Logger
 
 	mu  sync.Mutex
 	eng engines.Engine
 }
 
-func newEngineServer(open engines.OpenFunc) *engineServer {
-	return &engineServer{open: open}
+func newEngineServer(open engines.OpenFunc, log hclog.Logger) *engineServer {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &engineServer{open: open, log: log}
 }
 
 func (s *engineServer) engine() (engines.Engine, error) {
@@ -52,7 +58,7 @@ func (s *engineServer) Open(ctx context.Context, req *enginev1.OpenRequest) (*en
 	if s.open == nil {
 		return nil, status.Error(codes.FailedPrecondition, "plugin serves no engine")
 	}
-	eng, err := s.open(ctx, engines.Options{Dir: req.GetDir(), Params: req.GetParams()})
+	eng, err := s.open(ctx, engines.Options{Dir: req.GetDir(), Params: req.GetParams(), Logger: s.log})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -168,7 +174,9 @@ func (s *engineServer) Snapshot(_ *enginev1.SnapshotRequest, stream enginev1.Eng
 
 // sendRows streams rows in chunks; the first chunk carries lsn and is sent even
 // when there are no rows.
-func sendRows(stream interface{ Send(*enginev1.RowChunk) error }, lsn uint64, rows iter.Seq2[engines.Row, error]) error {
+func sendRows(stream interface {
+	Send(*enginev1.RowChunk) error
+}, lsn uint64, rows iter.Seq2[engines.Row, error]) error {
 	chunk := &enginev1.RowChunk{Lsn: lsn}
 	size, sent := 0, false
 	for row, err := range rows {

@@ -32,7 +32,7 @@ func Serve(cfg ServeConfig) {
 	}
 	sets := map[int]goplugin.PluginSet{}
 	if cfg.Engine != nil {
-		for v, set := range EnginePluginSet(cfg.Engine) {
+		for v, set := range EnginePluginSet(cfg.Engine, logger) {
 			sets[v] = set
 		}
 	}

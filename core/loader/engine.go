@@ -20,7 +20,7 @@ func (l *Loader) OpenEngine(ctx context.Context, b Block, dir string) (engines.E
 	if err := l.CheckEngineBlock(b); err != nil {
 		return nil, err
 	}
-	opts := engines.Options{Dir: dir, Params: b.Options}
+	opts := engines.Options{Dir: dir, Params: b.Options, Logger: l.logger().Named("engine." + b.Plugin)}
 	if b.Mode == ModeInProcess {
 		eng, err := l.Engines[b.Plugin](ctx, opts)
 		if err != nil {
@@ -54,7 +54,7 @@ type processEngine struct {
 
 func (p *processEngine) start(ctx context.Context) error {
 	stderr := newTailBuffer(20)
-	client, raw, err := p.l.startClient(plugins.KindEngine, p.block, plugins.EnginePluginSet(nil), stderr)
+	client, raw, err := p.l.startClient(plugins.KindEngine, p.block, plugins.EnginePluginSet(nil, nil), stderr)
 	if err != nil {
 		return err
 	}

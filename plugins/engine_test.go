@@ -1,0 +1,270 @@
+package plugins
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/plugdb/plugdb/engines"
+	enginev1 "github.com/plugdb/plugdb/proto/plugdb/engine/v1"
+)
+
+// fakeEngine answers gets from the key itself, so concurrent callers can check
+// they got their own answer: "missing/…" is not found, "bad/…" is invalid,
+// anything else has the value "value-of-KEY". Applies are recorded.
+type fakeEngine struct {
+	mu      sync.Mutex
+	applied [][]engines.Mutation
+	closed  bool
+}
+
+func (f *fakeEngine) Get(_ context.Context, key []byte) (engines.Row, error) {
+	switch {
+	case bytes.HasPrefix(key, []byte("missing/")):
+		return engines.Row{}, fmt.Errorf("get %q: %w", key, engines.ErrNotFound)
+	case bytes.HasPrefix(key, []byte("bad/")):
+		return engines.Row{}, fmt.Errorf("key %q exceeds max_key_size 7: %w", key, engines.ErrInvalidArgument)
+	case bytes.HasPrefix(key, []byte("corrupt/")):
+		return engines.Row{}, fmt.Errorf("segment 3 offset 99: %w", engines.ErrCorrupt)
+	case bytes.HasPrefix(key, []byte("plain/")):
+		return engines.Row{}, errors.New("disk on fire")
+	}
+	return engines.Row{Key: key, Value: append([]byte("value-of-"), key...), LSN: uint64(len(key))}, nil
+}
+
+func (f *fakeEngine) Apply(_ context.Context, batch []engines.Mutation) error {
+	if err := engines.CheckBatch(engines.Capabilities{}, batch); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applied = append(f.applied, batch)
+	return nil
+}
+
+func (f *fakeEngine) Scan(_ context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
+	return func(yield func(engines.Row, error) bool) {
+		for i := 0; i < 2000; i++ {
+			if r.Limit > 0 && i >= r.Limit {
+				return
+			}
+			if !yield(engines.Row{Key: fmt.Appendf(nil, "k%05d", i), Value: []byte("v"), LSN: uint64(i + 1)}, nil) {
+				return
+			}
+		}
+	}
+}
+
+func (f *fakeEngine) Snapshot(ctx context.Context) (uint64, iter.Seq2[engines.Row, error], error) {
+	return 77, f.Scan(ctx, engines.ScanRange{}), nil
+}
+
+func (f *fakeEngine) Restore(_ context.Context, lsn uint64, rows iter.Seq2[engines.Row, error]) error {
+	var batch []engines.Mutation
+	for r, err := range rows {
+		if err != nil {
+			return err
+		}
+		batch = append(batch, engines.Mutation{Op: engines.OpPut, Key: r.Key, Value: r.Value, LSN: r.LSN})
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applied = [][]engines.Mutation{batch, {{LSN: lsn}}}
+	return nil
+}
+
+func (f *fakeEngine) AppliedLSN(context.Context) (uint64, error) { return 42, nil }
+func (f *fakeEngine) Stats(context.Context) (engines.Stats, error) {
+	return engines.Stats{Keys: 3, BytesOnDisk: 4096, GarbageRatio: 0.25}, nil
+}
+func (f *fakeEngine) Capabilities() engines.Capabilities {
+	return engines.Capabilities{Durable: true, MaxKeySize: 7, MaxValueSize: 9}
+}
+func (f *fakeEngine) Close() error { f.closed = true; return nil }
+
+// startShim serves fake through the real server shim on loopback and returns a
+// connected client shim.
+func startShim(t *testing.T, fake *fakeEngine) *EngineClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	enginev1.RegisterEngineServer(srv, newEngineServer(func(context.Context, engines.Options) (engines.Engine, error) { return fake, nil }, nil))
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &EngineClient{rpc: enginev1.NewEngineClient(conn)}
+	if err := c.Open(context.Background(), engines.Options{Dir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestSentinelErrorsSurviveRoundTrip(t *testing.T) {
+	c := startShim(t, &fakeEngine{})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		key  string
+		want error
+		code codes.Code
+	}{
+		{"missing/a", engines.ErrNotFound, codes.NotFound},
+		{"bad/a", engines.ErrInvalidArgument, codes.InvalidArgument},
+		{"corrupt/a", engines.ErrCorrupt, codes.DataLoss},
+	} {
+		_, err := c.Get(ctx, []byte(tc.key))
+		if !errors.Is(err, tc.want) {
+			t.Errorf("get %s: err %v, want errors.Is %v", tc.key, err, tc.want)
+		}
+		if status.Code(err) != tc.code {
+			t.Errorf("get %s: code %v, want %v", tc.key, status.Code(err), tc.code)
+		}
+		if !strings.Contains(err.Error(), tc.key) && tc.want != engines.ErrCorrupt {
+			t.Errorf("get %s: message %q lost the plugin's text", tc.key, err)
+		}
+	}
+	_, err := c.Get(ctx, []byte("plain/x"))
+	if err == nil || !strings.Contains(err.Error(), "disk on fire") || IsTransport(err) {
+		t.Errorf("plain error: %v (transport=%v), want the plugin's message, not a transport error", err, IsTransport(err))
+	}
+	if got := c.Capabilities(); got.MaxKeySize != 7 || !got.Durable {
+		t.Errorf("capabilities %+v", got)
+	}
+}
+
+// TestConcurrentCallersGetOwnResults checks the multiplexed stream hands every
+// caller its own value or error.
+func TestConcurrentCallersGetOwnResults(t *testing.T) {
+	fake := &fakeEngine{}
+	c := startShim(t, fake)
+	ctx := context.Background()
+	const callers, calls = 64, 200
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for g := 0; g < callers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < calls; i++ {
+				key := fmt.Sprintf("g%d/i%d", g, i)
+				if i%3 == 1 {
+					key = "missing/" + key
+				}
+				row, err := c.Get(ctx, []byte(key))
+				switch {
+				case i%3 == 1 && !errors.Is(err, engines.ErrNotFound):
+					errs <- fmt.Errorf("get %s: %v, want not found", key, err)
+					return
+				case i%3 != 1 && (err != nil || string(row.Value) != "value-of-"+key):
+					errs <- fmt.Errorf("get %s: %q, %v", key, row.Value, err)
+					return
+				}
+				if i%3 == 2 {
+					err := c.Apply(ctx, []engines.Mutation{{Op: engines.OpPut, Key: []byte(key), Value: []byte("v"), LSN: uint64(i + 1)}})
+					if err != nil {
+						errs <- fmt.Errorf("apply %s: %v", key, err)
+						return
+					}
+					bad := c.Apply(ctx, []engines.Mutation{{Op: engines.OpPut, Key: []byte(key), LSN: 0}})
+					if !errors.Is(bad, engines.ErrInvalidArgument) {
+						errs <- fmt.Errorf("apply lsn 0: %v, want invalid argument", bad)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if want := callers * (calls / 3); len(fake.applied) != want {
+		t.Errorf("%d batches applied, want %d", len(fake.applied), want)
+	}
+}
+
+func TestStreamsScanSnapshotRestore(t *testing.T) {
+	fake := &fakeEngine{}
+	c := startShim(t, fake)
+	ctx := context.Background()
+	n := 0
+	for row, err := range c.Scan(ctx, engines.ScanRange{Limit: 1500}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("k%05d", n); string(row.Key) != want {
+			t.Fatalf("row %d: key %q, want %q", n, row.Key, want)
+		}
+		n++
+	}
+	if n != 1500 {
+		t.Fatalf("scan gave %d rows, want 1500 (more than one chunk)", n)
+	}
+	// Stopping early ends the stream.
+	n = 0
+	for range c.Scan(ctx, engines.ScanRange{}) {
+		if n++; n == 10 {
+			break
+		}
+	}
+	lsn, rows, err := c.Snapshot(ctx)
+	if err != nil || lsn != 77 {
+		t.Fatalf("snapshot lsn %d, %v", lsn, err)
+	}
+	if err := c.Restore(ctx, lsn, rows); err != nil {
+		t.Fatal(err)
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if len(fake.applied[0]) != 2000 || fake.applied[1][0].LSN != 77 {
+		t.Fatalf("restore got %d rows, lsn %d", len(fake.applied[0]), fake.applied[1][0].LSN)
+	}
+}
+
+func TestBrokenStreamIsTransportError(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	fake := &fakeEngine{}
+	enginev1.RegisterEngineServer(srv, newEngineServer(func(context.Context, engines.Options) (engines.Engine, error) { return fake, nil }, nil))
+	go srv.Serve(lis)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &EngineClient{rpc: enginev1.NewEngineClient(conn)}
+	if err := c.Open(context.Background(), engines.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(context.Background(), []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop() // the "plugin" goes away
+	_, err = c.Get(context.Background(), []byte("a"))
+	if !IsTransport(err) {
+		t.Fatalf("get after server stopped: %v, want a transport error", err)
+	}
+}
