@@ -19,6 +19,8 @@ import (
 	"maps"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/plugdb/plugdb/engines"
 )
 
@@ -56,13 +58,13 @@ func (f HarnessFunc) Open(ctx context.Context, dir string, params map[string]str
 }
 
 // FromOpenFunc returns a Harness that opens engines with open, passing params
-// merged over defaults.
+// merged over defaults and a logger that discards everything.
 func FromOpenFunc(open engines.OpenFunc, defaults map[string]string) Harness {
 	return HarnessFunc(func(ctx context.Context, dir string, params map[string]string) (engines.Engine, error) {
 		p := make(map[string]string, len(defaults)+len(params))
 		maps.Copy(p, defaults)
 		maps.Copy(p, params)
-		return open(ctx, engines.Options{Dir: dir, Params: p})
+		return open(ctx, engines.Options{Dir: dir, Params: p, Logger: hclog.NewNullLogger()})
 	})
 }
 
