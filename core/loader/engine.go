@@ -9,6 +9,8 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/plugins"
@@ -65,6 +67,9 @@ func (p *processEngine) start(ctx context.Context) error {
 	}
 	if err := eng.Open(ctx, p.opts); err != nil {
 		client.Kill()
+		if status.Code(err) == codes.Unimplemented {
+			return fmt.Errorf("plugin %s is not %s plugin (it does not serve the engine service): %w", p.block.Plugin, article(plugins.KindEngine), err)
+		}
 		return fmt.Errorf("engine plugin %s: open %s: %w", p.block.Plugin, p.opts.Dir, err)
 	}
 	p.client, p.eng, p.stderr = client, eng, stderr

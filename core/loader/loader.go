@@ -158,7 +158,7 @@ func (l *Loader) startClient(kind plugins.Kind, b Block, versions map[int]goplug
 	raw, err := rpc.Dispense(string(kind))
 	if err != nil {
 		client.Kill()
-		return nil, nil, fmt.Errorf("plugin %s is not a %s plugin (it does not serve the %s kind): %w", b.Plugin, kind, kind, err)
+		return nil, nil, fmt.Errorf("plugin %s is not %s plugin (it does not serve the %s kind): %w", b.Plugin, article(kind), kind, err)
 	}
 	return client, raw, nil
 }
@@ -174,11 +174,12 @@ func explainStartError(kind plugins.Kind, path string, err error, stderr *tailBu
 	case strings.Contains(msg, "Unrecognized remote plugin message"),
 		strings.Contains(msg, "plugin exited before we could connect"),
 		strings.Contains(msg, "timeout while waiting for plugin to start"):
+		first, _, _ := strings.Cut(msg, "\n") // go-plugin appends a long generic explanation
 		detail := ""
 		if tail := stderr.String(); tail != "" {
-			detail = "; its output: " + tail
+			detail = "; its stderr: " + tail
 		}
-		return fmt.Errorf("%s is not a plugdb plugin (it did not complete the plugin handshake)%s: %w", path, detail, err)
+		return fmt.Errorf("%s is not a plugdb plugin (it did not complete the plugin handshake: %s)%s", path, first, detail)
 	}
 	return fmt.Errorf("start %s plugin %s: %w", kind, path, err)
 }
@@ -210,4 +211,12 @@ func (l *Loader) maxRestarts() int {
 		return l.MaxRestarts
 	}
 	return 5
+}
+
+// article returns "an engine", "a partitioner", ….
+func article(kind plugins.Kind) string {
+	if strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + string(kind)
+	}
+	return "a " + string(kind)
 }
