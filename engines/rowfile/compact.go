@@ -142,10 +142,6 @@ type movedRec struct {
 	tomb           bool
 }
 
-// compactHook, when set by a test, runs at named steps of compactSegment and may
-// fail it there.
-var compactHook func(step string) error
-
 // compactSegment rewrites s (sealed, in e.segs) with only its newest records. Under
 // cmu, which keeps s in the segment list and open.
 func (e *Engine) compactSegment(ctx context.Context, s *segment) (err error) {
@@ -252,7 +248,7 @@ func (e *Engine) compactSegment(ctx context.Context, s *segment) (err error) {
 	if err := w.Flush(); err != nil {
 		return wrap(err)
 	}
-	if err := hookStep("written"); err != nil {
+	if err := hookStep("compact:written"); err != nil {
 		return err
 	}
 	if len(kept) > 0 {
@@ -270,7 +266,7 @@ func (e *Engine) compactSegment(ctx context.Context, s *segment) (err error) {
 	if err != nil {
 		return e.fail(fmt.Errorf("fsync segment %s: %w", last.name(), err))
 	}
-	if err := hookStep("synced"); err != nil {
+	if err := hookStep("compact:synced"); err != nil {
 		return err
 	}
 	if len(kept) > 0 {
@@ -286,6 +282,9 @@ func (e *Engine) compactSegment(ctx context.Context, s *segment) (err error) {
 	}
 	renamed = true
 	if err := syncDir(e.dir); err != nil {
+		return e.fail(err)
+	}
+	if err := hookStep("compact:renamed"); err != nil {
 		return e.fail(err)
 	}
 
@@ -326,9 +325,13 @@ func (e *Engine) compactSegment(ctx context.Context, s *segment) (err error) {
 	return nil
 }
 
+// testHook, when set by a test, runs at named steps of compaction and Restore and
+// may fail them there.
+var testHook func(step string) error
+
 func hookStep(step string) error {
-	if compactHook != nil {
-		return compactHook(step)
+	if testHook != nil {
+		return testHook(step)
 	}
 	return nil
 }

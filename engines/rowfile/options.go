@@ -128,7 +128,7 @@ func parseOptions(params map[string]string) (options, error) {
 			}
 			o.compactInterval = d
 		default:
-			return o, fmt.Errorf("rowfile: unknown option %q: allowed %s: %w", name, strings.Join(optionNames, ", "), engines.ErrInvalidArgument)
+			return o, fmt.Errorf("rowfile: unknown option %q (value %q): allowed %s: %w", name, v, strings.Join(optionNames, ", "), engines.ErrInvalidArgument)
 		}
 	}
 	return o, nil

@@ -238,6 +238,9 @@ func (e *Engine) Close() error {
 		for _, s := range segs {
 			s.release()
 		}
+		if p := e.failed.Load(); p != nil && e.closeErr == nil {
+			e.closeErr = *p
+		}
 	})
 	if !first {
 		return fmt.Errorf("rowfile %s: close: %w", e.dir, engines.ErrClosed)
