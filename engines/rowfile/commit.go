@@ -28,8 +28,8 @@ import (
 const maxGroupBytes = 8 << 20
 
 type request struct {
-	buf    []byte // encoded records
-	maxLSN uint64 // highest LSN of the batch, written or stale
+	buf    []byte      // encoded records
+	maxLSN uint64      // highest LSN of the batch, written or stale
 	done   chan result // a follower's result or the writer role
 
 	// Filled by the leader.

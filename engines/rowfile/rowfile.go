@@ -40,8 +40,8 @@ type Engine struct {
 	cmu sync.Mutex
 
 	// The write queue (commit.go).
-	wmu         sync.Mutex
-	widle       *sync.Cond // signalled on wmu when the writer role falls idle
+	wmu     sync.Mutex
+	widle   *sync.Cond // signalled on wmu when the writer role falls idle
 	queue   []*request
 	leading bool     // a request holds the writer role
 	active  *segment // segment being appended to; writer-owned

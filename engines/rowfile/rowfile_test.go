@@ -204,8 +204,10 @@ func segFiles(t testing.TB, dir string) []string {
 	return out
 }
 
-func val(i, gen int) string { return fmt.Sprintf("value-%04d-gen-%d-%s", i, gen, strings.Repeat("x", i%7)) }
-func key(i int) string      { return fmt.Sprintf("key-%05d", i) }
+func val(i, gen int) string {
+	return fmt.Sprintf("value-%04d-gen-%d-%s", i, gen, strings.Repeat("x", i%7))
+}
+func key(i int) string { return fmt.Sprintf("key-%05d", i) }
 
 var indexes = []string{"hash", "btree"}
 
@@ -510,11 +512,11 @@ func TestTornTailGarbage(t *testing.T) {
 	bad[len(bad)-1] ^= 1
 	incomplete := appendRecord(nil, kindPut, flagBegin, 999, []byte("zz"), []byte("no commit"))
 	for name, junk := range map[string][]byte{
-		"zeros":             make([]byte, 300),
-		"random":            []byte("\x13\x99\xff\x00garbage that is not a record at all ......................."),
-		"half header":       bad[:10],
-		"crc mismatch":      bad,
-		"uncommitted batch": incomplete,
+		"zeros":                                  make([]byte, 300),
+		"random":                                 []byte("\x13\x99\xff\x00garbage that is not a record at all ......................."),
+		"half header":                            bad[:10],
+		"crc mismatch":                           bad,
+		"uncommitted batch":                      incomplete,
 		"uncommitted batch and a partial record": append(slices.Clone(incomplete), bad[:30]...),
 	} {
 		t.Run(name, func(t *testing.T) {

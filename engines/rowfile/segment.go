@@ -24,10 +24,10 @@ const (
 // segment without pulling it from under a reader (the file is unlinked or replaced
 // by a rename, and the open descriptor keeps the old contents readable).
 type segment struct {
-	id     uint64
-	f      *os.File
-	hdr    fileHeader
-	refs   atomic.Int64
+	id   uint64
+	f    *os.File
+	hdr  fileHeader
+	refs atomic.Int64
 
 	// Guarded by Engine.mu.
 	size  int64 // bytes of the file holding indexed records (incl. header)
