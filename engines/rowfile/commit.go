@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 
 	"github.com/plugdb/plugdb/engines"
 )
@@ -110,6 +111,11 @@ func (e *Engine) wait(r *request, lead bool) error {
 // leadGroup commits the group at the head of the queue (which starts with self),
 // then passes the writer role on.
 func (e *Engine) leadGroup(self *request) {
+	if e.opts.sync == syncBatch {
+		// Let writers that were just woken (the previous group's) enqueue
+		// first, so they share this fsync rather than wait for the next.
+		runtime.Gosched()
+	}
 	e.wmu.Lock()
 	n, bytes := 1, len(e.queue[0].buf)
 	if e.opts.sync != syncAlways {
@@ -267,11 +273,11 @@ func (e *Engine) publish(r *request) {
 // LSN (ties: en wins, being later in the files), moving the live-byte accounting.
 // Under mu.
 func (e *Engine) offer(key []byte, en entry) {
-	old, had := e.idx.get(key)
+	old, had := e.idx.put(key, en)
 	if had && old.lsn > en.lsn {
+		e.idx.put(key, old) // rare: one lookup in the common case
 		return
 	}
-	e.idx.put(key, en)
 	if had {
 		e.unaccount(len(key), old)
 	}

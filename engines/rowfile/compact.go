@@ -76,9 +76,12 @@ func (e *Engine) compactLoop(ctx context.Context, every time.Duration) {
 		}
 		e.cmu.Lock()
 		if e.check() == nil {
-			// An error leaves the segment as it was; corruption it met is
-			// reported again by the reads that hit it.
-			_ = e.compactPass(ctx, false)
+			// An error leaves the segment as it was (or stops the engine, after
+			// an fsync failed); corruption it met is reported again by the reads
+			// that hit it.
+			if err := e.compactPass(ctx, false); err != nil && ctx.Err() == nil {
+				e.log.Error("background compaction failed", "error", err)
+			}
 		}
 		e.cmu.Unlock()
 	}

@@ -202,7 +202,7 @@ func (e *Engine) Stats(ctx context.Context) (engines.Stats, error) {
 		garbage += s.garbage()
 	}
 	if records > 0 {
-		st.GarbageRatio = float64(garbage) / float64(records)
+		st.GarbageRatio = min(max(float64(garbage)/float64(records), 0), 1)
 	}
 	return st, nil
 }
