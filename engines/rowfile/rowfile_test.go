@@ -1167,3 +1167,113 @@ func runtimeYield() { time.Sleep(100 * time.Microsecond) }
 func iterPull(s iter.Seq2[engines.Row, error]) (func() (engines.Row, error, bool), func()) {
 	return iter.Pull2(s)
 }
+
+// TestConcurrentCompaction runs writers that check their own keys, forced and
+// background compactions, scans and snapshots at once, then reopens.
+func TestConcurrentCompaction(t *testing.T) {
+	for _, ix := range indexes {
+		t.Run(ix, func(t *testing.T) {
+			const writers, ops = 6, 250
+			dir := t.TempDir()
+			params := map[string]string{"index": ix, "segment_size": "4KiB", "compact_interval": "1ms", "compact_threshold": "0.2"}
+			e := openT(t, dir, params)
+			ctx := context.Background()
+			var lsn atomic.Uint64
+			owned := make([]map[string]engines.Row, writers)
+			var wg, bg sync.WaitGroup
+			stop := make(chan struct{})
+			for w := range writers {
+				owned[w] = map[string]engines.Row{}
+				wg.Go(func() {
+					own := owned[w]
+					for i := range ops {
+						k := []byte(fmt.Sprintf("w%d-%02d", w, i%23))
+						m := engines.Mutation{Op: engines.OpPut, Key: k, Value: []byte(val(i, w)), LSN: lsn.Add(1)}
+						if i%5 == 4 {
+							m.Op, m.Value = engines.OpDelete, nil
+						}
+						if err := e.Apply(ctx, []engines.Mutation{m}); err != nil {
+							t.Errorf("apply: %v", err)
+							return
+						}
+						if m.Op == engines.OpPut {
+							own[string(k)] = engines.Row{Key: k, Value: m.Value, LSN: m.LSN}
+						} else {
+							delete(own, string(k))
+						}
+						probe := []byte(fmt.Sprintf("w%d-%02d", w, (i*7)%23))
+						r, err := e.Get(ctx, probe)
+						if want, ok := own[string(probe)]; ok {
+							if err != nil || !rowEq(r, want) {
+								t.Errorf("get %s: got %s, %v; want %s", probe, fmtRow(r), err, fmtRow(want))
+								return
+							}
+						} else if !errors.Is(err, engines.ErrNotFound) {
+							t.Errorf("get deleted %s: got %s, %v", probe, fmtRow(r), err)
+							return
+						}
+					}
+				})
+			}
+			bg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := e.Compact(ctx); err != nil {
+						t.Errorf("compact: %v", err)
+						return
+					}
+				}
+			})
+			bg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					_, rows, err := e.Snapshot(ctx)
+					if err != nil {
+						t.Errorf("snapshot: %v", err)
+						return
+					}
+					var prev []byte
+					for r, err := range rows {
+						if err != nil {
+							t.Errorf("snapshot rows: %v", err)
+							return
+						}
+						if prev != nil && bytes.Compare(prev, r.Key) >= 0 {
+							t.Errorf("snapshot out of order: %q after %q", r.Key, prev)
+							return
+						}
+						prev = r.Key
+					}
+					for _, err := range e.Scan(ctx, engines.ScanRange{Start: []byte("w2"), Limit: 5}) {
+						if err != nil {
+							t.Errorf("scan: %v", err)
+							return
+						}
+					}
+				}
+			})
+			wg.Wait()
+			close(stop)
+			bg.Wait()
+			t.Logf("%d segments created, %d left", e.nextID-1, len(e.segs))
+			all := map[string]engines.Row{}
+			for _, o := range owned {
+				maps.Copy(all, o)
+			}
+			check(t, e, all)
+			checkLSN(t, e, lsn.Load())
+			closeT(t, e)
+			e = openT(t, dir, params)
+			check(t, e, all)
+			checkLSN(t, e, lsn.Load())
+		})
+	}
+}
