@@ -15,12 +15,13 @@ import (
 // to lsn. Row LSNs must not exceed lsn.
 //
 // The rows are written as new segments (ids above every current one, headers
-// carrying lsn as the applied-LSN floor) into restore.tmp/, fsynced with that folder. The commit point is the
-// atomic creation of the RESTORE marker (write, fsync, rename, folder fsync); then
-// the new segments are moved into place, the old ones removed and the marker
-// deleted, steps that Open repeats if a crash interrupts them. A crash before the
-// marker leaves the old contents (Open removes restore.tmp/). Writes wait while a
-// restore runs; reads see the old contents until it commits.
+// carrying lsn as the applied-LSN floor) into restore.tmp/, fsynced with that
+// folder. The commit point is the atomic creation of the RESTORE marker (write,
+// fsync, rename, folder fsync); then the new segments are moved into place, the old
+// ones removed and the marker deleted, steps that Open repeats if a crash
+// interrupts them. A crash before the marker leaves the old contents (Open removes
+// restore.tmp/). Writes wait while a restore runs; reads see the old contents until
+// it commits.
 func (e *Engine) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[engines.Row, error]) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
