@@ -157,9 +157,9 @@ type Engine interface {
 	Close() error
 }
 
-// CheckBatch verifies a batch against the rules of Apply (known ops, non-empty keys
-// and values within caps' limits, non-zero LSNs strictly increasing within the
-// batch) and returns an error wrapping ErrInvalidArgument that names the broken rule.
+// CheckBatch verifies a batch against the rules of Apply (known ops; non-empty keys
+// within caps' key limit; values, which may be empty, within its value limit;
+// non-zero LSNs strictly increasing within the batch) and returns an error wrapping ErrInvalidArgument that names the broken rule.
 func CheckBatch(caps Capabilities, batch []Mutation) error {
 	var last uint64
 	for i, m := range batch {

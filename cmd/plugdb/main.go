@@ -1,0 +1,79 @@
+// Command plugdb is plugdb's one binary: it hosts the database, serves the
+// bundled plugins (plugdb plugin serve KIND NAME), and checks plugins.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/plugdb/plugdb/core/loader"
+	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/engines/memory"
+	"github.com/plugdb/plugdb/engines/rowfile"
+)
+
+// bundledEngines are the engines this binary links and serves.
+func bundledEngines() map[string]engines.OpenFunc {
+	return map[string]engines.OpenFunc{
+		"rowfile": rowfile.Open,
+		"memory":  memory.Open,
+	}
+}
+
+// newLoader returns a loader that serves bundled plugins from this executable.
+func newLoader(log hclog.Logger) (*loader.Loader, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable: %w", err)
+	}
+	return &loader.Loader{Logger: log, Self: self, Engines: bundledEngines()}, nil
+}
+
+func newLogger(level string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "plugdb", Level: hclog.LevelFromString(level), Output: os.Stderr})
+}
+
+func rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "plugdb",
+		Short:         "plugdb: a distributed key-value database built from plugins",
+		Long:          "plugdb is a key-value database whose storage engines, partitioners and replicators are\nout-of-process plugins over gRPC (hashicorp/go-plugin).",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().String("log-level", "info", "log level: trace, debug, info, warn, error")
+	root.AddCommand(pluginCommand(), demoCommand())
+	return root
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := rootCommand().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "plugdb:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitError carries a specific exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	if e, ok := err.(*exitError); ok {
+		return e.code
+	}
+	return 2
+}
