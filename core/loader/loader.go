@@ -175,6 +175,9 @@ func explainStartError(kind plugins.Kind, path string, err error, stderr *tailBu
 		strings.Contains(msg, "plugin exited before we could connect"),
 		strings.Contains(msg, "timeout while waiting for plugin to start"):
 		first, _, _ := strings.Cut(msg, "\n") // go-plugin appends a long generic explanation
+		if strings.HasSuffix(first, ": ") {
+			first += "(it printed nothing)"
+		}
 		detail := ""
 		if tail := stderr.String(); tail != "" {
 			detail = "; its stderr: " + tail

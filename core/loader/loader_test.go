@@ -23,7 +23,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/engines/enginetest"
 	"github.com/plugdb/plugdb/engines/memory"
+	"github.com/plugdb/plugdb/engines/rowfile"
 	"github.com/plugdb/plugdb/plugins"
 )
 
@@ -32,7 +34,7 @@ import (
 // PLUGDB_TEST_ROLE picks a misbehaving plugin or a host to kill.
 func TestMain(m *testing.M) {
 	if len(os.Args) == 5 && os.Args[1] == "plugin" && os.Args[2] == "serve" {
-		plugins.Serve(plugins.ServeConfig{Engine: loggingMemory})
+		plugins.Serve(plugins.ServeConfig{Engine: bundled[os.Args[4]]})
 		os.Exit(0)
 	}
 	switch os.Getenv("PLUGDB_TEST_ROLE") {
@@ -67,6 +69,9 @@ func (otherKindPlugin) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.C
 	return nil, errors.New("host side not used")
 }
 
+// bundled are the engines the test binary serves as plugins.
+var bundled = map[string]engines.OpenFunc{"memory": loggingMemory, "rowfile": rowfile.Open}
+
 // loggingMemory is the memory engine, logging a line on open so tests can see
 // plugin logs arrive in the host's logger.
 func loggingMemory(ctx context.Context, opts engines.Options) (engines.Engine, error) {
@@ -87,7 +92,7 @@ func runHost() {
 }
 
 func testLoader(log hclog.Logger) *Loader {
-	return &Loader{Logger: log, Self: os.Args[0], Engines: map[string]engines.OpenFunc{"memory": loggingMemory}, StartTimeout: 5 * time.Second}
+	return &Loader{Logger: log, Self: os.Args[0], Engines: bundled, StartTimeout: 5 * time.Second}
 }
 
 // script writes an executable file that runs the test binary with env set.
@@ -166,7 +171,7 @@ func TestRefusesBadPlugins(t *testing.T) {
 		block Block
 		want  string
 	}{
-		{"unknown bundled", Block{Plugin: "nosuch"}, `engine.plugin "nosuch": no such bundled engine (bundled: memory)`},
+		{"unknown bundled", Block{Plugin: "nosuch"}, `engine.plugin "nosuch": no such bundled engine (bundled: memory, rowfile)`},
 		{"missing binary", Block{Plugin: "/no/such/plugin"}, `engine.plugin "/no/such/plugin": plugin binary not found`},
 		{"bad mode", Block{Plugin: "memory", Mode: "thread"}, `engine.mode "thread": allowed values are process, inprocess`},
 		{"not a plugin", Block{Plugin: notPlugin}, "is not a plugdb plugin (it did not complete the plugin handshake: Unrecognized remote plugin message: hello, I am not a plugin)"},
@@ -259,5 +264,36 @@ func TestPluginExitsWithHost(t *testing.T) {
 	if err := syscall.Kill(pid, 0); err == nil {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("plugin %d still running after its host was killed", pid)
+	}
+}
+
+// TestKitThroughPluginProcess runs the conformance kit against the bundled
+// engines through real plugin processes (the in-process runs are beside each
+// engine).
+func TestKitThroughPluginProcess(t *testing.T) {
+	l := testLoader(nil)
+	for _, tc := range []struct {
+		name   string
+		engine string
+		params map[string]string
+	}{
+		{"memory", "memory", nil},
+		{"rowfile-hash", "rowfile", map[string]string{"index": "hash"}},
+		{"rowfile-btree", "rowfile", map[string]string{"index": "btree"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			enginetest.Run(t, func(*testing.T) enginetest.Harness {
+				return enginetest.HarnessFunc(func(ctx context.Context, dir string, params map[string]string) (engines.Engine, error) {
+					opts := map[string]string{}
+					for k, v := range tc.params {
+						opts[k] = v
+					}
+					for k, v := range params {
+						opts[k] = v
+					}
+					return l.OpenEngine(ctx, Block{Plugin: tc.engine, Options: opts}, dir)
+				})
+			})
+		})
 	}
 }
