@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/plugdb
 PROTOS    := $(shell find proto -name '*.proto')
 GOTEST    ?= $(GO) test
-LINT_VERSION := v2.6.2
+LINT_VERSION := v2.15.0
 
 .PHONY: build run test test-deps lint proto bench clean
 
@@ -18,6 +18,8 @@ test-deps:
 	@./scripts/test-deps.sh
 
 test: test-deps build
+	./scripts/check-proto.sh
+	$(GO) vet ./...
 	$(GOTEST) -race -count=1 -timeout 30m ./...
 
 lint:
@@ -26,8 +28,7 @@ lint:
 
 # proto regenerates the checked-in Go code with protoc (Debian's protobuf-compiler)
 # and the protoc-gen-go / protoc-gen-go-grpc versions pinned in go.mod as tools.
-proto:
-	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler"; exit 1; }
+proto: test-deps
 	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	$(GO) build -o bin/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
 	protoc -I proto \

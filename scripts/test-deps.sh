@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what plugdb's tests need on a fresh Debian machine with Go:
+#   protoc (Debian's protobuf-compiler), to check the checked-in generated code.
+# Needs root for apt-get; elsewhere it says what to install and fails.
+set -euo pipefail
+
+need=()
+command -v go >/dev/null || { echo "test-deps: Go is missing: install Go 1.26+ from https://go.dev/dl" >&2; exit 1; }
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "test-deps: missing packages: ${need[*]}; install them (Debian: sudo apt-get install ${need[*]})" >&2
+  exit 1
+fi
+echo "test-deps: installing ${need[*]} with apt-get"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
