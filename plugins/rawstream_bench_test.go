@@ -1,0 +1,108 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/engines/memory"
+	enginev1 "github.com/plugdb/plugdb/proto/plugdb/engine/v1"
+)
+
+// The test binary doubles as a plugin: `plugins.test plugin serve engine memory`
+// serves the memory engine, for BenchmarkRawStream.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 5 && os.Args[1] == "plugin" && os.Args[2] == "serve" && os.Args[3] == "engine" && os.Args[4] == "memory" {
+		Serve(ServeConfig{Engine: memory.Open})
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startPluginProcess launches this test binary as a memory engine plugin and
+// returns its opened client.
+func startPluginProcess(b *testing.B) *EngineClient {
+	b.Helper()
+	client := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: EnginePluginSet(nil, nil),
+		Cmd:              exec.Command(os.Args[0], "plugin", "serve", "engine", "memory"),
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		Logger:           hclog.NewNullLogger(),
+		StartTimeout:     10 * time.Second,
+	})
+	b.Cleanup(client.Kill)
+	rpc, err := client.Client()
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := rpc.Dispense(string(KindEngine))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := raw.(*EngineClient)
+	if err := c.Open(context.Background(), engines.Options{Dir: b.TempDir()}); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// BenchmarkRawStream is the ceiling of one gRPC stream between two processes
+// carrying small messages: the engine's Calls stream opened directly, one
+// sender sending CallBatch messages of one Get each back to back (pipelined,
+// no waiting), one receiver counting the results. The plugin serves them as it
+// serves EngineClient's calls. Reports calls (= messages sent) per second.
+func BenchmarkRawStream(b *testing.B) {
+	c := startPluginProcess(b)
+	ctx := context.Background()
+	key := []byte("key:0123456789ab") // 16 bytes
+	value := make([]byte, 100)
+	if err := c.Apply(ctx, []engines.Mutation{{Op: engines.OpPut, Key: key, Value: value, LSN: 1}}); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("get", func(b *testing.B) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stream, err := c.rpc.Calls(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sendErr := make(chan error, 1)
+		b.ResetTimer()
+		go func() {
+			for i := range b.N {
+				call := &enginev1.Call{Id: uint64(i + 1), Call: &enginev1.Call_Get{Get: &enginev1.GetCall{Key: key}}}
+				if err := stream.Send(&enginev1.CallBatch{Calls: []*enginev1.Call{call}}); err != nil {
+					sendErr <- err
+					return
+				}
+			}
+			sendErr <- stream.CloseSend()
+		}()
+		got := 0
+		for got < b.N {
+			batch, err := stream.Recv()
+			if err != nil {
+				b.Fatalf("after %d of %d results: %v", got, b.N, err)
+			}
+			for _, r := range batch.GetResults() {
+				if r.GetError() != nil || len(r.GetRow().GetValue()) != len(value) {
+					b.Fatalf("result %d: %v", r.GetId(), r.GetError())
+				}
+			}
+			got += len(batch.GetResults())
+		}
+		b.StopTimer()
+		if err := <-sendErr; err != nil && !errors.Is(err, context.Canceled) {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+	})
+}
