@@ -175,7 +175,7 @@ func (e *Engine) compactSegment(ctx context.Context, s *segment) (err error) {
 	wrap := func(err error) error { return fmt.Errorf("rowfile: compact %s: %w", s.name(), err) }
 
 	w := bufio.NewWriterSize(out, 1<<20)
-	w.Write(hdr.encode())
+	_, _ = w.Write(hdr.encode()) // a bufio error resurfaces at Flush, which is checked
 	r := bufio.NewReaderSize(io.NewSectionReader(s.f, fileHeaderSize, size-fileHeaderSize), 1<<20)
 	var kept, dropped []movedRec
 	newSize := int64(fileHeaderSize)
