@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -130,6 +131,13 @@ func (s *muxStream) send() {
 			return
 		}
 		batch := &enginev1.CallBatch{Calls: []*enginev1.Call{p.call}}
+		if len(s.queue) == 0 {
+			// Yield once so that callers already runnable (typically those
+			// just handed their results) queue their next call and join this
+			// message: without it, under load, most messages carry one call and
+			// the per-message cost of the stream dominates.
+			runtime.Gosched()
+		}
 	more:
 		for len(batch.Calls) < maxCallsPerBatch {
 			select {

@@ -66,15 +66,18 @@ func (s *engineServer) Open(ctx context.Context, req *enginev1.OpenRequest) (*en
 	return &enginev1.OpenResponse{Capabilities: capsToProto(eng.Capabilities())}, nil
 }
 
-// Calls runs each received call in its own goroutine (so concurrent applies can
-// share one fsync) and sends the results back in batches from one sender.
+// Calls runs the calls of each received batch: each apply in its own goroutine
+// (so concurrent applies can share one fsync), the batch's gets one after the
+// other in one goroutine of the batch (a goroutine and a result message per get
+// would cost more than the get). A sender goroutine sends the results back,
+// coalescing those that are ready into one message.
 func (s *engineServer) Calls(stream enginev1.Engine_CallsServer) error {
 	eng, err := s.engine()
 	if err != nil {
 		return err
 	}
 	ctx := stream.Context()
-	results := make(chan *enginev1.Result, 1024)
+	results := make(chan []*enginev1.Result, 1024)
 	sendErr := make(chan error, 1)
 	go func() { sendErr <- sendResults(stream, results) }()
 
@@ -88,11 +91,27 @@ func (s *engineServer) Calls(stream enginev1.Engine_CallsServer) error {
 			}
 			break
 		}
+		var gets []*enginev1.Call
 		for _, c := range batch.GetCalls() {
+			if _, ok := c.GetCall().(*enginev1.Call_Get); ok {
+				gets = append(gets, c)
+				continue
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				results <- runCall(ctx, eng, c)
+				results <- []*enginev1.Result{runCall(ctx, eng, c)}
+			}()
+		}
+		if len(gets) > 0 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out := make([]*enginev1.Result, len(gets))
+				for i, c := range gets {
+					out[i] = runCall(ctx, eng, c)
+				}
+				results <- out
 			}()
 		}
 	}
@@ -105,21 +124,21 @@ func (s *engineServer) Calls(stream enginev1.Engine_CallsServer) error {
 }
 
 // sendResults sends results as they come, coalescing those already waiting.
-func sendResults(stream enginev1.Engine_CallsServer, results <-chan *enginev1.Result) error {
+func sendResults(stream enginev1.Engine_CallsServer, results <-chan []*enginev1.Result) error {
 	var failed error
-	for r := range results {
+	for rs := range results {
 		if failed != nil {
 			continue // drain so callers never block
 		}
-		batch := &enginev1.ResultBatch{Results: []*enginev1.Result{r}}
+		batch := &enginev1.ResultBatch{Results: rs}
 	more:
 		for len(batch.Results) < chunkRows {
 			select {
-			case r, ok := <-results:
+			case rs, ok := <-results:
 				if !ok {
 					break more
 				}
-				batch.Results = append(batch.Results, r)
+				batch.Results = append(batch.Results, rs...)
 			default:
 				break more
 			}
