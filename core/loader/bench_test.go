@@ -5,9 +5,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/plugdb/plugdb/engines"
 )
@@ -21,7 +25,9 @@ import (
 //
 // Each benchmark reports ops/s; throughput with 64 callers is what the shim's
 // call multiplexing is for, BenchmarkUnaryCall is the baseline of one unary
-// go-plugin call per operation.
+// go-plugin call per operation. Where /proc is readable they also report
+// cpu-ns/op, the CPU time of the host and plugin processes together per
+// operation, which stays comparable on a machine busy with other work.
 
 const (
 	benchPreload   = 100_000 // keys loaded before BenchmarkGet
@@ -85,11 +91,12 @@ func preload(b *testing.B, eng engines.Engine, keys [][]byte) {
 }
 
 // runCallers runs op b.N times in total over n goroutines (splitting b.N), each
-// with its own random source, and reports ops/s.
-func runCallers(b *testing.B, n int, op func(r *rand.Rand) error) {
+// with its own random source, and reports ops/s and cpu-ns/op.
+func runCallers(b *testing.B, eng engines.Engine, n int, op func(r *rand.Rand) error) {
 	b.Helper()
 	var failed atomic.Value
 	var wg sync.WaitGroup
+	cpu := startCPU(eng)
 	b.ResetTimer()
 	for g := range n {
 		count := b.N / n
@@ -114,6 +121,70 @@ func runCallers(b *testing.B, n int, op func(r *rand.Rand) error) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+	cpu.report(b, 1)
+}
+
+// cpuMeter measures the CPU time of this process and of eng's plugin process.
+type cpuMeter struct {
+	pids  []int
+	start time.Duration
+	ok    bool
+}
+
+// startCPU starts measuring the CPU time of this process, plus the plugin
+// process's when eng runs in one.
+func startCPU(eng engines.Engine) *cpuMeter {
+	m := &cpuMeter{pids: []int{os.Getpid()}}
+	if p, ok := eng.(*processEngine); ok {
+		m.pids = append(m.pids, p.PID())
+	}
+	m.start, m.ok = m.total()
+	return m
+}
+
+func (m *cpuMeter) total() (time.Duration, bool) {
+	var sum time.Duration
+	for _, pid := range m.pids {
+		d, ok := procCPU(pid)
+		if !ok {
+			return 0, false
+		}
+		sum += d
+	}
+	return sum, true
+}
+
+// report reports cpu-ns per operation, where an operation is perOp of b.N.
+func (m *cpuMeter) report(b *testing.B, perOp int) {
+	end, ok := m.total()
+	if !m.ok || !ok || b.N == 0 {
+		return
+	}
+	b.ReportMetric(float64((end-m.start).Nanoseconds())/float64(b.N*perOp), "cpu-ns/op")
+}
+
+// procCPU returns the user and system CPU time of process pid from
+// /proc/PID/stat (Linux; false elsewhere).
+func procCPU(pid int) (time.Duration, bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(data[i+1:])) // f[0] is field 3 (state); utime and stime are fields 14 and 15
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	const clockTicks = 100 // USER_HZ, 100 on every Linux architecture Go supports
+	return time.Duration(utime+stime) * time.Second / clockTicks, true
 }
 
 // BenchmarkGet: point gets of random preloaded keys, by 1 and 64 callers.
@@ -129,7 +200,7 @@ func BenchmarkGet(b *testing.B) {
 			preload(b, eng, keys)
 			for _, callers := range []int{1, 64} {
 				b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-					runCallers(b, callers, func(r *rand.Rand) error {
+					runCallers(b, eng, callers, func(r *rand.Rand) error {
 						k := keys[r.IntN(len(keys))]
 						row, err := eng.Get(ctx, k)
 						if err != nil {
@@ -159,6 +230,7 @@ func BenchmarkApplyBatch100(b *testing.B) {
 			}
 			batch := make([]engines.Mutation, benchBatch)
 			var lsn uint64
+			cpu := startCPU(eng)
 			b.ResetTimer()
 			for i := range b.N {
 				for j := range batch {
@@ -172,6 +244,7 @@ func BenchmarkApplyBatch100(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchBatch), "ns/row")
+			cpu.report(b, 1)
 		})
 	}
 }
@@ -183,7 +256,7 @@ func BenchmarkUnaryCall(b *testing.B) {
 	eng := openBenchEngine(b, ModeProcess)
 	for _, callers := range []int{64} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			runCallers(b, callers, func(*rand.Rand) error {
+			runCallers(b, eng, callers, func(*rand.Rand) error {
 				_, err := eng.AppliedLSN(ctx)
 				return err
 			})
