@@ -21,6 +21,8 @@ type callMux struct {
 	rpc    enginev1.EngineClient
 	nextID atomic.Uint64
 
+	live atomic.Pointer[muxStream] // the open stream, read without mu
+
 	mu     sync.Mutex
 	cur    *muxStream
 	closed bool
@@ -30,24 +32,30 @@ type callMux struct {
 type muxStream struct {
 	stream enginev1.Engine_CallsClient
 	cancel context.CancelFunc
-	queue  chan *pendingCall
+	queue  chan *enginev1.Call
 	done   chan struct{} // closed when the stream broke
 	err    error         // why; set before done is closed
 
 	mu      sync.Mutex
-	pending map[uint64]*pendingCall
+	pending map[uint64]chan *enginev1.Result // by call id; each buffered for one result
 	once    sync.Once
 }
 
-type pendingCall struct {
-	call   *enginev1.Call
-	result chan *enginev1.Result
-}
+// resultChans recycles the channels of calls whose result was taken: such a
+// channel is in no pending map and empty.
+var resultChans = sync.Pool{New: func() any { return make(chan *enginev1.Result, 1) }}
 
 func newCallMux(rpc enginev1.EngineClient) *callMux { return &callMux{rpc: rpc} }
 
 // stream returns the open stream, opening a new one when there is none.
 func (m *callMux) stream() (*muxStream, error) {
+	if s := m.live.Load(); s != nil {
+		select {
+		case <-s.done:
+		default:
+			return s, nil
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -69,13 +77,14 @@ func (m *callMux) stream() (*muxStream, error) {
 	s := &muxStream{
 		stream:  stream,
 		cancel:  cancel,
-		queue:   make(chan *pendingCall, maxCallsPerBatch),
+		queue:   make(chan *enginev1.Call, maxCallsPerBatch),
 		done:    make(chan struct{}),
-		pending: make(map[uint64]*pendingCall),
+		pending: make(map[uint64]chan *enginev1.Result),
 	}
 	go s.send()
 	go s.receive()
 	m.cur = s
+	m.live.Store(s)
 	return s, nil
 }
 
@@ -86,13 +95,13 @@ func (m *callMux) do(ctx context.Context, call *enginev1.Call) (*enginev1.Result
 		return nil, err
 	}
 	call.Id = m.nextID.Add(1)
-	p := &pendingCall{call: call, result: make(chan *enginev1.Result, 1)}
+	result := resultChans.Get().(chan *enginev1.Result)
 	s.mu.Lock()
-	s.pending[call.Id] = p
+	s.pending[call.Id] = result
 	s.mu.Unlock()
 
 	select {
-	case s.queue <- p:
+	case s.queue <- call:
 	case <-s.done:
 		return nil, s.err
 	case <-ctx.Done():
@@ -100,11 +109,12 @@ func (m *callMux) do(ctx context.Context, call *enginev1.Call) (*enginev1.Result
 		return nil, ctx.Err()
 	}
 	select {
-	case r := <-p.result:
+	case r := <-result:
+		resultChans.Put(result) // receive dropped it from pending before sending r
 		return r, resultError(r)
 	case <-s.done:
 		select { // a result may have arrived just before the break
-		case r := <-p.result:
+		case r := <-result:
 			return r, resultError(r)
 		default:
 			return nil, s.err
@@ -124,13 +134,13 @@ func (s *muxStream) forget(id uint64) {
 // send packs every waiting call into one message.
 func (s *muxStream) send() {
 	for {
-		var p *pendingCall
+		var call *enginev1.Call
 		select {
-		case p = <-s.queue:
+		case call = <-s.queue:
 		case <-s.done:
 			return
 		}
-		batch := &enginev1.CallBatch{Calls: []*enginev1.Call{p.call}}
+		batch := &enginev1.CallBatch{Calls: []*enginev1.Call{call}}
 		if len(s.queue) == 0 {
 			// Yield once so that callers already runnable (typically those
 			// just handed their results) queue their next call and join this
@@ -141,8 +151,8 @@ func (s *muxStream) send() {
 	more:
 		for len(batch.Calls) < maxCallsPerBatch {
 			select {
-			case p = <-s.queue:
-				batch.Calls = append(batch.Calls, p.call)
+			case call = <-s.queue:
+				batch.Calls = append(batch.Calls, call)
 			default:
 				break more
 			}
@@ -154,22 +164,32 @@ func (s *muxStream) send() {
 	}
 }
 
-// receive hands each result to its caller.
+// receive hands each result to its caller (outside the lock callers take).
 func (s *muxStream) receive() {
+	var to []chan *enginev1.Result
 	for {
 		batch, err := s.stream.Recv()
 		if err != nil {
 			s.fail(err)
 			return
 		}
+		results := batch.GetResults()
+		to = to[:0]
 		s.mu.Lock()
-		for _, r := range batch.GetResults() {
-			if p, ok := s.pending[r.GetId()]; ok {
+		for _, r := range results {
+			ch, ok := s.pending[r.GetId()]
+			if ok {
 				delete(s.pending, r.GetId())
-				p.result <- r
 			}
+			to = append(to, ch) // nil for a call its caller gave up on
 		}
 		s.mu.Unlock()
+		for i, ch := range to {
+			if ch != nil {
+				ch <- results[i]
+			}
+		}
+		clear(to)
 	}
 }
 
