@@ -36,7 +36,7 @@ const (
 // crashRounds is the number of kills per sync mode.
 func crashRounds() int {
 	if raceEnabled {
-		return 4
+		return 5
 	}
 	return 8
 }
@@ -296,6 +296,52 @@ func testCrashMode(t *testing.T, mode string) {
 	}
 	if applied < maxAcked {
 		t.Errorf("applied lsn %d after reopen, below the highest acknowledged lsn %d", applied, maxAcked)
+	}
+}
+
+// TestCallOnRestartedPluginNamesIt: a call that started on a plugin process the
+// loader has since replaced (another caller saw the crash and restarted it) meets
+// the closed connection, which gRPC reports as "the client connection is
+// closing" with code Canceled. It must still fail naming the plugin, and must
+// not read as the caller's own cancellation.
+func TestCallOnRestartedPluginNamesIt(t *testing.T) {
+	ctx := context.Background()
+	eng, err := testLoader(nil).OpenEngine(ctx, Block{Plugin: "memory"}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	pe := eng.(*processEngine)
+	old, gen, err := pe.current() // what a call in flight holds
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pe.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !pe.replaced(gen) && time.Now().Before(deadline) {
+		pe.Stats(ctx) // another caller notices the crash; the plugin is restarted
+	}
+	if !pe.replaced(gen) {
+		t.Fatal("plugin not restarted")
+	}
+	raw := old.Apply(ctx, []engines.Mutation{{Op: engines.OpPut, Key: []byte("k"), Value: []byte("v"), LSN: 1}})
+	if raw == nil {
+		t.Fatal("apply on the killed plugin's client succeeded")
+	}
+	got := pe.check(ctx, "apply", gen, raw)
+	if !strings.Contains(got.Error(), "engine plugin memory failed during apply") {
+		t.Errorf("call on the replaced plugin failed with %q (raw %q), want an error naming the plugin", got, raw)
+	}
+	if errors.Is(got, context.Canceled) {
+		t.Errorf("call on the replaced plugin reads as cancelled by the caller: %v", got)
+	}
+	// The caller's own cancellation stays what it is.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if got := pe.check(cctx, "apply", gen, context.Canceled); got != context.Canceled {
+		t.Errorf("caller's cancellation came back as %v", got)
 	}
 }
 
