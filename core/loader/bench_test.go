@@ -249,12 +249,13 @@ func BenchmarkApplyBatch100(b *testing.B) {
 	}
 }
 
-// BenchmarkUnaryCall: 64 callers each making plain unary go-plugin calls
-// (AppliedLSN) to the plugin: the rate of one unary call per operation.
+// BenchmarkUnaryCall: callers making plain unary go-plugin calls (AppliedLSN)
+// to the plugin: with 1 caller the latency of one unary call, with 64 the rate
+// of one unary call per operation.
 func BenchmarkUnaryCall(b *testing.B) {
 	ctx := context.Background()
 	eng := openBenchEngine(b, ModeProcess)
-	for _, callers := range []int{64} {
+	for _, callers := range []int{1, 64} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
 			runCallers(b, eng, callers, func(*rand.Rand) error {
 				_, err := eng.AppliedLSN(ctx)
