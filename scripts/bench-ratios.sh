@@ -10,23 +10,30 @@
 # BENCHTIME (default 2s) and COUNT (default 1) are passed to go test; with COUNT > 1
 # the ratios use the mean of each benchmark's runs.
 #
+# Given a file, it prints the ratios of the `go test -bench` output in it instead
+# of running anything (e.g. of `go test -run '^$' -bench . ./core/loader ./plugins`).
+#
 #   scripts/bench-ratios.sh
 #   BENCHTIME=5s scripts/bench-ratios.sh
+#   scripts/bench-ratios.sh bench-output.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-benchtime=${BENCHTIME:-2s}
-count=${COUNT:-1}
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-
-cmd=(go test -run '^$' -bench '^(BenchmarkGet|BenchmarkApplyBatch100|BenchmarkUnaryCall|BenchmarkRawStream)$'
-	-benchtime "$benchtime" -count "$count" ./core/loader ./plugins)
-echo "# ${cmd[*]}"
-"${cmd[@]}" | tee "$out" | grep -E '^(Benchmark|ok|FAIL|---)' || true
-if grep -qE '^(FAIL|--- FAIL)' "$out"; then
-	echo "bench-ratios: a benchmark failed" >&2
-	exit 1
+if [ $# -gt 0 ]; then
+	out=$1
+else
+	benchtime=${BENCHTIME:-2s}
+	count=${COUNT:-1}
+	out=$(mktemp)
+	trap 'rm -f "$out"' EXIT
+	cmd=(go test -run '^$' -bench '^(BenchmarkGet|BenchmarkApplyBatch100|BenchmarkUnaryCall|BenchmarkRawStream)$'
+		-benchtime "$benchtime" -count "$count" ./core/loader ./plugins)
+	echo "# ${cmd[*]}"
+	"${cmd[@]}" | tee "$out" | grep -E '^(Benchmark|ok|FAIL|---)' || true
+	if grep -qE '^(FAIL|--- FAIL)' "$out"; then
+		echo "bench-ratios: a benchmark failed" >&2
+		exit 1
+	fi
 fi
 
 awk '
