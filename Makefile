@@ -29,12 +29,7 @@ lint:
 # proto regenerates the checked-in Go code with protoc (Debian's protobuf-compiler)
 # and the protoc-gen-go / protoc-gen-go-grpc versions pinned in go.mod as tools.
 proto: test-deps
-	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
-	$(GO) build -o bin/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
-	protoc -I proto \
-	  --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=proto --go_opt=paths=source_relative \
-	  --plugin=protoc-gen-go-grpc=bin/protoc-gen-go-grpc --go-grpc_out=proto --go-grpc_opt=paths=source_relative \
-	  $(PROTOS)
+	./scripts/gen-proto.sh proto
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
