@@ -3,7 +3,8 @@
 #
 #   64 concurrent gets through the plugin vs 64 callers making one plain unary
 #   go-plugin call each (target >= 5x), and vs the raw stream ceiling (target >= 1/3);
-#   an Apply of 100 puts through the plugin vs in process (target <= 2x);
+#   an Apply of 100 puts through the plugin vs in process (target <= 2x), with
+#   rowfile's sync none and with its default sync batch (an fsync per Apply);
 #   a get by 1 caller through the plugin vs in process (reported only).
 #
 # All figures come from one run (the machine's load at that moment applies to all).
@@ -26,7 +27,7 @@ else
 	count=${COUNT:-1}
 	out=$(mktemp)
 	trap 'rm -f "$out"' EXIT
-	cmd=(go test -run '^$' -bench '^(BenchmarkGet|BenchmarkApplyBatch100|BenchmarkUnaryCall|BenchmarkRawStream)$'
+	cmd=(go test -run '^$' -bench '^(BenchmarkGet|BenchmarkApplyBatch100|BenchmarkApplyBatch100SyncBatch|BenchmarkUnaryCall|BenchmarkRawStream)$'
 		-benchtime "$benchtime" -count "$count" ./core/loader ./plugins)
 	echo "# ${cmd[*]}"
 	"${cmd[@]}" | tee "$out" | grep -E '^(Benchmark|ok|FAIL|---)' || true
@@ -63,6 +64,8 @@ END {
 	raw = get("BenchmarkRawStream/get", "ops/s")
 	applyP = get("BenchmarkApplyBatch100/plugin", "ns/op")
 	applyI = get("BenchmarkApplyBatch100/inprocess", "ns/op")
+	applySP = get("BenchmarkApplyBatch100SyncBatch/plugin", "ns/op")
+	applySI = get("BenchmarkApplyBatch100SyncBatch/inprocess", "ns/op")
 	get1P = get("BenchmarkGet/plugin/callers=1", "ns/op")
 	get1I = get("BenchmarkGet/inprocess/callers=1", "ns/op")
 	if (missing) exit 1
@@ -71,13 +74,15 @@ END {
 	printf "64 getters through the plugin     %9.0f gets/s\n", get64
 	printf "64 callers of a unary plugin call %9.0f calls/s\n", unary
 	printf "raw stream ceiling                %9.0f calls/s (one get per message, pipelined)\n", raw
-	printf "apply of 100 puts                 %9.1f us in process, %.1f us through the plugin\n", applyI / 1000, applyP / 1000
+	printf "apply of 100 puts, sync none      %9.1f us in process, %.1f us through the plugin\n", applyI / 1000, applyP / 1000
+	printf "apply of 100 puts, sync batch     %9.1f us in process, %.1f us through the plugin\n", applySI / 1000, applySP / 1000
 	printf "get by 1 caller                   %9.1f us in process, %.1f us through the plugin\n", get1I / 1000, get1P / 1000
 	print ""
 	printf "%-58s %8s   %-8s\n", "ratio", "value", "target"
 	line("64 plugin getters / 64 unary callers", get64 / unary, ">= 5", get64 / unary >= 5)
 	line("64 plugin getters / raw stream ceiling", get64 / raw, ">= 0.33", get64 / raw >= 1 / 3)
-	line("apply of 100 through the plugin / in process (time)", applyP / applyI, "<= 2", applyP / applyI <= 2)
+	line("apply of 100 through the plugin / in process, sync none", applyP / applyI, "<= 2", applyP / applyI <= 2)
+	line("apply of 100 through the plugin / in process, sync batch", applySP / applySI, "<= 2", applySP / applySI <= 2)
 	line("get by 1 caller through the plugin / in process (time)", get1P / get1I, "-", "")
 }
 ' "$out"

@@ -64,9 +64,14 @@ func benchKey(i uint64) []byte {
 
 // openBenchEngine opens rowfile with sync none in mode on a fresh folder.
 func openBenchEngine(b *testing.B, mode string) engines.Engine {
+	return openBenchEngineSync(b, mode, "none")
+}
+
+// openBenchEngineSync opens rowfile with sync mode syncMode in mode on a fresh folder.
+func openBenchEngineSync(b *testing.B, mode, syncMode string) engines.Engine {
 	b.Helper()
 	eng, err := testLoader(nil).OpenEngine(context.Background(),
-		Block{Plugin: "rowfile", Mode: mode, Options: map[string]string{"sync": "none", "index": "hash"}}, b.TempDir())
+		Block{Plugin: "rowfile", Mode: mode, Options: map[string]string{"sync": syncMode, "index": "hash"}}, b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -219,11 +224,18 @@ func BenchmarkGet(b *testing.B) {
 
 // BenchmarkApplyBatch100: one Apply of 100 puts per op (sync none), one caller,
 // over a key space of benchPreload keys, so the index stays the same size.
-func BenchmarkApplyBatch100(b *testing.B) {
+func BenchmarkApplyBatch100(b *testing.B) { benchApplyBatch100(b, "none") }
+
+// BenchmarkApplyBatch100SyncBatch: BenchmarkApplyBatch100 with rowfile's
+// default, durable sync mode (batch: one fsync per group commit), so each Apply
+// waits for an fsync in both modes.
+func BenchmarkApplyBatch100SyncBatch(b *testing.B) { benchApplyBatch100(b, "batch") }
+
+func benchApplyBatch100(b *testing.B, syncMode string) {
 	ctx := context.Background()
 	for _, mode := range benchModes {
 		b.Run(benchModeName(mode), func(b *testing.B) {
-			eng := openBenchEngine(b, mode)
+			eng := openBenchEngineSync(b, mode, syncMode)
 			keys := make([][]byte, benchPreload)
 			for i := range keys {
 				keys[i] = benchKey(uint64(i))
