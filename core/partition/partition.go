@@ -1,0 +1,257 @@
+// Package partition is one partition's write path on a node: it orders writes,
+// assigns their LSNs, checks create/update conditions, and applies concurrent
+// writers' batches to the engine as one group (host-level group commit), so the
+// engine sees gap-free LSNs in order.
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+
+	"github.com/plugdb/plugdb/engines"
+)
+
+// ErrAlreadyExists: a create found the key.
+var ErrAlreadyExists = errors.New("already exists")
+
+// Cond is a write's precondition.
+type Cond uint8
+
+const (
+	// Always writes unconditionally (put, delete of a key that may be missing).
+	Always Cond = iota
+	// MustNotExist fails the write with ErrAlreadyExists if the key exists (create).
+	MustNotExist
+	// MustExist fails the write with engines.ErrNotFound if the key is missing (update, delete).
+	MustExist
+)
+
+// Write is one put or delete with its condition.
+type Write struct {
+	Op    engines.Op
+	Key   []byte
+	Value []byte
+	Cond  Cond
+}
+
+// maxGroup bounds how many requests one engine batch carries.
+const maxGroup = 512
+
+// Partition is one partition's local replica.
+type Partition struct {
+	id   int
+	eng  engines.Engine
+	caps engines.Capabilities
+	reqs chan *request
+	stop chan struct{}
+	done chan struct{}
+
+	mu     sync.RWMutex // guards closed; held shared while queueing a write
+	closed bool
+	lsn    uint64 // last assigned; only the writer loop touches it
+}
+
+type request struct {
+	ctx    context.Context
+	writes []Write
+	lsns   []uint64
+	err    error
+	done   chan struct{}
+}
+
+// Open starts a partition over an open engine; it resumes after the engine's
+// applied LSN.
+func Open(ctx context.Context, id int, eng engines.Engine) (*Partition, error) {
+	lsn, err := eng.AppliedLSN(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: read applied lsn: %w", id, err)
+	}
+	p := &Partition{id: id, eng: eng, caps: eng.Capabilities(), lsn: lsn,
+		reqs: make(chan *request, maxGroup), stop: make(chan struct{}), done: make(chan struct{})}
+	go p.writeLoop()
+	return p, nil
+}
+
+// ID is the partition's number.
+func (p *Partition) ID() int { return p.id }
+
+// Engine is the partition's engine.
+func (p *Partition) Engine() engines.Engine { return p.eng }
+
+// Get reads a key.
+func (p *Partition) Get(ctx context.Context, key []byte) (engines.Row, error) {
+	if err := engines.CheckKey(p.caps, key); err != nil {
+		return engines.Row{}, err
+	}
+	return p.eng.Get(ctx, key)
+}
+
+// Scan reads a range in key order.
+func (p *Partition) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
+	return p.eng.Scan(ctx, r)
+}
+
+// Write applies writes atomically and returns their LSNs, once durable per the
+// engine's sync mode. A failed condition fails the whole call and writes nothing.
+func (p *Partition) Write(ctx context.Context, writes []Write) ([]uint64, error) {
+	if len(writes) == 0 {
+		return nil, nil
+	}
+	check := make([]engines.Mutation, len(writes))
+	for i, w := range writes {
+		check[i] = engines.Mutation{Op: w.Op, Key: w.Key, Value: w.Value, LSN: uint64(i + 1)}
+	}
+	if err := engines.CheckBatch(p.caps, check); err != nil {
+		return nil, err
+	}
+	r := &request{ctx: ctx, writes: writes, done: make(chan struct{})}
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return nil, fmt.Errorf("partition %d: %w", p.id, engines.ErrClosed)
+	}
+	select {
+	case p.reqs <- r:
+		p.mu.RUnlock()
+	case <-ctx.Done():
+		p.mu.RUnlock()
+		return nil, ctx.Err()
+	}
+	// Once queued, the write may be applied: wait for its outcome even if ctx
+	// ends, so the caller never mistakes an applied write for a failed one.
+	<-r.done
+	return r.lsns, r.err
+}
+
+// writeLoop takes every waiting request, checks conditions, assigns LSNs and
+// applies them as one engine batch.
+func (p *Partition) writeLoop() {
+	defer close(p.done)
+	for {
+		var group []*request
+		select {
+		case r := <-p.reqs:
+			group = append(group, r)
+		case <-p.stop:
+			return
+		}
+	more:
+		for len(group) < maxGroup {
+			select {
+			case r := <-p.reqs:
+				group = append(group, r)
+			default:
+				break more
+			}
+		}
+		p.applyGroup(group)
+	}
+}
+
+func (p *Partition) applyGroup(group []*request) {
+	var batch []engines.Mutation
+	var members []*request
+	exists := map[string]bool{} // keys written earlier in this group
+	lsn := p.lsn
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			close(r.done)
+			continue
+		}
+		if err := p.checkConds(r, exists); err != nil {
+			r.err = err
+			close(r.done)
+			continue
+		}
+		r.lsns = make([]uint64, len(r.writes))
+		for i, w := range r.writes {
+			lsn++
+			r.lsns[i] = lsn
+			batch = append(batch, engines.Mutation{Op: w.Op, Key: w.Key, Value: w.Value, LSN: lsn})
+			exists[string(w.Key)] = w.Op == engines.OpPut
+		}
+		members = append(members, r)
+	}
+	if len(members) == 0 {
+		return
+	}
+	err := p.eng.Apply(context.Background(), batch)
+	if err == nil {
+		p.lsn = lsn
+	} else {
+		err = fmt.Errorf("partition %d: apply: %w", p.id, err)
+	}
+	for _, r := range members {
+		if err != nil {
+			r.lsns, r.err = nil, err
+		}
+		close(r.done)
+	}
+}
+
+// checkConds evaluates r's conditions against the group so far, then the engine.
+func (p *Partition) checkConds(r *request, exists map[string]bool) error {
+	seen := map[string]bool{}
+	for _, w := range r.writes {
+		if w.Cond == Always {
+			seen[string(w.Key)] = w.Op == engines.OpPut
+			continue
+		}
+		present, ok := seen[string(w.Key)]
+		if !ok {
+			present, ok = exists[string(w.Key)]
+		}
+		if !ok {
+			_, err := p.eng.Get(r.ctx, w.Key)
+			switch {
+			case err == nil:
+				present = true
+			case errors.Is(err, engines.ErrNotFound):
+				present = false
+			default:
+				return fmt.Errorf("partition %d: check %q: %w", p.id, w.Key, err)
+			}
+		}
+		if w.Cond == MustNotExist && present {
+			return fmt.Errorf("key %q: %w", w.Key, ErrAlreadyExists)
+		}
+		if w.Cond == MustExist && !present {
+			return fmt.Errorf("key %q: %w", w.Key, engines.ErrNotFound)
+		}
+		seen[string(w.Key)] = w.Op == engines.OpPut
+	}
+	return nil
+}
+
+// AppliedLSN is the engine's applied LSN.
+func (p *Partition) AppliedLSN(ctx context.Context) (uint64, error) { return p.eng.AppliedLSN(ctx) }
+
+// Stats are the engine's stats.
+func (p *Partition) Stats(ctx context.Context) (engines.Stats, error) { return p.eng.Stats(ctx) }
+
+// Close stops taking writes, finishes the group in flight and closes the engine.
+func (p *Partition) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	close(p.stop)
+	<-p.done
+	// Fail writes that were queued but not taken.
+	for {
+		select {
+		case r := <-p.reqs:
+			r.err = fmt.Errorf("partition %d: %w", p.id, engines.ErrClosed)
+			close(r.done)
+		default:
+			return p.eng.Close()
+		}
+	}
+}
