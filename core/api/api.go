@@ -1,0 +1,288 @@
+// Package api serves plugdb's public gRPC API (plugdb.v1.KV) from a Backend:
+// the local partitions of `plugdb dev` now, the cluster's nodes later.
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/plugdb/plugdb/core/partition"
+	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/plugins"
+	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+)
+
+// Backend is what the API serves from.
+type Backend interface {
+	// Partitions is the number of partitions.
+	Partitions() int
+	// Locate maps a key to its partition.
+	Locate(key []byte) int
+	// Get reads key from partition p.
+	Get(ctx context.Context, p int, key []byte) (engines.Row, error)
+	// Write applies writes to partition p atomically and returns their LSNs.
+	Write(ctx context.Context, p int, writes []partition.Write) ([]uint64, error)
+	// Scan reads partition p's rows in r, in key order.
+	Scan(ctx context.Context, p int, r engines.ScanRange) iter.Seq2[engines.Row, error]
+	// Status describes the cluster.
+	Status(ctx context.Context) (*plugdbv1.StatusResponse, error)
+}
+
+// Server implements plugdbv1.KVServer over a Backend.
+type Server struct {
+	plugdbv1.UnimplementedKVServer
+	b Backend
+}
+
+// NewServer returns a server for b.
+func NewServer(b Backend) *Server { return &Server{b: b} }
+
+// Get returns a key's value.
+func (s *Server) Get(ctx context.Context, req *plugdbv1.GetRequest) (*plugdbv1.GetResponse, error) {
+	if err := checkKey(req.GetKey()); err != nil {
+		return nil, err
+	}
+	row, err := s.b.Get(ctx, s.b.Locate(req.GetKey()), req.GetKey())
+	if err != nil {
+		return nil, toStatus(err, req.GetKey())
+	}
+	return &plugdbv1.GetResponse{Key: row.Key, Value: row.Value, Lsn: row.LSN}, nil
+}
+
+// Put stores a value.
+func (s *Server) Put(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.Always})
+}
+
+// Create stores a value only if the key does not exist.
+func (s *Server) Create(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustNotExist})
+}
+
+// Update replaces a value only if the key exists.
+func (s *Server) Update(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustExist})
+}
+
+// Delete removes an existing key.
+func (s *Server) Delete(ctx context.Context, req *plugdbv1.DeleteRequest) (*plugdbv1.WriteResponse, error) {
+	return s.write(ctx, partition.Write{Op: engines.OpDelete, Key: req.GetKey(), Cond: partition.MustExist})
+}
+
+func (s *Server) write(ctx context.Context, w partition.Write) (*plugdbv1.WriteResponse, error) {
+	if err := checkKey(w.Key); err != nil {
+		return nil, err
+	}
+	p := s.b.Locate(w.Key)
+	lsns, err := s.b.Write(ctx, p, []partition.Write{w})
+	if err != nil {
+		return nil, toStatus(err, w.Key)
+	}
+	return &plugdbv1.WriteResponse{Lsn: lsns[0], Partition: uint32(p)}, nil
+}
+
+// Batch applies ops, each partition's share atomically and the shares in parallel.
+func (s *Server) Batch(ctx context.Context, req *plugdbv1.BatchRequest) (*plugdbv1.BatchResponse, error) {
+	byPart := map[int][]int{} // partition -> op indexes
+	for i, op := range req.GetOps() {
+		if err := checkKey(op.GetKey()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "ops[%d]: %s", i, status.Convert(err).Message())
+		}
+		if op.GetOp() != plugdbv1.BatchOp_OP_PUT && op.GetOp() != plugdbv1.BatchOp_OP_DELETE {
+			return nil, status.Errorf(codes.InvalidArgument, "ops[%d]: op %v: allowed ops are put, delete", i, op.GetOp())
+		}
+		p := s.b.Locate(op.GetKey())
+		byPart[p] = append(byPart[p], i)
+	}
+	lsns := make([]uint64, len(req.GetOps()))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for p, idx := range byPart {
+		writes := make([]partition.Write, len(idx))
+		for j, i := range idx {
+			op := req.GetOps()[i]
+			writes[j] = partition.Write{Op: engines.OpPut, Key: op.GetKey(), Value: op.GetValue()}
+			if op.GetOp() == plugdbv1.BatchOp_OP_DELETE {
+				writes[j] = partition.Write{Op: engines.OpDelete, Key: op.GetKey()}
+			}
+		}
+		wg.Go(func() {
+			got, err := s.b.Write(ctx, p, writes)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("partition %d: %w", p, err)
+				}
+				return
+			}
+			for j, i := range idx {
+				lsns[i] = got[j]
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, toStatus(firstErr, nil)
+	}
+	return &plugdbv1.BatchResponse{Lsns: lsns}, nil
+}
+
+// Scan streams the rows of the range from every partition, merged in key order.
+func (s *Server) Scan(req *plugdbv1.ScanRequest, stream plugdbv1.KV_ScanServer) error {
+	r := engines.ScanRange{Start: req.GetStart(), End: req.GetEnd(), Limit: int(req.GetLimit())}
+	if len(req.GetPrefix()) > 0 {
+		if len(r.Start) > 0 || len(r.End) > 0 {
+			return status.Error(codes.InvalidArgument, "scan: give either prefix or start/end, not both")
+		}
+		r.Start, r.End = req.GetPrefix(), prefixEnd(req.GetPrefix())
+	}
+	if len(r.End) > 0 && bytes.Compare(r.Start, r.End) >= 0 {
+		return status.Errorf(codes.InvalidArgument, "scan: start %q must be below end %q", r.Start, r.End)
+	}
+	if r.Limit < 0 {
+		return status.Errorf(codes.InvalidArgument, "scan: limit %d: allowed values are 0 (no limit) or more", r.Limit)
+	}
+	ctx := stream.Context()
+	parts := make([]iter.Seq2[engines.Row, error], s.b.Partitions())
+	for p := range parts {
+		parts[p] = s.b.Scan(ctx, p, r)
+	}
+	n := 0
+	for row, err := range Merge(parts) {
+		if err != nil {
+			return toStatus(err, nil)
+		}
+		if err := stream.Send(&plugdbv1.KeyValue{Key: row.Key, Value: row.Value, Lsn: row.LSN}); err != nil {
+			return err
+		}
+		if n++; r.Limit > 0 && n >= r.Limit {
+			return nil
+		}
+	}
+	return nil
+}
+
+// Status describes the cluster.
+func (s *Server) Status(ctx context.Context, _ *plugdbv1.StatusRequest) (*plugdbv1.StatusResponse, error) {
+	st, err := s.b.Status(ctx)
+	if err != nil {
+		return nil, toStatus(err, nil)
+	}
+	return st, nil
+}
+
+// Merge merges sequences that are each in key order into one in key order.
+func Merge(seqs []iter.Seq2[engines.Row, error]) iter.Seq2[engines.Row, error] {
+	return func(yield func(engines.Row, error) bool) {
+		type head struct {
+			next func() (engines.Row, error, bool)
+			row  engines.Row
+			ok   bool
+		}
+		heads := make([]*head, len(seqs))
+		for i, s := range seqs {
+			next, stop := iter.Pull2(s)
+			defer stop()
+			h := &head{next: next}
+			var err error
+			h.row, err, h.ok = next()
+			if err != nil {
+				yield(engines.Row{}, err)
+				return
+			}
+			heads[i] = h
+		}
+		for {
+			var min *head
+			for _, h := range heads {
+				if h.ok && (min == nil || bytes.Compare(h.row.Key, min.row.Key) < 0) {
+					min = h
+				}
+			}
+			if min == nil {
+				return
+			}
+			if !yield(min.row, nil) {
+				return
+			}
+			var err error
+			min.row, err, min.ok = min.next()
+			if err != nil {
+				yield(engines.Row{}, err)
+				return
+			}
+		}
+	}
+}
+
+// prefixEnd returns the smallest key above every key with prefix p, or nil.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func checkKey(key []byte) error {
+	if len(key) == 0 {
+		return status.Error(codes.InvalidArgument, "key is empty: keys are 1 or more bytes")
+	}
+	return nil
+}
+
+// RetryAfter is the retry hint sent with Unavailable.
+const RetryAfter = time.Second
+
+// toStatus maps a backend error to the gRPC status a client sees. A user's
+// mistake is never Unknown or Internal.
+func toStatus(err error, key []byte) error {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, engines.ErrNotFound):
+		if key != nil {
+			return status.Errorf(codes.NotFound, "not found: %s", key)
+		}
+		return status.Error(codes.NotFound, msg)
+	case errors.Is(err, partition.ErrAlreadyExists):
+		return status.Errorf(codes.AlreadyExists, "already exists: %s", key)
+	case errors.Is(err, engines.ErrInvalidArgument):
+		return status.Error(codes.InvalidArgument, msg)
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, msg)
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, msg)
+	case errors.Is(err, engines.ErrCorrupt):
+		return status.Error(codes.DataLoss, msg)
+	case errors.Is(err, engines.ErrClosed), plugins.IsTransport(err):
+		return unavailable(msg)
+	}
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		return status.Error(st.Code(), msg) // from a remote node: keep its code
+	}
+	return status.Error(codes.Internal, msg)
+}
+
+// unavailable is Unavailable with a RetryInfo detail.
+func unavailable(msg string) error {
+	st := status.New(codes.Unavailable, fmt.Sprintf("partition not ready: %s; retry in %v", msg, RetryAfter))
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(RetryAfter)}); err == nil {
+		st = d
+	}
+	return st.Err()
+}

@@ -1,0 +1,111 @@
+// Package local is the Backend of `plugdb dev`: every partition in this process,
+// one replica each, each on its own engine (a plugin process or linked in).
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"path/filepath"
+
+	"github.com/plugdb/plugdb/core/loader"
+	"github.com/plugdb/plugdb/core/partition"
+	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/partitioners/hash"
+	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+)
+
+// Info describes the setup for Status.
+type Info struct {
+	Cluster     string
+	Addr        string // where clients reach this process
+	Engine      *plugdbv1.Plugin
+	Partitioner *plugdbv1.Plugin
+	Replicator  *plugdbv1.Plugin
+}
+
+// Backend serves partitions local to this process.
+type Backend struct {
+	info  Info
+	parts []*partition.Partition
+}
+
+// Open opens n partitions, each on an engine of block in dataDir/pN.
+func Open(ctx context.Context, l *loader.Loader, block loader.Block, dataDir string, n int, info Info) (*Backend, error) {
+	b := &Backend{info: info}
+	for p := 0; p < n; p++ {
+		dir := filepath.Join(dataDir, fmt.Sprintf("p%d", p))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("partition %d: %w", p, err)
+		}
+		eng, err := l.OpenEngine(ctx, block, dir)
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("partition %d: %w", p, err)
+		}
+		part, err := partition.Open(ctx, p, eng)
+		if err != nil {
+			eng.Close()
+			b.Close()
+			return nil, err
+		}
+		b.parts = append(b.parts, part)
+	}
+	return b, nil
+}
+
+// Partitions is the number of partitions.
+func (b *Backend) Partitions() int { return len(b.parts) }
+
+// Locate hashes key to its partition.
+func (b *Backend) Locate(key []byte) int { return hash.Locate(key, len(b.parts)) }
+
+// Get reads key from partition p.
+func (b *Backend) Get(ctx context.Context, p int, key []byte) (engines.Row, error) {
+	return b.parts[p].Get(ctx, key)
+}
+
+// Write applies writes to partition p.
+func (b *Backend) Write(ctx context.Context, p int, writes []partition.Write) ([]uint64, error) {
+	return b.parts[p].Write(ctx, writes)
+}
+
+// Scan reads partition p's range.
+func (b *Backend) Scan(ctx context.Context, p int, r engines.ScanRange) iter.Seq2[engines.Row, error] {
+	return b.parts[p].Scan(ctx, r)
+}
+
+// Status reports every partition as a single leader replica at epoch 1.
+func (b *Backend) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) {
+	resp := &plugdbv1.StatusResponse{Cluster: b.info.Cluster, Engine: b.info.Engine, Partitioner: b.info.Partitioner, Replicator: b.info.Replicator}
+	for _, part := range b.parts {
+		lsn, err := part.AppliedLSN(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("partition %d: %w", part.ID(), err)
+		}
+		st, err := part.Stats(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("partition %d: %w", part.ID(), err)
+		}
+		resp.Partitions = append(resp.Partitions, &plugdbv1.PartitionStatus{
+			Partition: uint32(part.ID()), Epoch: 1,
+			Replicas: []*plugdbv1.Replica{{
+				Partition: uint32(part.ID()), Addr: b.info.Addr, Role: "leader", Epoch: 1,
+				AppliedLsn: lsn, Keys: st.Keys, Bytes: st.BytesOnDisk,
+			}},
+		})
+	}
+	return resp, nil
+}
+
+// Close closes every partition and its engine (ending plugin processes).
+func (b *Backend) Close() error {
+	var errs []error
+	for _, p := range b.parts {
+		errs = append(errs, p.Close())
+	}
+	return errors.Join(errs...)
+}
