@@ -7,8 +7,6 @@ import (
 	"io"
 	"iter"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/plugdb/plugdb/engines"
 	enginev1 "github.com/plugdb/plugdb/proto/plugdb/engine/v1"
 )
@@ -41,16 +39,13 @@ func (c *EngineClient) Capabilities() engines.Capabilities { return c.caps }
 
 // Get fetches key through the shared call stream.
 func (c *EngineClient) Get(ctx context.Context, key []byte) (engines.Row, error) {
-	res, err := c.mux.do(ctx, &enginev1.Call{Call: &enginev1.Call_Get{Get: &enginev1.GetCall{Key: key}}})
-	if err != nil {
-		return engines.Row{}, err
-	}
-	return rowFromProto(res.GetRow()), nil
+	return c.mux.do(ctx, muxCall{key: key})
 }
 
-// Apply sends a batch through the shared call stream.
+// Apply sends a batch through the shared call stream, packed into one buffer.
 func (c *EngineClient) Apply(ctx context.Context, batch []engines.Mutation) error {
-	_, err := c.mux.do(ctx, &enginev1.Call{Call: &enginev1.Call_Apply{Apply: &enginev1.ApplyCall{Mutations: mutationsToProto(batch)}}})
+	packed := appendMutations(make([]byte, 0, mutationsSize(batch)), batch)
+	_, err := c.mux.do(ctx, muxCall{apply: true, mutations: packed})
 	return err
 }
 
@@ -172,12 +167,4 @@ func (c *EngineClient) Close() error {
 	}
 	_, err := c.rpc.Close(context.Background(), &enginev1.CloseRequest{})
 	return fromStatus(err)
-}
-
-// resultError turns a call's result into its error, if any.
-func resultError(r *enginev1.Result) error {
-	if r.GetError() == nil {
-		return nil
-	}
-	return fromCode(codes.Code(r.GetError().GetCode()), r.GetError().GetMessage())
 }

@@ -13,22 +13,6 @@ func capsFromProto(c *enginev1.Capabilities) engines.Capabilities {
 	return engines.Capabilities{Durable: c.GetDurable(), MaxKeySize: int(c.GetMaxKeySize()), MaxValueSize: int(c.GetMaxValueSize())}
 }
 
-func mutationsToProto(batch []engines.Mutation) []*enginev1.Mutation {
-	out := make([]*enginev1.Mutation, len(batch))
-	for i, m := range batch {
-		out[i] = &enginev1.Mutation{Op: enginev1.Op(m.Op), Key: m.Key, Value: m.Value, Lsn: m.LSN}
-	}
-	return out
-}
-
-func mutationsFromProto(ms []*enginev1.Mutation) []engines.Mutation {
-	out := make([]engines.Mutation, len(ms))
-	for i, m := range ms {
-		out[i] = engines.Mutation{Op: engines.Op(m.GetOp()), Key: m.GetKey(), Value: m.GetValue(), LSN: m.GetLsn()}
-	}
-	return out
-}
-
 func rowToProto(r engines.Row) *enginev1.Row {
 	return &enginev1.Row{Key: r.Key, Value: r.Value, Lsn: r.LSN}
 }

@@ -70,14 +70,16 @@ func (s *engineServer) Open(ctx context.Context, req *enginev1.OpenRequest) (*en
 // (so concurrent applies can share one fsync), the batch's gets one after the
 // other in one goroutine of the batch (a goroutine and a result message per get
 // would cost more than the get). A sender goroutine sends the results back,
-// coalescing those that are ready into one message.
+// coalescing those that are ready into one message. Keys and mutations are
+// sub-slices of the received message's blobs (packed.go), which are this
+// side's to keep.
 func (s *engineServer) Calls(stream enginev1.Engine_CallsServer) error {
 	eng, err := s.engine()
 	if err != nil {
 		return err
 	}
 	ctx := stream.Context()
-	results := make(chan []*enginev1.Result, 1024)
+	results := make(chan []callResult, 1024)
 	sendErr := make(chan error, 1)
 	go func() { sendErr <- sendResults(stream, results) }()
 
@@ -91,25 +93,45 @@ func (s *engineServer) Calls(stream enginev1.Engine_CallsServer) error {
 			}
 			break
 		}
-		var gets []*enginev1.Call
-		for _, c := range batch.GetCalls() {
-			if _, ok := c.GetCall().(*enginev1.Call_Get); ok {
-				gets = append(gets, c)
-				continue
-			}
+		if len(batch.GetGetIds()) == 0 && len(batch.GetApplies()) == 0 {
+			// Only a peer of another form sends this (the earlier per-call
+			// form decodes as an empty batch); it would wait forever.
+			recvErr = status.Error(codes.Unimplemented, "a call batch with no calls this plugin knows: host built with another plugdb version?")
+			break
+		}
+		for _, a := range batch.GetApplies() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				results <- []*enginev1.Result{runCall(ctx, eng, c)}
+				r := callResult{id: a.GetId()}
+				batch, err := decodeMutations(a.GetMutations())
+				if err == nil {
+					err = eng.Apply(ctx, batch)
+				}
+				r.setErr(err)
+				results <- []callResult{r}
 			}()
 		}
-		if len(gets) > 0 {
+		if ids := batch.GetGetIds(); len(ids) > 0 {
+			keys := batch.GetGetKeys()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				out := make([]*enginev1.Result, len(gets))
-				for i, c := range gets {
-					out[i] = runCall(ctx, eng, c)
+				out := make([]callResult, len(ids))
+				for i, id := range ids {
+					out[i].id = id
+					key, rest, err := readBytes(keys)
+					if err != nil {
+						out[i].setErr(err)
+						continue
+					}
+					keys = rest
+					row, err := eng.Get(ctx, key)
+					if err != nil {
+						out[i].setErr(err)
+						continue
+					}
+					out[i].row = row
 				}
 				results <- out
 			}()
@@ -123,51 +145,81 @@ func (s *engineServer) Calls(stream enginev1.Engine_CallsServer) error {
 	return recvErr
 }
 
+// callResult is the result of one call on the plugin side.
+type callResult struct {
+	id   uint64
+	code codes.Code
+	msg  string
+	row  engines.Row // a successful get's
+}
+
+// setErr records err (if not nil) as the call's status.
+func (r *callResult) setErr(err error) {
+	if err == nil {
+		return
+	}
+	st := status.Convert(toStatus(err))
+	r.code, r.msg = st.Code(), st.Message()
+}
+
 // sendResults sends results as they come, coalescing those already waiting.
-func sendResults(stream enginev1.Engine_CallsServer, results <-chan []*enginev1.Result) error {
+func sendResults(stream enginev1.Engine_CallsServer, results <-chan []callResult) error {
 	var failed error
-	for rs := range results {
+	var rs []callResult
+	for first := range results {
 		if failed != nil {
 			continue // drain so callers never block
 		}
-		batch := &enginev1.ResultBatch{Results: rs}
+		rs = append(rs[:0], first...)
 	more:
-		for len(batch.Results) < chunkRows {
+		for len(rs) < chunkRows {
 			select {
-			case rs, ok := <-results:
+			case more, ok := <-results:
 				if !ok {
 					break more
 				}
-				batch.Results = append(batch.Results, rs...)
+				rs = append(rs, more...)
 			default:
 				break more
 			}
 		}
-		failed = stream.Send(batch)
+		failed = stream.Send(packResults(rs))
+		clear(rs) // drop the rows
 	}
 	return failed
 }
 
-func runCall(ctx context.Context, eng engines.Engine, c *enginev1.Call) *enginev1.Result {
-	res := &enginev1.Result{Id: c.GetId()}
-	var err error
-	switch call := c.GetCall().(type) {
-	case *enginev1.Call_Get:
-		var row engines.Row
-		row, err = eng.Get(ctx, call.Get.GetKey())
-		if err == nil {
-			res.Row = rowToProto(row)
+// packResults packs rs into one message.
+func packResults(rs []callResult) *enginev1.ResultBatch {
+	size, failed := 0, 0
+	for _, r := range rs {
+		size += bytesSize(r.row.Key) + bytesSize(r.row.Value)
+		if r.code != codes.OK {
+			failed++
 		}
-	case *enginev1.Call_Apply:
-		err = eng.Apply(ctx, mutationsFromProto(call.Apply.GetMutations()))
-	default:
-		err = fmt.Errorf("call %d has no known operation (a newer host?): %w", c.GetId(), engines.ErrInvalidArgument)
 	}
-	if err != nil {
-		st := status.Convert(toStatus(err))
-		res.Error = &enginev1.Error{Code: uint32(st.Code()), Message: st.Message()}
+	batch := &enginev1.ResultBatch{
+		Ids:   make([]uint64, len(rs)),
+		Codes: make([]uint32, len(rs)),
+		Lsns:  make([]uint64, len(rs)),
+		Rows:  make([]byte, 0, size),
 	}
-	return res
+	if failed > 0 {
+		batch.Messages = make([]string, 0, failed)
+	}
+	for i, r := range rs {
+		batch.Ids[i] = r.id
+		if r.code != codes.OK {
+			batch.Codes[i] = uint32(r.code)
+			batch.Messages = append(batch.Messages, r.msg)
+			batch.Rows = append(batch.Rows, 0, 0) // no key, no value
+			continue
+		}
+		batch.Lsns[i] = r.row.LSN
+		batch.Rows = appendBytes(batch.Rows, r.row.Key)
+		batch.Rows = appendBytes(batch.Rows, r.row.Value)
+	}
+	return batch
 }
 
 func (s *engineServer) Scan(req *enginev1.ScanRequest, stream enginev1.Engine_ScanServer) error {

@@ -78,8 +78,8 @@ func BenchmarkRawStream(b *testing.B) {
 		b.ResetTimer()
 		go func() {
 			for i := range b.N {
-				call := &enginev1.Call{Id: uint64(i + 1), Call: &enginev1.Call_Get{Get: &enginev1.GetCall{Key: key}}}
-				if err := stream.Send(&enginev1.CallBatch{Calls: []*enginev1.Call{call}}); err != nil {
+				batch := &enginev1.CallBatch{GetIds: []uint64{uint64(i + 1)}, GetKeys: appendBytes(make([]byte, 0, 1+len(key)), key)}
+				if err := stream.Send(batch); err != nil {
 					sendErr <- err
 					return
 				}
@@ -92,12 +92,16 @@ func BenchmarkRawStream(b *testing.B) {
 			if err != nil {
 				b.Fatalf("after %d of %d results: %v", got, b.N, err)
 			}
-			for _, r := range batch.GetResults() {
-				if r.GetError() != nil || len(r.GetRow().GetValue()) != len(value) {
-					b.Fatalf("result %d: %v", r.GetId(), r.GetError())
+			ids, results, err := unpackResults(batch, nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i, r := range results {
+				if r.err != nil || len(r.row.Value) != len(value) {
+					b.Fatalf("result %d: %v", ids[i], r.err)
 				}
 			}
-			got += len(batch.GetResults())
+			got += len(results)
 		}
 		b.StopTimer()
 		if err := <-sendErr; err != nil && !errors.Is(err, context.Canceled) {

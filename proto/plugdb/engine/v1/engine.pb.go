@@ -25,55 +25,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-type Op int32
-
-const (
-	Op_OP_UNSPECIFIED Op = 0
-	Op_OP_PUT         Op = 1
-	Op_OP_DELETE      Op = 2
-)
-
-// Enum value maps for Op.
-var (
-	Op_name = map[int32]string{
-		0: "OP_UNSPECIFIED",
-		1: "OP_PUT",
-		2: "OP_DELETE",
-	}
-	Op_value = map[string]int32{
-		"OP_UNSPECIFIED": 0,
-		"OP_PUT":         1,
-		"OP_DELETE":      2,
-	}
-)
-
-func (x Op) Enum() *Op {
-	p := new(Op)
-	*p = x
-	return p
-}
-
-func (x Op) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (Op) Descriptor() protoreflect.EnumDescriptor {
-	return file_plugdb_engine_v1_engine_proto_enumTypes[0].Descriptor()
-}
-
-func (Op) Type() protoreflect.EnumType {
-	return &file_plugdb_engine_v1_engine_proto_enumTypes[0]
-}
-
-func (x Op) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use Op.Descriptor instead.
-func (Op) EnumDescriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{0}
-}
-
 type OpenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Dir           string                 `protobuf:"bytes,1,opt,name=dir,proto3" json:"dir,omitempty"`
@@ -230,74 +181,6 @@ func (x *OpenResponse) GetCapabilities() *Capabilities {
 	return nil
 }
 
-type Mutation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Op            Op                     `protobuf:"varint,1,opt,name=op,proto3,enum=plugdb.engine.v1.Op" json:"op,omitempty"`
-	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
-	Lsn           uint64                 `protobuf:"varint,4,opt,name=lsn,proto3" json:"lsn,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Mutation) Reset() {
-	*x = Mutation{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Mutation) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Mutation) ProtoMessage() {}
-
-func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
-func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *Mutation) GetOp() Op {
-	if x != nil {
-		return x.Op
-	}
-	return Op_OP_UNSPECIFIED
-}
-
-func (x *Mutation) GetKey() []byte {
-	if x != nil {
-		return x.Key
-	}
-	return nil
-}
-
-func (x *Mutation) GetValue() []byte {
-	if x != nil {
-		return x.Value
-	}
-	return nil
-}
-
-func (x *Mutation) GetLsn() uint64 {
-	if x != nil {
-		return x.Lsn
-	}
-	return 0
-}
-
 type Row struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -309,7 +192,7 @@ type Row struct {
 
 func (x *Row) Reset() {
 	*x = Row{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[4]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +204,7 @@ func (x *Row) String() string {
 func (*Row) ProtoMessage() {}
 
 func (x *Row) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[4]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +217,7 @@ func (x *Row) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Row.ProtoReflect.Descriptor instead.
 func (*Row) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{4}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Row) GetKey() []byte {
@@ -358,113 +241,19 @@ func (x *Row) GetLsn() uint64 {
 	return 0
 }
 
-// Error is a failed call: a gRPC status code and its message.
-type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          uint32                 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Error) Reset() {
-	*x = Error{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[5]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Error) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Error) ProtoMessage() {}
-
-func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[5]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Error.ProtoReflect.Descriptor instead.
-func (*Error) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *Error) GetCode() uint32 {
-	if x != nil {
-		return x.Code
-	}
-	return 0
-}
-
-func (x *Error) GetMessage() string {
-	if x != nil {
-		return x.Message
-	}
-	return ""
-}
-
-type GetCall struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *GetCall) Reset() {
-	*x = GetCall{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[6]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *GetCall) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*GetCall) ProtoMessage() {}
-
-func (x *GetCall) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[6]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use GetCall.ProtoReflect.Descriptor instead.
-func (*GetCall) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *GetCall) GetKey() []byte {
-	if x != nil {
-		return x.Key
-	}
-	return nil
-}
-
+// ApplyCall is one Apply: its id and its batch of mutations packed into one blob
+// (plugins/packed.go: appendMutations).
 type ApplyCall struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Mutations     []*Mutation            `protobuf:"bytes,1,rep,name=mutations,proto3" json:"mutations,omitempty"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Mutations     []byte                 `protobuf:"bytes,2,opt,name=mutations,proto3" json:"mutations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyCall) Reset() {
 	*x = ApplyCall{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[7]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +265,7 @@ func (x *ApplyCall) String() string {
 func (*ApplyCall) ProtoMessage() {}
 
 func (x *ApplyCall) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[7]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,116 +278,38 @@ func (x *ApplyCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCall.ProtoReflect.Descriptor instead.
 func (*ApplyCall) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{7}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *ApplyCall) GetMutations() []*Mutation {
-	if x != nil {
-		return x.Mutations
-	}
-	return nil
-}
-
-type Call struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	// Types that are valid to be assigned to Call:
-	//
-	//	*Call_Get
-	//	*Call_Apply
-	Call          isCall_Call `protobuf_oneof:"call"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Call) Reset() {
-	*x = Call{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[8]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Call) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Call) ProtoMessage() {}
-
-func (x *Call) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[8]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Call.ProtoReflect.Descriptor instead.
-func (*Call) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{8}
-}
-
-func (x *Call) GetId() uint64 {
+func (x *ApplyCall) GetId() uint64 {
 	if x != nil {
 		return x.Id
 	}
 	return 0
 }
 
-func (x *Call) GetCall() isCall_Call {
+func (x *ApplyCall) GetMutations() []byte {
 	if x != nil {
-		return x.Call
+		return x.Mutations
 	}
 	return nil
 }
 
-func (x *Call) GetGet() *GetCall {
-	if x != nil {
-		if x, ok := x.Call.(*Call_Get); ok {
-			return x.Get
-		}
-	}
-	return nil
-}
-
-func (x *Call) GetApply() *ApplyCall {
-	if x != nil {
-		if x, ok := x.Call.(*Call_Apply); ok {
-			return x.Apply
-		}
-	}
-	return nil
-}
-
-type isCall_Call interface {
-	isCall_Call()
-}
-
-type Call_Get struct {
-	Get *GetCall `protobuf:"bytes,2,opt,name=get,proto3,oneof"`
-}
-
-type Call_Apply struct {
-	Apply *ApplyCall `protobuf:"bytes,3,opt,name=apply,proto3,oneof"`
-}
-
-func (*Call_Get) isCall_Call() {}
-
-func (*Call_Apply) isCall_Call() {}
-
+// CallBatch is the calls of one message of the Calls stream.
 type CallBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Calls         []*Call                `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gets: get_ids[i] is the id of the get of the i-th key packed in
+	// get_keys (plugins/packed.go: appendBytes).
+	GetIds        []uint64     `protobuf:"varint,2,rep,packed,name=get_ids,json=getIds,proto3" json:"get_ids,omitempty"`
+	GetKeys       []byte       `protobuf:"bytes,3,opt,name=get_keys,json=getKeys,proto3" json:"get_keys,omitempty"`
+	Applies       []*ApplyCall `protobuf:"bytes,4,rep,name=applies,proto3" json:"applies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CallBatch) Reset() {
 	*x = CallBatch{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[9]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +321,7 @@ func (x *CallBatch) String() string {
 func (*CallBatch) ProtoMessage() {}
 
 func (x *CallBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[9]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,86 +334,53 @@ func (x *CallBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallBatch.ProtoReflect.Descriptor instead.
 func (*CallBatch) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{9}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *CallBatch) GetCalls() []*Call {
+func (x *CallBatch) GetGetIds() []uint64 {
 	if x != nil {
-		return x.Calls
+		return x.GetIds
 	}
 	return nil
 }
 
-type Result struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Error         *Error                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
-	Row           *Row                   `protobuf:"bytes,3,opt,name=row,proto3" json:"row,omitempty"` // for a get
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Result) Reset() {
-	*x = Result{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[10]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Result) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Result) ProtoMessage() {}
-
-func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[10]
+func (x *CallBatch) GetGetKeys() []byte {
 	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Result.ProtoReflect.Descriptor instead.
-func (*Result) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{10}
-}
-
-func (x *Result) GetId() uint64 {
-	if x != nil {
-		return x.Id
-	}
-	return 0
-}
-
-func (x *Result) GetError() *Error {
-	if x != nil {
-		return x.Error
+		return x.GetKeys
 	}
 	return nil
 }
 
-func (x *Result) GetRow() *Row {
+func (x *CallBatch) GetApplies() []*ApplyCall {
 	if x != nil {
-		return x.Row
+		return x.Applies
 	}
 	return nil
 }
 
+// ResultBatch is results of calls, in any order, as parallel arrays: the i-th
+// result is the call ids[i]'s.
 type ResultBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*Result              `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ids   []uint64               `protobuf:"varint,2,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	// codes[i] is the gRPC status code of the call (0: it succeeded).
+	Codes []uint32 `protobuf:"varint,3,rep,packed,name=codes,proto3" json:"codes,omitempty"`
+	// lsns[i] is the LSN of the row a successful get found, else 0.
+	Lsns []uint64 `protobuf:"varint,4,rep,packed,name=lsns,proto3" json:"lsns,omitempty"`
+	// rows packs, for every result in order, the key and then the value of the
+	// row a successful get found, both empty otherwise (plugins/packed.go:
+	// appendBytes, twice per result).
+	Rows []byte `protobuf:"bytes,5,opt,name=rows,proto3" json:"rows,omitempty"`
+	// messages holds the error message of each failed call (codes[i] != 0), in
+	// order.
+	Messages      []string `protobuf:"bytes,6,rep,name=messages,proto3" json:"messages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResultBatch) Reset() {
 	*x = ResultBatch{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[11]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +392,7 @@ func (x *ResultBatch) String() string {
 func (*ResultBatch) ProtoMessage() {}
 
 func (x *ResultBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[11]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,12 +405,40 @@ func (x *ResultBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultBatch.ProtoReflect.Descriptor instead.
 func (*ResultBatch) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{11}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *ResultBatch) GetResults() []*Result {
+func (x *ResultBatch) GetIds() []uint64 {
 	if x != nil {
-		return x.Results
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *ResultBatch) GetCodes() []uint32 {
+	if x != nil {
+		return x.Codes
+	}
+	return nil
+}
+
+func (x *ResultBatch) GetLsns() []uint64 {
+	if x != nil {
+		return x.Lsns
+	}
+	return nil
+}
+
+func (x *ResultBatch) GetRows() []byte {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ResultBatch) GetMessages() []string {
+	if x != nil {
+		return x.Messages
 	}
 	return nil
 }
@@ -748,7 +454,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[12]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +466,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[12]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +479,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{12}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ScanRequest) GetStart() []byte {
@@ -807,7 +513,7 @@ type RowChunk struct {
 
 func (x *RowChunk) Reset() {
 	*x = RowChunk{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +525,7 @@ func (x *RowChunk) String() string {
 func (*RowChunk) ProtoMessage() {}
 
 func (x *RowChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +538,7 @@ func (x *RowChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowChunk.ProtoReflect.Descriptor instead.
 func (*RowChunk) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{13}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RowChunk) GetLsn() uint64 {
@@ -857,7 +563,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +575,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +588,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{14}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{9}
 }
 
 type RestoreResponse struct {
@@ -893,7 +599,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +611,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +624,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{15}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{10}
 }
 
 type AppliedLSNRequest struct {
@@ -929,7 +635,7 @@ type AppliedLSNRequest struct {
 
 func (x *AppliedLSNRequest) Reset() {
 	*x = AppliedLSNRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +647,7 @@ func (x *AppliedLSNRequest) String() string {
 func (*AppliedLSNRequest) ProtoMessage() {}
 
 func (x *AppliedLSNRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +660,7 @@ func (x *AppliedLSNRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedLSNRequest.ProtoReflect.Descriptor instead.
 func (*AppliedLSNRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{16}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{11}
 }
 
 type AppliedLSNResponse struct {
@@ -966,7 +672,7 @@ type AppliedLSNResponse struct {
 
 func (x *AppliedLSNResponse) Reset() {
 	*x = AppliedLSNResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +684,7 @@ func (x *AppliedLSNResponse) String() string {
 func (*AppliedLSNResponse) ProtoMessage() {}
 
 func (x *AppliedLSNResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +697,7 @@ func (x *AppliedLSNResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedLSNResponse.ProtoReflect.Descriptor instead.
 func (*AppliedLSNResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{17}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AppliedLSNResponse) GetLsn() uint64 {
@@ -1009,7 +715,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +727,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +740,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{18}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{13}
 }
 
 type StatsResponse struct {
@@ -1048,7 +754,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +766,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +779,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{19}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatsResponse) GetKeys() int64 {
@@ -1105,7 +811,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +823,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +836,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{20}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{15}
 }
 
 type CloseResponse struct {
@@ -1141,7 +847,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +859,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +872,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{21}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{16}
 }
 
 var File_plugdb_engine_v1_engine_proto protoreflect.FileDescriptor
@@ -1186,36 +892,24 @@ const file_plugdb_engine_v1_engine_proto_rawDesc = "" +
 	"maxKeySize\x12$\n" +
 	"\x0emax_value_size\x18\x03 \x01(\x03R\fmaxValueSize\"R\n" +
 	"\fOpenResponse\x12B\n" +
-	"\fcapabilities\x18\x01 \x01(\v2\x1e.plugdb.engine.v1.CapabilitiesR\fcapabilities\"j\n" +
-	"\bMutation\x12$\n" +
-	"\x02op\x18\x01 \x01(\x0e2\x14.plugdb.engine.v1.OpR\x02op\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05value\x12\x10\n" +
-	"\x03lsn\x18\x04 \x01(\x04R\x03lsn\"?\n" +
+	"\fcapabilities\x18\x01 \x01(\v2\x1e.plugdb.engine.v1.CapabilitiesR\fcapabilities\"?\n" +
 	"\x03Row\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
-	"\x03lsn\x18\x03 \x01(\x04R\x03lsn\"5\n" +
-	"\x05Error\x12\x12\n" +
-	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x1b\n" +
-	"\aGetCall\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"E\n" +
-	"\tApplyCall\x128\n" +
-	"\tmutations\x18\x01 \x03(\v2\x1a.plugdb.engine.v1.MutationR\tmutations\"\x82\x01\n" +
-	"\x04Call\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
-	"\x03get\x18\x02 \x01(\v2\x19.plugdb.engine.v1.GetCallH\x00R\x03get\x123\n" +
-	"\x05apply\x18\x03 \x01(\v2\x1b.plugdb.engine.v1.ApplyCallH\x00R\x05applyB\x06\n" +
-	"\x04call\"9\n" +
-	"\tCallBatch\x12,\n" +
-	"\x05calls\x18\x01 \x03(\v2\x16.plugdb.engine.v1.CallR\x05calls\"p\n" +
-	"\x06Result\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
-	"\x05error\x18\x02 \x01(\v2\x17.plugdb.engine.v1.ErrorR\x05error\x12'\n" +
-	"\x03row\x18\x03 \x01(\v2\x15.plugdb.engine.v1.RowR\x03row\"A\n" +
-	"\vResultBatch\x122\n" +
-	"\aresults\x18\x01 \x03(\v2\x18.plugdb.engine.v1.ResultR\aresults\"K\n" +
+	"\x03lsn\x18\x03 \x01(\x04R\x03lsn\"9\n" +
+	"\tApplyCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1c\n" +
+	"\tmutations\x18\x02 \x01(\fR\tmutations\"|\n" +
+	"\tCallBatch\x12\x17\n" +
+	"\aget_ids\x18\x02 \x03(\x04R\x06getIds\x12\x19\n" +
+	"\bget_keys\x18\x03 \x01(\fR\agetKeys\x125\n" +
+	"\aapplies\x18\x04 \x03(\v2\x1b.plugdb.engine.v1.ApplyCallR\aappliesJ\x04\b\x01\x10\x02\"\x7f\n" +
+	"\vResultBatch\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\x04R\x03ids\x12\x14\n" +
+	"\x05codes\x18\x03 \x03(\rR\x05codes\x12\x12\n" +
+	"\x04lsns\x18\x04 \x03(\x04R\x04lsns\x12\x12\n" +
+	"\x04rows\x18\x05 \x01(\fR\x04rows\x12\x1a\n" +
+	"\bmessages\x18\x06 \x03(\tR\bmessagesJ\x04\b\x01\x10\x02\"K\n" +
 	"\vScanRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\fR\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\fR\x03end\x12\x14\n" +
@@ -1234,12 +928,7 @@ const file_plugdb_engine_v1_engine_proto_rawDesc = "" +
 	"\rbytes_on_disk\x18\x02 \x01(\x03R\vbytesOnDisk\x12#\n" +
 	"\rgarbage_ratio\x18\x03 \x01(\x01R\fgarbageRatio\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
-	"\rCloseResponse*3\n" +
-	"\x02Op\x12\x12\n" +
-	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
-	"\n" +
-	"\x06OP_PUT\x10\x01\x12\r\n" +
-	"\tOP_DELETE\x10\x022\xe3\x04\n" +
+	"\rCloseResponse2\xe3\x04\n" +
 	"\x06Engine\x12E\n" +
 	"\x04Open\x12\x1d.plugdb.engine.v1.OpenRequest\x1a\x1e.plugdb.engine.v1.OpenResponse\x12G\n" +
 	"\x05Calls\x12\x1b.plugdb.engine.v1.CallBatch\x1a\x1d.plugdb.engine.v1.ResultBatch(\x010\x01\x12C\n" +
@@ -1263,67 +952,53 @@ func file_plugdb_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_plugdb_engine_v1_engine_proto_rawDescData
 }
 
-var file_plugdb_engine_v1_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugdb_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_plugdb_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_plugdb_engine_v1_engine_proto_goTypes = []any{
-	(Op)(0),                    // 0: plugdb.engine.v1.Op
-	(*OpenRequest)(nil),        // 1: plugdb.engine.v1.OpenRequest
-	(*Capabilities)(nil),       // 2: plugdb.engine.v1.Capabilities
-	(*OpenResponse)(nil),       // 3: plugdb.engine.v1.OpenResponse
-	(*Mutation)(nil),           // 4: plugdb.engine.v1.Mutation
-	(*Row)(nil),                // 5: plugdb.engine.v1.Row
-	(*Error)(nil),              // 6: plugdb.engine.v1.Error
-	(*GetCall)(nil),            // 7: plugdb.engine.v1.GetCall
-	(*ApplyCall)(nil),          // 8: plugdb.engine.v1.ApplyCall
-	(*Call)(nil),               // 9: plugdb.engine.v1.Call
-	(*CallBatch)(nil),          // 10: plugdb.engine.v1.CallBatch
-	(*Result)(nil),             // 11: plugdb.engine.v1.Result
-	(*ResultBatch)(nil),        // 12: plugdb.engine.v1.ResultBatch
-	(*ScanRequest)(nil),        // 13: plugdb.engine.v1.ScanRequest
-	(*RowChunk)(nil),           // 14: plugdb.engine.v1.RowChunk
-	(*SnapshotRequest)(nil),    // 15: plugdb.engine.v1.SnapshotRequest
-	(*RestoreResponse)(nil),    // 16: plugdb.engine.v1.RestoreResponse
-	(*AppliedLSNRequest)(nil),  // 17: plugdb.engine.v1.AppliedLSNRequest
-	(*AppliedLSNResponse)(nil), // 18: plugdb.engine.v1.AppliedLSNResponse
-	(*StatsRequest)(nil),       // 19: plugdb.engine.v1.StatsRequest
-	(*StatsResponse)(nil),      // 20: plugdb.engine.v1.StatsResponse
-	(*CloseRequest)(nil),       // 21: plugdb.engine.v1.CloseRequest
-	(*CloseResponse)(nil),      // 22: plugdb.engine.v1.CloseResponse
-	nil,                        // 23: plugdb.engine.v1.OpenRequest.ParamsEntry
+	(*OpenRequest)(nil),        // 0: plugdb.engine.v1.OpenRequest
+	(*Capabilities)(nil),       // 1: plugdb.engine.v1.Capabilities
+	(*OpenResponse)(nil),       // 2: plugdb.engine.v1.OpenResponse
+	(*Row)(nil),                // 3: plugdb.engine.v1.Row
+	(*ApplyCall)(nil),          // 4: plugdb.engine.v1.ApplyCall
+	(*CallBatch)(nil),          // 5: plugdb.engine.v1.CallBatch
+	(*ResultBatch)(nil),        // 6: plugdb.engine.v1.ResultBatch
+	(*ScanRequest)(nil),        // 7: plugdb.engine.v1.ScanRequest
+	(*RowChunk)(nil),           // 8: plugdb.engine.v1.RowChunk
+	(*SnapshotRequest)(nil),    // 9: plugdb.engine.v1.SnapshotRequest
+	(*RestoreResponse)(nil),    // 10: plugdb.engine.v1.RestoreResponse
+	(*AppliedLSNRequest)(nil),  // 11: plugdb.engine.v1.AppliedLSNRequest
+	(*AppliedLSNResponse)(nil), // 12: plugdb.engine.v1.AppliedLSNResponse
+	(*StatsRequest)(nil),       // 13: plugdb.engine.v1.StatsRequest
+	(*StatsResponse)(nil),      // 14: plugdb.engine.v1.StatsResponse
+	(*CloseRequest)(nil),       // 15: plugdb.engine.v1.CloseRequest
+	(*CloseResponse)(nil),      // 16: plugdb.engine.v1.CloseResponse
+	nil,                        // 17: plugdb.engine.v1.OpenRequest.ParamsEntry
 }
 var file_plugdb_engine_v1_engine_proto_depIdxs = []int32{
-	23, // 0: plugdb.engine.v1.OpenRequest.params:type_name -> plugdb.engine.v1.OpenRequest.ParamsEntry
-	2,  // 1: plugdb.engine.v1.OpenResponse.capabilities:type_name -> plugdb.engine.v1.Capabilities
-	0,  // 2: plugdb.engine.v1.Mutation.op:type_name -> plugdb.engine.v1.Op
-	4,  // 3: plugdb.engine.v1.ApplyCall.mutations:type_name -> plugdb.engine.v1.Mutation
-	7,  // 4: plugdb.engine.v1.Call.get:type_name -> plugdb.engine.v1.GetCall
-	8,  // 5: plugdb.engine.v1.Call.apply:type_name -> plugdb.engine.v1.ApplyCall
-	9,  // 6: plugdb.engine.v1.CallBatch.calls:type_name -> plugdb.engine.v1.Call
-	6,  // 7: plugdb.engine.v1.Result.error:type_name -> plugdb.engine.v1.Error
-	5,  // 8: plugdb.engine.v1.Result.row:type_name -> plugdb.engine.v1.Row
-	11, // 9: plugdb.engine.v1.ResultBatch.results:type_name -> plugdb.engine.v1.Result
-	5,  // 10: plugdb.engine.v1.RowChunk.rows:type_name -> plugdb.engine.v1.Row
-	1,  // 11: plugdb.engine.v1.Engine.Open:input_type -> plugdb.engine.v1.OpenRequest
-	10, // 12: plugdb.engine.v1.Engine.Calls:input_type -> plugdb.engine.v1.CallBatch
-	13, // 13: plugdb.engine.v1.Engine.Scan:input_type -> plugdb.engine.v1.ScanRequest
-	15, // 14: plugdb.engine.v1.Engine.Snapshot:input_type -> plugdb.engine.v1.SnapshotRequest
-	14, // 15: plugdb.engine.v1.Engine.Restore:input_type -> plugdb.engine.v1.RowChunk
-	17, // 16: plugdb.engine.v1.Engine.AppliedLSN:input_type -> plugdb.engine.v1.AppliedLSNRequest
-	19, // 17: plugdb.engine.v1.Engine.Stats:input_type -> plugdb.engine.v1.StatsRequest
-	21, // 18: plugdb.engine.v1.Engine.Close:input_type -> plugdb.engine.v1.CloseRequest
-	3,  // 19: plugdb.engine.v1.Engine.Open:output_type -> plugdb.engine.v1.OpenResponse
-	12, // 20: plugdb.engine.v1.Engine.Calls:output_type -> plugdb.engine.v1.ResultBatch
-	14, // 21: plugdb.engine.v1.Engine.Scan:output_type -> plugdb.engine.v1.RowChunk
-	14, // 22: plugdb.engine.v1.Engine.Snapshot:output_type -> plugdb.engine.v1.RowChunk
-	16, // 23: plugdb.engine.v1.Engine.Restore:output_type -> plugdb.engine.v1.RestoreResponse
-	18, // 24: plugdb.engine.v1.Engine.AppliedLSN:output_type -> plugdb.engine.v1.AppliedLSNResponse
-	20, // 25: plugdb.engine.v1.Engine.Stats:output_type -> plugdb.engine.v1.StatsResponse
-	22, // 26: plugdb.engine.v1.Engine.Close:output_type -> plugdb.engine.v1.CloseResponse
-	19, // [19:27] is the sub-list for method output_type
-	11, // [11:19] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	17, // 0: plugdb.engine.v1.OpenRequest.params:type_name -> plugdb.engine.v1.OpenRequest.ParamsEntry
+	1,  // 1: plugdb.engine.v1.OpenResponse.capabilities:type_name -> plugdb.engine.v1.Capabilities
+	4,  // 2: plugdb.engine.v1.CallBatch.applies:type_name -> plugdb.engine.v1.ApplyCall
+	3,  // 3: plugdb.engine.v1.RowChunk.rows:type_name -> plugdb.engine.v1.Row
+	0,  // 4: plugdb.engine.v1.Engine.Open:input_type -> plugdb.engine.v1.OpenRequest
+	5,  // 5: plugdb.engine.v1.Engine.Calls:input_type -> plugdb.engine.v1.CallBatch
+	7,  // 6: plugdb.engine.v1.Engine.Scan:input_type -> plugdb.engine.v1.ScanRequest
+	9,  // 7: plugdb.engine.v1.Engine.Snapshot:input_type -> plugdb.engine.v1.SnapshotRequest
+	8,  // 8: plugdb.engine.v1.Engine.Restore:input_type -> plugdb.engine.v1.RowChunk
+	11, // 9: plugdb.engine.v1.Engine.AppliedLSN:input_type -> plugdb.engine.v1.AppliedLSNRequest
+	13, // 10: plugdb.engine.v1.Engine.Stats:input_type -> plugdb.engine.v1.StatsRequest
+	15, // 11: plugdb.engine.v1.Engine.Close:input_type -> plugdb.engine.v1.CloseRequest
+	2,  // 12: plugdb.engine.v1.Engine.Open:output_type -> plugdb.engine.v1.OpenResponse
+	6,  // 13: plugdb.engine.v1.Engine.Calls:output_type -> plugdb.engine.v1.ResultBatch
+	8,  // 14: plugdb.engine.v1.Engine.Scan:output_type -> plugdb.engine.v1.RowChunk
+	8,  // 15: plugdb.engine.v1.Engine.Snapshot:output_type -> plugdb.engine.v1.RowChunk
+	10, // 16: plugdb.engine.v1.Engine.Restore:output_type -> plugdb.engine.v1.RestoreResponse
+	12, // 17: plugdb.engine.v1.Engine.AppliedLSN:output_type -> plugdb.engine.v1.AppliedLSNResponse
+	14, // 18: plugdb.engine.v1.Engine.Stats:output_type -> plugdb.engine.v1.StatsResponse
+	16, // 19: plugdb.engine.v1.Engine.Close:output_type -> plugdb.engine.v1.CloseResponse
+	12, // [12:20] is the sub-list for method output_type
+	4,  // [4:12] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_engine_v1_engine_proto_init() }
@@ -1331,23 +1006,18 @@ func file_plugdb_engine_v1_engine_proto_init() {
 	if File_plugdb_engine_v1_engine_proto != nil {
 		return
 	}
-	file_plugdb_engine_v1_engine_proto_msgTypes[8].OneofWrappers = []any{
-		(*Call_Get)(nil),
-		(*Call_Apply)(nil),
-	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_engine_v1_engine_proto_rawDesc), len(file_plugdb_engine_v1_engine_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   23,
+			NumEnums:      0,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_plugdb_engine_v1_engine_proto_goTypes,
 		DependencyIndexes: file_plugdb_engine_v1_engine_proto_depIdxs,
-		EnumInfos:         file_plugdb_engine_v1_engine_proto_enumTypes,
 		MessageInfos:      file_plugdb_engine_v1_engine_proto_msgTypes,
 	}.Build()
 	File_plugdb_engine_v1_engine_proto = out.File
