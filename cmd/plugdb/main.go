@@ -49,6 +49,7 @@ func rootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().String("log-level", "info", "log level: trace, debug, info, warn, error")
 	root.AddCommand(pluginCommand(), demoCommand())
+	root.AddCommand(cliCommands()...)
 	return root
 }
 

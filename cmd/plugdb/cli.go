@@ -1,0 +1,484 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+)
+
+// The client verbs: put, get, create, update, delete, scan, status. Each talks
+// to a plugdb router (or `plugdb dev`) over the public gRPC API plugdb.v1.KV.
+//
+// Exit codes: 0 on success; 1 when the key is missing (get, update, delete),
+// after printing exactly "not found: KEY" on stderr; 2 for any other error,
+// printed as "plugdb: MESSAGE" with the server's message.
+
+const (
+	defaultAddr    = "127.0.0.1:7070"
+	defaultTimeout = 5 * time.Second
+)
+
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  the key does not exist (get, update, delete); stderr is "not found: KEY"
+  2  any other error; stderr is "plugdb: MESSAGE" with the server's message`
+
+// cliCommands returns the client verbs, to be added to the root command.
+func cliCommands() []*cobra.Command {
+	return []*cobra.Command{
+		putCommand(), getCommand(), createCommand(), updateCommand(), deleteCommand(),
+		scanCommand(), statusCommand(),
+	}
+}
+
+// clientFlags are the flags every client verb has.
+type clientFlags struct {
+	addr    string
+	timeout time.Duration
+}
+
+func (f *clientFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.addr, "addr", defaultAddr, "gRPC address (host:port) of the plugdb router or plugdb dev")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", defaultTimeout, "give up after this long (0: no limit)")
+}
+
+// call connects to f.addr and runs fn with a KV client under f.timeout, turning
+// a gRPC error into the CLI's error (see cliError).
+func (f *clientFlags) call(cmd *cobra.Command, key string, fn func(ctx context.Context, kv plugdbv1.KVClient) error) error {
+	if f.addr == "" {
+		return errors.New("--addr is empty: give the host:port of plugdb (default " + defaultAddr + ")")
+	}
+	if f.timeout < 0 {
+		return fmt.Errorf("--timeout %s: must not be negative (0: no limit)", f.timeout)
+	}
+	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("cannot reach plugdb at %s: %v", f.addr, err)
+	}
+	defer conn.Close()
+	ctx := cmd.Context()
+	if f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+	}
+	if err := fn(ctx, plugdbv1.NewKVClient(conn)); err != nil {
+		return f.cliError(cmd, key, err)
+	}
+	return nil
+}
+
+// cliError maps an error of a call to what the CLI reports. NotFound for a
+// key (key != "") is printed here as "not found: KEY" and exits 1; everything
+// else exits 2 with the server's message, or a clearer one when the server
+// could not be reached or did not answer in time.
+func (f *clientFlags) cliError(cmd *cobra.Command, key string, err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err // a local error (such as writing the output), already clear
+	}
+	msg := st.Message()
+	switch st.Code() {
+	case codes.NotFound:
+		if key != "" {
+			fmt.Fprintf(cmd.ErrOrStderr(), "not found: %s\n", key)
+			return &exitError{code: 1, err: &reportedError{msg: "not found: " + key}}
+		}
+	case codes.Unavailable:
+		if reason, ok := dialFailure(msg); ok {
+			return fmt.Errorf("cannot reach plugdb at %s: %s", f.addr, reason)
+		}
+	case codes.DeadlineExceeded:
+		if f.timeout > 0 {
+			return fmt.Errorf("no answer from plugdb at %s within %s (raise --timeout)", f.addr, f.timeout)
+		}
+	case codes.Canceled:
+		if cmd.Context().Err() != nil {
+			return errors.New("interrupted")
+		}
+	}
+	if msg == "" {
+		msg = st.Code().String()
+	}
+	return errors.New(msg)
+}
+
+// dialFailure reports whether an Unavailable message from grpc-go says that
+// the connection could not be made, and then the short reason ("connection
+// refused", "no such host", …) instead of the transport's full text.
+func dialFailure(msg string) (string, bool) {
+	const dialing = "Error while dialing: "
+	if i := strings.Index(msg, dialing); i >= 0 {
+		reason := strings.TrimRight(msg[i+len(dialing):], `"`)
+		if j := strings.LastIndex(reason, ": "); j >= 0 {
+			reason = reason[j+2:]
+		}
+		return reason, true
+	}
+	for _, s := range []string{"connection refused", "produced zero addresses", "name resolver error", "no such host"} {
+		if strings.Contains(msg, s) {
+			return msg, true
+		}
+	}
+	return "", false
+}
+
+// reportedError is an error the command has already printed on stderr (such
+// as "not found: KEY"); printError does not print it again.
+type reportedError struct{ msg string }
+
+func (e *reportedError) Error() string { return e.msg }
+
+// printError prints a command's error as main does: "plugdb: MESSAGE", unless
+// the command already printed it (a reportedError).
+func printError(w io.Writer, err error) {
+	var r *reportedError
+	if errors.As(err, &r) {
+		return
+	}
+	fmt.Fprintln(w, "plugdb:", err)
+}
+
+func getCommand() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "get KEY",
+		Short:   "Print the value of a key",
+		Long:    "Print the value of KEY alone, as raw bytes followed by a newline.\n\n" + exitCodesHelp,
+		Example: "  plugdb get user:42",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key := args[0]
+			return f.call(cmd, key, func(ctx context.Context, kv plugdbv1.KVClient) error {
+				resp, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: []byte(key)})
+				if err != nil {
+					return err
+				}
+				line := make([]byte, 0, len(resp.GetValue())+1)
+				line = append(append(line, resp.GetValue()...), '\n')
+				_, err = cmd.OutOrStdout().Write(line)
+				return err
+			})
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// writeCommand builds put, create and update: VERB KEY VALUE, quiet on success.
+func writeCommand(use, short, long string, keyNotFound bool, rpc func(plugdbv1.KVClient) func(context.Context, *plugdbv1.PutRequest, ...grpc.CallOption) (*plugdbv1.WriteResponse, error)) *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   use + " KEY VALUE",
+		Short: short,
+		Long:  long + "\nPrints nothing on success.\n\n" + exitCodesHelp,
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, value := args[0], args[1]
+			notFoundKey := ""
+			if keyNotFound {
+				notFoundKey = key
+			}
+			return f.call(cmd, notFoundKey, func(ctx context.Context, kv plugdbv1.KVClient) error {
+				_, err := rpc(kv)(ctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(value)})
+				return err
+			})
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func putCommand() *cobra.Command {
+	return writeCommand("put", "Store a value, creating or replacing the key",
+		"Store VALUE under KEY, creating the key or replacing its value.\n",
+		false, func(kv plugdbv1.KVClient) func(context.Context, *plugdbv1.PutRequest, ...grpc.CallOption) (*plugdbv1.WriteResponse, error) {
+			return kv.Put
+		})
+}
+
+func createCommand() *cobra.Command {
+	return writeCommand("create", "Store a value only if the key does not exist",
+		"Store VALUE under KEY only if KEY does not exist yet; if it does, fails with\n"+
+			"\"plugdb: already exists: KEY\" (the server's message) and exit code 2.\n",
+		false, func(kv plugdbv1.KVClient) func(context.Context, *plugdbv1.PutRequest, ...grpc.CallOption) (*plugdbv1.WriteResponse, error) {
+			return kv.Create
+		})
+}
+
+func updateCommand() *cobra.Command {
+	return writeCommand("update", "Replace the value of an existing key",
+		"Replace the value of KEY with VALUE only if KEY exists; if it does not, prints\n"+
+			"\"not found: KEY\" and exits 1.\n",
+		true, func(kv plugdbv1.KVClient) func(context.Context, *plugdbv1.PutRequest, ...grpc.CallOption) (*plugdbv1.WriteResponse, error) {
+			return kv.Update
+		})
+}
+
+func deleteCommand() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "delete KEY",
+		Short: "Delete a key",
+		Long: "Delete KEY. Prints nothing on success; if KEY does not exist, prints\n" +
+			"\"not found: KEY\" and exits 1.\n\n" + exitCodesHelp,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key := args[0]
+			return f.call(cmd, key, func(ctx context.Context, kv plugdbv1.KVClient) error {
+				_, err := kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: []byte(key)})
+				return err
+			})
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func scanCommand() *cobra.Command {
+	var f clientFlags
+	var prefix, start, end string
+	var limit int64
+	cmd := &cobra.Command{
+		Use:   "scan [--prefix P | --start S --end E] [--limit N]",
+		Short: "List keys and values in key order",
+		Long: "List the keys with prefix P, or in the range [S, E) (S inclusive, E exclusive; no\n" +
+			"--end: to the last key; no flags: every key), in key order across all partitions.\n" +
+			"Prints one line per key, KEY<TAB>VALUE as raw bytes, written as they arrive;\n" +
+			"nothing when no key matches. --limit N stops after N keys (0: no limit).\n" +
+			"--timeout bounds the whole scan; use --timeout 0 for long scans.\n\n" + exitCodesHelp,
+		Example: "  plugdb scan --prefix user:\n  plugdb scan --start a --end m --limit 10",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit < 0 {
+				return fmt.Errorf("--limit %d: must be 0 (no limit) or more", limit)
+			}
+			req := &plugdbv1.ScanRequest{Limit: limit}
+			if prefix != "" {
+				req.Prefix = []byte(prefix)
+			}
+			if start != "" {
+				req.Start = []byte(start)
+			}
+			if end != "" {
+				req.End = []byte(end)
+			}
+			return f.call(cmd, "", func(ctx context.Context, kv plugdbv1.KVClient) error {
+				stream, err := kv.Scan(ctx, req)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				var line []byte
+				for {
+					kvp, err := stream.Recv()
+					if err == io.EOF {
+						return nil
+					}
+					if err != nil {
+						return err
+					}
+					line = append(line[:0], kvp.GetKey()...)
+					line = append(line, '\t')
+					line = append(line, kvp.GetValue()...)
+					line = append(line, '\n')
+					if _, err := out.Write(line); err != nil {
+						return err
+					}
+				}
+			})
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&prefix, "prefix", "", "only keys that start with `P`")
+	cmd.Flags().StringVar(&start, "start", "", "first key of the range, inclusive")
+	cmd.Flags().StringVar(&end, "end", "", "end of the range, exclusive (default: no upper bound)")
+	cmd.Flags().Int64Var(&limit, "limit", 0, "at most `N` keys (0: no limit)")
+	cmd.MarkFlagsMutuallyExclusive("prefix", "start")
+	cmd.MarkFlagsMutuallyExclusive("prefix", "end")
+	return cmd
+}
+
+func statusCommand() *cobra.Command {
+	var f clientFlags
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status [-o text|json]",
+		Short: "Describe the cluster: partitions, replicas, plugins",
+		Long: "Describe the cluster: the engine, partitioner and replicator in use with their\n" +
+			"options, and per partition its replicas with role, address, epoch, applied LSN,\n" +
+			"keys and bytes.\n\n" +
+			"-o text (default) prints the cluster and plugins lines and a table; -o json prints\n" +
+			"  {\"cluster\": \"…\", \"engine\": {\"plugin\": …, \"mode\": …, \"options\": {…}},\n" +
+			"   \"partitioner\": {…}, \"replicator\": {…},\n" +
+			"   \"partitions\": [{\"partition\": 0, \"epoch\": 1, \"replicas\": [{\"partition\": 0,\n" +
+			"     \"addr\": \"127.0.0.1:7070\", \"role\": \"leader\", \"epoch\": 1, \"applied_lsn\": 42,\n" +
+			"     \"keys\": 10, \"bytes\": 4096}]}]}\n" +
+			"with numbers as JSON numbers; role is leader or follower.\n\n" + exitCodesHelp,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("-o %q: allowed formats are text and json", output)
+			}
+			return f.call(cmd, "", func(ctx context.Context, kv plugdbv1.KVClient) error {
+				resp, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
+				if err != nil {
+					return err
+				}
+				st := statusFromProto(resp)
+				if output == "json" {
+					return writeStatusJSON(cmd.OutOrStdout(), st)
+				}
+				return writeStatusText(cmd.OutOrStdout(), st)
+			})
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// The JSON shape of `plugdb status -o json` (and GET /v1/status), which later
+// issues keep; more fields may be added.
+type statusJSON struct {
+	Cluster     string          `json:"cluster"`
+	Engine      pluginJSON      `json:"engine"`
+	Partitioner pluginJSON      `json:"partitioner"`
+	Replicator  pluginJSON      `json:"replicator"`
+	Partitions  []partitionJSON `json:"partitions"`
+}
+
+type pluginJSON struct {
+	Plugin  string            `json:"plugin"`
+	Mode    string            `json:"mode"`
+	Options map[string]string `json:"options"`
+}
+
+type partitionJSON struct {
+	Partition uint32        `json:"partition"`
+	Epoch     uint64        `json:"epoch"`
+	Replicas  []replicaJSON `json:"replicas"`
+}
+
+type replicaJSON struct {
+	Partition  uint32 `json:"partition"`
+	Addr       string `json:"addr"`
+	Role       string `json:"role"`
+	Epoch      uint64 `json:"epoch"`
+	AppliedLSN uint64 `json:"applied_lsn"`
+	Keys       int64  `json:"keys"`
+	Bytes      int64  `json:"bytes"`
+}
+
+func statusFromProto(r *plugdbv1.StatusResponse) statusJSON {
+	st := statusJSON{
+		Cluster:     r.GetCluster(),
+		Engine:      pluginFromProto(r.GetEngine()),
+		Partitioner: pluginFromProto(r.GetPartitioner()),
+		Replicator:  pluginFromProto(r.GetReplicator()),
+		Partitions:  []partitionJSON{},
+	}
+	for _, p := range r.GetPartitions() {
+		pj := partitionJSON{Partition: p.GetPartition(), Epoch: p.GetEpoch(), Replicas: []replicaJSON{}}
+		for _, rep := range p.GetReplicas() {
+			pj.Replicas = append(pj.Replicas, replicaJSON{
+				Partition:  rep.GetPartition(),
+				Addr:       rep.GetAddr(),
+				Role:       rep.GetRole(),
+				Epoch:      rep.GetEpoch(),
+				AppliedLSN: rep.GetAppliedLsn(),
+				Keys:       rep.GetKeys(),
+				Bytes:      rep.GetBytes(),
+			})
+		}
+		st.Partitions = append(st.Partitions, pj)
+	}
+	return st
+}
+
+func pluginFromProto(p *plugdbv1.Plugin) pluginJSON {
+	opts := map[string]string{}
+	maps.Copy(opts, p.GetOptions())
+	return pluginJSON{Plugin: p.GetPlugin(), Mode: p.GetMode(), Options: opts}
+}
+
+func writeStatusJSON(w io.Writer, st statusJSON) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// writeStatusText prints, for example:
+//
+//	cluster: dev
+//	plugins: engine=rowfile (plugin; sync=batch)  partitioner=hash (inprocess; partitions=2)  replicator=none (inprocess)
+//
+//	PARTITION  ROLE    ADDR            EPOCH  APPLIED LSN  KEYS  BYTES
+//	0          leader  127.0.0.1:7070  1      42           10    4096
+func writeStatusText(w io.Writer, st statusJSON) error {
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "cluster: %s\n", orDash(st.Cluster))
+	fmt.Fprintf(&buf, "plugins: engine=%s  partitioner=%s  replicator=%s\n\n",
+		pluginText(st.Engine), pluginText(st.Partitioner), pluginText(st.Replicator))
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tROLE\tADDR\tEPOCH\tAPPLIED LSN\tKEYS\tBYTES")
+	for _, p := range st.Partitions {
+		if len(p.Replicas) == 0 {
+			fmt.Fprintf(tw, "%d\t-\t-\t%d\t-\t-\t-\n", p.Partition, p.Epoch)
+		}
+		for _, r := range p.Replicas {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\n",
+				p.Partition, orDash(r.Role), orDash(r.Addr), r.Epoch, r.AppliedLSN, r.Keys, r.Bytes)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func pluginText(p pluginJSON) string {
+	s := orDash(p.Plugin)
+	var details []string
+	if p.Mode != "" {
+		details = append(details, p.Mode)
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Options)) {
+		details = append(details, k+"="+p.Options[k])
+	}
+	if len(details) > 0 {
+		s += " (" + strings.Join(details, "; ") + ")"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
