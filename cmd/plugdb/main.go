@@ -58,7 +58,7 @@ func main() {
 	err := rootCommand().ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "plugdb:", err)
+		printError(os.Stderr, err)
 		os.Exit(exitCode(err))
 	}
 }
