@@ -1,0 +1,208 @@
+// Package datadir manages plugdb's data folder: it records which engine created
+// the folder, and refuses to open it with another engine rather than show an
+// empty database where the data is unreadable.
+//
+// Layout:
+//
+//	<dir>/plugdb.json   the record: format, engine plugin and options, creation time
+//	<dir>/p0, <dir>/p1  partition p's engine folder (PartitionDir)
+//
+// What is decisive: only the engine's plugin. Two engines lay out their files
+// differently, so a folder made by rowfile is refused to memory and to a custom
+// engine binary (and the other way round). A plugin given by path is recorded as
+// an absolute path and compared as such. The engine's options (rowfile's sync,
+// index, segment_size, …) are recorded as they were when the folder was created,
+// but a different value is accepted: they tune how an engine writes and indexes
+// its files, not what it can read back (an engine that cannot open its files
+// with new options says so when it opens them).
+//
+// A folder that exists, is not empty and has no plugdb.json is refused too: it
+// was not made by plugdb (or by a plugdb from before records), and plugdb does
+// not write partition folders into someone else's folder.
+package datadir
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plugdb/plugdb/core/config"
+)
+
+// RecordFile is the record's file name in the data folder.
+const RecordFile = "plugdb.json"
+
+// Format is the record's format version.
+const Format = 1
+
+// Record is what plugdb.json holds.
+type Record struct {
+	// Format is the record's format version (Format).
+	Format int `json:"format"`
+	// Engine is the engine plugin that created the folder: a bundled name, or
+	// the absolute path of a plugin binary.
+	Engine string `json:"engine"`
+	// Options are the engine's options when the folder was created (informative).
+	Options map[string]string `json:"options,omitempty"`
+	// Created is when the folder was created.
+	Created time.Time `json:"created"`
+}
+
+// PartitionDir is partition p's engine folder: dir/p<p>.
+func PartitionDir(dir string, p int) string {
+	return filepath.Join(dir, "p"+strconv.Itoa(p))
+}
+
+// engineID is how a plugin is recorded and compared: a bundled name as is, a
+// path as an absolute clean path.
+func engineID(plugin string) (string, error) {
+	if !strings.ContainsRune(plugin, '/') && !strings.ContainsRune(plugin, filepath.Separator) {
+		return plugin, nil
+	}
+	return filepath.Abs(plugin)
+}
+
+// Prepare makes dir ready for engine: it creates dir if missing and records the
+// engine in dir/plugdb.json; if the folder was created by another engine
+// plugin, it refuses with an error naming both. An existing record of the same
+// plugin is left as it is.
+func Prepare(dir string, engine config.Plugin) error {
+	if strings.TrimSpace(dir) == "" {
+		return errors.New("data folder: no folder given (allowed: a folder path, e.g. --data ./plugdb-data)")
+	}
+	if strings.TrimSpace(engine.Plugin) == "" {
+		return fmt.Errorf("data folder %s: no engine plugin given", dir)
+	}
+	id, err := engineID(engine.Plugin)
+	if err != nil {
+		return fmt.Errorf("data folder %s: engine %q: %v", dir, engine.Plugin, err)
+	}
+
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("data folder %s: %v", dir, err)
+		}
+		_ = syncDir(filepath.Dir(filepath.Clean(dir))) // make the new folder's entry durable; best effort
+	case err != nil:
+		return fmt.Errorf("data folder %s: %v", dir, err)
+	case !st.IsDir():
+		return fmt.Errorf("data folder %s is not a folder: use a new data folder (--data DIR)", dir)
+	default:
+		rec, err := Meta(dir)
+		switch {
+		case err == nil:
+			if rec.Engine != id {
+				return fmt.Errorf("data folder %s was created by engine %q; this config uses engine %q: use a new data folder (--data DIR) or the original engine",
+					dir, rec.Engine, engine.Plugin)
+			}
+			return nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+		// No record: only an empty folder is taken.
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("data folder %s: %v", dir, err)
+		}
+		for _, e := range entries {
+			if isTemp(e.Name()) {
+				_ = os.Remove(filepath.Join(dir, e.Name())) // an interrupted write of the record
+				continue
+			}
+			return fmt.Errorf("data folder %s is not empty (it holds %s) and has no %s, so plugdb did not create it: use a new or empty data folder (--data DIR)",
+				dir, e.Name(), RecordFile)
+		}
+	}
+	return write(dir, Record{Format: Format, Engine: id, Options: maps.Clone(engine.Options), Created: time.Now().UTC().Truncate(time.Second)})
+}
+
+// Meta reads dir's record. A folder without one gives an error wrapping
+// fs.ErrNotExist.
+func Meta(dir string) (Record, error) {
+	path := filepath.Join(dir, RecordFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Record{}, fmt.Errorf("data folder %s has no %s: %w", dir, RecordFile, fs.ErrNotExist)
+		}
+		return Record{}, fmt.Errorf("data folder %s: %v", dir, err)
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return Record{}, fmt.Errorf("data folder %s: %s is damaged (%v): restore it or use a new data folder (--data DIR)", dir, path, err)
+	}
+	if rec.Format < 1 || rec.Engine == "" {
+		return Record{}, fmt.Errorf("data folder %s: %s is damaged (no format or engine): restore it or use a new data folder (--data DIR)", dir, path)
+	}
+	if rec.Format > Format {
+		return Record{}, fmt.Errorf("data folder %s: %s has format %d, newer than this plugdb's %d: use a newer plugdb", dir, path, rec.Format, Format)
+	}
+	return rec, nil
+}
+
+const tempPrefix = "." + RecordFile + ".tmp-"
+
+func isTemp(name string) bool { return strings.HasPrefix(name, tempPrefix) }
+
+// write writes the record atomically: a temporary file, fsynced, renamed over
+// plugdb.json, and the folder fsynced.
+func write(dir string, rec Record) (err error) {
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("data folder %s: writing %s: %v", dir, RecordFile, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(b); err != nil {
+		return fmt.Errorf("data folder %s: writing %s: %v", dir, RecordFile, err)
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return fmt.Errorf("data folder %s: writing %s: %v", dir, RecordFile, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("data folder %s: writing %s: %v", dir, RecordFile, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("data folder %s: writing %s: %v", dir, RecordFile, err)
+	}
+	if err = os.Rename(tmp, filepath.Join(dir, RecordFile)); err != nil {
+		return fmt.Errorf("data folder %s: writing %s: %v", dir, RecordFile, err)
+	}
+	if err = syncDir(dir); err != nil {
+		return fmt.Errorf("data folder %s: writing %s: %v", dir, RecordFile, err)
+	}
+	return nil
+}
+
+// syncDir makes a folder's entries durable (not possible on Windows).
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
