@@ -11,7 +11,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/plugdb
 
 run: build
-	./$(BIN) demo
+	./$(BIN) dev
 
 # test-deps installs what the tests need on a fresh Debian machine with Go.
 test-deps:

@@ -48,7 +48,7 @@ func rootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("log-level", "info", "log level: trace, debug, info, warn, error")
-	root.AddCommand(pluginCommand(), demoCommand())
+	root.AddCommand(pluginCommand(), demoCommand(), devCommand())
 	root.AddCommand(cliCommands()...)
 	return root
 }

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plugdb/plugdb/core/api"
+	"github.com/plugdb/plugdb/core/config"
+	"github.com/plugdb/plugdb/core/datadir"
+	"github.com/plugdb/plugdb/core/local"
+	"github.com/plugdb/plugdb/core/server"
+	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+)
+
+// devCommand is `plugdb dev`: the whole database in one process.
+func devCommand() *cobra.Command {
+	var file string
+	flags := map[string]*string{}
+	cmd := &cobra.Command{
+		Use:   "dev [--config FILE] [--data DIR]",
+		Short: "Run plugdb in one process: router and every partition, no ZooKeeper",
+		Long: "Run the embedded default: the router and all partitions in one process, one replica\n" +
+			"each, the engine loaded as a plugin (unless engine.mode is inprocess). Configuration:\n" +
+			"built-in defaults, then --config FILE, then PLUGDB_… environment variables, then flags.\n" +
+			"Stops cleanly on SIGINT or SIGTERM.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			set := map[string]string{}
+			for key, v := range flags {
+				if cmd.Flags().Changed(flagName(key)) {
+					set[key] = *v
+				}
+			}
+			cfg, err := config.Load(config.Source{File: file, Env: os.Environ(), Flags: set})
+			if err != nil {
+				return err
+			}
+			level, _ := cmd.Flags().GetString("log-level")
+			return runDev(cmd.Context(), cfg, level)
+		},
+	}
+	cmd.Flags().StringVar(&file, "config", "", "config file (YAML) overlaying the built-in defaults")
+	for _, key := range []string{"data", "router.grpc", "router.http"} {
+		flags[key] = new(string)
+		cmd.Flags().StringVar(flags[key], flagName(key), "", "sets config key "+key)
+	}
+	return cmd
+}
+
+func flagName(key string) string {
+	if key == "data" {
+		return "data"
+	}
+	return strings.TrimPrefix(key, "router.")
+}
+
+func runDev(ctx context.Context, cfg config.Config, level string) error {
+	log := newLogger(level)
+	l, err := newLoader(log)
+	if err != nil {
+		return err
+	}
+	known := config.Known{Engines: l.EngineNames(), Partitioners: []string{"hash"}, Replicators: []string{"none"}}
+	if err := cfg.Validate(known); err != nil {
+		return err
+	}
+	if cfg.Replicator.Plugin != "none" {
+		return fmt.Errorf("replicator.plugin %q: plugdb dev runs one replica per partition: allowed value is none", cfg.Replicator.Plugin)
+	}
+	if err := datadir.Prepare(cfg.Data, cfg.Engine); err != nil {
+		return err
+	}
+	info := local.Info{
+		Cluster: cfg.Cluster, Addr: cfg.Router.GRPC,
+		Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode),
+		// The hash partitioner and the none replicator are linked in until their
+		// plugin contracts come with the cluster.
+		Partitioner: pluginInfo(cfg.Partitioner, "inprocess"), Replicator: pluginInfo(cfg.Replicator, "inprocess"),
+	}
+	backend, err := local.Open(ctx, l, cfg.Engine.Block(), cfg.Data, cfg.Partitions, info)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := backend.Close(); err != nil {
+			log.Error("close partitions", "error", err)
+		}
+	}()
+	srv, err := server.Start(ctx, api.NewServer(backend), cfg.Router.GRPC, cfg.Router.HTTP)
+	if err != nil {
+		return err
+	}
+	mode := cfg.Engine.Mode
+	if mode == "" {
+		mode = "process"
+	}
+	fmt.Printf("plugdb dev: cluster %q, %d partitions, data in %s\n", cfg.Cluster, cfg.Partitions, cfg.Data)
+	fmt.Printf("  engine %s (%s) %s, partitioner %s, replicator %s\n", cfg.Engine.Plugin, mode, formatOptions(cfg.Engine.Options), cfg.Partitioner.Plugin, cfg.Replicator.Plugin)
+	fmt.Printf("  gRPC  %s   (plugdb get KEY --addr %s)\n", srv.GRPCAddr(), srv.GRPCAddr())
+	fmt.Printf("  REST  http://%s/v1/kv/KEY   (OpenAPI: /v1/openapi.json)\n", srv.HTTPAddr())
+	fmt.Println("ready; Ctrl-C stops")
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: signal received")
+	case err := <-srv.Err():
+		log.Error("server stopped", "error", err)
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Stop(stopCtx)
+	return nil
+}
+
+func pluginInfo(p config.Plugin, mode string) *plugdbv1.Plugin {
+	if mode == "" {
+		mode = "process"
+	}
+	return &plugdbv1.Plugin{Plugin: p.Plugin, Mode: mode, Options: p.Options}
+}
+
+func formatOptions(opts map[string]string) string {
+	if len(opts) == 0 {
+		return "{}"
+	}
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + ": " + opts[k]
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}

@@ -1,0 +1,98 @@
+// Package server runs plugdb's public front door: the plugdb.v1.KV gRPC service
+// (with server reflection and grpc.health.v1) and its REST gateway.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/plugdb/plugdb/core/rest"
+	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+)
+
+// Server is a running gRPC server and REST gateway.
+type Server struct {
+	grpc    *grpc.Server
+	http    *http.Server
+	health  *health.Server
+	conn    *grpc.ClientConn
+	grpcLis net.Listener
+	httpLis net.Listener
+	errc    chan error
+}
+
+// Start listens on grpcAddr and httpAddr and serves kv on both.
+func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string) (*Server, error) {
+	grpcLis, err := net.Listen("tcp", grpcAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for gRPC on %s: %w", grpcAddr, err)
+	}
+	httpLis, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		grpcLis.Close()
+		return nil, fmt.Errorf("listen for REST on %s: %w", httpAddr, err)
+	}
+	s := &Server{grpc: grpc.NewServer(), health: health.NewServer(), grpcLis: grpcLis, httpLis: httpLis, errc: make(chan error, 2)}
+	plugdbv1.RegisterKVServer(s.grpc, kv)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(plugdbv1.KV_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	go func() { s.errc <- s.grpc.Serve(grpcLis) }()
+
+	// The gateway calls the gRPC server over loopback, which streams Scan too.
+	s.conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		s.grpc.Stop()
+		httpLis.Close()
+		return nil, fmt.Errorf("dial own gRPC port: %w", err)
+	}
+	handler, err := rest.NewHandler(ctx, s.conn)
+	if err != nil {
+		s.grpc.Stop()
+		httpLis.Close()
+		s.conn.Close()
+		return nil, fmt.Errorf("REST gateway: %w", err)
+	}
+	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.http.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- err
+		}
+	}()
+	return s, nil
+}
+
+// GRPCAddr is where gRPC listens.
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// HTTPAddr is where REST listens.
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// Err reports a server that stopped serving on its own.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Stop stops accepting, lets requests in flight finish (until ctx ends), and
+// closes the listeners.
+func (s *Server) Stop(ctx context.Context) {
+	s.health.Shutdown()
+	_ = s.http.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+	}
+	s.conn.Close()
+}
