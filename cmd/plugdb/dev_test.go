@@ -235,6 +235,9 @@ func (d *devProc) stop(t *testing.T, wantChildren int) {
 		t.Errorf("plugdb dev exited %d after SIGTERM (%v), want 0\n%s", code, d.waitErr, d.output())
 	}
 	t.Logf("plugdb dev stopped in %v", time.Since(start).Round(time.Millisecond))
+	if errOut := d.stderr.String(); strings.Contains(errOut, "[ERROR]") || strings.Contains(errOut, "[WARN]") {
+		t.Errorf("plugdb dev logged errors or warnings\n%s", d.output())
+	}
 	waitGone(t, kids)
 }
 
@@ -267,6 +270,14 @@ func TestDevEndToEnd(t *testing.T) {
 	t.Run("cli", func(t *testing.T) { devCLI(t, d) })
 	t.Run("rest", func(t *testing.T) { devREST(t, d) })
 	t.Run("grpc", func(t *testing.T) { devGRPC(t, d) })
+	d.stop(t, 1)
+
+	// The rows outlive a clean stop.
+	d = startDev(t, data, nil)
+	wantRun(t, d.cli(t, "get", "cli-k"), 0, "v3\n", "")
+	wantRun(t, d.cli(t, "get", "cli-new"), 1, "", "not found: cli-new\n")
+	res := d.cli(t, "scan", "--prefix", "scan:", "--limit", "3")
+	wantRun(t, res, 0, "scan:00\tval-00\nscan:01\tval-01\nscan:02\tval-02\n", "")
 	d.stop(t, 1)
 }
 
@@ -449,6 +460,27 @@ func devREST(t *testing.T, d *devProc) {
 		t.Errorf("gRPC Get rest:bin: %v %v, want %x", g, err, raw)
 	}
 
+	// A key that is not UTF-8, percent-encoded byte by byte, comes back as key_base64.
+	binKey := []byte("bin\xffkey")
+	wantHTTP(t, d, "PUT", "/v1/kv/bin%FFkey", `{"value":"x"}`, 200)
+	m = wantHTTP(t, d, "GET", "/v1/kv/bin%FFkey", "", 200)
+	if m != nil && m["key_base64"] != base64.StdEncoding.EncodeToString(binKey) {
+		t.Errorf("GET bin%%FFkey: %v, want key_base64 of %q", m, binKey)
+	}
+	if g, err := plugdbv1.NewKVClient(dial(t, d.grpcAddr)).Get(ctx, &plugdbv1.GetRequest{Key: binKey}); err != nil || string(g.GetValue()) != "x" {
+		t.Errorf("gRPC Get %q: %v %v, want x", binKey, g, err)
+	}
+	wantHTTP(t, d, "DELETE", "/v1/kv/bin%FFkey", "", 200)
+
+	// Bad input on REST: empty key, oversized key and value, unknown field, bad limit.
+	wantHTTPError(t, d, "PUT", "/v1/kv/", `{"value":"x"}`, 400, codes.InvalidArgument, "INVALID_ARGUMENT")
+	wantHTTPError(t, d, "POST", "/v1/kv", `{"key":"","value":"x"}`, 400, codes.InvalidArgument, "INVALID_ARGUMENT")
+	wantHTTPError(t, d, "PUT", "/v1/kv/"+strings.Repeat("k", 1025), `{"value":"x"}`, 400, codes.InvalidArgument, "INVALID_ARGUMENT")
+	big, _ := json.Marshal(map[string]string{"value": strings.Repeat("a", 1<<20+1)})
+	wantHTTPError(t, d, "PUT", "/v1/kv/rest:big", string(big), 400, codes.InvalidArgument, "INVALID_ARGUMENT")
+	wantHTTPError(t, d, "PUT", "/v1/kv/rest:bad", `{"value":"x","bogus":1}`, 400, codes.InvalidArgument, "INVALID_ARGUMENT")
+	wantHTTPError(t, d, "GET", "/v1/kv?limit=-1", "", 400, codes.InvalidArgument, "INVALID_ARGUMENT")
+
 	// Scan: NDJSON in key order, with prefix and limit.
 	all := []string{"rest:bin", "rest:created", key}
 	slices.Sort(all)
@@ -514,7 +546,7 @@ func devGRPC(t *testing.T, d *devProc) {
 	defer cancel()
 
 	_, err := kv.Put(ctx, &plugdbv1.PutRequest{Key: nil, Value: []byte("v")})
-	wantCode(t, "Put empty key", err, codes.InvalidArgument, "")
+	wantCode(t, "Put empty key", err, codes.InvalidArgument, "key is empty")
 	_, err = kv.Get(ctx, &plugdbv1.GetRequest{Key: nil})
 	wantCode(t, "Get empty key", err, codes.InvalidArgument, "")
 	_, err = kv.Put(ctx, &plugdbv1.PutRequest{Key: bytes.Repeat([]byte("k"), 1025), Value: []byte("v")})
