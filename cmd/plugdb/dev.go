@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -73,8 +76,24 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 	if cfg.Replicator.Plugin != "none" {
 		return fmt.Errorf("replicator.plugin %q: plugdb dev runs one replica per partition: allowed value is none", cfg.Replicator.Plugin)
 	}
+	_, statErr := os.Stat(cfg.Data)
+	_, metaErr := datadir.Meta(cfg.Data)
 	if err := datadir.Prepare(cfg.Data, cfg.Engine); err != nil {
 		return err
+	}
+	// A folder this run claimed is released again if its engine cannot be
+	// started (a binary that is no plugin, say), so a fixed config can use it.
+	release := func() {
+		if !errors.Is(metaErr, fs.ErrNotExist) {
+			return
+		}
+		os.Remove(filepath.Join(cfg.Data, datadir.RecordFile))
+		for p := 0; p < cfg.Partitions; p++ {
+			os.RemoveAll(datadir.PartitionDir(cfg.Data, p))
+		}
+		if errors.Is(statErr, fs.ErrNotExist) {
+			os.Remove(cfg.Data)
+		}
 	}
 	info := local.Info{
 		Cluster: cfg.Cluster, Addr: cfg.Router.GRPC,
@@ -85,6 +104,7 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 	}
 	backend, err := local.Open(ctx, l, cfg.Engine.Block(), cfg.Data, cfg.Partitions, info)
 	if err != nil {
+		release()
 		return err
 	}
 	defer func() {

@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -807,8 +809,13 @@ func TestDevBadInput(t *testing.T) {
 				continue
 			}
 			f := writeFile(t, "p.yaml", "engine: {plugin: "+bin+"}\n", 0o644)
-			res := runDev(t, nil, "--config", f, "--data", filepath.Join(t.TempDir(), "data"))
+			data := filepath.Join(t.TempDir(), "data")
+			res := runDev(t, nil, "--config", f, "--data", data)
 			wantStderr(t, res, bin+" is not a plugdb plugin")
+			// The failed start does not claim the folder for that binary.
+			if _, err := os.Stat(data); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("data folder left behind by a failed start: %v", listTree(t, data))
+			}
 		}
 	})
 	t.Run("data folder of another engine", func(t *testing.T) {
