@@ -41,9 +41,13 @@ func newLogger(level string) hclog.Logger {
 
 func rootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "plugdb",
-		Short:         "plugdb: a distributed key-value database built from plugins",
-		Long:          "plugdb is a key-value database whose storage engines, partitioners and replicators are\nout-of-process plugins over gRPC (hashicorp/go-plugin).",
+		Use:   "plugdb",
+		Short: "plugdb: a distributed key-value database built from plugins",
+		Long: "plugdb is a key-value database whose storage engines, partitioners and replicators are\n" +
+			"out-of-process plugins over gRPC (hashicorp/go-plugin).\n\n" +
+			"Start with `plugdb dev` (the whole database in one process), then use the client verbs\n" +
+			"against it (--addr, default 127.0.0.1:7070). Exit codes: 0 success; 1 a missing key\n" +
+			"(\"not found: KEY\" on stderr) or a failed conformance case; 2 any other error.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
