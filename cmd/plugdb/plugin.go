@@ -41,7 +41,7 @@ func pluginServeCommand() *cobra.Command {
 			}
 			open, ok := bundledEngines()[name]
 			if !ok {
-				return fmt.Errorf("no bundled engine %q (bundled: %s)", name, strings.Join(sortedNames(bundledEngines()), ", "))
+				return fmt.Errorf("no bundled engine %q (bundled: %s)", name, strings.Join(slices.Sorted(maps.Keys(bundledEngines())), ", "))
 			}
 			plugins.Serve(plugins.ServeConfig{Engine: open})
 			return nil
@@ -125,8 +125,4 @@ func runCheck(ctx context.Context, out io.Writer, l *loader.Loader, block loader
 		return &exitError{code: 1, err: fmt.Errorf("%s: %d of %d cases failed", block.Plugin, failed, passed+failed+skipped)}
 	}
 	return nil
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	return slices.Sorted(maps.Keys(m))
 }
