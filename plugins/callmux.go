@@ -90,8 +90,9 @@ func (m *callMux) stream() (*muxStream, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := m.rpc.Calls(ctx)
 	if err != nil {
+		err = fromStatus(ctx, err) // before cancel: a Canceled here is the connection closing
 		cancel()
-		return nil, fromStatus(err)
+		return nil, err
 	}
 	s := &muxStream{
 		stream:  stream,
@@ -291,7 +292,7 @@ func unpackResults(batch *enginev1.ResultBatch, ids []uint64, results []muxResul
 // fail marks the stream broken; every waiting caller gets err.
 func (s *muxStream) fail(err error) {
 	s.once.Do(func() {
-		s.err = fromStatus(err)
+		s.err = fromStatus(context.Background(), err)
 		if !IsTransport(s.err) {
 			s.err = &TransportError{Err: err}
 		}

@@ -27,7 +27,7 @@ var _ engines.Engine = (*EngineClient)(nil)
 func (c *EngineClient) Open(ctx context.Context, opts engines.Options) error {
 	resp, err := c.rpc.Open(ctx, &enginev1.OpenRequest{Dir: opts.Dir, Params: opts.Params})
 	if err != nil {
-		return fromStatus(err)
+		return fromStatus(ctx, err)
 	}
 	c.caps = capsFromProto(resp.GetCapabilities())
 	c.mux = newCallMux(c.rpc)
@@ -56,10 +56,10 @@ func (c *EngineClient) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[
 		defer cancel()
 		stream, err := c.rpc.Scan(ctx, &enginev1.ScanRequest{Start: r.Start, End: r.End, Limit: int64(r.Limit)})
 		if err != nil {
-			yield(engines.Row{}, fromStatus(err))
+			yield(engines.Row{}, fromStatus(ctx, err))
 			return
 		}
-		recvRows(stream, nil, yield)
+		recvRows(ctx, stream, nil, yield)
 	}
 }
 
@@ -69,22 +69,22 @@ func (c *EngineClient) Snapshot(ctx context.Context) (uint64, iter.Seq2[engines.
 	stream, err := c.rpc.Snapshot(ctx, &enginev1.SnapshotRequest{})
 	if err != nil {
 		cancel()
-		return 0, nil, fromStatus(err)
+		return 0, nil, fromStatus(ctx, err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
 		cancel()
-		return 0, nil, fromStatus(err)
+		return 0, nil, fromStatus(ctx, err)
 	}
 	rows := func(yield func(engines.Row, error) bool) {
 		defer cancel()
-		recvRows(stream, first, yield)
+		recvRows(ctx, stream, first, yield)
 	}
 	return first.GetLsn(), rows, nil
 }
 
 // recvRows yields the rows of first (if any) and of every chunk after it.
-func recvRows(stream interface {
+func recvRows(ctx context.Context, stream interface {
 	Recv() (*enginev1.RowChunk, error)
 }, first *enginev1.RowChunk, yield func(engines.Row, error) bool) {
 	chunk := first
@@ -96,7 +96,7 @@ func recvRows(stream interface {
 				return
 			}
 			if err != nil {
-				yield(engines.Row{}, fromStatus(err))
+				yield(engines.Row{}, fromStatus(ctx, err))
 				return
 			}
 		}
@@ -115,7 +115,7 @@ func (c *EngineClient) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[e
 	defer cancel()
 	stream, err := c.rpc.Restore(ctx)
 	if err != nil {
-		return fromStatus(err)
+		return fromStatus(ctx, err)
 	}
 	chunk := &enginev1.RowChunk{Lsn: lsn}
 	size := 0
@@ -128,24 +128,24 @@ func (c *EngineClient) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[e
 		if len(chunk.Rows) >= chunkRows || size >= chunkBytes {
 			if err := stream.Send(chunk); err != nil {
 				_, err = stream.CloseAndRecv() // the real error is here
-				return fromStatus(err)
+				return fromStatus(ctx, err)
 			}
 			chunk, size = &enginev1.RowChunk{}, 0
 		}
 	}
 	if err := stream.Send(chunk); err != nil {
 		_, err = stream.CloseAndRecv()
-		return fromStatus(err)
+		return fromStatus(ctx, err)
 	}
 	_, err = stream.CloseAndRecv()
-	return fromStatus(err)
+	return fromStatus(ctx, err)
 }
 
 // AppliedLSN asks the plugin for its applied LSN.
 func (c *EngineClient) AppliedLSN(ctx context.Context) (uint64, error) {
 	resp, err := c.rpc.AppliedLSN(ctx, &enginev1.AppliedLSNRequest{})
 	if err != nil {
-		return 0, fromStatus(err)
+		return 0, fromStatus(ctx, err)
 	}
 	return resp.GetLsn(), nil
 }
@@ -154,7 +154,7 @@ func (c *EngineClient) AppliedLSN(ctx context.Context) (uint64, error) {
 func (c *EngineClient) Stats(ctx context.Context) (engines.Stats, error) {
 	resp, err := c.rpc.Stats(ctx, &enginev1.StatsRequest{})
 	if err != nil {
-		return engines.Stats{}, fromStatus(err)
+		return engines.Stats{}, fromStatus(ctx, err)
 	}
 	return engines.Stats{Keys: resp.GetKeys(), BytesOnDisk: resp.GetBytesOnDisk(), GarbageRatio: resp.GetGarbageRatio()}, nil
 }
@@ -166,5 +166,5 @@ func (c *EngineClient) Close() error {
 		c.mux.close()
 	}
 	_, err := c.rpc.Close(context.Background(), &enginev1.CloseRequest{})
-	return fromStatus(err)
+	return fromStatus(context.Background(), err)
 }

@@ -79,10 +79,12 @@ func fromCode(code codes.Code, msg string) error {
 	return &remoteError{code: code, msg: msg, sentinel: sentinel}
 }
 
-// fromStatus converts an error returned by a gRPC call back into a contract error.
-// Transport failures (the plugin process died, say) keep their gRPC status, so
-// the host can tell them apart with IsTransport.
-func fromStatus(err error) error {
+// fromStatus converts an error returned by a gRPC call made with ctx back into a
+// contract error. Transport failures (the plugin process died, say) keep their
+// gRPC status, so the host can tell them apart with IsTransport: Unavailable, and
+// also Canceled or DeadlineExceeded while ctx is still live, which is gRPC
+// closing the connection under the call rather than the caller giving up.
+func fromStatus(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -90,8 +92,13 @@ func fromStatus(err error) error {
 	if !ok {
 		return err
 	}
-	if st.Code() == codes.Unavailable {
+	switch st.Code() {
+	case codes.Unavailable:
 		return &TransportError{Err: err}
+	case codes.Canceled, codes.DeadlineExceeded:
+		if ctx.Err() == nil {
+			return &TransportError{Err: err}
+		}
 	}
 	return fromCode(st.Code(), st.Message())
 }

@@ -2,7 +2,6 @@ package loader
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"sync"
@@ -86,22 +85,13 @@ func (p *processEngine) current() (*plugins.EngineClient, int, error) {
 	return p.eng, p.gen, nil
 }
 
-// check inspects err from a call made with ctx on generation gen: a dead or
+// check inspects err from a call made on generation gen: a dead or
 // unreachable plugin turns into an error that names it, and the plugin is restarted.
-func (p *processEngine) check(ctx context.Context, op string, gen int, err error) error {
+func (p *processEngine) check(op string, gen int, err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		// A cancellation the caller did not ask for, on a generation since
-		// replaced, is the restart closing the old connection under the call
-		// (gRPC's "the client connection is closing" has code Canceled).
-		// It must not read as the caller's cancellation, so it is not wrapped.
-		if ctx.Err() != nil || !p.replaced(gen) {
-			return err
-		}
-		err = &plugins.TransportError{Err: errors.New(err.Error())}
-	} else if !(plugins.IsTransport(err) || p.exited(gen)) {
+	if !(plugins.IsTransport(err) || p.exited(gen)) {
 		return err
 	}
 	p.mu.RLock()
@@ -157,7 +147,7 @@ func (p *processEngine) Get(ctx context.Context, key []byte) (engines.Row, error
 		return engines.Row{}, err
 	}
 	row, err := eng.Get(ctx, key)
-	return row, p.check(ctx, "get", gen, err)
+	return row, p.check("get", gen, err)
 }
 
 func (p *processEngine) Apply(ctx context.Context, batch []engines.Mutation) error {
@@ -165,7 +155,7 @@ func (p *processEngine) Apply(ctx context.Context, batch []engines.Mutation) err
 	if err != nil {
 		return err
 	}
-	return p.check(ctx, "apply", gen, eng.Apply(ctx, batch))
+	return p.check("apply", gen, eng.Apply(ctx, batch))
 }
 
 func (p *processEngine) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
@@ -176,7 +166,7 @@ func (p *processEngine) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2
 			return
 		}
 		for row, err := range eng.Scan(ctx, r) {
-			if !yield(row, p.check(ctx, "scan", gen, err)) || err != nil {
+			if !yield(row, p.check("scan", gen, err)) || err != nil {
 				return
 			}
 		}
@@ -190,11 +180,11 @@ func (p *processEngine) Snapshot(ctx context.Context) (uint64, iter.Seq2[engines
 	}
 	lsn, rows, err := eng.Snapshot(ctx)
 	if err != nil {
-		return 0, nil, p.check(ctx, "snapshot", gen, err)
+		return 0, nil, p.check("snapshot", gen, err)
 	}
 	checked := func(yield func(engines.Row, error) bool) {
 		for row, err := range rows {
-			if !yield(row, p.check(ctx, "snapshot", gen, err)) || err != nil {
+			if !yield(row, p.check("snapshot", gen, err)) || err != nil {
 				return
 			}
 		}
@@ -207,7 +197,7 @@ func (p *processEngine) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[
 	if err != nil {
 		return err
 	}
-	return p.check(ctx, "restore", gen, eng.Restore(ctx, lsn, rows))
+	return p.check("restore", gen, eng.Restore(ctx, lsn, rows))
 }
 
 func (p *processEngine) AppliedLSN(ctx context.Context) (uint64, error) {
@@ -216,7 +206,7 @@ func (p *processEngine) AppliedLSN(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	lsn, err := eng.AppliedLSN(ctx)
-	return lsn, p.check(ctx, "applied-lsn", gen, err)
+	return lsn, p.check("applied-lsn", gen, err)
 }
 
 func (p *processEngine) Stats(ctx context.Context) (engines.Stats, error) {
@@ -225,7 +215,7 @@ func (p *processEngine) Stats(ctx context.Context) (engines.Stats, error) {
 		return engines.Stats{}, err
 	}
 	st, err := eng.Stats(ctx)
-	return st, p.check(ctx, "stats", gen, err)
+	return st, p.check("stats", gen, err)
 }
 
 func (p *processEngine) Capabilities() engines.Capabilities {
