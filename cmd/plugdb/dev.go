@@ -78,7 +78,7 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 	}
 	_, statErr := os.Stat(cfg.Data)
 	_, metaErr := datadir.Meta(cfg.Data)
-	if err := datadir.Prepare(cfg.Data, cfg.Engine); err != nil {
+	if err := datadir.Prepare(cfg.Data, cfg.Engine, cfg.Partitions); err != nil {
 		return err
 	}
 	// A folder this run claimed is released again if its engine cannot be

@@ -4,10 +4,10 @@
 //
 // Layout:
 //
-//	<dir>/plugdb.json   the record: format, engine plugin and options, creation time
+//	<dir>/plugdb.json   the record: format, engine plugin and options, partition count, creation time
 //	<dir>/p0, <dir>/p1  partition p's engine folder (PartitionDir)
 //
-// What is decisive: only the engine's plugin. Two engines lay out their files
+// What is decisive: the partition count (keys are hashed by it) and the engine's plugin. Two engines lay out their files
 // differently, so a folder made by rowfile is refused to memory and to a custom
 // engine binary (and the other way round). A plugin given by path is recorded as
 // an absolute path and compared as such. The engine's options (rowfile's sync,
@@ -52,6 +52,9 @@ type Record struct {
 	Engine string `json:"engine"`
 	// Options are the engine's options when the folder was created (informative).
 	Options map[string]string `json:"options,omitempty"`
+	// Partitions is the partition count the folder was created with: keys are
+	// spread by it, so another count would look for them in other partitions.
+	Partitions int `json:"partitions"`
 	// Created is when the folder was created.
 	Created time.Time `json:"created"`
 }
@@ -70,11 +73,11 @@ func engineID(plugin string) (string, error) {
 	return filepath.Abs(plugin)
 }
 
-// Prepare makes dir ready for engine: it creates dir if missing and records the
-// engine in dir/plugdb.json; if the folder was created by another engine
-// plugin, it refuses with an error naming both. An existing record of the same
-// plugin is left as it is.
-func Prepare(dir string, engine config.Plugin) error {
+// Prepare makes dir ready for engine and partitions: it creates dir if missing
+// and records both in dir/plugdb.json; if the folder was created by another
+// engine plugin or with another partition count, it refuses with an error
+// naming both. An existing record that matches is left as it is.
+func Prepare(dir string, engine config.Plugin, partitions int) error {
 	if strings.TrimSpace(dir) == "" {
 		return errors.New("data folder: no folder given (allowed: a folder path, e.g. --data ./plugdb-data)")
 	}
@@ -105,6 +108,10 @@ func Prepare(dir string, engine config.Plugin) error {
 				return fmt.Errorf("data folder %s was created by engine %q; this config uses engine %q: use a new data folder (--data DIR) or the original engine",
 					dir, rec.Engine, engine.Plugin)
 			}
+			if rec.Partitions != partitions {
+				return fmt.Errorf("data folder %s was created with %d partitions; this config has partitions: %d, which would look for keys in other partitions: use a new data folder (--data DIR) or partitions: %d",
+					dir, rec.Partitions, partitions, rec.Partitions)
+			}
 			return nil
 		case !errors.Is(err, fs.ErrNotExist):
 			return err
@@ -123,7 +130,7 @@ func Prepare(dir string, engine config.Plugin) error {
 				dir, e.Name(), RecordFile)
 		}
 	}
-	return write(dir, Record{Format: Format, Engine: id, Options: maps.Clone(engine.Options), Created: time.Now().UTC().Truncate(time.Second)})
+	return write(dir, Record{Format: Format, Engine: id, Options: maps.Clone(engine.Options), Partitions: partitions, Created: time.Now().UTC().Truncate(time.Second)})
 }
 
 // Meta reads dir's record. A folder without one gives an error wrapping

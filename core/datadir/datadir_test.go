@@ -33,7 +33,7 @@ func names(t *testing.T, dir string) []string {
 func TestPrepareCreatesAndRecords(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "plugdb-data")
 	before := time.Now().Add(-time.Second)
-	if err := Prepare(dir, rowfile); err != nil {
+	if err := Prepare(dir, rowfile, 2); err != nil {
 		t.Fatal(err)
 	}
 	if got := names(t, dir); !reflect.DeepEqual(got, []string{RecordFile}) {
@@ -65,7 +65,7 @@ func TestPrepareCreatesAndRecords(t *testing.T) {
 	other := rowfile
 	other.Options = map[string]string{"sync": "always", "index": "btree"}
 	other.Mode = "inprocess"
-	if err := Prepare(dir, other); err != nil {
+	if err := Prepare(dir, other, 2); err != nil {
 		t.Fatalf("same engine, other options: %v", err)
 	}
 	again, err := Meta(dir)
@@ -76,7 +76,7 @@ func TestPrepareCreatesAndRecords(t *testing.T) {
 
 func TestPrepareEmptyExistingFolder(t *testing.T) {
 	dir := t.TempDir()
-	if err := Prepare(dir, config.Plugin{Plugin: "memory"}); err != nil {
+	if err := Prepare(dir, config.Plugin{Plugin: "memory"}, 2); err != nil {
 		t.Fatal(err)
 	}
 	if rec, err := Meta(dir); err != nil || rec.Engine != "memory" || rec.Options != nil {
@@ -86,11 +86,11 @@ func TestPrepareEmptyExistingFolder(t *testing.T) {
 
 func TestPrepareRefusesOtherEngine(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "plugdb-data")
-	if err := Prepare(dir, rowfile); err != nil {
+	if err := Prepare(dir, rowfile, 2); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, RecordFile))
-	err := Prepare(dir, config.Plugin{Plugin: "memory"})
+	err := Prepare(dir, config.Plugin{Plugin: "memory"}, 2)
 	want := `data folder ` + dir + ` was created by engine "rowfile"; this config uses engine "memory": use a new data folder (--data DIR) or the original engine`
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v\nwant    %s", err, want)
@@ -101,10 +101,10 @@ func TestPrepareRefusesOtherEngine(t *testing.T) {
 
 	// And the other way round, with a plugin binary.
 	dir2 := t.TempDir()
-	if err := Prepare(dir2, config.Plugin{Plugin: "memory"}); err != nil {
+	if err := Prepare(dir2, config.Plugin{Plugin: "memory"}, 2); err != nil {
 		t.Fatal(err)
 	}
-	err = Prepare(dir2, config.Plugin{Plugin: "./bin/myengine"})
+	err = Prepare(dir2, config.Plugin{Plugin: "./bin/myengine"}, 2)
 	want = `data folder ` + dir2 + ` was created by engine "memory"; this config uses engine "./bin/myengine": use a new data folder (--data DIR) or the original engine`
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v\nwant    %s", err, want)
@@ -118,7 +118,7 @@ func TestPrepareBinaryByPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Prepare(dir, config.Plugin{Plugin: rel}); err != nil {
+	if err := Prepare(dir, config.Plugin{Plugin: rel}, 2); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := Meta(dir)
@@ -126,16 +126,16 @@ func TestPrepareBinaryByPath(t *testing.T) {
 		t.Fatalf("record engine = %q (%v), want %q", rec.Engine, err, abs)
 	}
 	// The same binary by another spelling of its path.
-	if err := Prepare(dir, config.Plugin{Plugin: abs}); err != nil {
+	if err := Prepare(dir, config.Plugin{Plugin: abs}, 2); err != nil {
 		t.Fatalf("same binary by absolute path: %v", err)
 	}
 	// Another binary.
-	err = Prepare(dir, config.Plugin{Plugin: "/opt/otherengine"})
+	err = Prepare(dir, config.Plugin{Plugin: "/opt/otherengine"}, 2)
 	if err == nil || !strings.Contains(err.Error(), `was created by engine "`+abs+`"; this config uses engine "/opt/otherengine"`) {
 		t.Fatalf("error = %v", err)
 	}
 	// A bundled engine whose name is the binary's base name is another engine.
-	if err := Prepare(dir, config.Plugin{Plugin: "myengine"}); err == nil {
+	if err := Prepare(dir, config.Plugin{Plugin: "myengine"}, 2); err == nil {
 		t.Fatal("bundled name accepted on a folder made by a binary")
 	}
 }
@@ -145,7 +145,7 @@ func TestPrepareRefusesForeignFolder(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "p0"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	err := Prepare(dir, rowfile)
+	err := Prepare(dir, rowfile, 2)
 	want := `data folder ` + dir + ` is not empty (it holds p0) and has no plugdb.json, so plugdb did not create it: use a new or empty data folder (--data DIR)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v\nwant    %s", err, want)
@@ -159,15 +159,15 @@ func TestPrepareRefusesForeignFolder(t *testing.T) {
 	if err := os.WriteFile(f, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = Prepare(f, rowfile)
+	err = Prepare(f, rowfile, 2)
 	if err == nil || err.Error() != `data folder `+f+` is not a folder: use a new data folder (--data DIR)` {
 		t.Fatalf("error = %v", err)
 	}
 
-	if err := Prepare("", rowfile); err == nil || !strings.Contains(err.Error(), "no folder given") {
+	if err := Prepare("", rowfile, 2); err == nil || !strings.Contains(err.Error(), "no folder given") {
 		t.Fatalf("empty dir: %v", err)
 	}
-	if err := Prepare(t.TempDir(), config.Plugin{}); err == nil || !strings.Contains(err.Error(), "no engine plugin given") {
+	if err := Prepare(t.TempDir(), config.Plugin{}, 2); err == nil || !strings.Contains(err.Error(), "no engine plugin given") {
 		t.Fatalf("empty plugin: %v", err)
 	}
 }
@@ -183,7 +183,7 @@ func TestPrepareAfterInterruptedWrite(t *testing.T) {
 	if _, err := Meta(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Meta with only a temporary file: %v", err)
 	}
-	if err := Prepare(dir, rowfile); err != nil {
+	if err := Prepare(dir, rowfile, 2); err != nil {
 		t.Fatal(err)
 	}
 	if got := names(t, dir); !reflect.DeepEqual(got, []string{RecordFile}) {
@@ -221,7 +221,7 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
-	err := Prepare(dir, rowfile)
+	err := Prepare(dir, rowfile, 2)
 	if err == nil || !strings.Contains(err.Error(), "data folder "+dir+": writing plugdb.json: ") {
 		t.Fatalf("error = %v", err)
 	}
@@ -254,7 +254,7 @@ func TestMetaErrors(t *testing.T) {
 				t.Fatalf("Meta: %v, want %q", err, tt.want)
 			}
 			// Prepare refuses too, and leaves the file alone.
-			if err := Prepare(dir, rowfile); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if err := Prepare(dir, rowfile, 2); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Prepare: %v", err)
 			}
 			if b, _ := os.ReadFile(path); string(b) != tt.text {
@@ -286,5 +286,23 @@ func TestWriteRenameFailureLeavesNoTemp(t *testing.T) {
 	}
 	if got := names(t, dir); !reflect.DeepEqual(got, []string{RecordFile}) {
 		t.Fatalf("data folder holds %v", got)
+	}
+}
+
+func TestRefusesAnotherPartitionCount(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := Prepare(dir, config.Plugin{Plugin: "rowfile"}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := Meta(dir); err != nil || rec.Partitions != 2 {
+		t.Fatalf("record %+v, %v: want partitions 2", rec, err)
+	}
+	err := Prepare(dir, config.Plugin{Plugin: "rowfile"}, 3)
+	want := "was created with 2 partitions; this config has partitions: 3"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("prepare with 3 partitions: %v, want %q", err, want)
+	}
+	if err := Prepare(dir, config.Plugin{Plugin: "rowfile"}, 2); err != nil {
+		t.Fatalf("same count again: %v", err)
 	}
 }
