@@ -31,6 +31,7 @@ type Config struct {
 	Partitioner Plugin    `koanf:"partitioner" json:"partitioner"`
 	Replicator  Plugin    `koanf:"replicator" json:"replicator"`
 	Router      Router    `koanf:"router" json:"router"`
+	Nodes       Nodes     `koanf:"nodes" json:"nodes"`
 }
 
 // ZooKeeper is the coordination service.
@@ -68,6 +69,21 @@ type Router struct {
 	HTTP string `koanf:"http" json:"http"`
 }
 
+// Nodes says where `plugdb cluster up` puts the nodes of a cluster on one
+// machine: replica r of partition p listens on 127.0.0.1:BasePort+p*Replicas+r.
+type Nodes struct {
+	// Replicas is the number of replicas of each partition, 1..9 (leader and followers).
+	Replicas int `koanf:"replicas" json:"replicas"`
+	// BasePort is the first node's port; every node's port must be at most 65535.
+	BasePort int `koanf:"base_port" json:"base_port"`
+}
+
+// NodeAddr returns the loopback address `plugdb cluster up` gives replica r of
+// partition p: 127.0.0.1:BasePort+p*Replicas+r.
+func (c Config) NodeAddr(p, r int) string {
+	return fmt.Sprintf("127.0.0.1:%d", c.Nodes.BasePort+p*c.Nodes.Replicas+r)
+}
+
 // Default returns the built-in defaults, the dev configuration (configs/default.yaml).
 func Default() Config {
 	return Config{
@@ -83,6 +99,7 @@ func Default() Config {
 		Partitioner: Plugin{Plugin: "hash"},
 		Replicator:  Plugin{Plugin: "none"},
 		Router:      Router{GRPC: "127.0.0.1:7070", HTTP: "127.0.0.1:8080"},
+		Nodes:       Nodes{Replicas: 1, BasePort: 7101},
 	}
 }
 
@@ -198,6 +215,7 @@ func toMap(c Config) map[string]any {
 		"partitioner": block(c.Partitioner),
 		"replicator":  block(c.Replicator),
 		"router":      map[string]any{"grpc": c.Router.GRPC, "http": c.Router.HTTP},
+		"nodes":       map[string]any{"replicas": c.Nodes.Replicas, "base_port": c.Nodes.BasePort},
 	}
 }
 
@@ -239,7 +257,9 @@ func (c Config) Validate(known Known) error {
 	}
 	checks = append(checks,
 		check{"router.grpc", c.Router.GRPC, checkAddr(c.Router.GRPC)},
-		check{"router.http", c.Router.HTTP, checkAddr(c.Router.HTTP)})
+		check{"router.http", c.Router.HTTP, checkAddr(c.Router.HTTP)},
+		check{"nodes.replicas", c.Nodes.Replicas, checkReplicas(c.Nodes.Replicas)},
+		check{"nodes.base_port", c.Nodes.BasePort, checkBasePort(c.Nodes.BasePort)})
 	for _, ch := range checks {
 		if ch.e != nil {
 			return fmt.Errorf("%s %s: %s", ch.key, show(ch.val), ch.e)
@@ -252,6 +272,9 @@ func (c Config) Validate(known Known) error {
 	}
 	if c.Router.GRPC == c.Router.HTTP {
 		return fmt.Errorf("router.grpc and router.http are both %q (allowed: two different addresses)", c.Router.GRPC)
+	}
+	if e := checkNodePorts(c.Nodes.BasePort, c.Partitions, c.Nodes.Replicas); e != nil {
+		return fmt.Errorf("nodes.base_port %d: %s", c.Nodes.BasePort, e)
 	}
 	return nil
 }

@@ -220,6 +220,8 @@ func TestEnvMapping(t *testing.T) {
 		{"PLUGDB_REPLICATOR_SHA256=", func(c Config) any { return c.Replicator.SHA256 }, ""},
 		{"PLUGDB_ROUTER_GRPC=0.0.0.0:7071", func(c Config) any { return c.Router.GRPC }, "0.0.0.0:7071"},
 		{"PLUGDB_ROUTER_HTTP=:8081", func(c Config) any { return c.Router.HTTP }, ":8081"},
+		{"PLUGDB_NODES_REPLICAS=2", func(c Config) any { return c.Nodes.Replicas }, 2},
+		{"PLUGDB_NODES_BASE_PORT= 9100", func(c Config) any { return c.Nodes.BasePort }, 9100},
 		// Not configuration: ignored.
 		{"PLUGDB_PLUGIN=d3b6a8f0-plugdb-plugin", func(c Config) any { return reflect.DeepEqual(c, Default()) }, true},
 		{"PLUGDB_BENCH_KEYS=100", func(c Config) any { return reflect.DeepEqual(c, Default()) }, true},
@@ -272,14 +274,14 @@ func TestEnvNamesUnambiguous(t *testing.T) {
 	}
 	wantKeys := []string{"cluster", "data", "partitions", "zookeeper.servers", "zookeeper.session_timeout", "zookeeper.root",
 		"engine.plugin", "engine.mode", "engine.sha256", "partitioner.plugin", "partitioner.mode", "partitioner.sha256",
-		"replicator.plugin", "replicator.mode", "replicator.sha256", "router.grpc", "router.http"}
+		"replicator.plugin", "replicator.mode", "replicator.sha256", "router.grpc", "router.http", "nodes.replicas", "nodes.base_port"}
 	if !slices.Equal(Keys(), wantKeys) {
 		t.Errorf("Keys() = %v", Keys())
 	}
 }
 
 func TestLoadErrors(t *testing.T) {
-	const topKeys = "cluster, data, partitions, zookeeper, engine, partitioner, replicator, router"
+	const topKeys = "cluster, data, partitions, zookeeper, engine, partitioner, replicator, router, nodes"
 	tests := []struct {
 		name  string
 		file  string // FILE in want is the file's path
@@ -348,6 +350,20 @@ func TestLoadErrors(t *testing.T) {
 			want: `config file FILE: router.http "127.0.0.1:65536": bad port (allowed: host:port with a port 1..65535, e.g. 127.0.0.1:7070)`},
 		{name: "http port by name", file: "router: {http: 'localhost:http'}",
 			want: `config file FILE: router.http "localhost:http": bad port (allowed: host:port with a port 1..65535, e.g. 127.0.0.1:7070)`},
+		{name: "unknown nodes key", file: "nodes: {ports: 7101}",
+			want: `config file FILE: unknown key "nodes.ports" (allowed under nodes: replicas, base_port)`},
+		{name: "replicas zero", file: "nodes: {replicas: 0}",
+			want: `config file FILE: nodes.replicas 0: out of range (allowed: 1..9)`},
+		{name: "replicas ten", file: "nodes: {replicas: 10}",
+			want: `config file FILE: nodes.replicas 10: out of range (allowed: 1..9)`},
+		{name: "replicas not a number", file: "nodes: {replicas: two}",
+			want: `config file FILE: nodes.replicas "two": not an integer (allowed: 1..9)`},
+		{name: "base_port low", file: "nodes: {base_port: 80}",
+			want: `config file FILE: nodes.base_port 80: out of range (allowed: 1024..65535, with a port for every node up to 65535)`},
+		{name: "base_port high", file: "nodes: {base_port: 70000}",
+			want: `config file FILE: nodes.base_port 70000: out of range (allowed: 1024..65535`},
+		{name: "base_port empty", file: "nodes: {base_port: }",
+			want: `config file FILE: nodes.base_port (no value): no value (allowed: 1024..65535`},
 		{name: "mode", file: "engine: {mode: proc}",
 			want: `config file FILE: engine.mode "proc": not a mode (allowed: process, inprocess)`},
 		{name: "replicator mode", file: "replicator: {mode: thread}",
@@ -380,6 +396,10 @@ func TestLoadErrors(t *testing.T) {
 			want: `environment variable PLUGDB_ZOOKEEPER_SESSION_TIMEOUT: zookeeper.session_timeout "soon": not a duration (allowed: a positive duration such as 2s or 500ms)`},
 		{name: "env bad server", env: []string{"PLUGDB_ZOOKEEPER_SERVERS=a:1,b"},
 			want: `environment variable PLUGDB_ZOOKEEPER_SERVERS: zookeeper.servers "a:1,b": server "b": not host:port`},
+		{name: "env bad replicas", env: []string{"PLUGDB_NODES_REPLICAS=x"},
+			want: `environment variable PLUGDB_NODES_REPLICAS: nodes.replicas "x": not an integer (allowed: 1..9)`},
+		{name: "env bad base port", env: []string{"PLUGDB_NODES_BASE_PORT=1"},
+			want: `environment variable PLUGDB_NODES_BASE_PORT: nodes.base_port "1": out of range (allowed: 1024..65535`},
 		{name: "env bad mode", env: []string{"PLUGDB_ENGINE_MODE=x"},
 			want: `environment variable PLUGDB_ENGINE_MODE: engine.mode "x": not a mode (allowed: process, inprocess)`},
 		{name: "env unknown", env: []string{"PLUGDB_ENGINE_PLUGN=memory"},
@@ -408,6 +428,8 @@ func TestLoadErrors(t *testing.T) {
 			want: `flags: partitions "x": not an integer (allowed: 1..1024)`},
 		{name: "flag empty data", flags: map[string]string{"data": ""},
 			want: `flags: data "": empty (allowed: a folder path, e.g. ./plugdb-data)`},
+		{name: "flag bad replicas", flags: map[string]string{"nodes.replicas": "-1"},
+			want: `flags: nodes.replicas "-1": out of range (allowed: 1..9)`},
 		{name: "flag dotted option", flags: map[string]string{"engine.options.a.b": "1"},
 			want: `flags: engine.options.a.b: option name contains '.' (allowed: an option name without '.', e.g. sync)`},
 	}
@@ -521,6 +543,13 @@ func TestValidate(t *testing.T) {
 			`engine.sha256 "xyz": not a SHA-256`},
 		{"bad option name", func(c *Config) { c.Engine.Options = map[string]string{"": "x"} }, nil,
 			`engine.options "": empty option name`},
+		{"bad replicas", func(c *Config) { c.Nodes.Replicas = 0 }, nil,
+			`nodes.replicas 0: out of range (allowed: 1..9)`},
+		{"bad base port", func(c *Config) { c.Nodes.BasePort = 100 }, nil,
+			`nodes.base_port 100: out of range (allowed: 1024..65535, with a port for every node up to 65535)`},
+		{"last node port fits", func(c *Config) { c.Partitions, c.Nodes.Replicas, c.Nodes.BasePort = 2, 2, 65532 }, nil, ""},
+		{"no room for the nodes", func(c *Config) { c.Partitions, c.Nodes.Replicas, c.Nodes.BasePort = 2, 2, 65533 }, nil,
+			`nodes.base_port 65533: 2 partitions × 2 replicas need ports 65533..65536 (allowed: a base_port of at most 65532 for 4 nodes)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -563,5 +592,32 @@ func TestBlock(t *testing.T) {
 	}
 	if (Plugin{Plugin: "hash"}).Block().Options != nil {
 		t.Fatal("Block of no options is not nil")
+	}
+}
+
+func TestNodeAddr(t *testing.T) {
+	c := Default()
+	c.Partitions, c.Nodes.Replicas, c.Nodes.BasePort = 2, 2, 7101
+	got := []string{c.NodeAddr(0, 0), c.NodeAddr(0, 1), c.NodeAddr(1, 0), c.NodeAddr(1, 1)}
+	want := []string{"127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103", "127.0.0.1:7104"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("NodeAddr = %v, want %v", got, want)
+	}
+	if c := mustLoad(t, Source{File: writeFile(t, "nodes: {replicas: 3}")}); c.Nodes != (Nodes{Replicas: 3, BasePort: 7101}) {
+		t.Fatalf("nodes overlay: %+v", c.Nodes)
+	}
+}
+
+// TestClusterYAML: configs/cluster.yaml loads and validates, with the layout
+// `plugdb cluster up` documents.
+func TestClusterYAML(t *testing.T) {
+	c := mustLoad(t, Source{File: "../../configs/cluster.yaml"})
+	if err := c.Validate(Known{Engines: []string{"memory", "rowfile"}, Partitioners: []string{"hash"}, Replicators: []string{"none"}}); err != nil {
+		t.Fatalf("configs/cluster.yaml does not validate: %v", err)
+	}
+	if c.Cluster != "local" || c.Partitions != 2 || c.Nodes != (Nodes{Replicas: 2, BasePort: 7101}) ||
+		c.ZooKeeper.SessionTimeout != 2*time.Second || !slices.Equal(c.ZooKeeper.Servers, []string{"127.0.0.1:2181"}) ||
+		c.Router != (Router{GRPC: "127.0.0.1:7070", HTTP: "127.0.0.1:8080"}) {
+		t.Fatalf("configs/cluster.yaml = %+v", c)
 	}
 }

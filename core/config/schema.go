@@ -17,12 +17,13 @@ var pluginKeys = []string{"plugin", "mode", "sha256", "options"}
 
 // sections lists each section's keys in file order ("" is the top level).
 var sections = map[string][]string{
-	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router"},
+	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes"},
 	"zookeeper":   {"servers", "session_timeout", "root"},
 	"engine":      pluginKeys,
 	"partitioner": pluginKeys,
 	"replicator":  pluginKeys,
 	"router":      {"grpc", "http"},
+	"nodes":       {"replicas", "base_port"},
 }
 
 type leaf struct {
@@ -36,6 +37,8 @@ var leaves = map[string]leaf{
 	"cluster":                   {parse: stringParser(checkCluster, allowedCluster)},
 	"data":                      {parse: stringParser(checkData, allowedData)},
 	"partitions":                {parse: parsePartitions},
+	"nodes.replicas":            {parse: intParser(checkReplicas, allowedReplicas)},
+	"nodes.base_port":           {parse: intParser(checkBasePort, allowedBasePort)},
 	"zookeeper.servers":         {parse: parseServers},
 	"zookeeper.session_timeout": {parse: parseTimeout},
 	"zookeeper.root":            {parse: stringParser(checkRoot, allowedRoot)},

@@ -12,6 +12,9 @@ import (
 // MaxPartitions bounds the partitions key.
 const MaxPartitions = 1024
 
+// MaxReplicas bounds the nodes.replicas key.
+const MaxReplicas = 9
+
 // valueError is a bad value: what is wrong with it and what is allowed.
 type valueError struct {
 	problem, allowed string
@@ -35,7 +38,11 @@ const (
 	allowedOptionVal = "a scalar: string, number or bool"
 )
 
-var allowedPartitions = fmt.Sprintf("1..%d", MaxPartitions)
+var (
+	allowedPartitions = fmt.Sprintf("1..%d", MaxPartitions)
+	allowedReplicas   = fmt.Sprintf("1..%d", MaxReplicas)
+	allowedBasePort   = "1024..65535, with a port for every node up to 65535"
+)
 
 // Checks on typed values, shared by the loading of every layer and Validate.
 
@@ -61,6 +68,30 @@ func checkData(s string) *valueError {
 func checkPartitions(n int) *valueError {
 	if n < 1 || n > MaxPartitions {
 		return bad("out of range", allowedPartitions)
+	}
+	return nil
+}
+
+func checkReplicas(n int) *valueError {
+	if n < 1 || n > MaxReplicas {
+		return bad("out of range", allowedReplicas)
+	}
+	return nil
+}
+
+func checkBasePort(n int) *valueError {
+	if n < 1024 || n > 65535 {
+		return bad("out of range", allowedBasePort)
+	}
+	return nil
+}
+
+// checkNodePorts checks that base+partitions*replicas-1, the last node's port,
+// is a port.
+func checkNodePorts(base, partitions, replicas int) *valueError {
+	if last := base + partitions*replicas - 1; last > 65535 {
+		return bad(fmt.Sprintf("%d partitions × %d replicas need ports %d..%d", partitions, replicas, base, last),
+			fmt.Sprintf("a base_port of at most %d for %d nodes", 65536-partitions*replicas, partitions*replicas))
 	}
 	return nil
 }
@@ -187,30 +218,37 @@ func stringParser(check func(string) *valueError, allowed string) func(any) (any
 }
 
 func parsePartitions(v any) (any, *valueError) {
-	var n int
-	switch x := v.(type) {
-	case int:
-		n = x
-	case int64:
-		if x < -1<<31 || x > 1<<31 {
-			return nil, bad("out of range", allowedPartitions)
+	return intParser(checkPartitions, allowedPartitions)(v)
+}
+
+// intParser parses an integer key: a YAML integer or a decimal string.
+func intParser(check func(int) *valueError, allowed string) func(any) (any, *valueError) {
+	return func(v any) (any, *valueError) {
+		var n int
+		switch x := v.(type) {
+		case int:
+			n = x
+		case int64:
+			if x < -1<<31 || x > 1<<31 {
+				return nil, bad("out of range", allowed)
+			}
+			n = int(x)
+		case string:
+			i, err := strconv.Atoi(strings.TrimSpace(x))
+			if err != nil {
+				return nil, bad("not an integer", allowed)
+			}
+			n = i
+		case nil:
+			return nil, bad("no value", allowed)
+		default:
+			return nil, bad("not an integer", allowed)
 		}
-		n = int(x)
-	case string:
-		i, err := strconv.Atoi(strings.TrimSpace(x))
-		if err != nil {
-			return nil, bad("not an integer", allowedPartitions)
+		if e := check(n); e != nil {
+			return nil, e
 		}
-		n = i
-	case nil:
-		return nil, bad("no value", allowedPartitions)
-	default:
-		return nil, bad("not an integer", allowedPartitions)
+		return n, nil
 	}
-	if e := checkPartitions(n); e != nil {
-		return nil, e
-	}
-	return n, nil
 }
 
 func parseServers(v any) (any, *valueError) {
