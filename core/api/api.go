@@ -22,20 +22,40 @@ import (
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
-// Backend is what the API serves from.
+// Backend is what the API serves from: the local partitions of `plugdb dev`,
+// one node's partition, or the router's view of the cluster.
 type Backend interface {
 	// Partitions is the number of partitions.
 	Partitions() int
-	// Locate maps a key to its partition.
-	Locate(key []byte) int
+	// Locate sets out[i] to the partition of keys[i].
+	Locate(ctx context.Context, keys [][]byte, out []int) error
+	// Range returns, ascending, the partitions a scan of [start, end) touches.
+	Range(ctx context.Context, start, end []byte) ([]int, error)
 	// Get reads key from partition p.
-	Get(ctx context.Context, p int, key []byte) (engines.Row, error)
+	Get(ctx context.Context, p int, key []byte, rd Read) (engines.Row, error)
 	// Write applies writes to partition p atomically and returns their LSNs.
 	Write(ctx context.Context, p int, writes []partition.Write) ([]uint64, error)
 	// Scan reads partition p's rows in r, in key order.
-	Scan(ctx context.Context, p int, r engines.ScanRange) iter.Seq2[engines.Row, error]
+	Scan(ctx context.Context, p int, r engines.ScanRange, rd Read) iter.Seq2[engines.Row, error]
 	// Status describes the cluster.
 	Status(ctx context.Context) (*plugdbv1.StatusResponse, error)
+}
+
+// Read says which replica may serve a read.
+type Read struct {
+	// Stale allows a follower to answer (it may miss recent writes).
+	Stale bool
+}
+
+// readOf returns the Read a request asks for.
+func readOf(c plugdbv1.Consistency) (Read, error) {
+	switch c {
+	case plugdbv1.Consistency_CONSISTENCY_UNSPECIFIED, plugdbv1.Consistency_CONSISTENCY_STRONG:
+		return Read{}, nil
+	case plugdbv1.Consistency_CONSISTENCY_STALE:
+		return Read{Stale: true}, nil
+	}
+	return Read{}, status.Errorf(codes.InvalidArgument, "consistency %v: allowed values are strong, stale", c)
 }
 
 // Server implements plugdbv1.KVServer over a Backend.
@@ -52,7 +72,15 @@ func (s *Server) Get(ctx context.Context, req *plugdbv1.GetRequest) (*plugdbv1.G
 	if err := checkKey(req.GetKey()); err != nil {
 		return nil, err
 	}
-	row, err := s.b.Get(ctx, s.b.Locate(req.GetKey()), req.GetKey())
+	rd, err := readOf(req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.locate(ctx, req.GetKey())
+	if err != nil {
+		return nil, toStatus(err, nil)
+	}
+	row, err := s.b.Get(ctx, p, req.GetKey(), rd)
 	if err != nil {
 		return nil, toStatus(err, req.GetKey())
 	}
@@ -83,7 +111,10 @@ func (s *Server) write(ctx context.Context, w partition.Write) (*plugdbv1.WriteR
 	if err := checkKey(w.Key); err != nil {
 		return nil, err
 	}
-	p := s.b.Locate(w.Key)
+	p, err := s.locate(ctx, w.Key)
+	if err != nil {
+		return nil, toStatus(err, nil)
+	}
 	lsns, err := s.b.Write(ctx, p, []partition.Write{w})
 	if err != nil {
 		return nil, toStatus(err, w.Key)
@@ -93,7 +124,7 @@ func (s *Server) write(ctx context.Context, w partition.Write) (*plugdbv1.WriteR
 
 // Batch applies ops, each partition's share atomically and the shares in parallel.
 func (s *Server) Batch(ctx context.Context, req *plugdbv1.BatchRequest) (*plugdbv1.BatchResponse, error) {
-	byPart := map[int][]int{} // partition -> op indexes
+	keys := make([][]byte, len(req.GetOps()))
 	for i, op := range req.GetOps() {
 		if err := checkKey(op.GetKey()); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "ops[%d]: %s", i, status.Convert(err).Message())
@@ -101,7 +132,14 @@ func (s *Server) Batch(ctx context.Context, req *plugdbv1.BatchRequest) (*plugdb
 		if op.GetOp() != plugdbv1.BatchOp_OP_PUT && op.GetOp() != plugdbv1.BatchOp_OP_DELETE {
 			return nil, status.Errorf(codes.InvalidArgument, "ops[%d]: op %v: allowed ops are put, delete", i, op.GetOp())
 		}
-		p := s.b.Locate(op.GetKey())
+		keys[i] = op.GetKey()
+	}
+	located := make([]int, len(keys))
+	if err := s.b.Locate(ctx, keys, located); err != nil {
+		return nil, toStatus(err, nil)
+	}
+	byPart := map[int][]int{} // partition -> op indexes
+	for i, p := range located {
 		byPart[p] = append(byPart[p], i)
 	}
 	lsns := make([]uint64, len(req.GetOps()))
@@ -154,10 +192,18 @@ func (s *Server) Scan(req *plugdbv1.ScanRequest, stream plugdbv1.KV_ScanServer) 
 	if r.Limit < 0 {
 		return status.Errorf(codes.InvalidArgument, "scan: limit %d: allowed values are 0 (no limit) or more", r.Limit)
 	}
+	rd, err := readOf(req.GetConsistency())
+	if err != nil {
+		return err
+	}
 	ctx := stream.Context()
-	parts := make([]iter.Seq2[engines.Row, error], s.b.Partitions())
-	for p := range parts {
-		parts[p] = s.b.Scan(ctx, p, r)
+	touched, err := s.b.Range(ctx, r.Start, r.End)
+	if err != nil {
+		return toStatus(err, nil)
+	}
+	parts := make([]iter.Seq2[engines.Row, error], len(touched))
+	for i, p := range touched {
+		parts[i] = s.b.Scan(ctx, p, r, rd)
 	}
 	n := 0
 	for row, err := range Merge(parts) {
@@ -172,6 +218,15 @@ func (s *Server) Scan(req *plugdbv1.ScanRequest, stream plugdbv1.KV_ScanServer) 
 		}
 	}
 	return nil
+}
+
+// locate returns key's partition.
+func (s *Server) locate(ctx context.Context, key []byte) (int, error) {
+	var out [1]int
+	if err := s.b.Locate(ctx, [][]byte{key}, out[:]); err != nil {
+		return 0, fmt.Errorf("locate key: %w", err)
+	}
+	return out[0], nil
 }
 
 // Status describes the cluster.

@@ -97,7 +97,11 @@ func TestScanMergesPartitionsInOrder(t *testing.T) {
 	used := map[int]bool{}
 	for i := 0; i < 60; i++ {
 		k := []byte(fmt.Sprintf("k%03d", i))
-		used[b.Locate(k)] = true
+		var at [1]int
+		if err := b.Locate(ctx, [][]byte{k}, at[:]); err != nil {
+			t.Fatal(err)
+		}
+		used[at[0]] = true
 		ops = append(ops, &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_PUT, Key: k, Value: k})
 	}
 	ops = append(ops, &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_PUT, Key: []byte("other"), Value: []byte("x")})

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/plugdb/plugdb/core/api"
 	"github.com/plugdb/plugdb/core/loader"
 	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/engines"
@@ -60,11 +61,25 @@ func Open(ctx context.Context, l *loader.Loader, block loader.Block, dataDir str
 // Partitions is the number of partitions.
 func (b *Backend) Partitions() int { return len(b.parts) }
 
-// Locate hashes key to its partition.
-func (b *Backend) Locate(key []byte) int { return hash.Locate(key, len(b.parts)) }
+// Locate hashes each key to its partition.
+func (b *Backend) Locate(_ context.Context, keys [][]byte, out []int) error {
+	for i, k := range keys {
+		out[i] = hash.Locate(k, len(b.parts))
+	}
+	return nil
+}
 
-// Get reads key from partition p.
-func (b *Backend) Get(ctx context.Context, p int, key []byte) (engines.Row, error) {
+// Range returns every partition: hashing spreads any range over all of them.
+func (b *Backend) Range(context.Context, []byte, []byte) ([]int, error) {
+	all := make([]int, len(b.parts))
+	for p := range all {
+		all[p] = p
+	}
+	return all, nil
+}
+
+// Get reads key from partition p; every read is strong (one replica each).
+func (b *Backend) Get(ctx context.Context, p int, key []byte, _ api.Read) (engines.Row, error) {
 	return b.parts[p].Get(ctx, key)
 }
 
@@ -74,7 +89,7 @@ func (b *Backend) Write(ctx context.Context, p int, writes []partition.Write) ([
 }
 
 // Scan reads partition p's range.
-func (b *Backend) Scan(ctx context.Context, p int, r engines.ScanRange) iter.Seq2[engines.Row, error] {
+func (b *Backend) Scan(ctx context.Context, p int, r engines.ScanRange, _ api.Read) iter.Seq2[engines.Row, error] {
 	return b.parts[p].Scan(ctx, r)
 }
 

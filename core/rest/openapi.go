@@ -39,7 +39,7 @@ const (
 	infoDesc       = "The REST API of plugdb, served by grpc-gateway in front of the gRPC API plugdb.v1.KV. Request bodies are read as JSON whatever their Content-Type. Field names are the proto names; keys and values are UTF-8 text, and a bytes field that is not valid UTF-8 is carried as <name>_base64 in standard base64 instead; 64-bit integers are JSON numbers; enums are names (on input in any case, prefix optional). An unknown field or malformed JSON is a 400 error."
 	keyParamDesc   = "The key's UTF-8 text, percent-encoded as needed. It may contain '/' (as is or as %2F) and ':'; a key that is not valid UTF-8 is percent-encoded byte by byte."
 	enumInputDesc  = "On input the name in any case, with or without its prefix (put, PUT, OP_PUT), or the number."
-	consistencyDoc = "Read consistency; reserved: only strong, the default, so far."
+	consistencyDoc = "Read consistency: strong (the default) reads from the partition's leader; stale lets a follower answer, which may miss recent writes."
 )
 
 func adaptOpenAPI(src []byte) ([]byte, error) {
@@ -198,7 +198,7 @@ func adaptOperation(op obj, path, method string) {
 	if method == "get" && (path == "/v1/kv" || strings.HasPrefix(path, "/v1/kv/") || path == "/v1/status") {
 		out = append(out, obj{
 			"name": "consistency", "in": "query", "required": false,
-			"type": "string", "enum": []any{"strong"}, "description": consistencyDoc,
+			"type": "string", "enum": []any{"strong", "stale"}, "description": consistencyDoc,
 		})
 	}
 	if out != nil {

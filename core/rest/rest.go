@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"sort"
@@ -139,6 +140,12 @@ const OpenAPIPath = "/v1/openapi.json"
 
 // Scan's query parameters. Each of prefix, start and end is the bound's UTF-8 text, or
 // with the _base64 suffix its bytes in base64.
+// consistencies maps the consistency query parameter to the proto enum's names.
+var consistencies = map[string]string{
+	"strong": plugdbv1.Consistency_CONSISTENCY_STRONG.String(),
+	"stale":  plugdbv1.Consistency_CONSISTENCY_STALE.String(),
+}
+
 var scanParams = []string{"prefix", "start", "end", "limit", "consistency", "prefix_base64", "start_base64", "end_base64"}
 
 // middleware adapts a request to what the generated gateway code expects (see
@@ -164,8 +171,8 @@ func (h *handler) prepare(r *http.Request, params map[string]string) (*http.Requ
 		return nil, invalid("malformed query string: %v", err)
 	}
 	for _, v := range query["consistency"] {
-		if !strings.EqualFold(v, "strong") {
-			return nil, invalid(`query parameter "consistency": %q is not supported (allowed: strong)`, v)
+		if _, ok := consistencies[strings.ToLower(v)]; !ok {
+			return nil, invalid(`query parameter "consistency": %q is not supported (allowed: strong, stale)`, v)
 		}
 	}
 	// The gateway base64-decodes the {key} path parameter: give it the key's text in
@@ -174,6 +181,20 @@ func (h *handler) prepare(r *http.Request, params map[string]string) (*http.Requ
 		params["key"] = base64.StdEncoding.EncodeToString([]byte(key))
 	}
 	r2 := *r
+	if vs := query["consistency"]; len(vs) > 0 && r.Method == http.MethodGet {
+		// The gateway parses the enum by its proto name.
+		if len(vs) > 1 {
+			return nil, invalid("query parameter \"consistency\" given %d times", len(vs))
+		}
+		q := url.Values{}
+		maps.Copy(q, query)
+		q.Set("consistency", consistencies[strings.ToLower(vs[0])])
+		u := *r.URL
+		u.RawQuery = q.Encode()
+		r2.URL = &u
+		r2.Form = nil
+		query = q
+	}
 	if pat, ok := runtime.HTTPPattern(r.Context()); ok && r.Method == http.MethodGet && pat.String() == "/v1/kv" {
 		q, err := scanQuery(query)
 		if err != nil {
@@ -224,7 +245,7 @@ func scanQuery(query url.Values) (string, error) {
 			}
 			out.Set(name, v)
 		case "consistency":
-			// Checked by prepare; reserved for read consistency levels, ignored so far.
+			out.Set(name, v) // checked and mapped by prepare
 		default:
 			return "", invalid("unknown query parameter %q for GET /v1/kv (allowed: %s)", name, strings.Join(scanParams, ", "))
 		}

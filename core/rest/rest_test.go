@@ -398,9 +398,10 @@ func TestVerbs(t *testing.T) {
 	// Batch with enum names.
 	e.expect(e.do(http.MethodPost, "/v1/batch", "", `{"ops":[{"op":"put","key":"b1","value":"x"},{"op":"OP_PUT","key":"b2","value":"y"},{"op":"DELETE","key":"b1"}]}`),
 		200, `{"lsns":[10,11,12]}`)
-	// consistency=strong is accepted (reserved), anything else is refused.
+	// consistency=strong and stale are accepted, anything else is refused.
 	e.expect(e.do(http.MethodGet, "/v1/kv/user:1?consistency=strong", "", ""), 200, `{"key":"user:1","value":"Ada","lsn":1}`)
-	e.expectError(e.do(http.MethodGet, "/v1/kv/user:1?consistency=eventual", "", ""), 400, codes.InvalidArgument, `"eventual" is not supported (allowed: strong)`)
+	e.expect(e.do(http.MethodGet, "/v1/kv/user:1?consistency=STALE", "", ""), 200, `{"key":"user:1","value":"Ada","lsn":1}`)
+	e.expectError(e.do(http.MethodGet, "/v1/kv/user:1?consistency=eventual", "", ""), 400, codes.InvalidArgument, `"eventual" is not supported (allowed: strong, stale)`)
 }
 
 func TestStatus(t *testing.T) {

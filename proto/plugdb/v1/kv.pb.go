@@ -24,6 +24,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Consistency says which replica may answer a read.
+type Consistency int32
+
+const (
+	// CONSISTENCY_UNSPECIFIED is strong.
+	Consistency_CONSISTENCY_UNSPECIFIED Consistency = 0
+	// CONSISTENCY_STRONG reads from the partition's leader: the latest acknowledged write.
+	Consistency_CONSISTENCY_STRONG Consistency = 1
+	// CONSISTENCY_STALE reads from a follower when one exists (else the leader); it may
+	// miss recent writes.
+	Consistency_CONSISTENCY_STALE Consistency = 2
+)
+
+// Enum value maps for Consistency.
+var (
+	Consistency_name = map[int32]string{
+		0: "CONSISTENCY_UNSPECIFIED",
+		1: "CONSISTENCY_STRONG",
+		2: "CONSISTENCY_STALE",
+	}
+	Consistency_value = map[string]int32{
+		"CONSISTENCY_UNSPECIFIED": 0,
+		"CONSISTENCY_STRONG":      1,
+		"CONSISTENCY_STALE":       2,
+	}
+)
+
+func (x Consistency) Enum() *Consistency {
+	p := new(Consistency)
+	*p = x
+	return p
+}
+
+func (x Consistency) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Consistency) Descriptor() protoreflect.EnumDescriptor {
+	return file_plugdb_v1_kv_proto_enumTypes[0].Descriptor()
+}
+
+func (Consistency) Type() protoreflect.EnumType {
+	return &file_plugdb_v1_kv_proto_enumTypes[0]
+}
+
+func (x Consistency) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Consistency.Descriptor instead.
+func (Consistency) EnumDescriptor() ([]byte, []int) {
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{0}
+}
+
 type BatchOp_Op int32
 
 const (
@@ -57,11 +111,11 @@ func (x BatchOp_Op) String() string {
 }
 
 func (BatchOp_Op) Descriptor() protoreflect.EnumDescriptor {
-	return file_plugdb_v1_kv_proto_enumTypes[0].Descriptor()
+	return file_plugdb_v1_kv_proto_enumTypes[1].Descriptor()
 }
 
 func (BatchOp_Op) Type() protoreflect.EnumType {
-	return &file_plugdb_v1_kv_proto_enumTypes[0]
+	return &file_plugdb_v1_kv_proto_enumTypes[1]
 }
 
 func (x BatchOp_Op) Number() protoreflect.EnumNumber {
@@ -76,6 +130,7 @@ func (BatchOp_Op) EnumDescriptor() ([]byte, []int) {
 type GetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Consistency   Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=plugdb.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -115,6 +170,13 @@ func (x *GetRequest) GetKey() []byte {
 		return x.Key
 	}
 	return nil
+}
+
+func (x *GetRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
 }
 
 type GetResponse struct {
@@ -332,6 +394,7 @@ type ScanRequest struct {
 	End           []byte                 `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`       // empty: no upper bound
 	Prefix        []byte                 `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"` // instead of start/end
 	Limit         int64                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`  // 0: no limit
+	Consistency   Consistency            `protobuf:"varint,5,opt,name=consistency,proto3,enum=plugdb.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -392,6 +455,13 @@ func (x *ScanRequest) GetLimit() int64 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ScanRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
 }
 
 type KeyValue struct {
@@ -931,10 +1001,11 @@ var File_plugdb_v1_kv_proto protoreflect.FileDescriptor
 
 const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\n" +
-	"\x12plugdb/v1/kv.proto\x12\tplugdb.v1\"\x1e\n" +
+	"\x12plugdb/v1/kv.proto\x12\tplugdb.v1\"X\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"G\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x128\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x16.plugdb.v1.ConsistencyR\vconsistency\"G\n" +
 	"\vGetResponse\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
@@ -947,12 +1018,13 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"?\n" +
 	"\rWriteResponse\x12\x10\n" +
 	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\x12\x1c\n" +
-	"\tpartition\x18\x02 \x01(\rR\tpartition\"c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\"\x9d\x01\n" +
 	"\vScanRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\fR\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\fR\x03end\x12\x16\n" +
 	"\x06prefix\x18\x03 \x01(\fR\x06prefix\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\x03R\x05limit\"D\n" +
+	"\x05limit\x18\x04 \x01(\x03R\x05limit\x128\n" +
+	"\vconsistency\x18\x05 \x01(\x0e2\x16.plugdb.v1.ConsistencyR\vconsistency\"D\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
@@ -1000,7 +1072,11 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"replicator\x12:\n" +
 	"\n" +
 	"partitions\x18\x05 \x03(\v2\x1a.plugdb.v1.PartitionStatusR\n" +
-	"partitions2\xd8\x03\n" +
+	"partitions*Y\n" +
+	"\vConsistency\x12\x1b\n" +
+	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12CONSISTENCY_STRONG\x10\x01\x12\x15\n" +
+	"\x11CONSISTENCY_STALE\x10\x022\xd8\x03\n" +
 	"\x02KV\x124\n" +
 	"\x03Get\x12\x15.plugdb.v1.GetRequest\x1a\x16.plugdb.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x15.plugdb.v1.PutRequest\x1a\x18.plugdb.v1.WriteResponse\x129\n" +
@@ -1023,57 +1099,60 @@ func file_plugdb_v1_kv_proto_rawDescGZIP() []byte {
 	return file_plugdb_v1_kv_proto_rawDescData
 }
 
-var file_plugdb_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_plugdb_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_plugdb_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_plugdb_v1_kv_proto_goTypes = []any{
-	(BatchOp_Op)(0),         // 0: plugdb.v1.BatchOp.Op
-	(*GetRequest)(nil),      // 1: plugdb.v1.GetRequest
-	(*GetResponse)(nil),     // 2: plugdb.v1.GetResponse
-	(*PutRequest)(nil),      // 3: plugdb.v1.PutRequest
-	(*DeleteRequest)(nil),   // 4: plugdb.v1.DeleteRequest
-	(*WriteResponse)(nil),   // 5: plugdb.v1.WriteResponse
-	(*ScanRequest)(nil),     // 6: plugdb.v1.ScanRequest
-	(*KeyValue)(nil),        // 7: plugdb.v1.KeyValue
-	(*BatchOp)(nil),         // 8: plugdb.v1.BatchOp
-	(*BatchRequest)(nil),    // 9: plugdb.v1.BatchRequest
-	(*BatchResponse)(nil),   // 10: plugdb.v1.BatchResponse
-	(*StatusRequest)(nil),   // 11: plugdb.v1.StatusRequest
-	(*Plugin)(nil),          // 12: plugdb.v1.Plugin
-	(*Replica)(nil),         // 13: plugdb.v1.Replica
-	(*PartitionStatus)(nil), // 14: plugdb.v1.PartitionStatus
-	(*StatusResponse)(nil),  // 15: plugdb.v1.StatusResponse
-	nil,                     // 16: plugdb.v1.Plugin.OptionsEntry
+	(Consistency)(0),        // 0: plugdb.v1.Consistency
+	(BatchOp_Op)(0),         // 1: plugdb.v1.BatchOp.Op
+	(*GetRequest)(nil),      // 2: plugdb.v1.GetRequest
+	(*GetResponse)(nil),     // 3: plugdb.v1.GetResponse
+	(*PutRequest)(nil),      // 4: plugdb.v1.PutRequest
+	(*DeleteRequest)(nil),   // 5: plugdb.v1.DeleteRequest
+	(*WriteResponse)(nil),   // 6: plugdb.v1.WriteResponse
+	(*ScanRequest)(nil),     // 7: plugdb.v1.ScanRequest
+	(*KeyValue)(nil),        // 8: plugdb.v1.KeyValue
+	(*BatchOp)(nil),         // 9: plugdb.v1.BatchOp
+	(*BatchRequest)(nil),    // 10: plugdb.v1.BatchRequest
+	(*BatchResponse)(nil),   // 11: plugdb.v1.BatchResponse
+	(*StatusRequest)(nil),   // 12: plugdb.v1.StatusRequest
+	(*Plugin)(nil),          // 13: plugdb.v1.Plugin
+	(*Replica)(nil),         // 14: plugdb.v1.Replica
+	(*PartitionStatus)(nil), // 15: plugdb.v1.PartitionStatus
+	(*StatusResponse)(nil),  // 16: plugdb.v1.StatusResponse
+	nil,                     // 17: plugdb.v1.Plugin.OptionsEntry
 }
 var file_plugdb_v1_kv_proto_depIdxs = []int32{
-	0,  // 0: plugdb.v1.BatchOp.op:type_name -> plugdb.v1.BatchOp.Op
-	8,  // 1: plugdb.v1.BatchRequest.ops:type_name -> plugdb.v1.BatchOp
-	16, // 2: plugdb.v1.Plugin.options:type_name -> plugdb.v1.Plugin.OptionsEntry
-	13, // 3: plugdb.v1.PartitionStatus.replicas:type_name -> plugdb.v1.Replica
-	12, // 4: plugdb.v1.StatusResponse.engine:type_name -> plugdb.v1.Plugin
-	12, // 5: plugdb.v1.StatusResponse.partitioner:type_name -> plugdb.v1.Plugin
-	12, // 6: plugdb.v1.StatusResponse.replicator:type_name -> plugdb.v1.Plugin
-	14, // 7: plugdb.v1.StatusResponse.partitions:type_name -> plugdb.v1.PartitionStatus
-	1,  // 8: plugdb.v1.KV.Get:input_type -> plugdb.v1.GetRequest
-	3,  // 9: plugdb.v1.KV.Put:input_type -> plugdb.v1.PutRequest
-	3,  // 10: plugdb.v1.KV.Create:input_type -> plugdb.v1.PutRequest
-	3,  // 11: plugdb.v1.KV.Update:input_type -> plugdb.v1.PutRequest
-	4,  // 12: plugdb.v1.KV.Delete:input_type -> plugdb.v1.DeleteRequest
-	6,  // 13: plugdb.v1.KV.Scan:input_type -> plugdb.v1.ScanRequest
-	9,  // 14: plugdb.v1.KV.Batch:input_type -> plugdb.v1.BatchRequest
-	11, // 15: plugdb.v1.KV.Status:input_type -> plugdb.v1.StatusRequest
-	2,  // 16: plugdb.v1.KV.Get:output_type -> plugdb.v1.GetResponse
-	5,  // 17: plugdb.v1.KV.Put:output_type -> plugdb.v1.WriteResponse
-	5,  // 18: plugdb.v1.KV.Create:output_type -> plugdb.v1.WriteResponse
-	5,  // 19: plugdb.v1.KV.Update:output_type -> plugdb.v1.WriteResponse
-	5,  // 20: plugdb.v1.KV.Delete:output_type -> plugdb.v1.WriteResponse
-	7,  // 21: plugdb.v1.KV.Scan:output_type -> plugdb.v1.KeyValue
-	10, // 22: plugdb.v1.KV.Batch:output_type -> plugdb.v1.BatchResponse
-	15, // 23: plugdb.v1.KV.Status:output_type -> plugdb.v1.StatusResponse
-	16, // [16:24] is the sub-list for method output_type
-	8,  // [8:16] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	0,  // 0: plugdb.v1.GetRequest.consistency:type_name -> plugdb.v1.Consistency
+	0,  // 1: plugdb.v1.ScanRequest.consistency:type_name -> plugdb.v1.Consistency
+	1,  // 2: plugdb.v1.BatchOp.op:type_name -> plugdb.v1.BatchOp.Op
+	9,  // 3: plugdb.v1.BatchRequest.ops:type_name -> plugdb.v1.BatchOp
+	17, // 4: plugdb.v1.Plugin.options:type_name -> plugdb.v1.Plugin.OptionsEntry
+	14, // 5: plugdb.v1.PartitionStatus.replicas:type_name -> plugdb.v1.Replica
+	13, // 6: plugdb.v1.StatusResponse.engine:type_name -> plugdb.v1.Plugin
+	13, // 7: plugdb.v1.StatusResponse.partitioner:type_name -> plugdb.v1.Plugin
+	13, // 8: plugdb.v1.StatusResponse.replicator:type_name -> plugdb.v1.Plugin
+	15, // 9: plugdb.v1.StatusResponse.partitions:type_name -> plugdb.v1.PartitionStatus
+	2,  // 10: plugdb.v1.KV.Get:input_type -> plugdb.v1.GetRequest
+	4,  // 11: plugdb.v1.KV.Put:input_type -> plugdb.v1.PutRequest
+	4,  // 12: plugdb.v1.KV.Create:input_type -> plugdb.v1.PutRequest
+	4,  // 13: plugdb.v1.KV.Update:input_type -> plugdb.v1.PutRequest
+	5,  // 14: plugdb.v1.KV.Delete:input_type -> plugdb.v1.DeleteRequest
+	7,  // 15: plugdb.v1.KV.Scan:input_type -> plugdb.v1.ScanRequest
+	10, // 16: plugdb.v1.KV.Batch:input_type -> plugdb.v1.BatchRequest
+	12, // 17: plugdb.v1.KV.Status:input_type -> plugdb.v1.StatusRequest
+	3,  // 18: plugdb.v1.KV.Get:output_type -> plugdb.v1.GetResponse
+	6,  // 19: plugdb.v1.KV.Put:output_type -> plugdb.v1.WriteResponse
+	6,  // 20: plugdb.v1.KV.Create:output_type -> plugdb.v1.WriteResponse
+	6,  // 21: plugdb.v1.KV.Update:output_type -> plugdb.v1.WriteResponse
+	6,  // 22: plugdb.v1.KV.Delete:output_type -> plugdb.v1.WriteResponse
+	8,  // 23: plugdb.v1.KV.Scan:output_type -> plugdb.v1.KeyValue
+	11, // 24: plugdb.v1.KV.Batch:output_type -> plugdb.v1.BatchResponse
+	16, // 25: plugdb.v1.KV.Status:output_type -> plugdb.v1.StatusResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_v1_kv_proto_init() }
@@ -1086,7 +1165,7 @@ func file_plugdb_v1_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_v1_kv_proto_rawDesc), len(file_plugdb_v1_kv_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
