@@ -10,16 +10,20 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/partitioners"
 )
 
 // errorCodes maps each sentinel error of the contracts to the gRPC code it
-// travels as. It is the one table both directions use.
+// travels as. It is the one table both directions use; an error received with
+// a code matches every sentinel of that code (engines.ErrInvalidArgument and
+// partitioners.ErrInvalidArgument, say).
 var errorCodes = []struct {
 	err  error
 	code codes.Code
 }{
 	{engines.ErrNotFound, codes.NotFound},
 	{engines.ErrInvalidArgument, codes.InvalidArgument},
+	{partitioners.ErrInvalidArgument, codes.InvalidArgument},
 	{engines.ErrCorrupt, codes.DataLoss},
 	{engines.ErrClosed, codes.FailedPrecondition},
 	{context.Canceled, codes.Canceled},
@@ -48,15 +52,15 @@ func toStatus(err error) error {
 }
 
 // remoteError is an error that came back from a plugin: its text is the plugin's
-// message, and it matches the sentinel of its code with errors.Is.
+// message, and it matches the sentinels of its code with errors.Is.
 type remoteError struct {
-	code     codes.Code
-	msg      string
-	sentinel error
+	code      codes.Code
+	msg       string
+	sentinels []error
 }
 
-func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.sentinel }
+func (e *remoteError) Error() string   { return e.msg }
+func (e *remoteError) Unwrap() []error { return e.sentinels }
 
 // GRPCStatus lets the error travel on as the same gRPC status.
 func (e *remoteError) GRPCStatus() *status.Status { return status.New(e.code, e.msg) }
@@ -66,17 +70,16 @@ func fromCode(code codes.Code, msg string) error {
 	if code == codes.OK {
 		return nil
 	}
-	var sentinel error
+	var sentinels []error
 	for _, e := range errorCodes {
 		if e.code == code {
-			sentinel = e.err
-			break
+			sentinels = append(sentinels, e.err)
 		}
 	}
-	if sentinel == nil {
-		sentinel = fmt.Errorf("plugin error (%s)", strings.ToLower(code.String()))
+	if sentinels == nil {
+		sentinels = []error{fmt.Errorf("plugin error (%s)", strings.ToLower(code.String()))}
 	}
-	return &remoteError{code: code, msg: msg, sentinel: sentinel}
+	return &remoteError{code: code, msg: msg, sentinels: sentinels}
 }
 
 // fromStatus converts an error returned by a gRPC call made with ctx back into a

@@ -1,6 +1,7 @@
 // Package plugins is plugdb's plugin SDK over hashicorp/go-plugin: the handshake,
-// the GRPCPlugin types, the gRPC shims between the Go contracts (engines, …) and
-// their services in proto/, and Serve, the one call a plugin's main makes.
+// the GRPCPlugin types, the gRPC shims between the Go contracts (engines,
+// partitioners, …) and their services in proto/, and Serve, the one call a
+// plugin's main makes.
 package plugins
 
 import goplugin "github.com/hashicorp/go-plugin"
@@ -10,12 +11,17 @@ type Kind string
 
 // The kinds of plugin plugdb loads.
 const (
-	KindEngine Kind = "engine"
+	KindEngine      Kind = "engine"
+	KindPartitioner Kind = "partitioner"
 )
 
 // EngineProtocolVersion is the major version of the engine protocol
 // (proto/plugdb/engine/v1). A plugin of another version is refused.
 const EngineProtocolVersion = 1
+
+// PartitionerProtocolVersion is the major version of the partitioner protocol
+// (proto/plugdb/partitioner/v1). A plugin of another version is refused.
+const PartitionerProtocolVersion = 1
 
 // Handshake is shared by every plugdb plugin. The magic cookie is a UX check (it
 // stops a plugin binary run by hand from waiting forever), not security.

@@ -8,12 +8,15 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/partitioners"
 )
 
 // ServeConfig says what a plugin process serves. Set exactly one kind.
 type ServeConfig struct {
 	// Engine opens the storage engine this plugin serves.
 	Engine engines.OpenFunc
+	// Partitioner opens the partitioner this plugin serves.
+	Partitioner partitioners.OpenFunc
 	// Logger is the plugin's logger; by default hclog JSON on stderr, which the
 	// host re-emits under the plugin's name.
 	Logger hclog.Logger
@@ -23,6 +26,7 @@ type ServeConfig struct {
 // one call a plugin's main makes:
 //
 //	func main() { plugins.Serve(plugins.ServeConfig{Engine: myengine.Open}) }
+//	func main() { plugins.Serve(plugins.ServeConfig{Partitioner: mypartitioner.Open}) }
 //
 // Run by hand rather than by a plugdb host, it prints a message and exits.
 func Serve(cfg ServeConfig) {
@@ -34,6 +38,16 @@ func Serve(cfg ServeConfig) {
 	if cfg.Engine != nil {
 		for v, set := range EnginePluginSet(cfg.Engine, logger) {
 			sets[v] = set
+		}
+	}
+	if cfg.Partitioner != nil {
+		for v, set := range PartitionerPluginSet(cfg.Partitioner, logger) {
+			if sets[v] == nil {
+				sets[v] = goplugin.PluginSet{}
+			}
+			for name, p := range set {
+				sets[v][name] = p
+			}
 		}
 	}
 	go exitWithParent(logger)

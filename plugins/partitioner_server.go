@@ -1,0 +1,179 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/plugdb/plugdb/partitioners"
+	partitionerv1 "github.com/plugdb/plugdb/proto/plugdb/partitioner/v1"
+)
+
+// partitionerServer serves one partitioner over gRPC (plugin side).
+type partitionerServer struct {
+	partitionerv1.UnimplementedPartitionerServer
+	open partitioners.OpenFunc
+	log  hclog.Logger
+
+	mu sync.Mutex
+	p  partitioners.Partitioner // nil until configured
+}
+
+func newPartitionerServer(open partitioners.OpenFunc, log hclog.Logger) *partitionerServer {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &partitionerServer{open: open, log: log}
+}
+
+func (s *partitionerServer) partitioner() (partitioners.Partitioner, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return nil, status.Error(codes.FailedPrecondition, "partitioner not configured: call Configure first")
+	}
+	return s.p, nil
+}
+
+// Configure opens the partitioner and configures it. A partitioner that
+// refuses its configuration is closed, so the host may try another.
+func (s *partitionerServer) Configure(ctx context.Context, req *partitionerv1.ConfigureRequest) (*partitionerv1.ConfigureResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p != nil {
+		return nil, status.Error(codes.FailedPrecondition, "partitioner already configured: a plugin process serves one partitioner")
+	}
+	if s.open == nil {
+		return nil, status.Error(codes.FailedPrecondition, "plugin serves no partitioner")
+	}
+	p, err := s.open(ctx, s.log)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := p.Configure(ctx, int(req.GetPartitions()), req.GetOptions()); err != nil {
+		p.Close()
+		return nil, toStatus(err)
+	}
+	s.p = p
+	return &partitionerv1.ConfigureResponse{}, nil
+}
+
+// Locate answers each received batch of calls: it locates the keys of all the
+// batch's calls with one call of the partitioner (calling it per call only if
+// that fails, to give each call its own error), then sends the results as one
+// message. Keys are sub-slices of the received message's blob, which is this
+// side's to keep.
+func (s *partitionerServer) Locate(stream partitionerv1.Partitioner_LocateServer) error {
+	p, err := s.partitioner()
+	if err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	var keys [][]byte
+	var out []int
+	for {
+		batch, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ids, counts := batch.GetIds(), batch.GetCounts()
+		if len(ids) == 0 || len(counts) != len(ids) {
+			return status.Error(codes.Unimplemented, "a locate batch in a form this plugin does not know: host built with another plugdb version?")
+		}
+		keys, err = unpackKeys(batch.GetKeys(), counts, keys[:0])
+		if err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		if cap(out) < len(keys) {
+			out = make([]int, len(keys))
+		}
+		out = out[:len(keys)]
+		res := &partitionerv1.LocateResults{
+			Ids:    ids,
+			Codes:  make([]uint32, len(ids)),
+			Counts: make([]uint32, len(ids)),
+		}
+		if err := p.Locate(ctx, keys, out); err == nil {
+			copy(res.Counts, counts)
+			res.Partitions = locateParts(make([]uint32, 0, len(out)), out)
+		} else {
+			locateEach(ctx, p, keys, out, counts, res)
+		}
+		clear(keys) // drop the keys' blob
+		if err := stream.Send(res); err != nil {
+			return err
+		}
+	}
+}
+
+// locateEach locates the keys of each call separately into res.
+func locateEach(ctx context.Context, p partitioners.Partitioner, keys [][]byte, out []int, counts []uint32, res *partitionerv1.LocateResults) {
+	for i, n := range counts {
+		k, o := keys[:n], out[:n]
+		keys, out = keys[n:], out[n:]
+		if err := p.Locate(ctx, k, o); err != nil {
+			st := status.Convert(toStatus(err))
+			res.Codes[i] = uint32(st.Code())
+			res.Messages = append(res.Messages, st.Message())
+			continue
+		}
+		res.Counts[i] = n
+		res.Partitions = locateParts(res.Partitions, o)
+	}
+}
+
+// unpackKeys appends the keys of blob, as many as counts add up to, to keys.
+func unpackKeys(blob []byte, counts []uint32, keys [][]byte) ([][]byte, error) {
+	for _, n := range counts {
+		for range n {
+			key, rest, err := readBytes(blob)
+			if err != nil {
+				return keys, err
+			}
+			if key == nil {
+				key = []byte{}
+			}
+			keys = append(keys, key)
+			blob = rest
+		}
+	}
+	if len(blob) != 0 {
+		return keys, errMalformed
+	}
+	return keys, nil
+}
+
+// Range answers which partitions [start, end) touches.
+func (s *partitionerServer) Range(ctx context.Context, req *partitionerv1.RangeRequest) (*partitionerv1.RangeResponse, error) {
+	p, err := s.partitioner()
+	if err != nil {
+		return nil, err
+	}
+	parts, err := p.Range(ctx, req.GetStart(), req.GetEnd())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &partitionerv1.RangeResponse{Partitions: locateParts(make([]uint32, 0, len(parts)), parts)}, nil
+}
+
+// Close closes the partitioner; closing one never configured does nothing.
+func (s *partitionerServer) Close(context.Context, *partitionerv1.CloseRequest) (*partitionerv1.CloseResponse, error) {
+	s.mu.Lock()
+	p := s.p
+	s.mu.Unlock()
+	if p == nil {
+		return &partitionerv1.CloseResponse{}, nil
+	}
+	if err := p.Close(); err != nil {
+		return nil, toStatus(err)
+	}
+	return &partitionerv1.CloseResponse{}, nil
+}
