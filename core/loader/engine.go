@@ -67,7 +67,7 @@ func (p *processEngine) start(ctx context.Context) error {
 	if err := eng.Open(ctx, p.opts); err != nil {
 		client.Kill()
 		if status.Code(err) == codes.Unimplemented {
-			return fmt.Errorf("plugin %s is not %s plugin (it does not serve the engine service): %w", p.block.Plugin, article(plugins.KindEngine), err)
+			return fmt.Errorf("plugin %s is not %s plugin (it does not serve the engine service): %w", p.block.Plugin, article(plugins.KindEngine), wrongKind{err})
 		}
 		return fmt.Errorf("engine plugin %s: open %s: %w", p.block.Plugin, p.opts.Dir, err)
 	}

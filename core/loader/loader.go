@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +21,7 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/plugins"
 )
 
@@ -40,7 +43,18 @@ type Block struct {
 	Options map[string]string
 }
 
-// Loader loads plugins. The zero value is not usable: set Self and Engines.
+// ErrWrongKind is matched (errors.Is) by the error of loading a plugin that
+// completed the handshake but serves another kind than the one asked for.
+var ErrWrongKind = errors.New("plugin of another kind")
+
+// wrongKind is an error of a plugin of another kind: its text is err's.
+type wrongKind struct{ err error }
+
+func (e wrongKind) Error() string   { return e.err.Error() }
+func (e wrongKind) Unwrap() []error { return []error{ErrWrongKind, e.err} }
+
+// Loader loads plugins. The zero value is not usable: set Self and Engines
+// (and Partitioners).
 type Loader struct {
 	// Logger receives the host's and the plugins' logs.
 	Logger hclog.Logger
@@ -48,6 +62,8 @@ type Loader struct {
 	Self string
 	// Engines are the bundled engines by name.
 	Engines map[string]engines.OpenFunc
+	// Partitioners are the bundled partitioners by name.
+	Partitioners map[string]partitioners.OpenFunc
 	// MaxRestarts bounds the attempts to restart a plugin after it died (default 5).
 	MaxRestarts int
 	// StartTimeout bounds a plugin's start-up handshake (default 10s).
@@ -55,50 +71,74 @@ type Loader struct {
 }
 
 // IsBundled reports whether name is a bundled engine rather than a path.
-func (l *Loader) IsBundled(name string) bool {
-	_, ok := l.Engines[name]
-	return ok && !strings.ContainsRune(name, filepath.Separator)
+func (l *Loader) IsBundled(name string) bool { return l.isBundled(plugins.KindEngine, name) }
+
+// isBundled reports whether name is a bundled plugin of kind rather than a path.
+func (l *Loader) isBundled(kind plugins.Kind, name string) bool {
+	if strings.ContainsRune(name, filepath.Separator) {
+		return false
+	}
+	return slices.Contains(l.names(kind), name)
 }
 
 // EngineNames lists the bundled engines, sorted.
-func (l *Loader) EngineNames() []string {
-	names := make([]string, 0, len(l.Engines))
-	for n := range l.Engines {
-		names = append(names, n)
+func (l *Loader) EngineNames() []string { return l.names(plugins.KindEngine) }
+
+// PartitionerNames lists the bundled partitioners, sorted.
+func (l *Loader) PartitionerNames() []string { return l.names(plugins.KindPartitioner) }
+
+// names lists the bundled plugins of kind, sorted.
+func (l *Loader) names(kind plugins.Kind) []string {
+	var names []string
+	switch kind {
+	case plugins.KindEngine:
+		names = slices.Collect(maps.Keys(l.Engines))
+	case plugins.KindPartitioner:
+		names = slices.Collect(maps.Keys(l.Partitioners))
 	}
 	sort.Strings(names)
 	return names
 }
 
-// CheckEngineBlock validates a block without starting anything.
-func (l *Loader) CheckEngineBlock(b Block) error {
+// CheckEngineBlock validates an engine block without starting anything.
+func (l *Loader) CheckEngineBlock(b Block) error { return l.checkBlock(plugins.KindEngine, b) }
+
+// CheckPartitionerBlock validates a partitioner block without starting anything.
+func (l *Loader) CheckPartitionerBlock(b Block) error {
+	return l.checkBlock(plugins.KindPartitioner, b)
+}
+
+// checkBlock validates a block of kind without starting anything; its errors
+// name the config key ("engine.plugin", …) and the allowed values.
+func (l *Loader) checkBlock(kind plugins.Kind, b Block) error {
+	bundled := strings.Join(l.names(kind), ", ")
 	switch b.Mode {
 	case "", ModeProcess, ModeInProcess:
 	default:
-		return fmt.Errorf("engine.mode %q: allowed values are process, inprocess", b.Mode)
+		return fmt.Errorf("%s.mode %q: allowed values are process, inprocess", kind, b.Mode)
 	}
 	if b.Plugin == "" {
-		return fmt.Errorf("engine.plugin is empty: name a bundled engine (%s) or a plugin binary path", strings.Join(l.EngineNames(), ", "))
+		return fmt.Errorf("%s.plugin is empty: name a bundled %s (%s) or a plugin binary path", kind, kind, bundled)
 	}
-	if l.IsBundled(b.Plugin) {
+	if l.isBundled(kind, b.Plugin) {
 		return nil
 	}
 	if !strings.ContainsRune(b.Plugin, filepath.Separator) {
-		return fmt.Errorf("engine.plugin %q: no such bundled engine (bundled: %s); a plugin binary is given by path, e.g. ./bin/myengine", b.Plugin, strings.Join(l.EngineNames(), ", "))
+		return fmt.Errorf("%s.plugin %q: no such bundled %s (bundled: %s); a plugin binary is given by path, e.g. ./bin/my%s", kind, b.Plugin, kind, bundled, kind)
 	}
 	if b.Mode == ModeInProcess {
-		return fmt.Errorf("engine.mode inprocess: only bundled engines (%s) link in process; %s runs as a process", strings.Join(l.EngineNames(), ", "), b.Plugin)
+		return fmt.Errorf("%s.mode inprocess: only bundled %ss (%s) link in process; %s runs as a process", kind, kind, bundled, b.Plugin)
 	}
 	st, err := os.Stat(b.Plugin)
 	if err != nil {
-		return fmt.Errorf("engine.plugin %q: plugin binary not found: %w", b.Plugin, err)
+		return fmt.Errorf("%s.plugin %q: plugin binary not found: %w", kind, b.Plugin, err)
 	}
 	if st.IsDir() || st.Mode()&0o111 == 0 {
-		return fmt.Errorf("engine.plugin %q: not an executable file", b.Plugin)
+		return fmt.Errorf("%s.plugin %q: not an executable file", kind, b.Plugin)
 	}
 	if b.SHA256 != "" {
 		if _, err := decodeSHA256(b.SHA256); err != nil {
-			return fmt.Errorf("engine.sha256: %w", err)
+			return fmt.Errorf("%s.sha256: %w", kind, err)
 		}
 	}
 	return nil
@@ -115,7 +155,7 @@ func decodeSHA256(s string) ([]byte, error) {
 // command returns the command that starts the plugin of block b of kind.
 func (l *Loader) command(kind plugins.Kind, b Block) (*exec.Cmd, error) {
 	var cmd *exec.Cmd
-	if l.IsBundled(b.Plugin) {
+	if l.isBundled(kind, b.Plugin) {
 		if l.Self == "" {
 			return nil, errors.New("loader: Self (the binary serving bundled plugins) is not set")
 		}
@@ -158,7 +198,7 @@ func (l *Loader) startClient(kind plugins.Kind, b Block, versions map[int]goplug
 	raw, err := rpc.Dispense(string(kind))
 	if err != nil {
 		client.Kill()
-		return nil, nil, fmt.Errorf("plugin %s is not %s plugin (it does not serve the %s kind): %w", b.Plugin, article(kind), kind, err)
+		return nil, nil, fmt.Errorf("plugin %s is not %s plugin (it does not serve the %s kind): %w", b.Plugin, article(kind), kind, wrongKind{err})
 	}
 	return client, raw, nil
 }
@@ -191,6 +231,8 @@ func versionOf(kind plugins.Kind) int {
 	switch kind {
 	case plugins.KindEngine:
 		return plugins.EngineProtocolVersion
+	case plugins.KindPartitioner:
+		return plugins.PartitionerProtocolVersion
 	}
 	return 0
 }

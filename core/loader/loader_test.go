@@ -26,6 +26,7 @@ import (
 	"github.com/plugdb/plugdb/engines/enginetest"
 	"github.com/plugdb/plugdb/engines/memory"
 	"github.com/plugdb/plugdb/engines/rowfile"
+	"github.com/plugdb/plugdb/partitioners/hash"
 	"github.com/plugdb/plugdb/plugins"
 )
 
@@ -34,10 +35,24 @@ import (
 // PLUGDB_TEST_ROLE picks a misbehaving plugin or a host to kill.
 func TestMain(m *testing.M) {
 	if len(os.Args) == 5 && os.Args[1] == "plugin" && os.Args[2] == "serve" {
-		plugins.Serve(plugins.ServeConfig{Engine: bundled[os.Args[4]]})
+		if os.Args[3] == string(plugins.KindPartitioner) {
+			plugins.Serve(plugins.ServeConfig{Partitioner: bundledPartitioners[os.Args[4]]})
+		} else {
+			plugins.Serve(plugins.ServeConfig{Engine: bundled[os.Args[4]]})
+		}
 		os.Exit(0)
 	}
 	switch os.Getenv("PLUGDB_TEST_ROLE") {
+	case "engine":
+		plugins.Serve(plugins.ServeConfig{Engine: memory.Open})
+		os.Exit(0)
+	case "partitioner-v2":
+		goplugin.Serve(&goplugin.ServeConfig{
+			HandshakeConfig:  plugins.Handshake,
+			VersionedPlugins: map[int]goplugin.PluginSet{2: {"partitioner": &plugins.PartitionerPlugin{Open: hash.Open}}},
+			GRPCServer:       goplugin.DefaultGRPCServer,
+		})
+		os.Exit(0)
 	case "engine-v2":
 		goplugin.Serve(&goplugin.ServeConfig{
 			HandshakeConfig:  plugins.Handshake,
@@ -92,7 +107,7 @@ func runHost() {
 }
 
 func testLoader(log hclog.Logger) *Loader {
-	return &Loader{Logger: log, Self: os.Args[0], Engines: bundled, StartTimeout: 5 * time.Second}
+	return &Loader{Logger: log, Self: os.Args[0], Engines: bundled, Partitioners: bundledPartitioners, StartTimeout: 5 * time.Second}
 }
 
 // script writes an executable file that runs the test binary with env set.
