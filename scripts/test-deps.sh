@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs what plugdb's tests need on a fresh Debian machine with Go:
-#   protoc (Debian's protobuf-compiler), to check the checked-in generated code.
+#   protoc (Debian's protobuf-compiler), to check the checked-in generated code;
+#   ZooKeeper (Debian's zookeeper, which brings a JRE even with --no-install-recommends)
+#   and Java, for the tests that run a real ZooKeeper (core/zkserver finds the jar
+#   where this checks for it).
 # Needs root for apt-get; elsewhere it says what to install and fails.
 set -euo pipefail
 
 need=()
 command -v go >/dev/null || { echo "test-deps: Go is missing: install Go 1.26+ from https://go.dev/dl" >&2; exit 1; }
 command -v protoc >/dev/null || need+=(protobuf-compiler)
+[ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
+command -v java >/dev/null || [ -x /usr/bin/java ] || need+=(default-jre-headless)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

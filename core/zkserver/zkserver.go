@@ -44,6 +44,10 @@ const (
 	tailLines = 25
 )
 
+// ErrPortInUse is wrapped by a start's error when a server's port is taken
+// before its JVM starts; choosing other ports and starting again may work.
+var ErrPortInUse = errors.New("port in use")
+
 // Options say where and how to run ZooKeeper.
 type Options struct {
 	// Dir holds every server's configuration, data and log. Required.
@@ -219,8 +223,10 @@ func (e *Ensemble) launch(s *server) error {
 	if s.proc != nil {
 		return errors.New("already running")
 	}
-	if !portFree(s.client) {
-		return fmt.Errorf("client port %s is in use", s.addr())
+	for _, p := range []int{s.client, s.peer.Quorum, s.peer.Election} {
+		if p != 0 && !portFree(p) {
+			return fmt.Errorf("port 127.0.0.1:%d: %w", p, ErrPortInUse)
+		}
 	}
 	if err := e.writeConfig(s); err != nil {
 		return fmt.Errorf("write config: %w", err)

@@ -166,12 +166,34 @@ func TestStartFailureStopsWhatItStarted(t *testing.T) {
 	}
 	defer l.Close()
 	_, err = Start(testCtx(t), Options{Dir: t.TempDir(), Clients: []string{l.Addr().String()}})
-	if err == nil || !strings.Contains(err.Error(), "in use") {
-		t.Fatalf("Start on a used port: err = %v, want in use", err)
+	if !errors.Is(err, ErrPortInUse) {
+		t.Fatalf("Start on a used port: err = %v, want ErrPortInUse", err)
 	}
 
-	// A start that cannot finish in time kills its JVM and quotes its log.
+	// A server that cannot use its data folder exits; the error quotes its log.
 	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "zk1", "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "zk1", "data", "version-2"), []byte("not a folder"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Start(testCtx(t), Options{Dir: dir, Clients: []string{freeAddr(t)}})
+	if err == nil {
+		t.Fatal("Start with a broken data folder succeeded")
+	}
+	if !strings.Contains(err.Error(), "exited") || !strings.Contains(err.Error(), "last lines of "+filepath.Join(dir, "zk1", logFile)) {
+		t.Errorf("err = %v, want the exit and the log's last lines", err)
+	}
+	if testing.Verbose() {
+		t.Logf("start error: %v", err)
+	}
+	if pids := processesUsing(t, dir); len(pids) > 0 {
+		t.Fatalf("processes %v still run from %s after a failed Start", pids, dir)
+	}
+
+	// A start that cannot finish in time kills its JVM.
+	dir = t.TempDir()
 	ctx, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
 	defer cancel()
 	_, err = Start(ctx, Options{Dir: dir, Clients: []string{freeAddr(t)}})
