@@ -16,6 +16,8 @@ import (
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/engines/memory"
 	"github.com/plugdb/plugdb/engines/rowfile"
+	"github.com/plugdb/plugdb/partitioners"
+	"github.com/plugdb/plugdb/partitioners/hash"
 )
 
 // bundledEngines are the engines this binary links and serves.
@@ -26,13 +28,18 @@ func bundledEngines() map[string]engines.OpenFunc {
 	}
 }
 
+// bundledPartitioners are the partitioners this binary links and serves.
+func bundledPartitioners() map[string]partitioners.OpenFunc {
+	return map[string]partitioners.OpenFunc{"hash": hash.Open}
+}
+
 // newLoader returns a loader that serves bundled plugins from this executable.
 func newLoader(log hclog.Logger) (*loader.Loader, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable: %w", err)
 	}
-	return &loader.Loader{Logger: log, Self: self, Engines: bundledEngines()}, nil
+	return &loader.Loader{Logger: log, Self: self, Engines: bundledEngines(), Partitioners: bundledPartitioners()}, nil
 }
 
 func newLogger(level string) hclog.Logger {
@@ -54,6 +61,7 @@ func rootCommand() *cobra.Command {
 	root.PersistentFlags().String("log-level", "info", "log level: trace, debug, info, warn, error")
 	root.AddCommand(pluginCommand(), demoCommand(), devCommand())
 	root.AddCommand(cliCommands()...)
+	root.AddCommand(nodeCommand(), routerCommand())
 	return root
 }
 
