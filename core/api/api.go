@@ -308,7 +308,10 @@ const RetryAfter = time.Second
 // mistake is never Unknown or Internal.
 func toStatus(err error, key []byte) error {
 	msg := err.Error()
+	var nl *NotLeaderError
 	switch {
+	case errors.As(err, &nl):
+		return notLeaderStatus(nl)
 	case errors.Is(err, engines.ErrNotFound):
 		if key != nil {
 			return status.Errorf(codes.NotFound, "not found: %s", key)
@@ -328,7 +331,10 @@ func toStatus(err error, key []byte) error {
 		return unavailable(msg)
 	}
 	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
-		return status.Error(st.Code(), msg) // from a remote node: keep its code
+		// From a remote node: keep its code and details, with our context.
+		p := st.Proto()
+		p.Message = msg
+		return status.FromProto(p).Err()
 	}
 	return status.Error(codes.Internal, msg)
 }
@@ -337,6 +343,56 @@ func toStatus(err error, key []byte) error {
 func unavailable(msg string) error {
 	st := status.New(codes.Unavailable, fmt.Sprintf("partition not ready: %s; retry in %v", msg, RetryAfter))
 	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(RetryAfter)}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// ReasonNotLeader is the ErrorInfo reason of a NotLeaderError on the wire.
+const ReasonNotLeader = "NOT_LEADER"
+
+// NotLeaderError says a replica cannot serve a write or a strong read because
+// it is not its partition's leader now (a follower, a leader that lost its
+// ZooKeeper session, or one between terms).
+type NotLeaderError struct {
+	// Partition and Addr name the replica.
+	Partition int
+	Addr      string
+	// Leader is the leader's address as the replica knows it; empty if none.
+	Leader string
+	// Why says what the replica is, e.g. "a follower" or "without a ZooKeeper session".
+	Why string
+}
+
+func (e *NotLeaderError) Error() string {
+	msg := fmt.Sprintf("node %s is not the leader of partition %d (%s)", e.Addr, e.Partition, e.Why)
+	if e.Leader != "" {
+		msg += "; the leader is " + e.Leader
+	}
+	return msg + ": send writes and strong reads through the router, or read with consistency stale"
+}
+
+// NotLeader reports whether err (from a node, over gRPC) says the node is not
+// its partition's leader.
+func NotLeader(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonNotLeader {
+			return true
+		}
+	}
+	return false
+}
+
+// notLeaderStatus is Unavailable with ErrorInfo NOT_LEADER and a RetryInfo.
+func notLeaderStatus(e *NotLeaderError) error {
+	st := status.New(codes.Unavailable, e.Error())
+	info := &errdetails.ErrorInfo{Reason: ReasonNotLeader, Domain: "plugdb", Metadata: map[string]string{
+		"partition": fmt.Sprint(e.Partition), "addr": e.Addr, "leader": e.Leader}}
+	if d, err := st.WithDetails(info, &errdetails.RetryInfo{RetryDelay: durationpb.New(100 * time.Millisecond)}); err == nil {
 		st = d
 	}
 	return st.Err()

@@ -31,16 +31,20 @@ type Server struct {
 	errc    chan error
 }
 
-// Start listens on grpcAddr and httpAddr and serves kv on both.
+// Start listens on grpcAddr and httpAddr and serves kv on both; an empty
+// httpAddr serves gRPC only.
 func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string) (*Server, error) {
 	grpcLis, err := net.Listen("tcp", grpcAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for gRPC on %s: %w", grpcAddr, err)
 	}
-	httpLis, err := net.Listen("tcp", httpAddr)
-	if err != nil {
-		grpcLis.Close()
-		return nil, fmt.Errorf("listen for REST on %s: %w", httpAddr, err)
+	var httpLis net.Listener
+	if httpAddr != "" {
+		httpLis, err = net.Listen("tcp", httpAddr)
+		if err != nil {
+			grpcLis.Close()
+			return nil, fmt.Errorf("listen for REST on %s: %w", httpAddr, err)
+		}
 	}
 	s := &Server{grpc: grpc.NewServer(), health: health.NewServer(), grpcLis: grpcLis, httpLis: httpLis, errc: make(chan error, 2)}
 	plugdbv1.RegisterKVServer(s.grpc, kv)
@@ -49,6 +53,9 @@ func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(plugdbv1.KV_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	go func() { s.errc <- s.grpc.Serve(grpcLis) }()
+	if httpLis == nil {
+		return s, nil
+	}
 
 	// The gateway calls the gRPC server over loopback, which streams Scan too.
 	s.conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -76,8 +83,13 @@ func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string)
 // GRPCAddr is where gRPC listens.
 func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 
-// HTTPAddr is where REST listens.
-func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+// HTTPAddr is where REST listens; empty if it does not.
+func (s *Server) HTTPAddr() string {
+	if s.httpLis == nil {
+		return ""
+	}
+	return s.httpLis.Addr().String()
+}
 
 // Err reports a server that stopped serving on its own.
 func (s *Server) Err() <-chan error { return s.errc }
@@ -86,7 +98,9 @@ func (s *Server) Err() <-chan error { return s.errc }
 // closes the listeners.
 func (s *Server) Stop(ctx context.Context) {
 	s.health.Shutdown()
-	_ = s.http.Shutdown(ctx)
+	if s.http != nil {
+		_ = s.http.Shutdown(ctx)
+	}
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	select {
@@ -94,5 +108,7 @@ func (s *Server) Stop(ctx context.Context) {
 	case <-ctx.Done():
 		s.grpc.Stop()
 	}
-	s.conn.Close()
+	if s.conn != nil {
+		s.conn.Close()
+	}
 }

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/plugdb/plugdb/core/api"
+	"github.com/plugdb/plugdb/core/config"
+	"github.com/plugdb/plugdb/core/coord"
+	"github.com/plugdb/plugdb/core/datadir"
+	"github.com/plugdb/plugdb/core/loader"
+	"github.com/plugdb/plugdb/core/node"
+	"github.com/plugdb/plugdb/core/partition"
+	"github.com/plugdb/plugdb/core/server"
+)
+
+// connectTimeout bounds the first connection to ZooKeeper at start-up.
+const connectTimeout = 15 * time.Second
+
+// nodeCommand is `plugdb node`: one replica of one partition.
+func nodeCommand() *cobra.Command {
+	var (
+		file, addr, data string
+		part             int
+	)
+	cmd := &cobra.Command{
+		Use:   "node --config FILE --partition N --addr HOST:PORT --data DIR",
+		Short: "Run one replica of one partition, coordinated through ZooKeeper",
+		Long: "Run one replica of partition N: it loads its engine, registers in ZooKeeper, takes part\n" +
+			"in the partition's leader election, and serves the node API (plugdb.v1.KV for its\n" +
+			"partition) on --addr. As leader it serves writes and strong reads; as follower, stale\n" +
+			"reads (`plugdb get --node HOST:PORT KEY`). Stops cleanly on SIGINT or SIGTERM.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			set := map[string]string{}
+			if data != "" {
+				set["data"] = data
+			}
+			cfg, err := config.Load(config.Source{File: file, Env: os.Environ(), Flags: set})
+			if err != nil {
+				return err
+			}
+			if part < 0 || part >= cfg.Partitions {
+				return fmt.Errorf("--partition %d: allowed values are 0..%d (partitions is %d)", part, cfg.Partitions-1, cfg.Partitions)
+			}
+			if _, _, err := net.SplitHostPort(addr); err != nil || addr == "" {
+				return fmt.Errorf("--addr %q: give the host:port this node listens on and is reached at, e.g. 127.0.0.1:7101", addr)
+			}
+			level, _ := cmd.Flags().GetString("log-level")
+			return runNode(cmd.Context(), cfg, part, addr, newLogger(level).Named(fmt.Sprintf("node.p%d", part)))
+		},
+	}
+	cmd.Flags().StringVar(&file, "config", "", "config file (YAML) overlaying the built-in defaults")
+	cmd.Flags().IntVar(&part, "partition", -1, "the partition this replica holds, 0..partitions-1")
+	cmd.Flags().StringVar(&addr, "addr", "", "host:port to listen on; also the address the router and other nodes use")
+	cmd.Flags().StringVar(&data, "data", "", "this replica's data folder (sets config key data)")
+	_ = cmd.MarkFlagRequired("partition")
+	_ = cmd.MarkFlagRequired("addr")
+	return cmd
+}
+
+// clusterKnown returns what a cluster process accepts in its config.
+func clusterKnown(l *loader.Loader) config.Known {
+	return config.Known{Engines: l.EngineNames(), Partitioners: l.PartitionerNames(), Replicators: []string{"none"}}
+}
+
+// connectZK connects to the config's ZooKeeper and writes or checks the
+// cluster metadata.
+func connectZK(ctx context.Context, cfg config.Config, log hclog.Logger) (*coord.Client, error) {
+	zcfg := coord.Config{Servers: cfg.ZooKeeper.Servers, SessionTimeout: cfg.ZooKeeper.SessionTimeout,
+		Root: cfg.ZooKeeper.Root, Cluster: cfg.Cluster, Logger: log.Named("zookeeper")}
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	client, err := coord.Connect(cctx, zcfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is ZooKeeper running? `plugdb cluster up` starts one; zookeeper.servers sets where)", err)
+	}
+	meta := coord.Meta{Partitions: cfg.Partitions, Partitioner: coord.PluginMeta{Plugin: cfg.Partitioner.Plugin, Options: cfg.Partitioner.Options}}
+	if _, err := coord.EnsureMeta(cctx, client, meta); err != nil {
+		client.Close()
+		return nil, err
+	}
+	return client, nil
+}
+
+func runNode(ctx context.Context, cfg config.Config, p int, addr string, log hclog.Logger) error {
+	l, err := newLoader(log)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(clusterKnown(l)); err != nil {
+		return err
+	}
+	client, err := connectZK(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := datadir.Prepare(cfg.Data, cfg.Engine, cfg.Partitions); err != nil {
+		return err
+	}
+	dir := datadir.PartitionDir(cfg.Data, p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("partition %d: %w", p, err)
+	}
+	eng, err := l.OpenEngine(ctx, cfg.Engine.Block(), dir)
+	if err != nil {
+		return fmt.Errorf("partition %d: %w", p, err)
+	}
+	part, err := partition.Open(ctx, p, eng)
+	if err != nil {
+		eng.Close()
+		return err
+	}
+	defer func() {
+		if err := part.Close(); err != nil {
+			log.Error("close partition", "error", err)
+		}
+	}()
+	n := node.New(part, client, addr, node.Info{
+		Cluster: cfg.Cluster, Partitions: cfg.Partitions,
+		Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode), Partitioner: pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode),
+		Replicator: pluginInfo(cfg.Replicator, "inprocess"),
+	})
+	srv, err := server.Start(ctx, api.NewServer(n), addr, "")
+	if err != nil {
+		return err
+	}
+	runCtx, stopRun := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- n.Run(runCtx) }()
+	fmt.Printf("plugdb node: cluster %q partition %d at %s, data in %s, ZooKeeper %v\n", cfg.Cluster, p, srv.GRPCAddr(), dir, cfg.ZooKeeper.Servers)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: signal received")
+	case err := <-srv.Err():
+		runErr = fmt.Errorf("node server stopped: %w", err)
+	case err := <-ran:
+		runErr = fmt.Errorf("election stopped: %w", err)
+	}
+	// Withdraw first so a follower takes over at once, then drain requests.
+	stopRun()
+	select {
+	case <-ran:
+	case <-time.After(cfg.ZooKeeper.SessionTimeout):
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Stop(stopCtx)
+	if errors.Is(runErr, context.Canceled) {
+		return nil
+	}
+	return runErr
+}

@@ -1,0 +1,133 @@
+package coord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"path"
+	"strconv"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// Paths names the cluster's znodes.
+type Paths struct{ base string }
+
+// PathsOf returns the znodes of cfg's cluster.
+func PathsOf(cfg Config) Paths { return Paths{base: path.Join(cfg.Root, cfg.Cluster)} }
+
+// Base is the cluster's znode.
+func (p Paths) Base() string { return p.base }
+
+// Meta is the cluster metadata znode.
+func (p Paths) Meta() string { return p.base + "/meta" }
+
+// Partition is partition n's znode.
+func (p Paths) Partition(n int) string { return p.base + "/partitions/" + strconv.Itoa(n) }
+
+// Epoch holds partition n's current epoch.
+func (p Paths) Epoch(n int) string { return p.Partition(n) + "/epoch" }
+
+// Leader is partition n's leader znode (ephemeral).
+func (p Paths) Leader(n int) string { return p.Partition(n) + "/leader" }
+
+// Members holds partition n's replicas (ephemeral children).
+func (p Paths) Members(n int) string { return p.Partition(n) + "/members" }
+
+// Election holds partition n's candidates (ephemeral sequential children).
+func (p Paths) Election(n int) string { return p.Partition(n) + "/election" }
+
+// PluginMeta is a plugin block as the cluster metadata records it.
+type PluginMeta struct {
+	Plugin  string            `json:"plugin"`
+	Options map[string]string `json:"options,omitempty"`
+}
+
+// Meta is the cluster metadata, written once when the cluster is created.
+type Meta struct {
+	Partitions  int        `json:"partitions"`
+	Partitioner PluginMeta `json:"partitioner"`
+}
+
+// ErrConflict is returned when a config disagrees with the cluster's metadata.
+var ErrConflict = errors.New("config conflicts with the cluster's metadata")
+
+// EnsureMeta creates the cluster's znodes and writes m as its metadata if the
+// cluster is new; otherwise it checks that m matches what the cluster was
+// created with and returns the recorded metadata.
+func EnsureMeta(ctx context.Context, c *Client, m Meta) (Meta, error) {
+	p := PathsOf(c.cfg)
+	data, err := json.Marshal(m)
+	if err != nil {
+		return Meta{}, err
+	}
+	err = c.Do(ctx, func(conn *zk.Conn) error {
+		if err := createPath(conn, p.base); err != nil {
+			return err
+		}
+		for n := range m.Partitions {
+			for _, dir := range []string{p.Partition(n), p.Members(n), p.Election(n)} {
+				if err := createPath(conn, dir); err != nil {
+					return err
+				}
+			}
+			if _, err := conn.Create(p.Epoch(n), []byte("0"), 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+				return fmt.Errorf("create %s: %w", p.Epoch(n), err)
+			}
+		}
+		if _, err := conn.Create(p.Meta(), data, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return fmt.Errorf("create %s: %w", p.Meta(), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Meta{}, fmt.Errorf("cluster %q metadata: %w", c.cfg.Cluster, err)
+	}
+	got, err := ReadMeta(ctx, c)
+	if err != nil {
+		return Meta{}, err
+	}
+	if got.Partitions != m.Partitions || got.Partitioner.Plugin != m.Partitioner.Plugin || !maps.Equal(got.Partitioner.Options, m.Partitioner.Options) {
+		return got, fmt.Errorf("%w: cluster %q (ZooKeeper %s) was created with partitions=%d, partitioner=%s %v; this config has partitions=%d, partitioner=%s %v: use the cluster's settings, or another cluster name for a new cluster",
+			ErrConflict, c.cfg.Cluster, p.Meta(), got.Partitions, got.Partitioner.Plugin, got.Partitioner.Options, m.Partitions, m.Partitioner.Plugin, m.Partitioner.Options)
+	}
+	return got, nil
+}
+
+// ReadMeta reads the cluster metadata.
+func ReadMeta(ctx context.Context, c *Client) (Meta, error) {
+	p := PathsOf(c.cfg)
+	data, err := call(ctx, c, func(conn *zk.Conn) ([]byte, error) {
+		data, _, err := conn.Get(p.Meta())
+		return data, err
+	})
+	if err != nil {
+		return Meta{}, fmt.Errorf("read cluster %q metadata %s: %w", c.cfg.Cluster, p.Meta(), err)
+	}
+	var m Meta
+	if err := json.Unmarshal(data, &m); err != nil {
+		return Meta{}, fmt.Errorf("read cluster %q metadata %s: %w", c.cfg.Cluster, p.Meta(), err)
+	}
+	return m, nil
+}
+
+// createPath creates dir and its parents (persistent, empty) where missing.
+func createPath(conn *zk.Conn, dir string) error {
+	if dir == "/" || dir == "" {
+		return nil
+	}
+	if ok, _, err := conn.Exists(dir); err != nil {
+		return fmt.Errorf("check %s: %w", dir, err)
+	} else if ok {
+		return nil
+	}
+	if err := createPath(conn, path.Dir(dir)); err != nil {
+		return err
+	}
+	if _, err := conn.Create(dir, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package coord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// View is what the router knows of one partition.
+type View struct {
+	// Partition is the partition's number.
+	Partition int
+	// Leader is the leader's address and epoch; Addr is empty while there is none.
+	Leader LeaderInfo
+	// Members are the registered replicas, by address.
+	Members []Member
+	// Read is when the view was read from ZooKeeper; zero if never.
+	Read time.Time
+}
+
+// Followers returns the members other than the leader.
+func (v View) Followers() []Member {
+	var out []Member
+	for _, m := range v.Members {
+		if m.Addr != v.Leader.Addr {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Topology keeps a view of every partition, refreshed by ZooKeeper watches on
+// the leader and members znodes, after every reconnect, and on request.
+type Topology struct {
+	c     *Client
+	p     Paths
+	kicks []chan struct{}
+
+	mu      sync.Mutex
+	views   []View
+	changed chan struct{}
+}
+
+// WatchTopology starts watching partitions partitions until ctx ends.
+func WatchTopology(ctx context.Context, c *Client, partitions int) *Topology {
+	t := &Topology{c: c, p: PathsOf(c.cfg), views: make([]View, partitions), changed: make(chan struct{})}
+	for n := range partitions {
+		t.views[n].Partition = n
+		t.kicks = append(t.kicks, make(chan struct{}, 1))
+		go t.watch(ctx, n)
+	}
+	return t
+}
+
+// Partition returns partition n's current view.
+func (t *Topology) Partition(n int) View {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v := t.views[n]
+	v.Members = slices.Clone(v.Members)
+	return v
+}
+
+// Partitions is the number of partitions watched.
+func (t *Topology) Partitions() int { return len(t.views) }
+
+// Changed returns a channel closed at the next change of any view.
+func (t *Topology) Changed() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.changed
+}
+
+// Refresh asks for partition n to be read again (say, after a node answered
+// "not leader"); it does not wait.
+func (t *Topology) Refresh(n int) {
+	select {
+	case t.kicks[n] <- struct{}{}:
+	default:
+	}
+}
+
+// watch keeps partition n's view. Each watch is armed once and re-armed only
+// after it fired; a refresh on request reads without adding watches.
+func (t *Topology) watch(ctx context.Context, n int) {
+	var leaderW, membersW <-chan zk.Event
+	for {
+		if _, err := t.c.WaitSession(ctx); err != nil {
+			return
+		}
+		changed := t.c.Changed()
+		op, cancel := context.WithTimeout(ctx, t.c.cfg.SessionTimeout)
+		v, lw, mw, err := t.read(op, n, leaderW == nil, membersW == nil)
+		cancel()
+		if err == nil {
+			if lw != nil {
+				leaderW = lw
+			}
+			if mw != nil {
+				membersW = mw
+			}
+			t.set(n, v)
+		} else if ctx.Err() == nil {
+			t.c.log.Debug("read topology", "partition", n, "error", err)
+		}
+		var retry <-chan time.Time
+		if err != nil {
+			retry = time.After(t.c.cfg.SessionTimeout / 4)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			// After a reconnect the watches stand (go-zookeeper sets them
+			// again); after an expiry they fired with an error: re-arm.
+		case ev := <-leaderW:
+			leaderW = nil
+			_ = ev
+		case <-membersW:
+			membersW = nil
+		case <-t.kicks[n]:
+		case <-retry:
+		}
+	}
+}
+
+// read reads partition n, arming the leader and members watches if asked.
+func (t *Topology) read(ctx context.Context, n int, armLeader, armMembers bool) (View, <-chan zk.Event, <-chan zk.Event, error) {
+	type result struct {
+		v      View
+		lw, mw <-chan zk.Event
+	}
+	r, err := call(ctx, t.c, func(conn *zk.Conn) (result, error) {
+		v := View{Partition: n}
+		var lw, mw <-chan zk.Event
+		var data []byte
+		var err error
+		if armLeader {
+			var ok bool
+			ok, _, lw, err = conn.ExistsW(t.p.Leader(n))
+			if err == nil && ok {
+				data, _, err = conn.Get(t.p.Leader(n))
+			}
+		} else {
+			data, _, err = conn.Get(t.p.Leader(n))
+		}
+		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return result{}, err
+		}
+		if len(data) > 0 {
+			if err := json.Unmarshal(data, &v.Leader); err != nil {
+				return result{}, err
+			}
+		}
+		var names []string
+		if armMembers {
+			names, _, mw, err = conn.ChildrenW(t.p.Members(n))
+		} else {
+			names, _, err = conn.Children(t.p.Members(n))
+		}
+		if err != nil {
+			return result{}, err
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			data, _, err := conn.Get(t.p.Members(n) + "/" + name)
+			if errors.Is(err, zk.ErrNoNode) {
+				continue
+			}
+			if err != nil {
+				return result{}, err
+			}
+			var m Member
+			if json.Unmarshal(data, &m) != nil || m.Addr == "" {
+				m = Member{Addr: strings.TrimSpace(name), Partition: n}
+			}
+			v.Members = append(v.Members, m)
+		}
+		v.Read = time.Now()
+		return result{v, lw, mw}, nil
+	})
+	return r.v, r.lw, r.mw, err
+}
+
+func (t *Topology) set(n int, v View) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.views[n] = v
+	close(t.changed)
+	t.changed = make(chan struct{})
+}

@@ -1,0 +1,397 @@
+// Package router is the cluster's front door as an api.Backend: it places keys
+// with the partitioner, finds each partition's leader (or a follower, for a
+// stale read) in the topology it watches in ZooKeeper, forwards the request to
+// that node over gRPC, and on "not leader" or an unreachable node refreshes the
+// topology and retries within the request's deadline.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/plugdb/plugdb/core/api"
+	"github.com/plugdb/plugdb/core/coord"
+	"github.com/plugdb/plugdb/core/partition"
+	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/partitioners"
+	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+)
+
+// DefaultTimeout bounds a request that comes without a deadline.
+const DefaultTimeout = 10 * time.Second
+
+// Info describes the cluster for Status.
+type Info struct {
+	Cluster     string
+	Engine      *plugdbv1.Plugin
+	Partitioner *plugdbv1.Plugin
+	Replicator  *plugdbv1.Plugin
+}
+
+// Router implements api.Backend over the cluster's nodes.
+type Router struct {
+	client *coord.Client
+	top    *coord.Topology
+	part   partitioners.Partitioner
+	n      int
+	info   Info
+	next   atomic.Uint64 // spreads stale reads over followers
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// New returns a router for partitions partitions, watching their topology
+// through client until ctx ends, placing keys with part.
+func New(ctx context.Context, client *coord.Client, part partitioners.Partitioner, partitions int, info Info) *Router {
+	return &Router{
+		client: client, top: coord.WatchTopology(ctx, client, partitions), part: part,
+		n: partitions, info: info, conns: map[string]*grpc.ClientConn{},
+	}
+}
+
+// Topology is the router's view of the cluster.
+func (r *Router) Topology() *coord.Topology { return r.top }
+
+// Close closes the connections to the nodes.
+func (r *Router) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for _, c := range r.conns {
+		errs = append(errs, c.Close())
+	}
+	r.conns = map[string]*grpc.ClientConn{}
+	return errors.Join(errs...)
+}
+
+// Partitions is the number of partitions.
+func (r *Router) Partitions() int { return r.n }
+
+// Locate asks the partitioner.
+func (r *Router) Locate(ctx context.Context, keys [][]byte, out []int) error {
+	if err := r.part.Locate(ctx, keys, out); err != nil {
+		return fmt.Errorf("partitioner: %w", err)
+	}
+	return nil
+}
+
+// Range asks the partitioner which partitions a scan touches.
+func (r *Router) Range(ctx context.Context, start, end []byte) ([]int, error) {
+	ps, err := r.part.Range(ctx, start, end)
+	if err != nil {
+		return nil, fmt.Errorf("partitioner: %w", err)
+	}
+	return ps, nil
+}
+
+func (r *Router) kv(addr string) (plugdbv1.KVClient, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.conns[addr]
+	if !ok {
+		var err error
+		c, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w", addr, err)
+		}
+		r.conns[addr] = c
+	}
+	return plugdbv1.NewKVClient(c), nil
+}
+
+func consistency(rd api.Read) plugdbv1.Consistency {
+	if rd.Stale {
+		return plugdbv1.Consistency_CONSISTENCY_STALE
+	}
+	return plugdbv1.Consistency_CONSISTENCY_STRONG
+}
+
+// Get reads from the leader, or a follower if rd allows.
+func (r *Router) Get(ctx context.Context, p int, key []byte, rd api.Read) (engines.Row, error) {
+	var row engines.Row
+	err := r.call(ctx, p, rd.Stale, true, func(ctx context.Context, kv plugdbv1.KVClient) error {
+		resp, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: key, Consistency: consistency(rd)})
+		if err != nil {
+			return err
+		}
+		row = engines.Row{Key: resp.GetKey(), Value: resp.GetValue(), LSN: resp.GetLsn()}
+		return nil
+	})
+	if status.Code(err) == codes.NotFound {
+		return row, fmt.Errorf("%s: %w", status.Convert(err).Message(), engines.ErrNotFound)
+	}
+	return row, err
+}
+
+// Write sends writes to partition p's leader: one write as its own call (with
+// its condition), several as a batch.
+func (r *Router) Write(ctx context.Context, p int, writes []partition.Write) ([]uint64, error) {
+	idempotent := true
+	for _, w := range writes {
+		if w.Cond != partition.Always {
+			idempotent = false // retried only when surely not sent
+		}
+	}
+	var lsns []uint64
+	err := r.call(ctx, p, false, idempotent, func(ctx context.Context, kv plugdbv1.KVClient) error {
+		if len(writes) == 1 {
+			resp, err := writeOne(ctx, kv, writes[0])
+			if err != nil {
+				return err
+			}
+			lsns = []uint64{resp.GetLsn()}
+			return nil
+		}
+		req := &plugdbv1.BatchRequest{}
+		for _, w := range writes {
+			if w.Cond != partition.Always {
+				return fmt.Errorf("a batch of %d writes with conditions: %w", len(writes), engines.ErrInvalidArgument)
+			}
+			op := &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_PUT, Key: w.Key, Value: w.Value}
+			if w.Op == engines.OpDelete {
+				op = &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_DELETE, Key: w.Key}
+			}
+			req.Ops = append(req.Ops, op)
+		}
+		resp, err := kv.Batch(ctx, req)
+		if err != nil {
+			return err
+		}
+		lsns = resp.GetLsns()
+		return nil
+	})
+	switch status.Code(err) {
+	case codes.NotFound:
+		return nil, fmt.Errorf("%s: %w", status.Convert(err).Message(), engines.ErrNotFound)
+	case codes.AlreadyExists:
+		return nil, fmt.Errorf("%s: %w", status.Convert(err).Message(), partition.ErrAlreadyExists)
+	}
+	return lsns, err
+}
+
+func writeOne(ctx context.Context, kv plugdbv1.KVClient, w partition.Write) (*plugdbv1.WriteResponse, error) {
+	switch {
+	case w.Op == engines.OpDelete && w.Cond == partition.MustExist:
+		return kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: w.Key})
+	case w.Op == engines.OpPut && w.Cond == partition.Always:
+		return kv.Put(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value})
+	case w.Op == engines.OpPut && w.Cond == partition.MustNotExist:
+		return kv.Create(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value})
+	case w.Op == engines.OpPut && w.Cond == partition.MustExist:
+		return kv.Update(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value})
+	case w.Op == engines.OpDelete && w.Cond == partition.Always:
+		resp, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: []*plugdbv1.BatchOp{{Op: plugdbv1.BatchOp_OP_DELETE, Key: w.Key}}})
+		if err != nil {
+			return nil, err
+		}
+		return &plugdbv1.WriteResponse{Lsn: resp.GetLsns()[0]}, nil
+	}
+	return nil, fmt.Errorf("write op %v with condition %v: %w", w.Op, w.Cond, engines.ErrInvalidArgument)
+}
+
+// Scan streams partition p's range from its leader (or a follower if rd
+// allows). A scan is retried elsewhere only before its first row.
+func (r *Router) Scan(ctx context.Context, p int, sr engines.ScanRange, rd api.Read) iter.Seq2[engines.Row, error] {
+	return func(yield func(engines.Row, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var stream grpc.ServerStreamingClient[plugdbv1.KeyValue]
+		var first *plugdbv1.KeyValue
+		err := r.call(ctx, p, rd.Stale, true, func(callCtx context.Context, kv plugdbv1.KVClient) error {
+			s, err := kv.Scan(ctx, &plugdbv1.ScanRequest{Start: sr.Start, End: sr.End, Limit: int64(sr.Limit), Consistency: consistency(rd)})
+			if err != nil {
+				return err
+			}
+			kvRow, err := s.Recv()
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			stream, first = s, kvRow
+			return nil
+		})
+		if err != nil {
+			yield(engines.Row{}, err)
+			return
+		}
+		for kvRow := first; kvRow != nil; {
+			if !yield(engines.Row{Key: kvRow.GetKey(), Value: kvRow.GetValue(), LSN: kvRow.GetLsn()}, nil) {
+				return
+			}
+			next, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				yield(engines.Row{}, fmt.Errorf("partition %d: scan: %w", p, err))
+				return
+			}
+			kvRow = next
+		}
+	}
+}
+
+// call runs fn against partition p's leader (or a follower when stale), and
+// on "not leader" or an unreachable node refreshes the view and tries again
+// until the request's deadline (DefaultTimeout if it has none), stopping a
+// little before it so the client hears why.
+func (r *Router) call(ctx context.Context, p int, stale, idempotent bool, fn func(context.Context, plugdbv1.KVClient) error) error {
+	if p < 0 || p >= r.n {
+		return fmt.Errorf("partition %d: allowed partitions are 0..%d: %w", p, r.n-1, engines.ErrInvalidArgument)
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(DefaultTimeout)
+	}
+	budget := time.Until(deadline)
+	giveUp := time.Now().Add(budget - min(budget/10, 500*time.Millisecond))
+	backoff := 10 * time.Millisecond
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		changed := r.top.Changed()
+		addr, err := r.target(p, stale, attempt)
+		if err == nil {
+			var kv plugdbv1.KVClient
+			if kv, err = r.kv(addr); err == nil {
+				callCtx, cancel := context.WithDeadline(ctx, giveUp)
+				err = fn(callCtx, kv)
+				cancel()
+			}
+			if err == nil {
+				return nil
+			}
+			if !retryable(err, idempotent) || ctx.Err() != nil {
+				return err
+			}
+			err = fmt.Errorf("node %s: %s", addr, status.Convert(err).Message())
+		}
+		lastErr = err
+		r.top.Refresh(p)
+		wait := min(backoff, time.Until(giveUp))
+		if wait <= 0 {
+			return r.unavailable(p, budget, lastErr)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return r.unavailable(p, budget, lastErr)
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// retryable says whether an error from a node may be retried: "not leader"
+// always (nothing was written), an unreachable node when the write is
+// idempotent or surely never sent.
+func retryable(err error, idempotent bool) bool {
+	if api.NotLeader(err) {
+		return true
+	}
+	if status.Code(err) != codes.Unavailable {
+		return false
+	}
+	return idempotent || neverSent(err)
+}
+
+// neverSent recognizes gRPC's errors for a request that failed before it left
+// (no connection could be made).
+func neverSent(err error) bool {
+	msg := status.Convert(err).Message()
+	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "error while dialing")
+}
+
+// target picks the node for an attempt: the leader, or for a stale read a
+// follower (spread round-robin, the leader when none answers).
+func (r *Router) target(p int, stale bool, attempt int) (string, error) {
+	v := r.top.Partition(p)
+	if stale {
+		fs := v.Followers()
+		if len(fs) > 0 && attempt < 2*len(fs) {
+			return fs[int(r.next.Add(1)%uint64(len(fs)))].Addr, nil
+		}
+		if v.Leader.Addr != "" {
+			return v.Leader.Addr, nil
+		}
+		if len(v.Members) > 0 {
+			return v.Members[attempt%len(v.Members)].Addr, nil
+		}
+	}
+	if v.Leader.Addr != "" {
+		return v.Leader.Addr, nil
+	}
+	return "", fmt.Errorf("partition %d has no leader (%d replicas registered)", p, len(v.Members))
+}
+
+// unavailable is the error of a request that found no node to serve it.
+func (r *Router) unavailable(p int, budget time.Duration, last error) error {
+	zkState, _, since := r.client.State()
+	why := last.Error()
+	if !r.client.Connected() {
+		why = fmt.Sprintf("the router has no ZooKeeper session (%s, state %s for %v), so it cannot learn the leader; last error: %s",
+			strings.Join(r.client.Config().Servers, ","), zkState, time.Since(since).Round(time.Millisecond), why)
+	}
+	return status.Errorf(codes.Unavailable, "partition %d: no replica could serve the request within %v: %s; retry later",
+		p, budget.Round(time.Millisecond), why)
+}
+
+// Status asks every registered node for its status and reports each
+// partition's replicas, leader first. A node that does not answer is listed
+// with what it published in ZooKeeper and role "unreachable".
+func (r *Router) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) {
+	if !r.client.Connected() {
+		st, _, since := r.client.State()
+		return nil, status.Errorf(codes.Unavailable, "the router has no ZooKeeper session (%s, state %s for %v): cluster status unknown; retry later",
+			strings.Join(r.client.Config().Servers, ","), st, time.Since(since).Round(time.Millisecond))
+	}
+	resp := &plugdbv1.StatusResponse{Cluster: r.info.Cluster, Engine: r.info.Engine, Partitioner: r.info.Partitioner, Replicator: r.info.Replicator}
+	parts := make([]*plugdbv1.PartitionStatus, r.n)
+	var wg sync.WaitGroup
+	for p := range r.n {
+		v := r.top.Partition(p)
+		ps := &plugdbv1.PartitionStatus{Partition: uint32(p), Epoch: v.Leader.Epoch, Replicas: make([]*plugdbv1.Replica, len(v.Members))}
+		parts[p] = ps
+		for i, m := range v.Members {
+			wg.Go(func() { ps.Replicas[i] = r.replicaStatus(ctx, p, m) })
+		}
+	}
+	wg.Wait()
+	for _, ps := range parts {
+		sort.SliceStable(ps.Replicas, func(i, j int) bool {
+			return ps.Replicas[i].GetRole() == coord.RoleLeader && ps.Replicas[j].GetRole() != coord.RoleLeader
+		})
+	}
+	resp.Partitions = parts
+	return resp, nil
+}
+
+func (r *Router) replicaStatus(ctx context.Context, p int, m coord.Member) *plugdbv1.Replica {
+	fallback := &plugdbv1.Replica{Partition: uint32(p), Addr: m.Addr, Role: "unreachable", Epoch: m.Epoch, AppliedLsn: m.AppliedLSN}
+	kv, err := r.kv(m.Addr)
+	if err != nil {
+		return fallback
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
+	if err != nil || len(st.GetPartitions()) != 1 || len(st.GetPartitions()[0].GetReplicas()) != 1 {
+		return fallback
+	}
+	return st.GetPartitions()[0].GetReplicas()[0]
+}
