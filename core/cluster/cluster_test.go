@@ -213,7 +213,12 @@ func TestStartStop(t *testing.T) {
 				}
 			}
 			// Nodes got their addresses, data folders and every ZooKeeper server.
-			log, _ := os.ReadFile(filepath.Join(opts.Dir, "logs", "node-p1-r1.log"))
+			// (The fake node may not have written its line yet.)
+			var log []byte
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !bytes.Contains(log, []byte("zk=")); {
+				time.Sleep(20 * time.Millisecond)
+				log, _ = os.ReadFile(filepath.Join(opts.Dir, "logs", "node-p1-r1.log"))
+			}
 			for _, want := range []string{"--partition 1 --addr 127.0.0.1:40103 --data " + filepath.Join(opts.Dir, "data", "p1-r1"),
 				"zk=" + strings.Join(wantZK, ",")} {
 				if !strings.Contains(string(log), want) {
