@@ -48,7 +48,7 @@ func defaultPeers(clients []int) ([]PeerPorts, error) {
 			return want, nil
 		}
 		for range 10 {
-			p, err := FreePort()
+			p, err := freePort()
 			if err != nil {
 				return 0, err
 			}
@@ -76,9 +76,9 @@ func defaultPeers(clients []int) ([]PeerPorts, error) {
 	return peers, nil
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago: it
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago: it
 // listens on 127.0.0.1:0, takes the port and closes.
-func FreePort() (int, error) {
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("free port: %w", err)

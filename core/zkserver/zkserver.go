@@ -6,7 +6,13 @@
 // own process group and stops by PID. Server i (0-based) lives in Dir/zk<i+1>:
 // zoo.cfg, log4j.properties, zookeeper.log (the server's log), zookeeper.out
 // (the JVM's own stdout and stderr) and data/ (snapshots, transaction logs,
-// myid). Starting again from the same Dir keeps the data.
+// myid). Starting again from the same Dir keeps the data; two Starts never
+// share a Dir at once (it is locked while running).
+//
+// Everything listens on 127.0.0.1 only: the client ports given in Options,
+// and for an ensemble each server's quorum and election ports (Options.Peers,
+// or by default client port +10000 and +20000). There is no admin server and
+// no JMX port; the four-letter words ruok, srvr and mntr are allowed.
 package zkserver
 
 import (
@@ -173,6 +179,14 @@ func newEnsemble(in Install, opts Options) (*Ensemble, error) {
 		}
 		if len(peers) != len(ports) {
 			return nil, fmt.Errorf("%d peer port pairs for %d servers", len(peers), len(ports))
+		}
+		for _, pp := range peers {
+			for _, p := range []int{pp.Quorum, pp.Election} {
+				if p < 1 || p > 65535 || seen[p] {
+					return nil, fmt.Errorf("peer ports %+v: want distinct ports 1..65535", pp)
+				}
+				seen[p] = true
+			}
 		}
 		for i, s := range e.servers {
 			s.peer = peers[i]

@@ -279,6 +279,38 @@ func TestEnsembleSurvivesOneServerStopping(t *testing.T) {
 	}
 	c.Close()
 
+	// An outage: with every server stopped, the first one back answers ruok
+	// but cannot serve alone; the second one back makes a quorum.
+	for i := range e.Servers() {
+		if err := e.StopServer(i); err != nil {
+			t.Fatal(err)
+		}
+		if err := Ruok(ctx, e.Servers()[i]); err == nil {
+			t.Fatalf("server %d answers after StopServer", i)
+		}
+	}
+	if err := e.StartServer(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if mode, err := Mode(ctx, e.Servers()[0]); err == nil {
+		t.Fatalf("a lone ensemble member serves as %s", mode)
+	}
+	for _, i := range []int{1, 2} {
+		if err := e.StartServer(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.WaitServing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c = connect(t, e.Servers())
+	for _, p := range []string{"/before", "/during"} {
+		if ok, _, err := c.Exists(p); err != nil || !ok {
+			t.Errorf("after the outage: %s exists = %v, %v", p, ok, err)
+		}
+	}
+	c.Close()
+
 	// The whole ensemble restarted on the same Dir keeps its znodes.
 	if err := e.Stop(); err != nil {
 		t.Fatal(err)
@@ -347,7 +379,7 @@ func testCtx(t *testing.T) context.Context {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	p, err := FreePort()
+	p, err := freePort()
 	if err != nil {
 		t.Fatal(err)
 	}
