@@ -69,7 +69,7 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 	if err != nil {
 		return err
 	}
-	known := config.Known{Engines: l.EngineNames(), Partitioners: []string{"hash"}, Replicators: []string{"none"}}
+	known := config.Known{Engines: l.EngineNames(), Partitioners: l.PartitionerNames(), Replicators: []string{"none"}}
 	if err := cfg.Validate(known); err != nil {
 		return err
 	}
@@ -97,12 +97,12 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 	}
 	info := local.Info{
 		Cluster: cfg.Cluster, Addr: cfg.Router.GRPC,
-		Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode),
-		// The hash partitioner and the none replicator are linked in until their
-		// plugin contracts come with the cluster.
-		Partitioner: pluginInfo(cfg.Partitioner, "inprocess"), Replicator: pluginInfo(cfg.Replicator, "inprocess"),
+		Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode), Partitioner: pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode),
+		// The none replicator is linked in until its plugin contract comes with
+		// the cluster.
+		Replicator: pluginInfo(cfg.Replicator, "inprocess"),
 	}
-	backend, err := local.Open(ctx, l, cfg.Engine.Block(), cfg.Data, cfg.Partitions, info)
+	backend, err := local.OpenPartitioned(ctx, l, cfg.Engine.Block(), cfg.Partitioner.Block(), cfg.Data, cfg.Partitions, info)
 	if err != nil {
 		release()
 		return err
@@ -121,7 +121,8 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 		mode = "process"
 	}
 	fmt.Printf("plugdb dev: cluster %q, %d partitions, data in %s\n", cfg.Cluster, cfg.Partitions, cfg.Data)
-	fmt.Printf("  engine %s (%s) %s, partitioner %s, replicator %s\n", cfg.Engine.Plugin, mode, formatOptions(cfg.Engine.Options), cfg.Partitioner.Plugin, cfg.Replicator.Plugin)
+	fmt.Printf("  engine %s (%s) %s, partitioner %s (%s), replicator %s\n", cfg.Engine.Plugin, mode, formatOptions(cfg.Engine.Options),
+		cfg.Partitioner.Plugin, info.Partitioner.GetMode(), cfg.Replicator.Plugin)
 	fmt.Printf("  gRPC  %s   (plugdb get KEY --addr %s)\n", srv.GRPCAddr(), srv.GRPCAddr())
 	fmt.Printf("  REST  http://%s/v1/kv/KEY   (OpenAPI: /v1/openapi.json)\n", srv.HTTPAddr())
 	fmt.Println("ready; Ctrl-C stops")

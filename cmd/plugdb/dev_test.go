@@ -339,7 +339,7 @@ func devCLI(t *testing.T, d *devProc) {
 		t.Fatalf("status -o json: %v\n%s", err, res)
 	}
 	if st.Cluster != "dev" || st.Engine.Plugin != "rowfile" || st.Engine.Mode != "process" ||
-		st.Partitioner.Plugin != "hash" || st.Replicator.Plugin != "none" || len(st.Partitions) != 2 {
+		st.Partitioner.Plugin != "hash" || st.Partitioner.Mode != "process" || st.Replicator.Plugin != "none" || len(st.Partitions) != 2 {
 		t.Errorf("status -o json: unexpected shape\n%s", res.stdout)
 	}
 	var applied uint64

@@ -10,10 +10,13 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/plugdb/plugdb/core/api"
 	"github.com/plugdb/plugdb/core/loader"
 	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/partitioners/hash"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
@@ -31,11 +34,36 @@ type Info struct {
 type Backend struct {
 	info  Info
 	parts []*partition.Partition
+	pt    partitioners.Partitioner
 }
 
-// Open opens n partitions, each on an engine of block in dataDir/pN.
+// Open opens n partitions, each on an engine of block in dataDir/pN, with the
+// hash partitioner linked in.
 func Open(ctx context.Context, l *loader.Loader, block loader.Block, dataDir string, n int, info Info) (*Backend, error) {
-	b := &Backend{info: info}
+	pt, err := hash.Open(ctx, hclog.NewNullLogger())
+	if err == nil {
+		err = pt.Configure(ctx, n, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("hash partitioner: %w", err)
+	}
+	return open(ctx, l, block, pt, dataDir, n, info)
+}
+
+// OpenPartitioned opens n partitions, each on an engine of block in
+// dataDir/pN, with the partitioner of the partitioner block loaded by l (in a
+// plugin process, or linked in when its mode is inprocess).
+func OpenPartitioned(ctx context.Context, l *loader.Loader, block, partitioner loader.Block, dataDir string, n int, info Info) (*Backend, error) {
+	pt, err := l.OpenPartitioner(ctx, partitioner, n)
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, l, block, pt, dataDir, n, info)
+}
+
+// open opens the partitions on pt, which the Backend owns from then on.
+func open(ctx context.Context, l *loader.Loader, block loader.Block, pt partitioners.Partitioner, dataDir string, n int, info Info) (*Backend, error) {
+	b := &Backend{info: info, pt: pt}
 	for p := 0; p < n; p++ {
 		dir := filepath.Join(dataDir, fmt.Sprintf("p%d", p))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -61,21 +89,14 @@ func Open(ctx context.Context, l *loader.Loader, block loader.Block, dataDir str
 // Partitions is the number of partitions.
 func (b *Backend) Partitions() int { return len(b.parts) }
 
-// Locate hashes each key to its partition.
-func (b *Backend) Locate(_ context.Context, keys [][]byte, out []int) error {
-	for i, k := range keys {
-		out[i] = hash.Locate(k, len(b.parts))
-	}
-	return nil
+// Locate maps each key to its partition with the partitioner.
+func (b *Backend) Locate(ctx context.Context, keys [][]byte, out []int) error {
+	return b.pt.Locate(ctx, keys, out)
 }
 
-// Range returns every partition: hashing spreads any range over all of them.
-func (b *Backend) Range(context.Context, []byte, []byte) ([]int, error) {
-	all := make([]int, len(b.parts))
-	for p := range all {
-		all[p] = p
-	}
-	return all, nil
+// Range returns the partitions the partitioner says [start, end) touches.
+func (b *Backend) Range(ctx context.Context, start, end []byte) ([]int, error) {
+	return b.pt.Range(ctx, start, end)
 }
 
 // Get reads key from partition p; every read is strong (one replica each).
@@ -116,11 +137,17 @@ func (b *Backend) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) 
 	return resp, nil
 }
 
-// Close closes every partition and its engine (ending plugin processes).
+// Close closes every partition and its engine, and the partitioner (ending
+// plugin processes).
 func (b *Backend) Close() error {
 	var errs []error
 	for _, p := range b.parts {
 		errs = append(errs, p.Close())
+	}
+	if b.pt != nil {
+		if err := b.pt.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close partitioner: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
