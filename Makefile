@@ -5,13 +5,18 @@ PROTOS    := $(shell find proto -name '*.proto')
 GOTEST    ?= $(GO) test
 LINT_VERSION := v2.15.0
 
-.PHONY: build run test test-deps lint proto bench clean
+.PHONY: build run cluster test test-deps lint proto bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/plugdb
 
 run: build
 	./$(BIN) dev
+
+# cluster runs the default cluster on this machine (ZooKeeper, router, 2 partitions
+# × leader + follower) in the foreground; Ctrl-C stops it. Needs Debian's zookeeper.
+cluster: build
+	./$(BIN) cluster up --config configs/cluster.yaml
 
 # test-deps installs what the tests need on a fresh Debian machine with Go.
 test-deps:

@@ -61,7 +61,7 @@ func rootCommand() *cobra.Command {
 	root.PersistentFlags().String("log-level", "info", "log level: trace, debug, info, warn, error")
 	root.AddCommand(pluginCommand(), demoCommand(), devCommand())
 	root.AddCommand(cliCommands()...)
-	root.AddCommand(nodeCommand(), routerCommand())
+	root.AddCommand(nodeCommand(), routerCommand(), clusterCommand())
 	return root
 }
 
