@@ -159,18 +159,52 @@ func printError(w io.Writer, err error) {
 	fmt.Fprintln(w, "plugdb:", err)
 }
 
+// readFlags are the read verbs' consistency flag.
+type readFlags struct{ consistency string }
+
+func (r *readFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&r.consistency, "consistency", "strong", "strong (from the partition's leader) or stale (a follower may answer; it may miss recent writes)")
+}
+
+func (r *readFlags) value() (plugdbv1.Consistency, error) {
+	switch strings.ToLower(r.consistency) {
+	case "strong":
+		return plugdbv1.Consistency_CONSISTENCY_STRONG, nil
+	case "stale":
+		return plugdbv1.Consistency_CONSISTENCY_STALE, nil
+	}
+	return 0, fmt.Errorf("--consistency %q: allowed values are strong, stale", r.consistency)
+}
+
 func getCommand() *cobra.Command {
 	var f clientFlags
+	var rf readFlags
+	var nodeAddr string
 	cmd := &cobra.Command{
-		Use:     "get KEY",
-		Short:   "Print the value of a key",
-		Long:    "Print the value of KEY alone, as raw bytes followed by a newline.\n\n" + exitCodesHelp,
-		Example: "  plugdb get user:42",
+		Use:   "get KEY",
+		Short: "Print the value of a key",
+		Long: "Print the value of KEY alone, as raw bytes followed by a newline.\n" +
+			"--node HOST:PORT reads from that node directly, whatever its role (a stale read\n" +
+			"unless --consistency strong is given, which only a leader serves).\n\n" + exitCodesHelp,
+		Example: "  plugdb get user:42\n  plugdb get --consistency stale user:42\n  plugdb get --node 127.0.0.1:7102 user:42",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := args[0]
+			if nodeAddr != "" {
+				if cmd.Flags().Changed("addr") {
+					return errors.New("give --addr (the router) or --node (one node), not both")
+				}
+				f.addr = nodeAddr
+				if !cmd.Flags().Changed("consistency") {
+					rf.consistency = "stale"
+				}
+			}
+			c, err := rf.value()
+			if err != nil {
+				return err
+			}
 			return f.call(cmd, key, func(ctx context.Context, kv plugdbv1.KVClient) error {
-				resp, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: []byte(key)})
+				resp, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: []byte(key), Consistency: c})
 				if err != nil {
 					return err
 				}
@@ -182,6 +216,8 @@ func getCommand() *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	rf.register(cmd)
+	cmd.Flags().StringVar(&nodeAddr, "node", "", "read from this node (host:port) directly instead of through the router")
 	return cmd
 }
 
@@ -257,6 +293,7 @@ func deleteCommand() *cobra.Command {
 
 func scanCommand() *cobra.Command {
 	var f clientFlags
+	var rf readFlags
 	var prefix, start, end string
 	var limit int64
 	cmd := &cobra.Command{
@@ -273,7 +310,11 @@ func scanCommand() *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("--limit %d: must be 0 (no limit) or more", limit)
 			}
-			req := &plugdbv1.ScanRequest{Limit: limit}
+			c, err := rf.value()
+			if err != nil {
+				return err
+			}
+			req := &plugdbv1.ScanRequest{Limit: limit, Consistency: c}
 			if prefix != "" {
 				req.Prefix = []byte(prefix)
 			}
@@ -310,6 +351,7 @@ func scanCommand() *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	rf.register(cmd)
 	cmd.Flags().StringVar(&prefix, "prefix", "", "only keys that start with `P`")
 	cmd.Flags().StringVar(&start, "start", "", "first key of the range, inclusive")
 	cmd.Flags().StringVar(&end, "end", "", "end of the range, exclusive (default: no upper bound)")

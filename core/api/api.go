@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"sync"
 	"time"
 
@@ -333,7 +334,7 @@ func toStatus(err error, key []byte) error {
 	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
 		// From a remote node: keep its code and details, with our context.
 		p := st.Proto()
-		p.Message = msg
+		p.Message = strings.Replace(msg, st.Err().Error(), st.Message(), 1) // no "rpc error: …" in the text
 		return status.FromProto(p).Err()
 	}
 	return status.Error(codes.Internal, msg)

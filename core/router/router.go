@@ -273,10 +273,20 @@ func (r *Router) call(ctx context.Context, p int, stale, idempotent bool, fn fun
 			if err == nil {
 				return nil
 			}
+			if ctx.Err() == nil && !time.Now().Before(giveUp) && status.Code(err) == codes.DeadlineExceeded {
+				if lastErr == nil {
+					lastErr = fmt.Errorf("node %s did not answer in time", addr)
+				}
+				return r.unavailable(p, budget, lastErr)
+			}
 			if !retryable(err, idempotent) || ctx.Err() != nil {
 				return err
 			}
-			err = fmt.Errorf("node %s: %s", addr, status.Convert(err).Message())
+			if api.NotLeader(err) {
+				err = errors.New(status.Convert(err).Message()) // it names the node
+			} else {
+				err = fmt.Errorf("node %s: %s", addr, status.Convert(err).Message())
+			}
 		}
 		lastErr = err
 		r.top.Refresh(p)
@@ -293,6 +303,9 @@ func (r *Router) call(ctx context.Context, p int, stale, idempotent bool, fn fun
 		case <-t.C:
 		}
 		t.Stop()
+		if !time.Now().Before(giveUp) {
+			return r.unavailable(p, budget, lastErr)
+		}
 		backoff = min(backoff*2, 500*time.Millisecond)
 	}
 }

@@ -1,0 +1,242 @@
+package coord_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/plugdb/plugdb/core/coord"
+	"github.com/plugdb/plugdb/core/zkserver/zktest"
+)
+
+func TestMain(m *testing.M) { zktest.Main(m) }
+
+const session = 2 * time.Second
+
+// newCluster returns a config naming a cluster of its own.
+func newCluster(t *testing.T, servers []string) coord.Config {
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	return coord.Config{Servers: servers, SessionTimeout: session, Root: "/plugdb-test", Cluster: name,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Info, Output: testWriter{t}})}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func connect(t *testing.T, cfg coord.Config) *coord.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := coord.Connect(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// eventually polls cond until it holds or a generous deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var meta = coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}
+
+func TestMetaIsWrittenOnceAndConflictsAreRefused(t *testing.T) {
+	zkSrv := zktest.Shared(t)
+	cfg := newCluster(t, zkSrv.Servers())
+	c := connect(t, cfg)
+	ctx := context.Background()
+	if _, err := coord.EnsureMeta(ctx, c, meta); err != nil {
+		t.Fatal(err)
+	}
+	got, err := coord.EnsureMeta(ctx, connect(t, cfg), meta)
+	if err != nil || got.Partitions != 2 {
+		t.Fatalf("second EnsureMeta = %+v, %v", got, err)
+	}
+	other := meta
+	other.Partitions = 3
+	_, err = coord.EnsureMeta(ctx, c, other)
+	if !errors.Is(err, coord.ErrConflict) || !strings.Contains(err.Error(), "created with partitions=2") || !strings.Contains(err.Error(), "this config has partitions=3") {
+		t.Fatalf("conflicting partitions: %v", err)
+	}
+	other = meta
+	other.Partitioner.Options = map[string]string{"vnodes": "8"}
+	if _, err := coord.EnsureMeta(ctx, c, other); !errors.Is(err, coord.ErrConflict) {
+		t.Fatalf("conflicting partitioner options: %v", err)
+	}
+}
+
+type replica struct {
+	c    *coord.Client
+	k    *coord.Candidate
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func startReplica(t *testing.T, cfg coord.Config, addr string) *replica {
+	t.Helper()
+	c := connect(t, cfg)
+	if _, err := coord.EnsureMeta(context.Background(), c, meta); err != nil {
+		t.Fatal(err)
+	}
+	k := coord.NewCandidate(c, coord.CandidateConfig{Partition: 0, Addr: addr, Publish: 100 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replica{c: c, k: k, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		_ = k.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-r.done })
+	return r
+}
+
+func leaders(rs []*replica) (n int, who *replica, epoch uint64) {
+	for _, r := range rs {
+		if e, ok := r.k.Leader(); ok {
+			n, who, epoch = n+1, r, e
+		}
+	}
+	return n, who, epoch
+}
+
+func TestOneLeaderAndFailoverWithHigherEpoch(t *testing.T) {
+	zkSrv := zktest.Shared(t)
+	cfg := newCluster(t, zkSrv.Servers())
+	rs := []*replica{startReplica(t, cfg, "127.0.0.1:1"), startReplica(t, cfg, "127.0.0.1:2"), startReplica(t, cfg, "127.0.0.1:3")}
+	var first *replica
+	var epoch1 uint64
+	eventually(t, "a leader", func() bool {
+		var n int
+		n, first, epoch1 = leaders(rs)
+		return n == 1
+	})
+	// The router's view agrees.
+	top := coord.WatchTopology(t.Context(), connect(t, cfg), 2)
+	eventually(t, "topology shows the leader and 3 members", func() bool {
+		v := top.Partition(0)
+		return v.Leader.Epoch == epoch1 && len(v.Members) == 3 && len(v.Followers()) == 2
+	})
+	// The leader withdraws: exactly one other replica takes over, in a later epoch.
+	first.stop()
+	<-first.done
+	first.c.Close()
+	rest := []*replica{}
+	for _, r := range rs {
+		if r != first {
+			rest = append(rest, r)
+		}
+	}
+	var epoch2 uint64
+	eventually(t, "a new leader", func() bool {
+		var n int
+		n, _, epoch2 = leaders(rest)
+		return n == 1
+	})
+	if epoch2 <= epoch1 {
+		t.Fatalf("new epoch %d, want above %d", epoch2, epoch1)
+	}
+	eventually(t, "topology shows the new leader", func() bool {
+		v := top.Partition(0)
+		return v.Leader.Epoch == epoch2 && len(v.Members) == 2
+	})
+}
+
+func TestLeaderStopsBeforeAnotherIsElectedAndRejoinsAfterExpiry(t *testing.T) {
+	zkSrv := zktest.Shared(t)
+	px := newProxy(t, zkSrv.Servers()[0])
+	cfgProxied := newCluster(t, []string{px.Addr()})
+	cfgDirect := cfgProxied
+	cfgDirect.Servers = zkSrv.Servers()
+
+	a := startReplica(t, cfgProxied, "127.0.0.1:1")
+	eventually(t, "a leads", func() bool { _, ok := a.k.Leader(); return ok })
+	epochA, _ := a.k.Leader()
+	b := startReplica(t, cfgDirect, "127.0.0.1:2")
+	top := coord.WatchTopology(t.Context(), b.c, 1)
+	eventually(t, "b registered", func() bool {
+		return len(top.Partition(0).Members) == 2
+	})
+
+	// Partition a from ZooKeeper: a must stop acting as leader before b can
+	// be elected (b waits for a's session to expire).
+	px.Cut()
+	var aStopped, bLead time.Time
+	eventually(t, "b leads", func() bool {
+		now := time.Now()
+		if _, ok := a.k.Leader(); !ok && aStopped.IsZero() {
+			aStopped = now
+		}
+		if _, ok := b.k.Leader(); ok {
+			bLead = now
+			return true
+		}
+		return false
+	})
+	if aStopped.IsZero() || aStopped.After(bLead) {
+		t.Fatalf("a stopped leading at %v, b was elected at %v: a must stop first", aStopped, bLead)
+	}
+	epochB, _ := b.k.Leader()
+	if epochB <= epochA {
+		t.Fatalf("b's epoch %d, want above a's %d", epochB, epochA)
+	}
+	// Heal: a finds its session expired, registers again under a new one and
+	// follows b; it does not lead.
+	px.Heal()
+	eventually(t, "a registered again as follower", func() bool {
+		v := top.Partition(0)
+		for _, m := range v.Members {
+			if m.Addr == "127.0.0.1:1" && m.Role == coord.RoleFollower {
+				return v.Leader.Addr == "127.0.0.1:2"
+			}
+		}
+		return false
+	})
+	if _, ok := a.k.Leader(); ok {
+		t.Fatal("a leads after rejoining while b holds the partition")
+	}
+	// b withdraws: a leads again, in a later epoch still.
+	b.stop()
+	<-b.done
+	eventually(t, "a leads again", func() bool { e, ok := a.k.Leader(); return ok && e > epochB })
+}
+
+func TestZooKeeperDownStopsLeaderAndRecovers(t *testing.T) {
+	zkSrv := zktest.Start(t, 1)
+	cfg := newCluster(t, zkSrv.Servers())
+	a := startReplica(t, cfg, "127.0.0.1:1")
+	eventually(t, "a leads", func() bool { _, ok := a.k.Leader(); return ok })
+	e1, _ := a.k.Leader()
+	if err := zkSrv.StopServer(0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a stops leading", func() bool { _, ok := a.k.Leader(); return !ok })
+	short, cancelShort := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancelShort()
+	if _, err := coord.Connect(short, coord.Config{Servers: zkSrv.Servers(), SessionTimeout: session, Root: "/x", Cluster: "y"}); err == nil {
+		t.Fatal("connected to a stopped ZooKeeper")
+	} else if !errors.Is(err, coord.ErrNoSession) || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("connect to a stopped ZooKeeper: %v, want it to say ZooKeeper is unreachable", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := zkSrv.StartServer(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a leads again", func() bool { e, ok := a.k.Leader(); return ok && e > e1 })
+}
