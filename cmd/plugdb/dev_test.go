@@ -39,7 +39,7 @@ import (
 // loopback ports and a temp data folder, driven through the CLI, REST and gRPC.
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -107,7 +107,7 @@ func (d *devProc) exited() bool {
 // own process group with env extra, and waits until it prints "ready" and its
 // gRPC health service answers SERVING. The process group is killed at cleanup
 // if the test did not stop it.
-func startDev(t *testing.T, data string, env []string, args ...string) *devProc {
+func startDev(t testing.TB, data string, env []string, args ...string) *devProc {
 	t.Helper()
 	d := &devProc{grpcAddr: freeAddr(t), http: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	all := append([]string{"dev", "--data", data, "--grpc", d.grpcAddr, "--http", d.http}, args...)
@@ -243,7 +243,7 @@ func (d *devProc) stop(t *testing.T, wantChildren int) {
 	waitGone(t, kids)
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
+func dial(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -44,7 +44,7 @@ func (p *proc) exited() bool {
 
 // startProc runs plugdb args in its own process group; cleanup kills it if
 // the test did not.
-func startProc(t *testing.T, name string, args ...string) *proc {
+func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(plugdbBin, args...)
@@ -75,7 +75,7 @@ func (p *proc) kill() {
 
 // testCluster is a router and partitions × replicas nodes on a private ZooKeeper.
 type testCluster struct {
-	t          *testing.T
+	t          testing.TB
 	dir, cfg   string
 	zk         *zkserver.Ensemble
 	grpc, http string
@@ -86,7 +86,7 @@ type testCluster struct {
 	kv         plugdbv1.KVClient
 }
 
-func newTestCluster(t *testing.T, partitions, replicas int) *testCluster {
+func newTestCluster(t testing.TB, partitions, replicas int) *testCluster {
 	t.Helper()
 	zk := zktest.Start(t, 1)
 	c := &testCluster{t: t, dir: t.TempDir(), zk: zk, grpc: freeAddr(t), http: freeAddr(t),
