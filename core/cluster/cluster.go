@@ -14,6 +14,12 @@
 // last log lines) and left down: the supervisor is no process manager, and a
 // test that kills a leader expects it to stay down until it restarts it.
 //
+// Every child runs in its own process group (a Ctrl-C in the terminal reaches
+// the supervisor alone, which stops the children in order: router, nodes,
+// ZooKeeper). If the supervisor itself is killed with SIGKILL, the kernel
+// sends SIGTERM to the router and the nodes (Pdeathsig, Linux) and
+// core/zkserver's servers get SIGKILL; Down then stops whatever is left.
+//
 // Down stops a cluster from another process, by the PIDs in the record, after
 // checking that each PID is still the recorded process.
 package cluster
