@@ -118,7 +118,9 @@ func (z *fakeZK) PIDs() []int {
 	}
 	return out
 }
-func (z *fakeZK) LogFile(i int) string { return filepath.Join(z.dir, fmt.Sprintf("zk%d", i+1), "zookeeper.log") }
+func (z *fakeZK) LogFile(i int) string {
+	return filepath.Join(z.dir, fmt.Sprintf("zk%d", i+1), "zookeeper.log")
+}
 func (z *fakeZK) Stop() error {
 	for _, c := range z.cmds {
 		c.Process.Signal(syscall.SIGTERM)
