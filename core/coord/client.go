@@ -104,7 +104,18 @@ func (c *Client) Close() {
 	default:
 	}
 	close(c.done)
-	c.conn.Close()
+	// go-zookeeper's Close waits up to 2s to send its close request when the
+	// server is gone; the session then simply expires.
+	closed := make(chan struct{})
+	go func() {
+		c.conn.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(time.Second):
+		c.log.Warn("ZooKeeper unreachable while closing; the session will expire on its own")
+	}
 	c.stopped.Wait()
 }
 
