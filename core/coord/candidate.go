@@ -204,6 +204,7 @@ func (k *Candidate) runSession(ctx context.Context) (err error) {
 				continue // gone already: look again
 			}
 			watch = w
+			k.learnEpoch(op)
 		}
 		select {
 		case <-ctx.Done():
@@ -359,6 +360,22 @@ func (k *Candidate) lead(ctx context.Context, session int64) (uint64, error) {
 		}
 		return 0, errors.New("take leadership: epoch keeps changing")
 	})
+}
+
+// learnEpoch records the partition's current epoch as a follower knows it.
+func (k *Candidate) learnEpoch(ctx context.Context) {
+	data, err := call(ctx, k.c, func(conn *zk.Conn) ([]byte, error) {
+		data, _, err := conn.Get(k.p.Epoch(k.cfg.Partition))
+		return data, err
+	})
+	if err != nil {
+		return
+	}
+	if e, err := strconv.ParseUint(string(data), 10, 64); err == nil {
+		k.mu.Lock()
+		k.epoch = max(k.epoch, e)
+		k.mu.Unlock()
+	}
 }
 
 // memberData is the replica's members znode content now.
