@@ -401,6 +401,11 @@ func (k *Candidate) publish(ctx context.Context) {
 		case <-changed:
 		}
 		session, ok := k.c.Lease()
+		if _, leads := k.Leader(); ok && !leads {
+			op, cancel := context.WithTimeout(ctx, k.c.cfg.SessionTimeout/2)
+			k.learnEpoch(op)
+			cancel()
+		}
 		data := k.memberData()
 		if !ok || string(data) == string(last) {
 			continue
