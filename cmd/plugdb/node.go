@@ -150,7 +150,10 @@ func runNode(ctx context.Context, cfg config.Config, p int, addr string, log hcl
 	// Withdraw first so a follower takes over at once, then drain requests.
 	stopRun()
 	select {
-	case <-ran:
+	case err := <-ran:
+		if err != nil && runErr == nil {
+			log.Warn("leaving the election", "error", err)
+		}
 	case <-time.After(cfg.ZooKeeper.SessionTimeout):
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

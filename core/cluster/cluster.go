@@ -190,12 +190,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			Supervisor: Process{Name: "supervisor", procID: self}},
 	}
 	if err := c.save(); err != nil {
-		c.Stop()
-		return nil, err
+		return nil, errors.Join(err, c.Stop())
 	}
 	if err := c.start(ctx, cfgFile, clients); err != nil {
-		c.Stop()
-		return nil, err
+		return nil, errors.Join(err, c.Stop())
 	}
 	return c, nil
 }

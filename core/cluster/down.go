@@ -63,7 +63,7 @@ func Down(ctx context.Context, dir string, out io.Writer, grace time.Duration) e
 		if waitGone(ctx, []Process{sup}, 3*grace+30*time.Second) {
 			stopped = append(stopped, sup.String())
 		} else if sup.Alive() {
-			syscall.Kill(sup.PID, syscall.SIGKILL)
+			_ = syscall.Kill(sup.PID, syscall.SIGKILL)
 			waitGone(ctx, []Process{sup}, 5*time.Second)
 			killed = append(killed, sup.String())
 		}
@@ -81,7 +81,7 @@ func Down(ctx context.Context, dir string, out io.Writer, grace time.Duration) e
 	}
 	for _, p := range left {
 		if p.Alive() {
-			syscall.Kill(p.PID, syscall.SIGTERM)
+			_ = syscall.Kill(p.PID, syscall.SIGTERM)
 		}
 	}
 	waitGone(ctx, left, grace)
@@ -100,9 +100,9 @@ func Down(ctx context.Context, dir string, out io.Writer, grace time.Duration) e
 			continue
 		}
 		if pg, err := syscall.Getpgid(p.PID); err == nil && pg == p.PID {
-			syscall.Kill(-p.PID, syscall.SIGKILL) // with its own children (engine plugins)
+			_ = syscall.Kill(-p.PID, syscall.SIGKILL) // with its own children (engine plugins)
 		} else {
-			syscall.Kill(p.PID, syscall.SIGKILL)
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
 		}
 		killed = append(killed, p.String())
 	}
