@@ -23,8 +23,7 @@ import (
 
 // devCommand is `plugdb dev`: the whole database in one process.
 func devCommand() *cobra.Command {
-	var file string
-	flags := map[string]*string{}
+	var flags configFlags
 	cmd := &cobra.Command{
 		Use:   "dev [--config FILE] [--data DIR]",
 		Short: "Run plugdb in one process: router and every partition, no ZooKeeper",
@@ -34,13 +33,7 @@ func devCommand() *cobra.Command {
 			"Stops cleanly on SIGINT or SIGTERM.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			set := map[string]string{}
-			for key, v := range flags {
-				if cmd.Flags().Changed(flagName(key)) {
-					set[key] = *v
-				}
-			}
-			cfg, err := config.Load(config.Source{File: file, Env: os.Environ(), Flags: set})
+			cfg, err := flags.load(cmd)
 			if err != nil {
 				return err
 			}
@@ -48,12 +41,35 @@ func devCommand() *cobra.Command {
 			return runDev(cmd.Context(), cfg, level)
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", "", "config file (YAML) overlaying the built-in defaults")
-	for _, key := range []string{"data", "router.grpc", "router.http"} {
-		flags[key] = new(string)
-		cmd.Flags().StringVar(flags[key], flagName(key), "", "sets config key "+key)
-	}
+	flags.register(cmd, "data", "router.grpc", "router.http")
 	return cmd
+}
+
+// configFlags are a command's --config flag and the flags that set config keys.
+type configFlags struct {
+	file string
+	keys map[string]*string
+}
+
+// register adds --config and a flag for each of keys (see flagName).
+func (f *configFlags) register(cmd *cobra.Command, keys ...string) {
+	cmd.Flags().StringVar(&f.file, "config", "", "config file (YAML) overlaying the built-in defaults")
+	f.keys = map[string]*string{}
+	for _, key := range keys {
+		f.keys[key] = new(string)
+		cmd.Flags().StringVar(f.keys[key], flagName(key), "", "sets config key "+key)
+	}
+}
+
+// load loads the config: defaults, the file, the environment, the flags given.
+func (f *configFlags) load(cmd *cobra.Command) (config.Config, error) {
+	set := map[string]string{}
+	for key, v := range f.keys {
+		if cmd.Flags().Changed(flagName(key)) {
+			set[key] = *v
+		}
+	}
+	return config.Load(config.Source{File: f.file, Env: os.Environ(), Flags: set})
 }
 
 func flagName(key string) string {

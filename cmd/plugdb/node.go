@@ -90,15 +90,26 @@ func connectZK(ctx context.Context, cfg config.Config, log hclog.Logger) (*coord
 	return client, nil
 }
 
-func runNode(ctx context.Context, cfg config.Config, p int, addr string, log hclog.Logger) error {
+// joinCluster is the start of every cluster process: load the plugins' names,
+// check the config against them, connect to ZooKeeper and check the cluster's
+// metadata.
+func joinCluster(ctx context.Context, cfg config.Config, log hclog.Logger) (*loader.Loader, *coord.Client, error) {
 	l, err := newLoader(log)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := cfg.Validate(clusterKnown(l)); err != nil {
-		return err
+		return nil, nil, err
 	}
 	client, err := connectZK(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, client, nil
+}
+
+func runNode(ctx context.Context, cfg config.Config, p int, addr string, log hclog.Logger) error {
+	l, client, err := joinCluster(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -17,8 +16,7 @@ import (
 
 // routerCommand is `plugdb router`: the cluster's front door.
 func routerCommand() *cobra.Command {
-	var file string
-	flags := map[string]*string{}
+	var flags configFlags
 	cmd := &cobra.Command{
 		Use:   "router --config FILE",
 		Short: "Run the router: the cluster's gRPC and REST front door",
@@ -28,13 +26,7 @@ func routerCommand() *cobra.Command {
 			"follower. Stops cleanly on SIGINT or SIGTERM.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			set := map[string]string{}
-			for key, v := range flags {
-				if cmd.Flags().Changed(flagName(key)) {
-					set[key] = *v
-				}
-			}
-			cfg, err := config.Load(config.Source{File: file, Env: os.Environ(), Flags: set})
+			cfg, err := flags.load(cmd)
 			if err != nil {
 				return err
 			}
@@ -42,23 +34,12 @@ func routerCommand() *cobra.Command {
 			return runRouter(cmd.Context(), cfg, newLogger(level).Named("router"))
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", "", "config file (YAML) overlaying the built-in defaults")
-	for _, key := range []string{"router.grpc", "router.http"} {
-		flags[key] = new(string)
-		cmd.Flags().StringVar(flags[key], flagName(key), "", "sets config key "+key)
-	}
+	flags.register(cmd, "router.grpc", "router.http")
 	return cmd
 }
 
 func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
-	l, err := newLoader(log)
-	if err != nil {
-		return err
-	}
-	if err := cfg.Validate(clusterKnown(l)); err != nil {
-		return err
-	}
-	client, err := connectZK(ctx, cfg, log)
+	l, client, err := joinCluster(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

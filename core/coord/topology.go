@@ -119,9 +119,8 @@ func (t *Topology) watch(ctx context.Context, n int) {
 		case <-changed:
 			// After a reconnect the watches stand (go-zookeeper sets them
 			// again); after an expiry they fired with an error: re-arm.
-		case ev := <-leaderW:
+		case <-leaderW:
 			leaderW = nil
-			_ = ev
 		case <-membersW:
 			membersW = nil
 		case <-t.kicks[n]:
