@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -324,17 +326,17 @@ func TestClusterRoutesReadsAndWrites(t *testing.T) {
 
 func httpGet(t *testing.T, url string) (int, string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "curl", "-s", "-w", "\n%{http_code}", url).Output()
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(url)
 	if err != nil {
-		t.Fatalf("curl %s: %v", url, err)
+		t.Fatalf("GET %s: %v", url, err)
 	}
-	s := strings.TrimSpace(string(out))
-	i := strings.LastIndexByte(s, '\n')
-	var code int
-	fmt.Sscan(s[i+1:], &code)
-	return code, s[:max(i, 0)], nil
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, strings.TrimSpace(string(body)), nil
 }
 
 // failover kills partition p's leader with SIGKILL and returns how long it
