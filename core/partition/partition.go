@@ -2,6 +2,12 @@
 // assigns their LSNs, checks create/update conditions, and applies concurrent
 // writers' batches to the engine as one group (host-level group commit), so the
 // engine sees gap-free LSNs in order.
+//
+// A replicated partition (OpenReplica) hands each group to its replicator
+// first and applies it only once the replicator says its ack mode is met, so
+// no reader sees a write a failover could lose. Several groups are in flight
+// at once (pipelined); conditions of later groups see the writes of earlier
+// ones that are not applied yet.
 package partition
 
 import (
@@ -12,6 +18,7 @@ import (
 	"sync"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/replicators"
 )
 
 // ErrAlreadyExists: a create found the key.
@@ -52,11 +59,14 @@ type Partition struct {
 	mu     sync.RWMutex // guards closed; held shared while queueing a write
 	closed bool
 	lsn    uint64 // last assigned; only the writer loop touches it
+
+	rep *replica // nil: writes apply at once (one replica, no replicator)
 }
 
 type request struct {
 	ctx    context.Context
 	writes []Write
+	ack    replicators.Ack
 	lsns   []uint64
 	err    error
 	done   chan struct{}
@@ -65,12 +75,19 @@ type request struct {
 // Open starts a partition over an open engine; it resumes after the engine's
 // applied LSN.
 func Open(ctx context.Context, id int, eng engines.Engine) (*Partition, error) {
+	return open(ctx, id, eng, nil)
+}
+
+func open(ctx context.Context, id int, eng engines.Engine, rep *replica) (*Partition, error) {
 	lsn, err := eng.AppliedLSN(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: read applied lsn: %w", id, err)
 	}
-	p := &Partition{id: id, eng: eng, caps: eng.Capabilities(), lsn: lsn,
+	p := &Partition{id: id, eng: eng, caps: eng.Capabilities(), lsn: lsn, rep: rep,
 		reqs: make(chan *request, maxGroup), stop: make(chan struct{}), done: make(chan struct{})}
+	if rep != nil {
+		rep.init(p, lsn)
+	}
 	go p.writeLoop()
 	return p, nil
 }
@@ -97,6 +114,14 @@ func (p *Partition) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[eng
 // Write applies writes atomically and returns their LSNs, once durable per the
 // engine's sync mode. A failed condition fails the whole call and writes nothing.
 func (p *Partition) Write(ctx context.Context, writes []Write) ([]uint64, error) {
+	return p.WriteAck(ctx, writes, replicators.AckDefault)
+}
+
+// WriteAck is Write with an ack mode, which a replicated partition passes to
+// its replicator. If ctx ends while a replicated write waits for its acks,
+// WriteAck returns an error wrapping replicators.ErrUnavailable: the write
+// may still commit.
+func (p *Partition) WriteAck(ctx context.Context, writes []Write, ack replicators.Ack) ([]uint64, error) {
 	if len(writes) == 0 {
 		return nil, nil
 	}
@@ -107,7 +132,7 @@ func (p *Partition) Write(ctx context.Context, writes []Write) ([]uint64, error)
 	if err := engines.CheckBatch(p.caps, check); err != nil {
 		return nil, err
 	}
-	r := &request{ctx: ctx, writes: writes, done: make(chan struct{})}
+	r := &request{ctx: ctx, writes: writes, ack: ack, done: make(chan struct{})}
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
@@ -120,10 +145,18 @@ func (p *Partition) Write(ctx context.Context, writes []Write) ([]uint64, error)
 		p.mu.RUnlock()
 		return nil, ctx.Err()
 	}
-	// Once queued, the write may be applied: wait for its outcome even if ctx
-	// ends, so the caller never mistakes an applied write for a failed one.
-	<-r.done
-	return r.lsns, r.err
+	if p.rep == nil {
+		// Once queued, the write may be applied: wait for its outcome even if
+		// ctx ends, so the caller never mistakes an applied write for a failed one.
+		<-r.done
+		return r.lsns, r.err
+	}
+	select {
+	case <-r.done:
+		return r.lsns, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("partition %d: gave up waiting for the write's acks (%w); the write may still commit: %w", p.id, ctx.Err(), replicators.ErrUnavailable)
+	}
 }
 
 // writeLoop takes every waiting request, checks conditions, assigns LSNs and
@@ -147,11 +180,37 @@ func (p *Partition) writeLoop() {
 				break more
 			}
 		}
-		p.applyGroup(group)
+		if p.rep != nil {
+			p.rep.start(group)
+		} else {
+			p.applyGroup(group)
+		}
 	}
 }
 
 func (p *Partition) applyGroup(group []*request) {
+	batch, members, lsn := p.buildBatch(group)
+	if len(members) == 0 {
+		return
+	}
+	err := p.eng.Apply(context.Background(), batch)
+	if err == nil {
+		p.lsn = lsn
+	} else {
+		err = fmt.Errorf("partition %d: apply: %w", p.id, err)
+	}
+	for _, r := range members {
+		if err != nil {
+			r.lsns, r.err = nil, err
+		}
+		close(r.done)
+	}
+}
+
+// buildBatch checks the group's conditions (failing the requests whose
+// conditions fail), assigns LSNs after p.lsn and returns the batch, the
+// requests in it and the last LSN assigned.
+func (p *Partition) buildBatch(group []*request) ([]engines.Mutation, []*request, uint64) {
 	var batch []engines.Mutation
 	var members []*request
 	exists := map[string]bool{} // keys written earlier in this group
@@ -176,21 +235,7 @@ func (p *Partition) applyGroup(group []*request) {
 		}
 		members = append(members, r)
 	}
-	if len(members) == 0 {
-		return
-	}
-	err := p.eng.Apply(context.Background(), batch)
-	if err == nil {
-		p.lsn = lsn
-	} else {
-		err = fmt.Errorf("partition %d: apply: %w", p.id, err)
-	}
-	for _, r := range members {
-		if err != nil {
-			r.lsns, r.err = nil, err
-		}
-		close(r.done)
-	}
+	return batch, members, lsn
 }
 
 // checkConds evaluates r's conditions against the group so far, then the engine.
@@ -204,6 +249,9 @@ func (p *Partition) checkConds(r *request, exists map[string]bool) error {
 		present, ok := seen[string(w.Key)]
 		if !ok {
 			present, ok = exists[string(w.Key)]
+		}
+		if !ok && p.rep != nil {
+			present, ok = p.rep.pendingExists(w.Key)
 		}
 		if !ok {
 			_, err := p.eng.Get(r.ctx, w.Key)
@@ -244,6 +292,9 @@ func (p *Partition) Close() error {
 	p.mu.Unlock()
 	close(p.stop)
 	<-p.done
+	if p.rep != nil {
+		p.rep.close()
+	}
 	// Fail writes that were queued but not taken.
 	for {
 		select {

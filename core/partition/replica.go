@@ -1,0 +1,313 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/replicators"
+)
+
+// ErrNotLeading: a replicated partition takes writes only between Lead and
+// StepDown.
+var ErrNotLeading = errors.New("not leading")
+
+// Replication is what a replicated partition needs of its replicator.
+type Replication interface {
+	// Replicate returns once the statement's ack mode is met; nil for one
+	// statement means every earlier one is committed too.
+	Replicate(ctx context.Context, st replicators.Statement, ack replicators.Ack) error
+	// Applied reports the engine's applied LSN.
+	Applied(ctx context.Context, lsn uint64) error
+}
+
+// maxInFlight bounds the groups handed to the replicator and not yet applied.
+const maxInFlight = 32
+
+// OpenReplica starts a partition whose writes are committed through repl
+// before they are applied. It takes writes only after Lead.
+func OpenReplica(ctx context.Context, id int, eng engines.Engine, repl Replication) (*Partition, error) {
+	return open(ctx, id, eng, &replica{repl: repl})
+}
+
+// replica is the replicated write path of a partition.
+type replica struct {
+	p      *Partition
+	repl   Replication
+	flight chan *group // groups in LSN order, to the apply loop
+	loop   sync.WaitGroup
+
+	mu       sync.Mutex
+	leading  bool
+	epoch    uint64
+	next     uint64 // the writer loop numbers after it once renumber is set (Lead)
+	renumber bool
+	pending  map[string]pendingWrite // keys written by groups not yet applied
+	applied  uint64                  // the engine's applied LSN
+
+	applyMu sync.Mutex // one engine Apply at a time (leader groups, follower deliveries)
+}
+
+type pendingWrite struct {
+	exists bool
+	lsn    uint64
+}
+
+// group is one statement in flight.
+type group struct {
+	epoch   uint64
+	batch   []engines.Mutation
+	members []*request
+	done    chan struct{} // closed when Replicate returned
+	err     error
+}
+
+func (r *replica) init(p *Partition, applied uint64) {
+	r.p = p
+	r.applied = applied
+	r.pending = map[string]pendingWrite{}
+	r.flight = make(chan *group, maxInFlight)
+	r.loop.Add(1)
+	go r.applyLoop()
+}
+
+func (r *replica) close() {
+	close(r.flight)
+	r.loop.Wait()
+}
+
+// Lead starts taking writes in epoch, numbering them after end; the engine
+// must have applied everything through end (ApplyReplicated).
+func (p *Partition) Lead(epoch, end uint64) error {
+	r := p.rep
+	if r == nil {
+		return fmt.Errorf("partition %d is not replicated: %w", p.id, engines.ErrInvalidArgument)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.applied < end {
+		return fmt.Errorf("partition %d: lead epoch %d after lsn %d, but the engine applied only %d", p.id, epoch, end, r.applied)
+	}
+	r.leading, r.epoch, r.next, r.renumber = true, epoch, end, true
+	clear(r.pending)
+	return nil
+}
+
+// StepDown stops taking writes. Groups in flight finish: applied if their
+// statements committed, failed otherwise.
+func (p *Partition) StepDown() {
+	if r := p.rep; r != nil {
+		r.mu.Lock()
+		r.leading = false
+		r.mu.Unlock()
+	}
+}
+
+// Leading reports whether the partition takes writes, and in which epoch.
+func (p *Partition) Leading() (uint64, bool) {
+	if p.rep == nil {
+		return 0, true
+	}
+	p.rep.mu.Lock()
+	defer p.rep.mu.Unlock()
+	return p.rep.epoch, p.rep.leading
+}
+
+// ApplyReplicated applies a statement a follower received, skipping the
+// LSNs the engine already has (so a repeated delivery changes nothing).
+func (p *Partition) ApplyReplicated(ctx context.Context, muts []engines.Mutation) error {
+	r := p.rep
+	if r == nil {
+		return fmt.Errorf("partition %d is not replicated: %w", p.id, engines.ErrInvalidArgument)
+	}
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	r.mu.Lock()
+	applied := r.applied
+	r.mu.Unlock()
+	var batch []engines.Mutation
+	for _, m := range muts {
+		if m.LSN > applied {
+			batch = append(batch, m)
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := p.eng.Apply(ctx, batch); err != nil {
+		return fmt.Errorf("partition %d: apply replicated lsns %d..%d: %w", p.id, batch[0].LSN, batch[len(batch)-1].LSN, err)
+	}
+	r.setApplied(batch[len(batch)-1].LSN)
+	return nil
+}
+
+// Restored tells the partition its engine now holds a snapshot at lsn.
+func (p *Partition) Restored(lsn uint64) {
+	if r := p.rep; r != nil {
+		r.mu.Lock()
+		r.applied = lsn
+		r.mu.Unlock()
+	}
+}
+
+// LockApply serialises engine writes with a restore the caller runs; call
+// the returned function to unlock.
+func (p *Partition) LockApply() func() {
+	if p.rep == nil {
+		return func() {}
+	}
+	p.rep.applyMu.Lock()
+	return p.rep.applyMu.Unlock
+}
+
+func (r *replica) setApplied(lsn uint64) {
+	r.mu.Lock()
+	r.applied = max(r.applied, lsn)
+	r.mu.Unlock()
+	_ = r.repl.Applied(context.Background(), lsn) // best effort: the replicator learns it again with the next one
+}
+
+// pendingExists reports whether a group in flight writes key, and whether
+// the key exists after it.
+func (r *replica) pendingExists(key []byte) (bool, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.pending[string(key)]
+	return w.exists, ok
+}
+
+// start checks, numbers and hands a group to the replicator (writer loop).
+func (r *replica) start(reqs []*request) {
+	p := r.p
+	r.mu.Lock()
+	leading, epoch := r.leading, r.epoch
+	if leading && r.renumber {
+		p.lsn, r.renumber = r.next, false
+	}
+	r.mu.Unlock()
+	if !leading {
+		for _, q := range reqs {
+			q.err = fmt.Errorf("partition %d: %w", p.id, ErrNotLeading)
+			close(q.done)
+		}
+		return
+	}
+	batch, members, lsn := p.buildBatch(reqs)
+	if len(members) == 0 {
+		return
+	}
+	p.lsn = lsn
+	ack := replicators.AckDefault
+	for _, q := range members {
+		ack = replicators.Stronger(ack, q.ack)
+	}
+	g := &group{epoch: epoch, batch: batch, members: members, done: make(chan struct{})}
+	r.mu.Lock()
+	for _, m := range batch {
+		r.pending[string(m.Key)] = pendingWrite{exists: m.Op == engines.OpPut, lsn: m.LSN}
+	}
+	r.mu.Unlock()
+	r.flight <- g // blocks while maxInFlight groups are in flight
+	ctx, cancel := groupContext(members)
+	go func() {
+		defer cancel()
+		g.err = r.repl.Replicate(ctx, replicators.Statement{Epoch: epoch, Mutations: batch}, ack)
+		if g.err != nil {
+			for _, q := range members {
+				q.lsns, q.err = nil, fmt.Errorf("partition %d: %w", p.id, g.err)
+				close(q.done)
+			}
+		}
+		close(g.done)
+	}()
+}
+
+// groupContext ends at the latest deadline of the group's requests (never,
+// if one has none: the replicator's ack timeout bounds the wait).
+func groupContext(members []*request) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, q := range members {
+		d, ok := q.ctx.Deadline()
+		if !ok {
+			return context.WithCancel(context.Background())
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(context.Background(), latest)
+}
+
+// fatal reports whether a Replicate error means this replica cannot lead.
+func fatal(err error) bool {
+	return errors.Is(err, replicators.ErrFenced) || errors.Is(err, replicators.ErrNotLeader) || errors.Is(err, replicators.ErrClosed)
+}
+
+// applyLoop applies committed groups in LSN order. A group whose Replicate
+// failed without being fatal is held: it may still commit, which a later
+// group's success proves, and then it is applied first.
+func (r *replica) applyLoop() {
+	defer r.loop.Done()
+	var held []*group
+	for g := range r.flight {
+		<-g.done
+		switch {
+		case g.err == nil:
+			for _, h := range held {
+				r.apply(h, false)
+			}
+			held = held[:0]
+			r.apply(g, true)
+		case fatal(g.err):
+			// Nothing after a fenced statement commits in this term; what
+			// did commit reaches the engine through the new leader.
+			held = held[:0]
+			r.mu.Lock()
+			if r.epoch == g.epoch {
+				r.leading = false
+			}
+			clear(r.pending)
+			r.mu.Unlock()
+		default:
+			held = append(held, g)
+		}
+	}
+}
+
+// apply writes a committed group to the engine and answers its requests if
+// they still wait.
+func (r *replica) apply(g *group, answer bool) {
+	p := r.p
+	r.applyMu.Lock()
+	err := p.eng.Apply(context.Background(), g.batch)
+	r.applyMu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("partition %d: apply committed lsns %d..%d: %w", p.id, g.batch[0].LSN, g.batch[len(g.batch)-1].LSN, err)
+		// The engine failed a write the replicas committed: stop leading
+		// rather than serve reads that miss it.
+		r.mu.Lock()
+		r.leading = false
+		r.mu.Unlock()
+	} else {
+		last := g.batch[len(g.batch)-1].LSN
+		r.mu.Lock()
+		for _, m := range g.batch {
+			if w, ok := r.pending[string(m.Key)]; ok && w.lsn == m.LSN {
+				delete(r.pending, string(m.Key))
+			}
+		}
+		r.mu.Unlock()
+		r.setApplied(last)
+	}
+	if answer {
+		for _, q := range g.members {
+			if err != nil {
+				q.lsns, q.err = nil, err
+			}
+			close(q.done)
+		}
+	}
+}

@@ -1,0 +1,211 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/engines/memory"
+	"github.com/plugdb/plugdb/replicators"
+)
+
+// fakeRepl commits what its decide function says; a unit test of the write
+// path's ordering, not of replication.
+type fakeRepl struct {
+	mu      sync.Mutex
+	decide  func(st replicators.Statement) error
+	seen    []replicators.Statement
+	applied uint64
+}
+
+func (f *fakeRepl) Replicate(_ context.Context, st replicators.Statement, _ replicators.Ack) error {
+	f.mu.Lock()
+	f.seen = append(f.seen, st)
+	d := f.decide
+	f.mu.Unlock()
+	if d == nil {
+		return nil
+	}
+	return d(st)
+}
+
+func (f *fakeRepl) Applied(_ context.Context, lsn uint64) error {
+	f.mu.Lock()
+	f.applied = max(f.applied, lsn)
+	f.mu.Unlock()
+	return nil
+}
+
+func openReplica(t *testing.T, f *fakeRepl) *Partition {
+	t.Helper()
+	eng, err := memory.Open(context.Background(), engines.Options{Dir: t.TempDir(), Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenReplica(context.Background(), 0, eng, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestReplicaRefusesWritesUntilLead(t *testing.T) {
+	p := openReplica(t, &fakeRepl{})
+	ctx := context.Background()
+	if _, err := p.Write(ctx, []Write{put("a", "1", Always)}); !errors.Is(err, ErrNotLeading) {
+		t.Fatalf("write before Lead: %v", err)
+	}
+	if err := p.Lead(3, 0); err != nil {
+		t.Fatal(err)
+	}
+	lsns, err := p.Write(ctx, []Write{put("a", "1", Always)})
+	if err != nil || lsns[0] != 1 {
+		t.Fatalf("write after Lead: %v %v", lsns, err)
+	}
+	if err := p.Lead(4, 7); err == nil {
+		t.Fatal("Lead after lsn 7 accepted though the engine applied only 1")
+	}
+}
+
+func TestReplicaAppliesOnlyCommittedAndInOrder(t *testing.T) {
+	f := &fakeRepl{}
+	p := openReplica(t, f)
+	ctx := context.Background()
+	if err := p.Lead(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The first statement times out (not fatal): it is held, invisible.
+	f.decide = func(st replicators.Statement) error {
+		if st.First() == 1 {
+			return fmt.Errorf("no acks: %w", replicators.ErrUnavailable)
+		}
+		return nil
+	}
+	if _, err := p.Write(ctx, []Write{put("k", "v1", MustNotExist)}); !errors.Is(err, replicators.ErrUnavailable) {
+		t.Fatalf("unacked write: %v", err)
+	}
+	if _, err := p.Get(ctx, []byte("k")); !errors.Is(err, engines.ErrNotFound) {
+		t.Fatalf("a write without its acks is visible: %v", err)
+	}
+	// Conditions see it anyway: it may still commit.
+	if _, err := p.Write(ctx, []Write{put("k", "v2", MustNotExist)}); !errors.Is(err, ErrAlreadyExists) {
+		t.Fatalf("create over a pending create: %v", err)
+	}
+	// A later commit proves the first one committed: both are applied, in order.
+	if _, err := p.Write(ctx, []Write{put("k", "v3", MustExist)}); err != nil {
+		t.Fatal(err)
+	}
+	row, err := p.Get(ctx, []byte("k"))
+	if err != nil || string(row.Value) != "v3" || row.LSN != 2 {
+		t.Fatalf("k = %q lsn %d, %v; want v3 at lsn 2", row.Value, row.LSN, err)
+	}
+	if f.applied != 2 {
+		t.Fatalf("replicator told applied %d, want 2", f.applied)
+	}
+}
+
+func TestReplicaFencedStopsLeading(t *testing.T) {
+	f := &fakeRepl{decide: func(replicators.Statement) error { return fmt.Errorf("epoch 9 exists: %w", replicators.ErrFenced) }}
+	p := openReplica(t, f)
+	ctx := context.Background()
+	if err := p.Lead(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Write(ctx, []Write{put("a", "1", Always)}); !errors.Is(err, replicators.ErrFenced) {
+		t.Fatalf("fenced write: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := p.Leading(); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still leading after a fenced statement")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := p.Get(ctx, []byte("a")); !errors.Is(err, engines.ErrNotFound) {
+		t.Fatalf("fenced write applied: %v", err)
+	}
+}
+
+func TestReplicaGivesUpAtDeadline(t *testing.T) {
+	release := make(chan struct{})
+	f := &fakeRepl{decide: func(replicators.Statement) error { <-release; return nil }}
+	p := openReplica(t, f)
+	defer close(release)
+	if err := p.Lead(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.Write(ctx, []Write{put("a", "1", Always)}); !errors.Is(err, replicators.ErrUnavailable) {
+		t.Fatalf("write past its deadline: %v", err)
+	}
+}
+
+func TestReplicaConcurrentWritesPipelined(t *testing.T) {
+	f := &fakeRepl{decide: func(replicators.Statement) error { time.Sleep(time.Millisecond); return nil }}
+	p := openReplica(t, f)
+	ctx := context.Background()
+	if err := p.Lead(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Go(func() {
+			for i := 0; i < 50; i++ {
+				if _, err := p.Write(ctx, []Write{put(fmt.Sprintf("w%d-%d", w, i), "v", MustNotExist)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got, _ := p.AppliedLSN(ctx); got != 800 {
+		t.Fatalf("applied %d, want 800", got)
+	}
+	// Statements reached the replicator with consecutive LSNs.
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seen := map[uint64]bool{}
+	for _, st := range f.seen {
+		for _, m := range st.Mutations {
+			seen[m.LSN] = true
+		}
+	}
+	for l := uint64(1); l <= 800; l++ {
+		if !seen[l] {
+			t.Fatalf("lsn %d never replicated", l)
+		}
+	}
+}
+
+func TestApplyReplicatedSkipsApplied(t *testing.T) {
+	f := &fakeRepl{}
+	p := openReplica(t, f)
+	ctx := context.Background()
+	st := []engines.Mutation{{Op: engines.OpPut, Key: []byte("a"), Value: []byte("1"), LSN: 1}, {Op: engines.OpPut, Key: []byte("b"), Value: []byte("2"), LSN: 2}}
+	for range 3 { // repeated deliveries change nothing
+		if err := p.ApplyReplicated(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.ApplyReplicated(ctx, []engines.Mutation{{Op: engines.OpDelete, Key: []byte("a"), LSN: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Get(ctx, []byte("a")); err != nil {
+		t.Fatalf("an already-applied lsn was applied again: %v", err)
+	}
+	if f.applied != 2 {
+		t.Fatalf("applied %d", f.applied)
+	}
+}
