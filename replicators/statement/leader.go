@@ -1,0 +1,237 @@
+package statement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/plugdb/plugdb/replicators/statement/wal"
+	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
+)
+
+// follower is the leader's view of one follower.
+type follower struct {
+	addr      string
+	isr       bool // in the in-sync set the host recorded
+	inSync    bool // caught up within isr_lag, by this replicator's judgement
+	connected bool
+	persisted uint64
+	applied   uint64
+	caughtUp  time.Time // the last time it had everything the leader had
+	since     time.Time
+	err       string
+	cancel    context.CancelFunc
+}
+
+// judgeLocked updates f.inSync: a follower joins when it has everything the
+// leader has, and leaves when it has not been caught up for isr_lag.
+func (r *Replicator) judgeLocked(f *follower, now time.Time) {
+	if f.connected && f.persisted >= r.persisted {
+		f.caughtUp = now
+		f.inSync = true
+		return
+	}
+	ref := f.caughtUp
+	if ref.IsZero() {
+		ref = f.since
+	}
+	if now.Sub(ref) > r.cfg.isrLag {
+		f.inSync = false
+	}
+}
+
+// startShipperLocked starts shipping to f for the current term.
+func (r *Replicator) startShipperLocked(f *follower) {
+	if f.cancel != nil {
+		f.cancel()
+	}
+	ctx, cancel := context.WithCancel(r.leadCtx)
+	f.cancel = cancel
+	epoch := r.epoch
+	go r.ship(ctx, f, epoch)
+}
+
+// ship keeps a replication stream open to f until ctx ends, reconnecting
+// with backoff; errors are logged with the follower's address.
+func (r *Replicator) ship(ctx context.Context, f *follower, epoch uint64) {
+	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		r.logger.Error("bad follower address", "follower", f.addr, "error", err)
+		return
+	}
+	defer conn.Close()
+	client := statementv1.NewPeerClient(conn)
+	backoff := 50 * time.Millisecond
+	lastErr := ""
+	for ctx.Err() == nil {
+		err := r.shipOnce(ctx, client, f, epoch)
+		r.mu.Lock()
+		f.connected = false
+		if err != nil && ctx.Err() == nil {
+			f.err = err.Error()
+		}
+		r.notifyLocked()
+		r.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && err.Error() != lastErr {
+			r.logger.Warn("replication to follower failed; retrying", "follower", f.addr, "epoch", epoch, "error", err, "retry_in", backoff)
+			lastErr = err.Error()
+		}
+		if errors.Is(err, errRebuildAsked) {
+			backoff = 50 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+var errRebuildAsked = errors.New("follower asked to rebuild from a snapshot")
+
+// shipOnce runs one stream: handshake, truncation or rebuild, then appends.
+func (r *Replicator) shipOnce(ctx context.Context, client statementv1.PeerClient, f *follower, epoch uint64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.Ship(ctx)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	hello := &statementv1.Hello{Epoch: epoch, Leader: r.Addr(), Partition: uint32(r.part)}
+	if err := stream.Send(&statementv1.ShipRequest{Msg: &statementv1.ShipRequest_Hello{Hello: hello}}); err != nil {
+		return r.streamErr(stream, err, epoch)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return r.streamErr(stream, err, epoch)
+	}
+	state := resp.GetState()
+	if state == nil {
+		return fmt.Errorf("follower answered hello without its state")
+	}
+	// Where do the two logs agree?
+	last := r.log.Last()
+	d := wal.Divergence(r.log.Epochs(), last, fromEpochs(state.GetEpochs()), state.GetLast())
+	switch {
+	case state.GetApplied() > d:
+		return r.askRebuild(stream, fmt.Sprintf("it applied up to lsn %d but agrees with the leader only up to %d", state.GetApplied(), d))
+	case d < last && d+1 < r.log.First():
+		return r.askRebuild(stream, fmt.Sprintf("it needs lsn %d and the leader's log starts at %d", d+1, r.log.First()))
+	}
+	if state.GetLast() > d {
+		r.logger.Info("truncating a follower's unacknowledged suffix", "follower", f.addr, "after", d, "its_last", state.GetLast())
+		if err := stream.Send(&statementv1.ShipRequest{Msg: &statementv1.ShipRequest_Truncate{Truncate: &statementv1.Truncate{After: d}}}); err != nil {
+			return r.streamErr(stream, err, epoch)
+		}
+	}
+	r.mu.Lock()
+	f.connected, f.err = true, ""
+	f.persisted, f.applied = d, state.GetApplied()
+	r.judgeLocked(f, time.Now())
+	r.advanceCommitLocked()
+	r.notifyLocked()
+	r.mu.Unlock()
+
+	acks := make(chan error, 1)
+	go func() { acks <- r.readAcks(stream, f, epoch) }()
+	next := d + 1
+	sentCommit := uint64(0)
+	beat := time.NewTicker(r.cfg.heartbeat)
+	defer beat.Stop()
+	for {
+		r.mu.Lock()
+		ch := r.changed
+		commit := r.commit
+		r.mu.Unlock()
+		var entries []*statementv1.Entry
+		if next <= r.log.Last() {
+			recs, err := r.log.Read(next, r.cfg.batchBytes)
+			if errors.Is(err, wal.ErrCompacted) {
+				return r.askRebuild(stream, fmt.Sprintf("it needs lsn %d and the leader's log now starts at %d", next, r.log.First()))
+			}
+			if err != nil {
+				return fmt.Errorf("read the log from lsn %d: %w", next, err)
+			}
+			for _, rec := range recs {
+				entries = append(entries, toEntry(rec))
+				next = rec.Last + 1
+			}
+		}
+		if len(entries) > 0 || commit != sentCommit {
+			msg := &statementv1.Append{Entries: entries, Commit: commit}
+			if err := stream.Send(&statementv1.ShipRequest{Msg: &statementv1.ShipRequest_Append{Append: msg}}); err != nil {
+				return r.streamErr(stream, err, epoch)
+			}
+			sentCommit = commit
+			if len(entries) > 0 {
+				continue
+			}
+		}
+		select {
+		case <-ch:
+		case <-beat.C:
+			sentCommit = 0 // resend the commit point: a heartbeat
+		case err := <-acks:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// readAcks records f's acknowledgements until the stream ends.
+func (r *Replicator) readAcks(stream statementv1.Peer_ShipClient, f *follower, epoch uint64) error {
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return r.streamErr(stream, err, epoch)
+		}
+		ack := resp.GetAck()
+		if ack == nil {
+			continue
+		}
+		r.mu.Lock()
+		f.persisted = max(f.persisted, ack.GetPersisted())
+		f.applied = max(f.applied, ack.GetApplied())
+		r.judgeLocked(f, time.Now())
+		r.advanceCommitLocked()
+		r.notifyLocked()
+		r.mu.Unlock()
+	}
+}
+
+// askRebuild tells the follower to rebuild from a snapshot and ends the stream.
+func (r *Replicator) askRebuild(stream statementv1.Peer_ShipClient, reason string) error {
+	_ = stream.Send(&statementv1.ShipRequest{Msg: &statementv1.ShipRequest_Rebuild{Rebuild: &statementv1.Rebuild{Reason: reason}}})
+	_ = stream.CloseSend()
+	return fmt.Errorf("%w: %s", errRebuildAsked, reason)
+}
+
+// streamErr interprets a stream error: ABORTED means a newer epoch fenced
+// this leader, which then stops acknowledging writes.
+func (r *Replicator) streamErr(_ statementv1.Peer_ShipClient, err error, epoch uint64) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("follower closed the stream")
+	}
+	if s, ok := status.FromError(err); ok && s.Code() == codes.Aborted {
+		r.mu.Lock()
+		if r.role == roleLeader && r.epoch == epoch && r.fencedBy == "" {
+			r.logger.Warn("a follower knows a newer epoch; no longer acknowledging writes", "epoch", epoch, "reason", s.Message())
+			r.stopLeadingLocked("fenced: " + s.Message())
+		}
+		r.mu.Unlock()
+		return fmt.Errorf("fenced: %s", s.Message())
+	}
+	return err
+}
