@@ -6,9 +6,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/plugdb/plugdb/engines"
+	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
 	"github.com/plugdb/plugdb/replicators"
 	"github.com/plugdb/plugdb/replicators/statement/wal"
-	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
 )
 
 // encode turns a statement into a log record stamped with the time now.

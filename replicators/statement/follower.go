@@ -8,9 +8,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
 	"github.com/plugdb/plugdb/replicators"
 	"github.com/plugdb/plugdb/replicators/statement/wal"
-	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
 )
 
 // peerServer is the follower side of the peer protocol.

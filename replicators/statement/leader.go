@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/plugdb/plugdb/replicators/statement/wal"
 	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
+	"github.com/plugdb/plugdb/replicators/statement/wal"
 )
 
 // follower is the leader's view of one follower.

@@ -26,9 +26,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 
+	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
 	"github.com/plugdb/plugdb/replicators"
 	"github.com/plugdb/plugdb/replicators/statement/wal"
-	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
 )
 
 const (

@@ -14,9 +14,9 @@ import (
 
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/engines/memory"
+	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
 	"github.com/plugdb/plugdb/replicators"
 	"github.com/plugdb/plugdb/replicators/statement/wal"
-	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
 )
 
 // host is a test host: a replicator, an engine, and the loop that applies
