@@ -32,8 +32,8 @@ type Server struct {
 }
 
 // Start listens on grpcAddr and httpAddr and serves kv on both; an empty
-// httpAddr serves gRPC only.
-func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string) (*Server, error) {
+// httpAddr serves gRPC only. register adds more services to the gRPC server.
+func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string, register ...func(*grpc.Server)) (*Server, error) {
 	grpcLis, err := net.Listen("tcp", grpcAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for gRPC on %s: %w", grpcAddr, err)
@@ -48,6 +48,9 @@ func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string)
 	}
 	s := &Server{grpc: grpc.NewServer(), health: health.NewServer(), grpcLis: grpcLis, httpLis: httpLis, errc: make(chan error, 2)}
 	plugdbv1.RegisterKVServer(s.grpc, kv)
+	for _, r := range register {
+		r(s.grpc)
+	}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
