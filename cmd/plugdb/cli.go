@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+	"github.com/plugdb/plugdb/replicators"
 )
 
 // The client verbs: put, get, create, update, delete, scan, status. Each talks
@@ -33,6 +34,14 @@ const (
 	defaultAddr    = "127.0.0.1:7070"
 	defaultTimeout = 5 * time.Second
 )
+
+const ackHelp = `--ack says when the write is acknowledged:
+  async      once the partition's leader has it durably
+  semi-sync  once at least one in-sync follower has persisted it too
+  sync       once every in-sync follower has persisted it too
+Without --ack, the partition's configured mode applies; a mode weaker than the
+configured one is served at the configured one. plugdb dev keeps one copy, so it
+refuses semi-sync and sync.`
 
 const exitCodesHelp = `Exit codes:
   0  success
@@ -176,6 +185,31 @@ func (r *readFlags) value() (plugdbv1.Consistency, error) {
 	return 0, fmt.Errorf("--consistency %q: allowed values are strong, stale", r.consistency)
 }
 
+// ackFlags are the write verbs' ack flag.
+type ackFlags struct{ ack string }
+
+const ackFlagHelp = "when the write is acknowledged: async (once the leader has it durably), " +
+	"semi-sync (once at least one in-sync follower persisted it too), sync (once every in-sync follower did); " +
+	"default: the partition's configured mode. A mode weaker than the configured one is served at the configured one"
+
+func (a *ackFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&a.ack, "ack", "", ackFlagHelp)
+}
+
+func (a *ackFlags) value() (plugdbv1.Ack, error) {
+	switch strings.ToLower(a.ack) {
+	case "":
+		return plugdbv1.Ack_ACK_DEFAULT, nil
+	case "async":
+		return plugdbv1.Ack_ACK_ASYNC, nil
+	case "semi-sync":
+		return plugdbv1.Ack_ACK_SEMI_SYNC, nil
+	case "sync":
+		return plugdbv1.Ack_ACK_SYNC, nil
+	}
+	return 0, fmt.Errorf("--ack %q: allowed values are %s", a.ack, strings.Join(replicators.AckNames, ", "))
+}
+
 func getCommand() *cobra.Command {
 	var f clientFlags
 	var rf readFlags
@@ -224,24 +258,31 @@ func getCommand() *cobra.Command {
 // writeCommand builds put, create and update: VERB KEY VALUE, quiet on success.
 func writeCommand(use, short, long string, keyNotFound bool, rpc func(plugdbv1.KVClient) func(context.Context, *plugdbv1.PutRequest, ...grpc.CallOption) (*plugdbv1.WriteResponse, error)) *cobra.Command {
 	var f clientFlags
+	var af ackFlags
 	cmd := &cobra.Command{
-		Use:   use + " KEY VALUE",
-		Short: short,
-		Long:  long + "\nPrints nothing on success.\n\n" + exitCodesHelp,
-		Args:  cobra.ExactArgs(2),
+		Use:     use + " KEY VALUE",
+		Short:   short,
+		Long:    long + "\nPrints nothing on success.\n\n" + ackHelp + "\n\n" + exitCodesHelp,
+		Example: "  plugdb " + use + " user:42 ada\n  plugdb " + use + " --ack sync user:42 ada",
+		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, value := args[0], args[1]
+			ack, err := af.value()
+			if err != nil {
+				return err
+			}
 			notFoundKey := ""
 			if keyNotFound {
 				notFoundKey = key
 			}
 			return f.call(cmd, notFoundKey, func(ctx context.Context, kv plugdbv1.KVClient) error {
-				_, err := rpc(kv)(ctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(value)})
+				_, err := rpc(kv)(ctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(value), Ack: ack})
 				return err
 			})
 		},
 	}
 	f.register(cmd)
+	af.register(cmd)
 	return cmd
 }
 
@@ -273,21 +314,28 @@ func updateCommand() *cobra.Command {
 
 func deleteCommand() *cobra.Command {
 	var f clientFlags
+	var af ackFlags
 	cmd := &cobra.Command{
 		Use:   "delete KEY",
 		Short: "Delete a key",
 		Long: "Delete KEY. Prints nothing on success; if KEY does not exist, prints\n" +
-			"\"not found: KEY\" and exits 1.\n\n" + exitCodesHelp,
-		Args: cobra.ExactArgs(1),
+			"\"not found: KEY\" and exits 1.\n\n" + ackHelp + "\n\n" + exitCodesHelp,
+		Example: "  plugdb delete user:42\n  plugdb delete --ack sync user:42",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := args[0]
+			ack, err := af.value()
+			if err != nil {
+				return err
+			}
 			return f.call(cmd, key, func(ctx context.Context, kv plugdbv1.KVClient) error {
-				_, err := kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: []byte(key)})
+				_, err := kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: []byte(key), Ack: ack})
 				return err
 			})
 		},
 	}
 	f.register(cmd)
+	af.register(cmd)
 	return cmd
 }
 
@@ -369,13 +417,20 @@ func statusCommand() *cobra.Command {
 		Short: "Describe the cluster: partitions, replicas, plugins",
 		Long: "Describe the cluster: the engine, partitioner and replicator in use with their\n" +
 			"options, and per partition its replicas with role, address, epoch, applied LSN,\n" +
-			"keys and bytes.\n\n" +
-			"-o text (default) prints the cluster and plugins lines and a table; -o json prints\n" +
+			"replication state, keys and bytes.\n\n" +
+			"-o text (default) prints the cluster and plugins lines and a table. ISR says whether\n" +
+			"a follower is in the in-sync set that semi-sync and sync acks count (- for a leader);\n" +
+			"LAG is a follower's LSNs not yet persisted / how long the oldest has waited (- for a\n" +
+			"leader); ACK, on the leader's line, is the partition's configured ack mode, with\n" +
+			"\"(fallback: async)\" when acks fell back to async. Replication errors follow the table.\n" +
+			"-o json prints\n" +
 			"  {\"cluster\": \"…\", \"engine\": {\"plugin\": …, \"mode\": …, \"options\": {…}},\n" +
 			"   \"partitioner\": {…}, \"replicator\": {…},\n" +
 			"   \"partitions\": [{\"partition\": 0, \"epoch\": 1, \"replicas\": [{\"partition\": 0,\n" +
 			"     \"addr\": \"127.0.0.1:7070\", \"role\": \"leader\", \"epoch\": 1, \"applied_lsn\": 42,\n" +
-			"     \"keys\": 10, \"bytes\": 4096}]}]}\n" +
+			"     \"keys\": 10, \"bytes\": 4096, \"isr\": false, \"persisted_lsn\": 42,\n" +
+			"     \"lag_statements\": 0, \"lag_ms\": 0, \"replication_error\": \"\"}],\n" +
+			"     \"ack\": \"semi-sync\", \"ack_fallback\": false}]}\n" +
 			"with numbers as JSON numbers; role is leader or follower.\n\n" + exitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -420,6 +475,10 @@ type partitionJSON struct {
 	Partition uint32        `json:"partition"`
 	Epoch     uint64        `json:"epoch"`
 	Replicas  []replicaJSON `json:"replicas"`
+	// Ack is the leader's configured ack mode ("" when unknown); AckFallback
+	// says its acks fell back to async.
+	Ack         string `json:"ack"`
+	AckFallback bool   `json:"ack_fallback"`
 }
 
 type replicaJSON struct {
@@ -430,6 +489,12 @@ type replicaJSON struct {
 	AppliedLSN uint64 `json:"applied_lsn"`
 	Keys       int64  `json:"keys"`
 	Bytes      int64  `json:"bytes"`
+	// Replication, as the partition's leader sees this replica.
+	ISR              bool   `json:"isr"`
+	PersistedLSN     uint64 `json:"persisted_lsn"`
+	LagStatements    uint64 `json:"lag_statements"`
+	LagMS            int64  `json:"lag_ms"`
+	ReplicationError string `json:"replication_error"`
 }
 
 func statusFromProto(r *plugdbv1.StatusResponse) statusJSON {
@@ -441,16 +506,22 @@ func statusFromProto(r *plugdbv1.StatusResponse) statusJSON {
 		Partitions:  []partitionJSON{},
 	}
 	for _, p := range r.GetPartitions() {
-		pj := partitionJSON{Partition: p.GetPartition(), Epoch: p.GetEpoch(), Replicas: []replicaJSON{}}
+		pj := partitionJSON{Partition: p.GetPartition(), Epoch: p.GetEpoch(), Replicas: []replicaJSON{},
+			Ack: p.GetAck(), AckFallback: p.GetAckFallback()}
 		for _, rep := range p.GetReplicas() {
 			pj.Replicas = append(pj.Replicas, replicaJSON{
-				Partition:  rep.GetPartition(),
-				Addr:       rep.GetAddr(),
-				Role:       rep.GetRole(),
-				Epoch:      rep.GetEpoch(),
-				AppliedLSN: rep.GetAppliedLsn(),
-				Keys:       rep.GetKeys(),
-				Bytes:      rep.GetBytes(),
+				Partition:        rep.GetPartition(),
+				Addr:             rep.GetAddr(),
+				Role:             rep.GetRole(),
+				Epoch:            rep.GetEpoch(),
+				AppliedLSN:       rep.GetAppliedLsn(),
+				Keys:             rep.GetKeys(),
+				Bytes:            rep.GetBytes(),
+				ISR:              rep.GetIsr(),
+				PersistedLSN:     rep.GetPersistedLsn(),
+				LagStatements:    rep.GetLagStatements(),
+				LagMS:            rep.GetLagMs(),
+				ReplicationError: rep.GetReplicationError(),
 			})
 		}
 		st.Partitions = append(st.Partitions, pj)
@@ -476,31 +547,75 @@ func writeStatusJSON(w io.Writer, st statusJSON) error {
 // writeStatusText prints, for example:
 //
 //	cluster: dev
-//	plugins: engine=rowfile (plugin; sync=batch)  partitioner=hash (inprocess; partitions=2)  replicator=none (inprocess)
+//	plugins: engine=rowfile (plugin; sync=batch)  partitioner=hash (inprocess; partitions=2)  replicator=statement (inprocess)
 //
-//	PARTITION  ROLE    ADDR            EPOCH  APPLIED LSN  KEYS  BYTES
-//	0          leader  127.0.0.1:7070  1      42           10    4096
+//	PARTITION  ROLE      ADDR            EPOCH  APPLIED LSN  ISR  LAG        KEYS  BYTES  ACK
+//	0          leader    127.0.0.1:7101  1      42           -    -          10    4096   semi-sync
+//	0          follower  127.0.0.1:7102  1      40           yes  2 / 15ms   10    4096   -
+//
+// followed by one line per replica with a replication error.
 func writeStatusText(w io.Writer, st statusJSON) error {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "cluster: %s\n", orDash(st.Cluster))
 	fmt.Fprintf(&buf, "plugins: engine=%s  partitioner=%s  replicator=%s\n\n",
 		pluginText(st.Engine), pluginText(st.Partitioner), pluginText(st.Replicator))
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tROLE\tADDR\tEPOCH\tAPPLIED LSN\tKEYS\tBYTES")
+	fmt.Fprintln(tw, "PARTITION\tROLE\tADDR\tEPOCH\tAPPLIED LSN\tISR\tLAG\tKEYS\tBYTES\tACK")
+	var errs []string
 	for _, p := range st.Partitions {
 		if len(p.Replicas) == 0 {
-			fmt.Fprintf(tw, "%d\t-\t-\t%d\t-\t-\t-\n", p.Partition, p.Epoch)
+			fmt.Fprintf(tw, "%d\t-\t-\t%d\t-\t-\t-\t-\t-\t%s\n", p.Partition, p.Epoch, ackText(p))
 		}
 		for _, r := range p.Replicas {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\n",
-				p.Partition, orDash(r.Role), orDash(r.Addr), r.Epoch, r.AppliedLSN, r.Keys, r.Bytes)
+			ack := "-"
+			if r.Role == "leader" {
+				ack = ackText(p)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n",
+				p.Partition, orDash(r.Role), orDash(r.Addr), r.Epoch, r.AppliedLSN, isrText(r), lagText(r), r.Keys, r.Bytes, ack)
+			if r.ReplicationError != "" {
+				errs = append(errs, fmt.Sprintf("partition %d replica %s: replication error: %s", p.Partition, orDash(r.Addr), r.ReplicationError))
+			}
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if len(errs) > 0 {
+		buf.WriteString("\n" + strings.Join(errs, "\n") + "\n")
+	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// isrText is a replica's ISR column: yes or no for a follower, - otherwise (a
+// leader is not its own follower; an unreachable replica is unknown).
+func isrText(r replicaJSON) string {
+	if r.Role != "follower" {
+		return "-"
+	}
+	if r.ISR {
+		return "yes"
+	}
+	return "no"
+}
+
+// lagText is a follower's LAG column, "STATEMENTS / TIME" (0 / 0s when caught
+// up); - for a leader or a replica whose state is unknown.
+func lagText(r replicaJSON) string {
+	if r.Role != "follower" {
+		return "-"
+	}
+	return fmt.Sprintf("%d / %s", r.LagStatements, time.Duration(r.LagMS)*time.Millisecond)
+}
+
+// ackText is a partition's ACK column: its configured mode, "-" when unknown.
+func ackText(p partitionJSON) string {
+	s := orDash(p.Ack)
+	if p.AckFallback {
+		s += " (fallback: async)"
+	}
+	return s
 }
 
 func pluginText(p pluginJSON) string {

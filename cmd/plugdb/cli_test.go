@@ -31,6 +31,8 @@ type fakeKV struct {
 	lsn  uint64
 	// lastScan is the last ScanRequest received.
 	lastScan *plugdbv1.ScanRequest
+	// lastAck is the ack of the last write received.
+	lastAck plugdbv1.Ack
 }
 
 func newFakeKV() *fakeKV { return &fakeKV{data: map[string][]byte{}} }
@@ -72,12 +74,14 @@ func (f *fakeKV) Put(_ context.Context, r *plugdbv1.PutRequest) (*plugdbv1.Write
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.lastAck = r.Ack
 	return f.write(string(r.Key), r.Value), nil
 }
 
 func (f *fakeKV) Create(_ context.Context, r *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.lastAck = r.Ack
 	if _, ok := f.data[string(r.Key)]; ok {
 		return nil, status.Errorf(codes.AlreadyExists, "already exists: %s", r.Key)
 	}
@@ -87,6 +91,7 @@ func (f *fakeKV) Create(_ context.Context, r *plugdbv1.PutRequest) (*plugdbv1.Wr
 func (f *fakeKV) Update(_ context.Context, r *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.lastAck = r.Ack
 	if _, ok := f.data[string(r.Key)]; !ok {
 		return nil, status.Errorf(codes.NotFound, "not found: %s", r.Key)
 	}
@@ -96,6 +101,7 @@ func (f *fakeKV) Update(_ context.Context, r *plugdbv1.PutRequest) (*plugdbv1.Wr
 func (f *fakeKV) Delete(_ context.Context, r *plugdbv1.DeleteRequest) (*plugdbv1.WriteResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.lastAck = r.Ack
 	if _, ok := f.data[string(r.Key)]; !ok {
 		return nil, status.Errorf(codes.NotFound, "not found: %s", r.Key)
 	}
@@ -150,8 +156,12 @@ func (f *fakeKV) Status(context.Context, *plugdbv1.StatusRequest) (*plugdbv1.Sta
 				{Partition: 0, Addr: "127.0.0.1:7070", Role: "leader", Epoch: 1, AppliedLsn: 42, Keys: 10, Bytes: 4096},
 			}},
 			{Partition: 1, Epoch: 3, Replicas: []*plugdbv1.Replica{
-				{Partition: 1, Addr: "127.0.0.1:7070", Role: "leader", Epoch: 3, AppliedLsn: 7, Keys: 2, Bytes: 100},
-			}},
+				{Partition: 1, Addr: "127.0.0.1:7070", Role: "leader", Epoch: 3, AppliedLsn: 7, Keys: 2, Bytes: 100, PersistedLsn: 7},
+				{Partition: 1, Addr: "127.0.0.1:7071", Role: "follower", Epoch: 3, AppliedLsn: 7, Keys: 2, Bytes: 100, Isr: true, PersistedLsn: 7},
+				{Partition: 1, Addr: "127.0.0.1:7072", Role: "follower", Epoch: 3, AppliedLsn: 4, Keys: 1, Bytes: 60,
+					PersistedLsn: 5, LagStatements: 2, LagMs: 1500, ReplicationError: "connection reset"},
+				{Partition: 1, Addr: "127.0.0.1:7073", Role: "unreachable", Epoch: 3, AppliedLsn: 3},
+			}, Ack: "semi-sync", AckFallback: true},
 		},
 	}, nil
 }
@@ -309,11 +319,30 @@ func TestCLIStatusJSON(t *testing.T) {
 			map[string]any{"partition": 0.0, "epoch": 1.0, "replicas": []any{map[string]any{
 				"partition": 0.0, "addr": "127.0.0.1:7070", "role": "leader", "epoch": 1.0,
 				"applied_lsn": 42.0, "keys": 10.0, "bytes": 4096.0,
-			}}},
-			map[string]any{"partition": 1.0, "epoch": 3.0, "replicas": []any{map[string]any{
-				"partition": 1.0, "addr": "127.0.0.1:7070", "role": "leader", "epoch": 3.0,
-				"applied_lsn": 7.0, "keys": 2.0, "bytes": 100.0,
-			}}},
+				"isr": false, "persisted_lsn": 0.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "",
+			}}, "ack": "", "ack_fallback": false},
+			map[string]any{"partition": 1.0, "epoch": 3.0, "replicas": []any{
+				map[string]any{
+					"partition": 1.0, "addr": "127.0.0.1:7070", "role": "leader", "epoch": 3.0,
+					"applied_lsn": 7.0, "keys": 2.0, "bytes": 100.0,
+					"isr": false, "persisted_lsn": 7.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "",
+				},
+				map[string]any{
+					"partition": 1.0, "addr": "127.0.0.1:7071", "role": "follower", "epoch": 3.0,
+					"applied_lsn": 7.0, "keys": 2.0, "bytes": 100.0,
+					"isr": true, "persisted_lsn": 7.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "",
+				},
+				map[string]any{
+					"partition": 1.0, "addr": "127.0.0.1:7072", "role": "follower", "epoch": 3.0,
+					"applied_lsn": 4.0, "keys": 1.0, "bytes": 60.0,
+					"isr": false, "persisted_lsn": 5.0, "lag_statements": 2.0, "lag_ms": 1500.0, "replication_error": "connection reset",
+				},
+				map[string]any{
+					"partition": 1.0, "addr": "127.0.0.1:7073", "role": "unreachable", "epoch": 3.0,
+					"applied_lsn": 3.0, "keys": 0.0, "bytes": 0.0,
+					"isr": false, "persisted_lsn": 0.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "",
+				},
+			}, "ack": "semi-sync", "ack_fallback": true},
 		},
 	}
 	gotJSON, _ := json.Marshal(got)
@@ -331,13 +360,50 @@ func TestCLIStatusText(t *testing.T) {
 	want := "cluster: dev\n" +
 		"plugins: engine=rowfile (plugin; sync=batch)  partitioner=hash (inprocess; partitions=2)  replicator=none (inprocess)\n" +
 		"\n" +
-		"PARTITION  ROLE    ADDR            EPOCH  APPLIED LSN  KEYS  BYTES\n" +
-		"0          leader  127.0.0.1:7070  1      42           10    4096\n" +
-		"1          leader  127.0.0.1:7070  3      7            2     100\n"
+		"PARTITION  ROLE         ADDR            EPOCH  APPLIED LSN  ISR  LAG       KEYS  BYTES  ACK\n" +
+		"0          leader       127.0.0.1:7070  1      42           -    -         10    4096   -\n" +
+		"1          leader       127.0.0.1:7070  3      7            -    -         2     100    semi-sync (fallback: async)\n" +
+		"1          follower     127.0.0.1:7071  3      7            yes  0 / 0s    2     100    -\n" +
+		"1          follower     127.0.0.1:7072  3      4            no   2 / 1.5s  1     60     -\n" +
+		"1          unreachable  127.0.0.1:7073  3      3            -    -         0     0      -\n" +
+		"\n" +
+		"partition 1 replica 127.0.0.1:7072: replication error: connection reset\n"
 	expectCLI(t, runCLI(t, "status", "--addr", addr), 0, want, "")
 	expectCLI(t, runCLI(t, "status", "-o", "text", "--addr", addr), 0, want, "")
 	expectCLI(t, runCLI(t, "status", "-o", "yaml", "--addr", addr), 2, "",
 		"plugdb: -o \"yaml\": allowed formats are text and json\n")
+}
+
+func TestCLIAck(t *testing.T) {
+	fake, addr := startFakeKV(t)
+	a := "--addr=" + addr
+	wantAck := func(what string, want plugdbv1.Ack) {
+		t.Helper()
+		fake.mu.Lock()
+		got := fake.lastAck
+		fake.mu.Unlock()
+		if got != want {
+			t.Errorf("%s: server got ack %v, want %v", what, got, want)
+		}
+	}
+	expectCLI(t, runCLI(t, "put", "--ack", "sync", "k", "v", a), 0, "", "")
+	wantAck("put --ack sync", plugdbv1.Ack_ACK_SYNC)
+	expectCLI(t, runCLI(t, "put", "k", "v", a), 0, "", "")
+	wantAck("put", plugdbv1.Ack_ACK_DEFAULT)
+	expectCLI(t, runCLI(t, "create", "--ack=async", "k2", "v", a), 0, "", "")
+	wantAck("create --ack=async", plugdbv1.Ack_ACK_ASYNC)
+	expectCLI(t, runCLI(t, "update", "k2", "w", "--ack", "Semi-Sync", a), 0, "", "")
+	wantAck("update --ack Semi-Sync", plugdbv1.Ack_ACK_SEMI_SYNC)
+	expectCLI(t, runCLI(t, "delete", "--ack", "semi-sync", "k2", a), 0, "", "")
+	wantAck("delete --ack semi-sync", plugdbv1.Ack_ACK_SEMI_SYNC)
+
+	// A bad value: one line naming the allowed ones, exit 2, no call.
+	for _, args := range [][]string{{"put", "k", "v"}, {"create", "k3", "v"}, {"update", "k", "v"}, {"delete", "k"}} {
+		expectCLI(t, runCLI(t, append(args, "--ack", "quorum", a)...), 2, "",
+			"plugdb: --ack \"quorum\": allowed values are async, semi-sync, sync\n")
+	}
+	wantAck("refused --ack", plugdbv1.Ack_ACK_SEMI_SYNC)
+	expectCLI(t, runCLI(t, "get", "k", "--ack", "sync", a), 2, "", "plugdb: unknown flag: --ack\n")
 }
 
 func TestCLIUnreachable(t *testing.T) {
@@ -376,6 +442,13 @@ func TestCLIHelp(t *testing.T) {
 		for _, s := range []string{"--addr", "127.0.0.1:7070", "--timeout", "Exit codes", "not found: KEY"} {
 			if !strings.Contains(h.stdout, s) {
 				t.Errorf("plugdb %s --help does not say %q:\n%s", verb, s, h.stdout)
+			}
+		}
+		if slices.Contains([]string{"put", "create", "update", "delete"}, verb) {
+			for _, s := range []string{"--ack", "async", "semi-sync", "in-sync follower", "configured mode"} {
+				if !strings.Contains(h.stdout, s) {
+					t.Errorf("plugdb %s --help does not say %q:\n%s", verb, s, h.stdout)
+				}
 			}
 		}
 	}

@@ -330,6 +330,18 @@ func devCLI(t *testing.T, d *devProc) {
 	wantRun(t, d.cli(t, "scan", "--start", "scan:05", "--end", "scan:10"), 0, strings.Join(want[5:10], ""), "")
 	wantRun(t, d.cli(t, "scan", "--prefix", "nosuchprefix:"), 0, "", "")
 
+	// --ack: dev keeps one copy, so async is served and semi-sync and sync are
+	// refused, saying why; a bad value is refused by the CLI.
+	wantRun(t, d.cli(t, "put", "--ack", "async", "ack:cli", "a1"), 0, "", "")
+	for _, args := range [][]string{{"put", "--ack", "semi-sync", "ack:cli", "a2"}, {"create", "--ack", "semi-sync", "ack:new", "a2"},
+		{"update", "--ack", "semi-sync", "ack:cli", "a2"}, {"delete", "--ack", "semi-sync", "ack:cli"}} {
+		wantRun(t, d.cli(t, args...), 2, "", "plugdb: plugdb dev keeps one copy: ack semi-sync needs a cluster whose replicator is statement\n")
+	}
+	wantRun(t, d.cli(t, "put", "--ack", "sync", "ack:cli", "a2"), 2, "", "plugdb: plugdb dev keeps one copy: ack sync needs a cluster whose replicator is statement\n")
+	wantRun(t, d.cli(t, "put", "--ack", "quorum", "ack:cli", "a2"), 2, "", "plugdb: --ack \"quorum\": allowed values are async, semi-sync, sync\n")
+	wantRun(t, d.cli(t, "get", "ack:cli"), 0, "a1\n", "")
+	wantRun(t, d.cli(t, "get", "ack:new"), 1, "", "not found: ack:new\n")
+
 	res = d.cli(t, "status", "-o", "json")
 	if res.code != 0 {
 		t.Fatalf("status -o json\n%s", res)
@@ -358,7 +370,8 @@ func devCLI(t *testing.T, d *devProc) {
 		t.Errorf("status: applied_lsn is 0 on every partition\n%s", res.stdout)
 	}
 	res = d.cli(t, "status")
-	if res.code != 0 || !strings.Contains(res.stdout, "PARTITION") || !strings.Contains(res.stdout, "leader") {
+	if res.code != 0 || !strings.Contains(res.stdout, "PARTITION") || !strings.Contains(res.stdout, "leader") ||
+		!strings.Contains(res.stdout, "ISR") || !strings.Contains(res.stdout, "LAG") {
 		t.Errorf("status (text)\n%s", res)
 	}
 }
@@ -522,6 +535,26 @@ func devREST(t *testing.T, d *devProc) {
 	// Malformed JSON.
 	wantHTTPError(t, d, "PUT", "/v1/kv/rest:bad", `{"value":`, 400, codes.InvalidArgument, "INVALID_ARGUMENT")
 	wantHTTPError(t, d, "POST", "/v1/kv", `not json`, 400, codes.InvalidArgument, "INVALID_ARGUMENT")
+
+	// ?ack=: dev serves async and refuses semi-sync and sync with 400, saying why.
+	wantHTTP(t, d, "PUT", "/v1/kv/ack:rest?ack=async", `{"value":"a1"}`, 200)
+	for _, tc := range []struct{ method, path, body, msg string }{
+		{"PUT", "/v1/kv/ack:rest?ack=sync", `{"value":"a2"}`, "plugdb dev keeps one copy: ack sync needs a cluster whose replicator is statement"},
+		{"POST", "/v1/kv?ack=semi-sync", `{"key":"ack:new","value":"a2"}`, "plugdb dev keeps one copy: ack semi-sync needs a cluster whose replicator is statement"},
+		{"PATCH", "/v1/kv/ack:rest?ack=sync", `{"value":"a2"}`, "plugdb dev keeps one copy: ack sync needs a cluster whose replicator is statement"},
+		{"DELETE", "/v1/kv/ack:rest?ack=sync", "", "plugdb dev keeps one copy: ack sync needs a cluster whose replicator is statement"},
+		{"POST", "/v1/batch?ack=sync", `{"ops":[{"op":"put","key":"ack:rest","value":"a2"}]}`, "plugdb dev keeps one copy: ack sync needs a cluster whose replicator is statement"},
+		{"PUT", "/v1/kv/ack:rest?ack=quorum", `{"value":"a2"}`, `query parameter "ack": "quorum" is not supported (allowed: async, semi-sync, sync)`},
+	} {
+		m := wantHTTP(t, d, tc.method, tc.path, tc.body, 400)
+		if msg, _ := m["message"].(string); m != nil && (m["error"] != "INVALID_ARGUMENT" || !strings.HasSuffix(msg, tc.msg)) {
+			t.Errorf("%s %s: %v, want INVALID_ARGUMENT with message ending %q", tc.method, tc.path, m, tc.msg)
+		}
+	}
+	m = wantHTTP(t, d, "GET", "/v1/kv/ack:rest", "", 200)
+	if m != nil && m["value"] != "a1" {
+		t.Errorf("GET ack:rest after refused writes: %v, want value a1", m)
+	}
 
 	m = wantHTTP(t, d, "GET", "/v1/status", "", 200)
 	if ps, _ := m["partitions"].([]any); m != nil && len(ps) != 2 {

@@ -21,6 +21,7 @@ import (
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/plugins"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+	"github.com/plugdb/plugdb/replicators"
 )
 
 // Backend is what the API serves from: the local partitions of `plugdb dev`,
@@ -34,8 +35,11 @@ type Backend interface {
 	Range(ctx context.Context, start, end []byte) ([]int, error)
 	// Get reads key from partition p.
 	Get(ctx context.Context, p int, key []byte, rd Read) (engines.Row, error)
-	// Write applies writes to partition p atomically and returns their LSNs.
-	Write(ctx context.Context, p int, writes []partition.Write) ([]uint64, error)
+	// Write applies writes to partition p atomically and returns their LSNs,
+	// acknowledging them once ack is met (replicators.AckDefault: the
+	// partition's configured mode; a weaker mode than the configured one is
+	// served at the configured one).
+	Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack) ([]uint64, error)
 	// Scan reads partition p's rows in r, in key order.
 	Scan(ctx context.Context, p int, r engines.ScanRange, rd Read) iter.Seq2[engines.Row, error]
 	// Status describes the cluster.
@@ -57,6 +61,38 @@ func readOf(c plugdbv1.Consistency) (Read, error) {
 		return Read{Stale: true}, nil
 	}
 	return Read{}, status.Errorf(codes.InvalidArgument, "consistency %v: allowed values are strong, stale", c)
+}
+
+// ackHelp names the accepted ack modes, for error messages.
+var ackHelp = "allowed values are " + strings.Join(replicators.AckNames, ", ") + " (or unset: the partition's configured mode)"
+
+// AckFromProto returns the replicators.Ack of a request's ack field; an
+// unknown value is InvalidArgument naming the allowed ones.
+func AckFromProto(a plugdbv1.Ack) (replicators.Ack, error) {
+	switch a {
+	case plugdbv1.Ack_ACK_DEFAULT:
+		return replicators.AckDefault, nil
+	case plugdbv1.Ack_ACK_ASYNC:
+		return replicators.AckAsync, nil
+	case plugdbv1.Ack_ACK_SEMI_SYNC:
+		return replicators.AckSemiSync, nil
+	case plugdbv1.Ack_ACK_SYNC:
+		return replicators.AckSync, nil
+	}
+	return 0, status.Errorf(codes.InvalidArgument, "ack %d: %s", int32(a), ackHelp)
+}
+
+// AckToProto returns the request field for a (ACK_DEFAULT for an unknown value).
+func AckToProto(a replicators.Ack) plugdbv1.Ack {
+	switch a {
+	case replicators.AckAsync:
+		return plugdbv1.Ack_ACK_ASYNC
+	case replicators.AckSemiSync:
+		return plugdbv1.Ack_ACK_SEMI_SYNC
+	case replicators.AckSync:
+		return plugdbv1.Ack_ACK_SYNC
+	}
+	return plugdbv1.Ack_ACK_DEFAULT
 }
 
 // Server implements plugdbv1.KVServer over a Backend.
@@ -90,33 +126,37 @@ func (s *Server) Get(ctx context.Context, req *plugdbv1.GetRequest) (*plugdbv1.G
 
 // Put stores a value.
 func (s *Server) Put(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.Always})
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.Always}, req.GetAck())
 }
 
 // Create stores a value only if the key does not exist.
 func (s *Server) Create(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustNotExist})
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustNotExist}, req.GetAck())
 }
 
 // Update replaces a value only if the key exists.
 func (s *Server) Update(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustExist})
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustExist}, req.GetAck())
 }
 
 // Delete removes an existing key.
 func (s *Server) Delete(ctx context.Context, req *plugdbv1.DeleteRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpDelete, Key: req.GetKey(), Cond: partition.MustExist})
+	return s.write(ctx, partition.Write{Op: engines.OpDelete, Key: req.GetKey(), Cond: partition.MustExist}, req.GetAck())
 }
 
-func (s *Server) write(ctx context.Context, w partition.Write) (*plugdbv1.WriteResponse, error) {
+func (s *Server) write(ctx context.Context, w partition.Write, a plugdbv1.Ack) (*plugdbv1.WriteResponse, error) {
 	if err := checkKey(w.Key); err != nil {
+		return nil, err
+	}
+	ack, err := AckFromProto(a)
+	if err != nil {
 		return nil, err
 	}
 	p, err := s.locate(ctx, w.Key)
 	if err != nil {
 		return nil, toStatus(err, nil)
 	}
-	lsns, err := s.b.Write(ctx, p, []partition.Write{w})
+	lsns, err := s.b.Write(ctx, p, []partition.Write{w}, ack)
 	if err != nil {
 		return nil, toStatus(err, w.Key)
 	}
@@ -125,6 +165,10 @@ func (s *Server) write(ctx context.Context, w partition.Write) (*plugdbv1.WriteR
 
 // Batch applies ops, each partition's share atomically and the shares in parallel.
 func (s *Server) Batch(ctx context.Context, req *plugdbv1.BatchRequest) (*plugdbv1.BatchResponse, error) {
+	ack, err := AckFromProto(req.GetAck())
+	if err != nil {
+		return nil, err
+	}
 	keys := make([][]byte, len(req.GetOps()))
 	for i, op := range req.GetOps() {
 		if err := checkKey(op.GetKey()); err != nil {
@@ -157,7 +201,7 @@ func (s *Server) Batch(ctx context.Context, req *plugdbv1.BatchRequest) (*plugdb
 			}
 		}
 		wg.Go(func() {
-			got, err := s.b.Write(ctx, p, writes)
+			got, err := s.b.Write(ctx, p, writes, ack)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -19,9 +21,11 @@ import (
 	"github.com/plugdb/plugdb/core/api"
 	"github.com/plugdb/plugdb/core/loader"
 	"github.com/plugdb/plugdb/core/local"
+	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/engines/memory"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+	"github.com/plugdb/plugdb/replicators"
 )
 
 // serve starts the API over 3 in-process memory partitions on loopback.
@@ -156,5 +160,136 @@ func TestUnavailableCarriesRetryHint(t *testing.T) {
 	}
 	if hint == nil || hint.GetRetryDelay().AsDuration() != api.RetryAfter {
 		t.Fatalf("no RetryInfo detail in %v", status.Convert(err).Details())
+	}
+}
+
+// ackBackend records the ack mode of every Write.
+type ackBackend struct {
+	*local.Backend
+	mu   sync.Mutex
+	acks []replicators.Ack
+}
+
+func (b *ackBackend) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack) ([]uint64, error) {
+	b.mu.Lock()
+	b.acks = append(b.acks, ack)
+	b.mu.Unlock()
+	return b.Backend.Write(ctx, p, writes, ack)
+}
+
+// take returns the acks recorded since the last call.
+func (b *ackBackend) take() []replicators.Ack {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	acks := b.acks
+	b.acks = nil
+	return acks
+}
+
+func TestAckPassesThrough(t *testing.T) {
+	_, lb := serve(t)
+	b := &ackBackend{Backend: lb}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	plugdbv1.RegisterKVServer(srv, api.NewServer(b))
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	kv := plugdbv1.NewKVClient(conn)
+	ctx := context.Background()
+	want := func(what string, acks ...replicators.Ack) {
+		t.Helper()
+		if got := b.take(); !slices.Equal(got, acks) {
+			t.Errorf("%s: backend got acks %v, want %v", what, got, acks)
+		}
+	}
+
+	async := plugdbv1.Ack_ACK_ASYNC
+	if _, err := kv.Put(ctx, &plugdbv1.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	want("put", replicators.AckDefault)
+	if _, err := kv.Put(ctx, &plugdbv1.PutRequest{Key: []byte("a"), Value: []byte("1"), Ack: async}); err != nil {
+		t.Fatal(err)
+	}
+	want("put ack async", replicators.AckAsync)
+	if _, err := kv.Create(ctx, &plugdbv1.PutRequest{Key: []byte("b"), Value: []byte("1"), Ack: async}); err != nil {
+		t.Fatal(err)
+	}
+	want("create ack async", replicators.AckAsync)
+	if _, err := kv.Update(ctx, &plugdbv1.PutRequest{Key: []byte("b"), Value: []byte("2"), Ack: async}); err != nil {
+		t.Fatal(err)
+	}
+	want("update ack async", replicators.AckAsync)
+	if _, err := kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: []byte("b"), Ack: async}); err != nil {
+		t.Fatal(err)
+	}
+	want("delete ack async", replicators.AckAsync)
+	var ops []*plugdbv1.BatchOp
+	for i := range 30 {
+		ops = append(ops, &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_PUT, Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")})
+	}
+	if _, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: ops, Ack: async}); err != nil {
+		t.Fatal(err)
+	}
+	want("batch ack async (3 partitions)", replicators.AckAsync, replicators.AckAsync, replicators.AckAsync)
+
+	// The dev backend keeps one copy: semi-sync and sync are refused, saying why.
+	for _, a := range []plugdbv1.Ack{plugdbv1.Ack_ACK_SEMI_SYNC, plugdbv1.Ack_ACK_SYNC} {
+		name := map[plugdbv1.Ack]string{plugdbv1.Ack_ACK_SEMI_SYNC: "semi-sync", plugdbv1.Ack_ACK_SYNC: "sync"}[a]
+		_, err = kv.Put(ctx, &plugdbv1.PutRequest{Key: []byte("a"), Value: []byte("2"), Ack: a})
+		wantCode(t, "put ack "+name, err, codes.InvalidArgument, "plugdb dev keeps one copy: ack "+name+" needs a cluster whose replicator is statement")
+		_, err = kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: ops, Ack: a})
+		wantCode(t, "batch ack "+name, err, codes.InvalidArgument, "plugdb dev keeps one copy: ack "+name)
+		b.take()
+	}
+
+	// An ack value out of the enum is refused before reaching the backend.
+	for _, call := range []struct {
+		what string
+		fn   func() error
+	}{
+		{"put", func() error {
+			_, err := kv.Put(ctx, &plugdbv1.PutRequest{Key: []byte("a"), Value: []byte("1"), Ack: 7})
+			return err
+		}},
+		{"create", func() error {
+			_, err := kv.Create(ctx, &plugdbv1.PutRequest{Key: []byte("z"), Value: []byte("1"), Ack: 7})
+			return err
+		}},
+		{"update", func() error {
+			_, err := kv.Update(ctx, &plugdbv1.PutRequest{Key: []byte("a"), Value: []byte("1"), Ack: 7})
+			return err
+		}},
+		{"delete", func() error {
+			_, err := kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: []byte("a"), Ack: 7})
+			return err
+		}},
+		{"batch", func() error {
+			_, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: ops, Ack: 7})
+			return err
+		}},
+	} {
+		wantCode(t, call.what+" ack 7", call.fn(), codes.InvalidArgument, "ack 7: allowed values are async, semi-sync, sync")
+	}
+	want("bad acks")
+}
+
+func TestAckProtoRoundTrip(t *testing.T) {
+	for _, a := range []replicators.Ack{replicators.AckDefault, replicators.AckAsync, replicators.AckSemiSync, replicators.AckSync} {
+		got, err := api.AckFromProto(api.AckToProto(a))
+		if err != nil || got != a {
+			t.Errorf("%v: round trip gave %v, %v", a, got, err)
+		}
+		if name := strings.TrimPrefix(api.AckToProto(a).String(), "ACK_"); strings.ReplaceAll(strings.ToLower(name), "_", "-") != a.String() {
+			t.Errorf("%v: proto name %s", a, api.AckToProto(a))
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/partitioners/hash"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+	"github.com/plugdb/plugdb/replicators"
 )
 
 // Info describes the setup for Status.
@@ -104,10 +105,26 @@ func (b *Backend) Get(ctx context.Context, p int, key []byte, _ api.Read) (engin
 	return b.parts[p].Get(ctx, key)
 }
 
-// Write applies writes to partition p.
-func (b *Backend) Write(ctx context.Context, p int, writes []partition.Write) ([]uint64, error) {
+// Write applies writes to partition p. Each partition has one copy, so a write
+// is acknowledged once it is durable in it: AckDefault and AckAsync are served,
+// semi-sync and sync (which need followers) are refused with an error wrapping
+// engines.ErrInvalidArgument.
+func (b *Backend) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack) ([]uint64, error) {
+	if ack != replicators.AckDefault && ack != replicators.AckAsync {
+		return nil, ackError{ack}
+	}
 	return b.parts[p].Write(ctx, writes)
 }
+
+// ackError refuses an ack mode that needs followers. It is an
+// engines.ErrInvalidArgument, with a message that says what to do instead.
+type ackError struct{ ack replicators.Ack }
+
+func (e ackError) Error() string {
+	return fmt.Sprintf("plugdb dev keeps one copy: ack %s needs a cluster whose replicator is statement", e.ack)
+}
+
+func (e ackError) Unwrap() error { return engines.ErrInvalidArgument }
 
 // Scan reads partition p's range.
 func (b *Backend) Scan(ctx context.Context, p int, r engines.ScanRange, _ api.Read) iter.Seq2[engines.Row, error] {

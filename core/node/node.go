@@ -17,6 +17,7 @@ import (
 	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/engines"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+	"github.com/plugdb/plugdb/replicators"
 )
 
 // Info describes the node for Status.
@@ -131,13 +132,14 @@ func (n *Node) Get(ctx context.Context, p int, key []byte, rd api.Read) (engines
 }
 
 // Write applies writes if the node leads, before and after applying them.
-func (n *Node) Write(ctx context.Context, p int, writes []partition.Write) ([]uint64, error) {
+func (n *Node) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack) ([]uint64, error) {
 	if err := n.check(p); err != nil {
 		return nil, err
 	}
 	if err := n.mustLead(); err != nil {
 		return nil, err
 	}
+	_ = ack // ack: handled by the replication write path
 	lsns, err := n.part.Write(ctx, writes)
 	if err != nil {
 		return nil, err

@@ -48,7 +48,8 @@ const Base64Suffix = "_base64"
 //   - integers of every size are JSON numbers (not strings, as protojson writes 64-bit
 //     ones); on input a number or a string holding a decimal integer;
 //   - enums are written by value name (`OP_PUT`); on input the name in any case, with or
-//     without the enum's prefix (`put`, `PUT`, `OP_PUT`), or the number;
+//     without the enum's prefix (`put`, `PUT`, `OP_PUT`), '-' for '_' (`semi-sync`), or
+//     the number;
 //   - floats are JSON numbers, or the strings "NaN", "Infinity", "-Infinity";
 //   - null on input leaves a field unset;
 //   - an unknown field, a duplicate field, a value of the wrong type and malformed JSON
@@ -826,7 +827,7 @@ func (d *valueDecoder) enum(ed protoreflect.EnumDescriptor, tok json.Token, path
 			}
 		}
 	case string:
-		want := strings.ToUpper(t)
+		want := strings.ToUpper(strings.ReplaceAll(t, "-", "_")) // semi-sync: SEMI_SYNC
 		for i := 0; i < values.Len(); i++ {
 			ev := values.Get(i)
 			name := string(ev.Name())

@@ -40,6 +40,7 @@ const (
 	keyParamDesc   = "The key's UTF-8 text, percent-encoded as needed. It may contain '/' (as is or as %2F) and ':'; a key that is not valid UTF-8 is percent-encoded byte by byte."
 	enumInputDesc  = "On input the name in any case, with or without its prefix (put, PUT, OP_PUT), or the number."
 	consistencyDoc = "Read consistency: strong (the default) reads from the partition's leader; stale lets a follower answer, which may miss recent writes."
+	ackDoc         = "When the write is acknowledged: async after the leader's durable commit, semi-sync once at least one in-sync follower persisted it too, sync once every in-sync follower did. Default: the partition's configured mode; a weaker mode than the configured one is served at the configured one. Or give \"ack\" in the body (not both)."
 )
 
 func adaptOpenAPI(src []byte) ([]byte, error) {
@@ -177,6 +178,8 @@ func adaptOperation(op obj, path, method string) {
 		}
 		name, _ := param["name"].(string)
 		switch {
+		case param["in"] == "query" && name == "ack":
+			continue // replaced below by the values the REST API takes
 		case param["in"] == "path" && name == "key":
 			delete(param, "format")
 			param["description"] = keyParamDesc
@@ -199,6 +202,12 @@ func adaptOperation(op obj, path, method string) {
 		out = append(out, obj{
 			"name": "consistency", "in": "query", "required": false,
 			"type": "string", "enum": []any{"strong", "stale"}, "description": consistencyDoc,
+		})
+	}
+	if method == "put" || method == "post" || method == "patch" || method == "delete" {
+		out = append(out, obj{
+			"name": "ack", "in": "query", "required": false,
+			"type": "string", "enum": []any{"async", "semi-sync", "sync"}, "description": ackDoc,
 		})
 	}
 	if out != nil {

@@ -14,6 +14,11 @@
 //	GET    /v1/status       Status  → {"cluster":…,"engine":{…},…,"partitions":[…]}
 //	GET    /v1/openapi.json the OpenAPI (Swagger 2.0) document
 //
+// A write (PUT, POST, PATCH, DELETE and the batch) takes ?ack=async|semi-sync|sync, when
+// it is acknowledged (default: the partition's configured mode; a weaker mode than the
+// configured one is served at the configured one), or "ack" in the body; reads
+// (consistency=strong|stale) do not take it.
+//
 // The key in a path is the key's text, percent-encoded by the client as needed; it may
 // contain '/' (as is or as %2F) and ':', and a key that is not UTF-8 is written
 // percent-encoded byte by byte. Scan's prefix, start and end are text too (or
@@ -146,6 +151,16 @@ var consistencies = map[string]string{
 	"stale":  plugdbv1.Consistency_CONSISTENCY_STALE.String(),
 }
 
+// acks maps the ack query parameter of a write to the proto enum's names.
+var acks = map[string]string{
+	"async":     plugdbv1.Ack_ACK_ASYNC.String(),
+	"semi-sync": plugdbv1.Ack_ACK_SEMI_SYNC.String(),
+	"sync":      plugdbv1.Ack_ACK_SYNC.String(),
+}
+
+// ackValues lists the ack query parameter's values, weakest first.
+const ackValues = "async, semi-sync, sync"
+
 var scanParams = []string{"prefix", "start", "end", "limit", "consistency", "prefix_base64", "start_base64", "end_base64"}
 
 // middleware adapts a request to what the generated gateway code expects (see
@@ -174,6 +189,10 @@ func (h *handler) prepare(r *http.Request, params map[string]string) (*http.Requ
 		if _, ok := consistencies[strings.ToLower(v)]; !ok {
 			return nil, invalid(`query parameter "consistency": %q is not supported (allowed: strong, stale)`, v)
 		}
+	}
+	ack, err := ackParam(r.Method, query)
+	if err != nil {
+		return nil, err
 	}
 	// The gateway base64-decodes the {key} path parameter: give it the key's text in
 	// base64. The params map is the request's own.
@@ -211,10 +230,76 @@ func (h *handler) prepare(r *http.Request, params map[string]string) (*http.Requ
 		if err != nil {
 			return nil, err
 		}
+		if ack != "" {
+			// The gateway reads these requests from the body alone (body: "*").
+			if body, err = withAck(body, ack); err != nil {
+				return nil, err
+			}
+		}
 		r2.Body = io.NopCloser(bytes.NewReader(body))
 		r2.ContentLength = int64(len(body))
+	case http.MethodDelete:
+		if ack != "" {
+			// The gateway parses the enum by its proto name.
+			q := url.Values{}
+			maps.Copy(q, r2.URL.Query())
+			q.Set("ack", ack)
+			u := *r2.URL
+			u.RawQuery = q.Encode()
+			r2.URL = &u
+			r2.Form = nil
+		}
 	}
 	return &r2, nil
+}
+
+// ackParam checks the ack query parameter and returns the proto name of its value
+// ("" when it is not given). Only writes take it.
+func ackParam(method string, query url.Values) (string, error) {
+	vs, ok := query["ack"]
+	if !ok {
+		return "", nil
+	}
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	default:
+		return "", invalid(`query parameter "ack" applies to writes (PUT, POST, PATCH, DELETE), not %s`, method)
+	}
+	if len(vs) > 1 {
+		return "", invalid("query parameter \"ack\" given %d times", len(vs))
+	}
+	name, ok := acks[strings.ToLower(vs[0])]
+	if !ok {
+		return "", invalid(`query parameter "ack": %q is not supported (allowed: %s)`, vs[0], ackValues)
+	}
+	return name, nil
+}
+
+// withAck adds "ack": name to a request body that is a JSON object (or empty or null).
+// Another body is returned as it is, for the Marshaler to refuse with its own message.
+// The field is added at the end, so that the offsets in the Marshaler's messages
+// about the rest of the body still hold.
+func withAck(body []byte, name string) ([]byte, error) {
+	field := `"ack":"` + name + `"`
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || string(trimmed) == "null" {
+		return []byte("{" + field + "}"), nil
+	}
+	var fields map[string]json.RawMessage
+	if trimmed[0] != '{' || json.Unmarshal(trimmed, &fields) != nil {
+		return body, nil
+	}
+	if _, both := fields["ack"]; both {
+		return nil, invalid(`"ack" given both as a query parameter and in the body: send one`)
+	}
+	end := bytes.LastIndexByte(body, '}')
+	out := make([]byte, 0, len(body)+len(field)+1)
+	out = append(out, body[:end]...)
+	if len(fields) > 0 {
+		out = append(out, ',')
+	}
+	out = append(out, field...)
+	return append(out, body[end:]...), nil
 }
 
 // scanQuery checks Scan's query parameters and rewrites them for the gateway's query

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,7 +36,8 @@ type fakeKV struct {
 	data map[string][]byte
 	lsns map[string]uint64
 	lsn  uint64
-	last []byte // the key of the last request
+	last []byte       // the key of the last request
+	ack  plugdbv1.Ack // the ack of the last write
 	scan *plugdbv1.ScanRequest
 }
 
@@ -74,6 +76,7 @@ func (f *fakeKV) Get(_ context.Context, r *plugdbv1.GetRequest) (*plugdbv1.GetRe
 func (f *fakeKV) write(r *plugdbv1.PutRequest, mustExist, mustNotExist bool) (*plugdbv1.WriteResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.ack = r.Ack
 	if err := f.check(r.Key); err != nil {
 		return nil, err
 	}
@@ -108,6 +111,7 @@ func (f *fakeKV) Update(_ context.Context, r *plugdbv1.PutRequest) (*plugdbv1.Wr
 func (f *fakeKV) Delete(_ context.Context, r *plugdbv1.DeleteRequest) (*plugdbv1.WriteResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.ack = r.Ack
 	if err := f.check(r.Key); err != nil {
 		return nil, err
 	}
@@ -176,6 +180,9 @@ func (f *fakeKV) Batch(_ context.Context, r *plugdbv1.BatchRequest) (*plugdbv1.B
 		}
 		resp.Lsns = append(resp.Lsns, w.Lsn)
 	}
+	f.mu.Lock()
+	f.ack = r.Ack
+	f.mu.Unlock()
 	return resp, nil
 }
 
@@ -186,7 +193,10 @@ func (f *fakeKV) Status(context.Context, *plugdbv1.StatusRequest) (*plugdbv1.Sta
 		Partitioner: &plugdbv1.Plugin{Plugin: "hash", Mode: "inprocess", Options: map[string]string{}},
 		Replicator:  &plugdbv1.Plugin{Plugin: "none", Mode: "inprocess", Options: map[string]string{}},
 		Partitions: []*plugdbv1.PartitionStatus{{Partition: 0, Epoch: 1, Replicas: []*plugdbv1.Replica{
-			{Partition: 0, Addr: "127.0.0.1:7070", Role: "leader", Epoch: 1, AppliedLsn: 42, Keys: 10, Bytes: 4096}}}},
+			{Partition: 0, Addr: "127.0.0.1:7070", Role: "leader", Epoch: 1, AppliedLsn: 42, Keys: 10, Bytes: 4096, PersistedLsn: 42},
+			{Partition: 0, Addr: "127.0.0.1:7071", Role: "follower", Epoch: 1, AppliedLsn: 40, Keys: 9, Bytes: 4000,
+				Isr: true, PersistedLsn: 41, LagStatements: 1, LagMs: 15, ReplicationError: "stream reset"}},
+			Ack: "semi-sync", AckFallback: true}},
 	}, nil
 }
 
@@ -194,6 +204,12 @@ func (f *fakeKV) lastKey() []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.last
+}
+
+func (f *fakeKV) lastAck() plugdbv1.Ack {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ack
 }
 
 type env struct {
@@ -411,7 +427,12 @@ func TestStatus(t *testing.T) {
 		`"engine":{"plugin":"rowfile","mode":"plugin","options":{"sync":"batch"}},`+
 		`"partitioner":{"plugin":"hash","mode":"inprocess","options":{}},`+
 		`"replicator":{"plugin":"none","mode":"inprocess","options":{}},`+
-		`"partitions":[{"partition":0,"epoch":1,"replicas":[{"partition":0,"addr":"127.0.0.1:7070","role":"leader","epoch":1,"applied_lsn":42,"keys":10,"bytes":4096}]}]}`)
+		`"partitions":[{"partition":0,"epoch":1,"replicas":[`+
+		`{"partition":0,"addr":"127.0.0.1:7070","role":"leader","epoch":1,"applied_lsn":42,"keys":10,"bytes":4096,`+
+		`"isr":false,"persisted_lsn":42,"lag_statements":0,"lag_ms":0,"replication_error":""},`+
+		`{"partition":0,"addr":"127.0.0.1:7071","role":"follower","epoch":1,"applied_lsn":40,"keys":9,"bytes":4000,`+
+		`"isr":true,"persisted_lsn":41,"lag_statements":1,"lag_ms":15,"replication_error":"stream reset"}],`+
+		`"ack":"semi-sync","ack_fallback":true}]}`)
 	if ct := r.header.Get("Content-Type"); ct != MIMEJSON {
 		t.Errorf("Content-Type %q", ct)
 	}
@@ -422,13 +443,77 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+func TestRESTAck(t *testing.T) {
+	e := start(t)
+	wantAck := func(what string, want plugdbv1.Ack) {
+		t.Helper()
+		if got := e.kv.lastAck(); got != want {
+			t.Errorf("%s: server got ack %v, want %v", what, got, want)
+		}
+	}
+	// ?ack= on every write, in any case; none is the default.
+	e.expect(e.do(http.MethodPut, "/v1/kv/k?ack=sync", "", `{"value":"x"}`), 200, "")
+	wantAck("PUT ?ack=sync", plugdbv1.Ack_ACK_SYNC)
+	e.expect(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"}`), 200, "")
+	wantAck("PUT", plugdbv1.Ack_ACK_DEFAULT)
+	e.expect(e.do(http.MethodPut, "/v1/kv/k?ack=Semi-Sync", "", " {\n\"value\":\"x\" }\n"), 200, "")
+	wantAck("PUT ?ack=Semi-Sync", plugdbv1.Ack_ACK_SEMI_SYNC)
+	e.expect(e.do(http.MethodPost, "/v1/kv?ack=async", "", `{"key":"new","value":"1"}`), 200, "")
+	wantAck("POST ?ack=async", plugdbv1.Ack_ACK_ASYNC)
+	e.expect(e.do(http.MethodPatch, "/v1/kv/new?ack=semi-sync", "", `{"value":"2"}`), 200, "")
+	wantAck("PATCH ?ack=semi-sync", plugdbv1.Ack_ACK_SEMI_SYNC)
+	e.expect(e.do(http.MethodDelete, "/v1/kv/new?ack=sync", "", ""), 200, "")
+	wantAck("DELETE ?ack=sync", plugdbv1.Ack_ACK_SYNC)
+	e.expect(e.do(http.MethodPost, "/v1/batch?ack=async", "", `{"ops":[{"op":"put","key":"b1","value":"x"}]}`), 200, "")
+	wantAck("POST /v1/batch ?ack=async", plugdbv1.Ack_ACK_ASYNC)
+	// Or in the body, by name as the codec takes enums ('-' for '_' too).
+	e.expect(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x","ack":"semi-sync"}`), 200, "")
+	wantAck(`PUT "ack":"semi-sync"`, plugdbv1.Ack_ACK_SEMI_SYNC)
+	e.expect(e.do(http.MethodPost, "/v1/batch", "", `{"ops":[],"ack":"ACK_SYNC"}`), 200, "")
+	wantAck(`POST /v1/batch "ack":"ACK_SYNC"`, plugdbv1.Ack_ACK_SYNC)
+	// An empty body gets the ack too (the server then refuses the empty value).
+	e.expectError(e.do(http.MethodPut, "/v1/kv/k?ack=async", "", ""), 400, codes.InvalidArgument, "empty value")
+	wantAck("PUT ?ack=async, no body", plugdbv1.Ack_ACK_ASYNC)
+
+	// Bad values: 400 naming the allowed ones, before reaching the server.
+	e.kv.mu.Lock()
+	e.kv.ack = plugdbv1.Ack_ACK_DEFAULT
+	e.kv.mu.Unlock()
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodPut, "/v1/kv/k?ack=quorum", `{"value":"x"}`},
+		{http.MethodPost, "/v1/kv?ack=quorum", `{"key":"q","value":"x"}`},
+		{http.MethodPatch, "/v1/kv/k?ack=quorum", `{"value":"x"}`},
+		{http.MethodDelete, "/v1/kv/k?ack=quorum", ""},
+		{http.MethodPost, "/v1/batch?ack=quorum", `{"ops":[]}`},
+		{http.MethodPut, "/v1/kv/k?ack=", `{"value":"x"}`},
+	} {
+		e.expectError(e.do(r.method, r.path, "", r.body), 400, codes.InvalidArgument,
+			`query parameter "ack": "`+r.path[strings.Index(r.path, "ack=")+len("ack="):]+`" is not supported (allowed: async, semi-sync, sync)`)
+	}
+	e.expectError(e.do(http.MethodPut, "/v1/kv/k?ack=sync&ack=async", "", `{"value":"x"}`), 400, codes.InvalidArgument, `query parameter "ack" given 2 times`)
+	e.expectError(e.do(http.MethodPut, "/v1/kv/k?ack=sync", "", `{"value":"x","ack":"async"}`), 400, codes.InvalidArgument,
+		`"ack" given both as a query parameter and in the body: send one`)
+	e.expectError(e.do(http.MethodGet, "/v1/kv/k?ack=sync", "", ""), 400, codes.InvalidArgument, `query parameter "ack" applies to writes`)
+	e.expectError(e.do(http.MethodGet, "/v1/kv?ack=sync", "", ""), 400, codes.InvalidArgument, `query parameter "ack" applies to writes`)
+	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x","ack":"quorum"}`), 400, codes.InvalidArgument,
+		`field "ack": invalid Ack string "quorum" (allowed: "default", "async", "semi_sync", "sync"`)
+	wantAck("refused requests", plugdbv1.Ack_ACK_DEFAULT)
+	// The body's own errors read the same with ?ack (offsets included).
+	for _, body := range []string{`{"valeu":"x"}`, `{"value":42}`, `{"value":"x",}`, `[1]`, `not json`} {
+		plain, with := e.do(http.MethodPut, "/v1/kv/k", "", body), e.do(http.MethodPut, "/v1/kv/k?ack=sync", "", body)
+		if plain.code != 400 || with.code != plain.code || with.body != plain.body {
+			t.Errorf("body %s: without ack %d %s; with ?ack=sync %d %s", body, plain.code, plain.body, with.code, with.body)
+		}
+	}
+}
+
 func TestErrors(t *testing.T) {
 	e := start(t)
 	// Malformed JSON, unknown fields, wrong types, trailing data: 400 naming the problem.
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x",}`), 400, codes.InvalidArgument, "malformed JSON at offset 13: invalid character '}'")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"`), 400, codes.InvalidArgument, "malformed JSON: unexpected end of input at offset 12")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `not json`), 400, codes.InvalidArgument, "malformed JSON at offset 1: invalid character 'o' in literal null")
-	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"valeu":"x"}`), 400, codes.InvalidArgument, `unknown field "valeu" in plugdb.v1.PutRequest (allowed: key, key_base64, value, value_base64)`)
+	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"valeu":"x"}`), 400, codes.InvalidArgument, `unknown field "valeu" in plugdb.v1.PutRequest (allowed: key, key_base64, value, value_base64, ack)`)
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":42}`), 400, codes.InvalidArgument, `field "value": expected a string`)
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"} {"value":"y"}`), 400, codes.InvalidArgument, "malformed JSON: unexpected an object after the JSON value (offset 15)")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"}]`), 400, codes.InvalidArgument, "after the JSON value")
@@ -593,6 +678,36 @@ func TestOpenAPI(t *testing.T) {
 	}
 	if strings.Contains(r.body, "googleRpcStatus") {
 		t.Error("a reference to googleRpcStatus is left")
+	}
+	// Writes document ?ack= with the values the REST API takes, once each.
+	var ops struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct {
+				Name string   `json:"name"`
+				In   string   `json:"in"`
+				Enum []string `json:"enum"`
+			} `json:"parameters"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &ops); err != nil {
+		t.Fatal(err)
+	}
+	for path, methods := range map[string][]string{"/v1/kv/{key}": {"put", "patch", "delete", "get"}, "/v1/kv": {"post", "get"}, "/v1/batch": {"post"}} {
+		for _, m := range methods {
+			var acks []string
+			for _, p := range ops.Paths[path][m].Parameters {
+				if p.Name == "ack" {
+					acks = append(acks, p.In+":"+strings.Join(p.Enum, "|"))
+				}
+			}
+			want := []string{"query:async|semi-sync|sync"}
+			if m == "get" {
+				want = nil
+			}
+			if !slices.Equal(acks, want) {
+				t.Errorf("%s %s: ack parameters %v, want %v", m, path, acks, want)
+			}
+		}
 	}
 	doc2, err := OpenAPI()
 	if err != nil || string(doc2) != r.body {

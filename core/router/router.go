@@ -28,6 +28,7 @@ import (
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/partitioners"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+	"github.com/plugdb/plugdb/replicators"
 )
 
 // DefaultTimeout bounds a request that comes without a deadline.
@@ -138,8 +139,10 @@ func (r *Router) Get(ctx context.Context, p int, key []byte, rd api.Read) (engin
 }
 
 // Write sends writes to partition p's leader: one write as its own call (with
-// its condition), several as a batch.
-func (r *Router) Write(ctx context.Context, p int, writes []partition.Write) ([]uint64, error) {
+// its condition), several as a batch; either carries ack, which the leader
+// serves.
+func (r *Router) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack) ([]uint64, error) {
+	a := api.AckToProto(ack)
 	idempotent := true
 	for _, w := range writes {
 		if w.Cond != partition.Always {
@@ -149,14 +152,14 @@ func (r *Router) Write(ctx context.Context, p int, writes []partition.Write) ([]
 	var lsns []uint64
 	err := r.call(ctx, p, false, idempotent, func(ctx context.Context, kv plugdbv1.KVClient) error {
 		if len(writes) == 1 {
-			resp, err := writeOne(ctx, kv, writes[0])
+			resp, err := writeOne(ctx, kv, writes[0], a)
 			if err != nil {
 				return err
 			}
 			lsns = []uint64{resp.GetLsn()}
 			return nil
 		}
-		req := &plugdbv1.BatchRequest{}
+		req := &plugdbv1.BatchRequest{Ack: a}
 		for _, w := range writes {
 			if w.Cond != partition.Always {
 				return fmt.Errorf("a batch of %d writes with conditions: %w", len(writes), engines.ErrInvalidArgument)
@@ -183,18 +186,18 @@ func (r *Router) Write(ctx context.Context, p int, writes []partition.Write) ([]
 	return lsns, err
 }
 
-func writeOne(ctx context.Context, kv plugdbv1.KVClient, w partition.Write) (*plugdbv1.WriteResponse, error) {
+func writeOne(ctx context.Context, kv plugdbv1.KVClient, w partition.Write, ack plugdbv1.Ack) (*plugdbv1.WriteResponse, error) {
 	switch {
 	case w.Op == engines.OpDelete && w.Cond == partition.MustExist:
-		return kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: w.Key})
+		return kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: w.Key, Ack: ack})
 	case w.Op == engines.OpPut && w.Cond == partition.Always:
-		return kv.Put(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value})
+		return kv.Put(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack})
 	case w.Op == engines.OpPut && w.Cond == partition.MustNotExist:
-		return kv.Create(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value})
+		return kv.Create(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack})
 	case w.Op == engines.OpPut && w.Cond == partition.MustExist:
-		return kv.Update(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value})
+		return kv.Update(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack})
 	case w.Op == engines.OpDelete && w.Cond == partition.Always:
-		resp, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: []*plugdbv1.BatchOp{{Op: plugdbv1.BatchOp_OP_DELETE, Key: w.Key}}})
+		resp, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: []*plugdbv1.BatchOp{{Op: plugdbv1.BatchOp_OP_DELETE, Key: w.Key}}, Ack: ack})
 		if err != nil {
 			return nil, err
 		}
@@ -365,8 +368,13 @@ func (r *Router) unavailable(p int, budget time.Duration, last error) error {
 }
 
 // Status asks every registered node for its status and reports each
-// partition's replicas, leader first. A node that does not answer is listed
-// with what it published in ZooKeeper and role "unreachable".
+// partition's replicas, leader first, each as its node describes itself (ISR,
+// persisted LSN, lag and replication error included). A leader may also list,
+// after itself, its followers as it sees them (by the address they registered):
+// their ISR, persisted LSN, lag and replication error then come from the leader. The partition's ack mode
+// and fallback are its leader's (else those of the first replica that reports
+// one). A node that does not answer is listed with what it published in
+// ZooKeeper and role "unreachable".
 func (r *Router) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) {
 	if !r.client.Connected() {
 		st, _, since := r.client.State()
@@ -375,17 +383,20 @@ func (r *Router) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) {
 	}
 	resp := &plugdbv1.StatusResponse{Cluster: r.info.Cluster, Engine: r.info.Engine, Partitioner: r.info.Partitioner, Replicator: r.info.Replicator}
 	parts := make([]*plugdbv1.PartitionStatus, r.n)
+	nodeParts := make([][]*plugdbv1.PartitionStatus, r.n) // [p][i]: what the node of replica i said
 	var wg sync.WaitGroup
 	for p := range r.n {
 		v := r.top.Partition(p)
 		ps := &plugdbv1.PartitionStatus{Partition: uint32(p), Epoch: v.Leader.Epoch, Replicas: make([]*plugdbv1.Replica, len(v.Members))}
 		parts[p] = ps
+		nodeParts[p] = make([]*plugdbv1.PartitionStatus, len(v.Members))
 		for i, m := range v.Members {
-			wg.Go(func() { ps.Replicas[i] = r.replicaStatus(ctx, p, m) })
+			wg.Go(func() { ps.Replicas[i], nodeParts[p][i] = r.replicaStatus(ctx, p, m) })
 		}
 	}
 	wg.Wait()
-	for _, ps := range parts {
+	for p, ps := range parts {
+		mergeReplication(ps, nodeParts[p])
 		sort.SliceStable(ps.Replicas, func(i, j int) bool {
 			return ps.Replicas[i].GetRole() == coord.RoleLeader && ps.Replicas[j].GetRole() != coord.RoleLeader
 		})
@@ -394,17 +405,58 @@ func (r *Router) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) {
 	return resp, nil
 }
 
-func (r *Router) replicaStatus(ctx context.Context, p int, m coord.Member) *plugdbv1.Replica {
+// mergeReplication completes ps from the partition status each replica's node
+// reported (nodes[i] for ps.Replicas[i], nil if it did not answer): the ack
+// mode and fallback of the leader (else of the first node that reports a
+// mode), and the leader's view of its followers.
+func mergeReplication(ps *plugdbv1.PartitionStatus, nodes []*plugdbv1.PartitionStatus) {
+	var from, leader *plugdbv1.PartitionStatus
+	for i, n := range nodes {
+		if n == nil {
+			continue
+		}
+		if ps.Replicas[i].GetRole() == coord.RoleLeader {
+			from, leader = n, n
+			break
+		}
+		if from == nil && n.GetAck() != "" {
+			from = n
+		}
+	}
+	if from != nil {
+		ps.Ack, ps.AckFallback = from.GetAck(), from.GetAckFallback()
+	}
+	if leader == nil {
+		return
+	}
+	for _, view := range leader.GetReplicas()[1:] {
+		for _, rep := range ps.Replicas {
+			if rep.GetAddr() != view.GetAddr() || rep.GetRole() == coord.RoleLeader {
+				continue
+			}
+			rep.Isr, rep.PersistedLsn = view.GetIsr(), view.GetPersistedLsn()
+			rep.LagStatements, rep.LagMs = view.GetLagStatements(), view.GetLagMs()
+			if view.GetReplicationError() != "" {
+				rep.ReplicationError = view.GetReplicationError()
+			}
+		}
+	}
+}
+
+// replicaStatus asks m's node for its status: its replica (the first listed),
+// and the partition status it reports (nil, with a replica built from what m
+// published in ZooKeeper and role "unreachable", when it does not answer).
+func (r *Router) replicaStatus(ctx context.Context, p int, m coord.Member) (*plugdbv1.Replica, *plugdbv1.PartitionStatus) {
 	fallback := &plugdbv1.Replica{Partition: uint32(p), Addr: m.Addr, Role: "unreachable", Epoch: m.Epoch, AppliedLsn: m.AppliedLSN}
 	kv, err := r.kv(m.Addr)
 	if err != nil {
-		return fallback
+		return fallback, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	st, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
-	if err != nil || len(st.GetPartitions()) != 1 || len(st.GetPartitions()[0].GetReplicas()) != 1 {
-		return fallback
+	if err != nil || len(st.GetPartitions()) != 1 || len(st.GetPartitions()[0].GetReplicas()) == 0 {
+		return fallback, nil
 	}
-	return st.GetPartitions()[0].GetReplicas()[0]
+	return st.GetPartitions()[0].GetReplicas()[0], st.GetPartitions()[0]
 }

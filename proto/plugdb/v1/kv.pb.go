@@ -78,6 +78,65 @@ func (Consistency) EnumDescriptor() ([]byte, []int) {
 	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{0}
 }
 
+// Ack says when a write is acknowledged: after which copies hold it. A client may
+// ask for a stronger mode than the partition's configured one, never a weaker one:
+// a weaker request is served at the configured mode.
+type Ack int32
+
+const (
+	// ACK_DEFAULT is the partition's configured mode (the replicator's `ack` option).
+	Ack_ACK_DEFAULT Ack = 0
+	// ACK_ASYNC acknowledges after the leader's own durable commit.
+	Ack_ACK_ASYNC Ack = 1
+	// ACK_SEMI_SYNC acknowledges after at least one in-sync follower persisted the write.
+	Ack_ACK_SEMI_SYNC Ack = 2
+	// ACK_SYNC acknowledges after every in-sync follower persisted the write.
+	Ack_ACK_SYNC Ack = 3
+)
+
+// Enum value maps for Ack.
+var (
+	Ack_name = map[int32]string{
+		0: "ACK_DEFAULT",
+		1: "ACK_ASYNC",
+		2: "ACK_SEMI_SYNC",
+		3: "ACK_SYNC",
+	}
+	Ack_value = map[string]int32{
+		"ACK_DEFAULT":   0,
+		"ACK_ASYNC":     1,
+		"ACK_SEMI_SYNC": 2,
+		"ACK_SYNC":      3,
+	}
+)
+
+func (x Ack) Enum() *Ack {
+	p := new(Ack)
+	*p = x
+	return p
+}
+
+func (x Ack) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Ack) Descriptor() protoreflect.EnumDescriptor {
+	return file_plugdb_v1_kv_proto_enumTypes[1].Descriptor()
+}
+
+func (Ack) Type() protoreflect.EnumType {
+	return &file_plugdb_v1_kv_proto_enumTypes[1]
+}
+
+func (x Ack) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Ack.Descriptor instead.
+func (Ack) EnumDescriptor() ([]byte, []int) {
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{1}
+}
+
 type BatchOp_Op int32
 
 const (
@@ -111,11 +170,11 @@ func (x BatchOp_Op) String() string {
 }
 
 func (BatchOp_Op) Descriptor() protoreflect.EnumDescriptor {
-	return file_plugdb_v1_kv_proto_enumTypes[1].Descriptor()
+	return file_plugdb_v1_kv_proto_enumTypes[2].Descriptor()
 }
 
 func (BatchOp_Op) Type() protoreflect.EnumType {
-	return &file_plugdb_v1_kv_proto_enumTypes[1]
+	return &file_plugdb_v1_kv_proto_enumTypes[2]
 }
 
 func (x BatchOp_Op) Number() protoreflect.EnumNumber {
@@ -243,6 +302,7 @@ type PutRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Ack           Ack                    `protobuf:"varint,3,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,9 +351,17 @@ func (x *PutRequest) GetValue() []byte {
 	return nil
 }
 
+func (x *PutRequest) GetAck() Ack {
+	if x != nil {
+		return x.Ack
+	}
+	return Ack_ACK_DEFAULT
+}
+
 type DeleteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Ack           Ack                    `protobuf:"varint,2,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -333,6 +401,13 @@ func (x *DeleteRequest) GetKey() []byte {
 		return x.Key
 	}
 	return nil
+}
+
+func (x *DeleteRequest) GetAck() Ack {
+	if x != nil {
+		return x.Ack
+	}
+	return Ack_ACK_DEFAULT
 }
 
 // WriteResponse carries the LSN of the write in its partition.
@@ -585,8 +660,10 @@ func (x *BatchOp) GetValue() []byte {
 }
 
 type BatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ops           []*BatchOp             `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ops   []*BatchOp             `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	// ack applies to every partition's share.
+	Ack           Ack `protobuf:"varint,2,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -626,6 +703,13 @@ func (x *BatchRequest) GetOps() []*BatchOp {
 		return x.Ops
 	}
 	return nil
+}
+
+func (x *BatchRequest) GetAck() Ack {
+	if x != nil {
+		return x.Ack
+	}
+	return Ack_ACK_DEFAULT
 }
 
 type BatchResponse struct {
@@ -770,16 +854,27 @@ func (x *Plugin) GetOptions() map[string]string {
 }
 
 type Replica struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partition     uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
-	Role          string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"` // leader or follower
-	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	AppliedLsn    uint64                 `protobuf:"varint,5,opt,name=applied_lsn,json=appliedLsn,proto3" json:"applied_lsn,omitempty"`
-	Keys          int64                  `protobuf:"varint,6,opt,name=keys,proto3" json:"keys,omitempty"`
-	Bytes         int64                  `protobuf:"varint,7,opt,name=bytes,proto3" json:"bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Partition  uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Addr       string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Role       string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"` // leader or follower
+	Epoch      uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	AppliedLsn uint64                 `protobuf:"varint,5,opt,name=applied_lsn,json=appliedLsn,proto3" json:"applied_lsn,omitempty"`
+	Keys       int64                  `protobuf:"varint,6,opt,name=keys,proto3" json:"keys,omitempty"`
+	Bytes      int64                  `protobuf:"varint,7,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// isr: the replica is in the partition's in-sync replica set (ack modes count
+	// only such followers). Always false for a leader, which is not its own follower.
+	Isr bool `protobuf:"varint,8,opt,name=isr,proto3" json:"isr,omitempty"`
+	// persisted_lsn is the highest LSN the replica persisted in its replication log.
+	PersistedLsn uint64 `protobuf:"varint,9,opt,name=persisted_lsn,json=persistedLsn,proto3" json:"persisted_lsn,omitempty"`
+	// lag_statements is how many LSNs a follower has yet to persist, and lag_ms how
+	// long the oldest of them has waited, as its leader sees it (0 for a leader).
+	LagStatements uint64 `protobuf:"varint,10,opt,name=lag_statements,json=lagStatements,proto3" json:"lag_statements,omitempty"`
+	LagMs         int64  `protobuf:"varint,11,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
+	// replication_error is the last replication error of this replica, if any.
+	ReplicationError string `protobuf:"bytes,12,opt,name=replication_error,json=replicationError,proto3" json:"replication_error,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Replica) Reset() {
@@ -861,11 +956,52 @@ func (x *Replica) GetBytes() int64 {
 	return 0
 }
 
+func (x *Replica) GetIsr() bool {
+	if x != nil {
+		return x.Isr
+	}
+	return false
+}
+
+func (x *Replica) GetPersistedLsn() uint64 {
+	if x != nil {
+		return x.PersistedLsn
+	}
+	return 0
+}
+
+func (x *Replica) GetLagStatements() uint64 {
+	if x != nil {
+		return x.LagStatements
+	}
+	return 0
+}
+
+func (x *Replica) GetLagMs() int64 {
+	if x != nil {
+		return x.LagMs
+	}
+	return 0
+}
+
+func (x *Replica) GetReplicationError() string {
+	if x != nil {
+		return x.ReplicationError
+	}
+	return ""
+}
+
 type PartitionStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partition     uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Replicas      []*Replica             `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Epoch     uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Replicas  []*Replica             `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// ack is the ack mode the partition's leader is configured with (async,
+	// semi-sync or sync; empty when unknown, e.g. without a leader).
+	Ack string `protobuf:"bytes,4,opt,name=ack,proto3" json:"ack,omitempty"`
+	// ack_fallback says the leader's acks fell back to async (no in-sync follower,
+	// where the replicator's config allows it).
+	AckFallback   bool `protobuf:"varint,5,opt,name=ack_fallback,json=ackFallback,proto3" json:"ack_fallback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -919,6 +1055,20 @@ func (x *PartitionStatus) GetReplicas() []*Replica {
 		return x.Replicas
 	}
 	return nil
+}
+
+func (x *PartitionStatus) GetAck() string {
+	if x != nil {
+		return x.Ack
+	}
+	return ""
+}
+
+func (x *PartitionStatus) GetAckFallback() bool {
+	if x != nil {
+		return x.AckFallback
+	}
+	return false
 }
 
 type StatusResponse struct {
@@ -1009,13 +1159,15 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\vGetResponse\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
-	"\x03lsn\x18\x03 \x01(\x04R\x03lsn\"4\n" +
+	"\x03lsn\x18\x03 \x01(\x04R\x03lsn\"V\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"!\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12 \n" +
+	"\x03ack\x18\x03 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\"C\n" +
 	"\rDeleteRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"?\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12 \n" +
+	"\x03ack\x18\x02 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\"?\n" +
 	"\rWriteResponse\x12\x10\n" +
 	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\rR\tpartition\"\x9d\x01\n" +
@@ -1037,9 +1189,10 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06OP_PUT\x10\x01\x12\r\n" +
-	"\tOP_DELETE\x10\x02\"4\n" +
+	"\tOP_DELETE\x10\x02\"V\n" +
 	"\fBatchRequest\x12$\n" +
-	"\x03ops\x18\x01 \x03(\v2\x12.plugdb.v1.BatchOpR\x03ops\"#\n" +
+	"\x03ops\x18\x01 \x03(\v2\x12.plugdb.v1.BatchOpR\x03ops\x12 \n" +
+	"\x03ack\x18\x02 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\"#\n" +
 	"\rBatchResponse\x12\x12\n" +
 	"\x04lsns\x18\x01 \x03(\x04R\x04lsns\"\x0f\n" +
 	"\rStatusRequest\"\xaa\x01\n" +
@@ -1049,7 +1202,7 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\aoptions\x18\x03 \x03(\v2\x1e.plugdb.v1.Plugin.OptionsEntryR\aoptions\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x02\n" +
 	"\aReplica\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
@@ -1058,11 +1211,19 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\vapplied_lsn\x18\x05 \x01(\x04R\n" +
 	"appliedLsn\x12\x12\n" +
 	"\x04keys\x18\x06 \x01(\x03R\x04keys\x12\x14\n" +
-	"\x05bytes\x18\a \x01(\x03R\x05bytes\"u\n" +
+	"\x05bytes\x18\a \x01(\x03R\x05bytes\x12\x10\n" +
+	"\x03isr\x18\b \x01(\bR\x03isr\x12#\n" +
+	"\rpersisted_lsn\x18\t \x01(\x04R\fpersistedLsn\x12%\n" +
+	"\x0elag_statements\x18\n" +
+	" \x01(\x04R\rlagStatements\x12\x15\n" +
+	"\x06lag_ms\x18\v \x01(\x03R\x05lagMs\x12+\n" +
+	"\x11replication_error\x18\f \x01(\tR\x10replicationError\"\xaa\x01\n" +
 	"\x0fPartitionStatus\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12.\n" +
-	"\breplicas\x18\x03 \x03(\v2\x12.plugdb.v1.ReplicaR\breplicas\"\xf9\x01\n" +
+	"\breplicas\x18\x03 \x03(\v2\x12.plugdb.v1.ReplicaR\breplicas\x12\x10\n" +
+	"\x03ack\x18\x04 \x01(\tR\x03ack\x12!\n" +
+	"\fack_fallback\x18\x05 \x01(\bR\vackFallback\"\xf9\x01\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12)\n" +
 	"\x06engine\x18\x02 \x01(\v2\x11.plugdb.v1.PluginR\x06engine\x123\n" +
@@ -1076,7 +1237,12 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CONSISTENCY_STRONG\x10\x01\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x022\xd8\x03\n" +
+	"\x11CONSISTENCY_STALE\x10\x02*F\n" +
+	"\x03Ack\x12\x0f\n" +
+	"\vACK_DEFAULT\x10\x00\x12\r\n" +
+	"\tACK_ASYNC\x10\x01\x12\x11\n" +
+	"\rACK_SEMI_SYNC\x10\x02\x12\f\n" +
+	"\bACK_SYNC\x10\x032\xd8\x03\n" +
 	"\x02KV\x124\n" +
 	"\x03Get\x12\x15.plugdb.v1.GetRequest\x1a\x16.plugdb.v1.GetResponse\x126\n" +
 	"\x03Put\x12\x15.plugdb.v1.PutRequest\x1a\x18.plugdb.v1.WriteResponse\x129\n" +
@@ -1099,60 +1265,64 @@ func file_plugdb_v1_kv_proto_rawDescGZIP() []byte {
 	return file_plugdb_v1_kv_proto_rawDescData
 }
 
-var file_plugdb_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_plugdb_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_plugdb_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_plugdb_v1_kv_proto_goTypes = []any{
 	(Consistency)(0),        // 0: plugdb.v1.Consistency
-	(BatchOp_Op)(0),         // 1: plugdb.v1.BatchOp.Op
-	(*GetRequest)(nil),      // 2: plugdb.v1.GetRequest
-	(*GetResponse)(nil),     // 3: plugdb.v1.GetResponse
-	(*PutRequest)(nil),      // 4: plugdb.v1.PutRequest
-	(*DeleteRequest)(nil),   // 5: plugdb.v1.DeleteRequest
-	(*WriteResponse)(nil),   // 6: plugdb.v1.WriteResponse
-	(*ScanRequest)(nil),     // 7: plugdb.v1.ScanRequest
-	(*KeyValue)(nil),        // 8: plugdb.v1.KeyValue
-	(*BatchOp)(nil),         // 9: plugdb.v1.BatchOp
-	(*BatchRequest)(nil),    // 10: plugdb.v1.BatchRequest
-	(*BatchResponse)(nil),   // 11: plugdb.v1.BatchResponse
-	(*StatusRequest)(nil),   // 12: plugdb.v1.StatusRequest
-	(*Plugin)(nil),          // 13: plugdb.v1.Plugin
-	(*Replica)(nil),         // 14: plugdb.v1.Replica
-	(*PartitionStatus)(nil), // 15: plugdb.v1.PartitionStatus
-	(*StatusResponse)(nil),  // 16: plugdb.v1.StatusResponse
-	nil,                     // 17: plugdb.v1.Plugin.OptionsEntry
+	(Ack)(0),                // 1: plugdb.v1.Ack
+	(BatchOp_Op)(0),         // 2: plugdb.v1.BatchOp.Op
+	(*GetRequest)(nil),      // 3: plugdb.v1.GetRequest
+	(*GetResponse)(nil),     // 4: plugdb.v1.GetResponse
+	(*PutRequest)(nil),      // 5: plugdb.v1.PutRequest
+	(*DeleteRequest)(nil),   // 6: plugdb.v1.DeleteRequest
+	(*WriteResponse)(nil),   // 7: plugdb.v1.WriteResponse
+	(*ScanRequest)(nil),     // 8: plugdb.v1.ScanRequest
+	(*KeyValue)(nil),        // 9: plugdb.v1.KeyValue
+	(*BatchOp)(nil),         // 10: plugdb.v1.BatchOp
+	(*BatchRequest)(nil),    // 11: plugdb.v1.BatchRequest
+	(*BatchResponse)(nil),   // 12: plugdb.v1.BatchResponse
+	(*StatusRequest)(nil),   // 13: plugdb.v1.StatusRequest
+	(*Plugin)(nil),          // 14: plugdb.v1.Plugin
+	(*Replica)(nil),         // 15: plugdb.v1.Replica
+	(*PartitionStatus)(nil), // 16: plugdb.v1.PartitionStatus
+	(*StatusResponse)(nil),  // 17: plugdb.v1.StatusResponse
+	nil,                     // 18: plugdb.v1.Plugin.OptionsEntry
 }
 var file_plugdb_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: plugdb.v1.GetRequest.consistency:type_name -> plugdb.v1.Consistency
-	0,  // 1: plugdb.v1.ScanRequest.consistency:type_name -> plugdb.v1.Consistency
-	1,  // 2: plugdb.v1.BatchOp.op:type_name -> plugdb.v1.BatchOp.Op
-	9,  // 3: plugdb.v1.BatchRequest.ops:type_name -> plugdb.v1.BatchOp
-	17, // 4: plugdb.v1.Plugin.options:type_name -> plugdb.v1.Plugin.OptionsEntry
-	14, // 5: plugdb.v1.PartitionStatus.replicas:type_name -> plugdb.v1.Replica
-	13, // 6: plugdb.v1.StatusResponse.engine:type_name -> plugdb.v1.Plugin
-	13, // 7: plugdb.v1.StatusResponse.partitioner:type_name -> plugdb.v1.Plugin
-	13, // 8: plugdb.v1.StatusResponse.replicator:type_name -> plugdb.v1.Plugin
-	15, // 9: plugdb.v1.StatusResponse.partitions:type_name -> plugdb.v1.PartitionStatus
-	2,  // 10: plugdb.v1.KV.Get:input_type -> plugdb.v1.GetRequest
-	4,  // 11: plugdb.v1.KV.Put:input_type -> plugdb.v1.PutRequest
-	4,  // 12: plugdb.v1.KV.Create:input_type -> plugdb.v1.PutRequest
-	4,  // 13: plugdb.v1.KV.Update:input_type -> plugdb.v1.PutRequest
-	5,  // 14: plugdb.v1.KV.Delete:input_type -> plugdb.v1.DeleteRequest
-	7,  // 15: plugdb.v1.KV.Scan:input_type -> plugdb.v1.ScanRequest
-	10, // 16: plugdb.v1.KV.Batch:input_type -> plugdb.v1.BatchRequest
-	12, // 17: plugdb.v1.KV.Status:input_type -> plugdb.v1.StatusRequest
-	3,  // 18: plugdb.v1.KV.Get:output_type -> plugdb.v1.GetResponse
-	6,  // 19: plugdb.v1.KV.Put:output_type -> plugdb.v1.WriteResponse
-	6,  // 20: plugdb.v1.KV.Create:output_type -> plugdb.v1.WriteResponse
-	6,  // 21: plugdb.v1.KV.Update:output_type -> plugdb.v1.WriteResponse
-	6,  // 22: plugdb.v1.KV.Delete:output_type -> plugdb.v1.WriteResponse
-	8,  // 23: plugdb.v1.KV.Scan:output_type -> plugdb.v1.KeyValue
-	11, // 24: plugdb.v1.KV.Batch:output_type -> plugdb.v1.BatchResponse
-	16, // 25: plugdb.v1.KV.Status:output_type -> plugdb.v1.StatusResponse
-	18, // [18:26] is the sub-list for method output_type
-	10, // [10:18] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	1,  // 1: plugdb.v1.PutRequest.ack:type_name -> plugdb.v1.Ack
+	1,  // 2: plugdb.v1.DeleteRequest.ack:type_name -> plugdb.v1.Ack
+	0,  // 3: plugdb.v1.ScanRequest.consistency:type_name -> plugdb.v1.Consistency
+	2,  // 4: plugdb.v1.BatchOp.op:type_name -> plugdb.v1.BatchOp.Op
+	10, // 5: plugdb.v1.BatchRequest.ops:type_name -> plugdb.v1.BatchOp
+	1,  // 6: plugdb.v1.BatchRequest.ack:type_name -> plugdb.v1.Ack
+	18, // 7: plugdb.v1.Plugin.options:type_name -> plugdb.v1.Plugin.OptionsEntry
+	15, // 8: plugdb.v1.PartitionStatus.replicas:type_name -> plugdb.v1.Replica
+	14, // 9: plugdb.v1.StatusResponse.engine:type_name -> plugdb.v1.Plugin
+	14, // 10: plugdb.v1.StatusResponse.partitioner:type_name -> plugdb.v1.Plugin
+	14, // 11: plugdb.v1.StatusResponse.replicator:type_name -> plugdb.v1.Plugin
+	16, // 12: plugdb.v1.StatusResponse.partitions:type_name -> plugdb.v1.PartitionStatus
+	3,  // 13: plugdb.v1.KV.Get:input_type -> plugdb.v1.GetRequest
+	5,  // 14: plugdb.v1.KV.Put:input_type -> plugdb.v1.PutRequest
+	5,  // 15: plugdb.v1.KV.Create:input_type -> plugdb.v1.PutRequest
+	5,  // 16: plugdb.v1.KV.Update:input_type -> plugdb.v1.PutRequest
+	6,  // 17: plugdb.v1.KV.Delete:input_type -> plugdb.v1.DeleteRequest
+	8,  // 18: plugdb.v1.KV.Scan:input_type -> plugdb.v1.ScanRequest
+	11, // 19: plugdb.v1.KV.Batch:input_type -> plugdb.v1.BatchRequest
+	13, // 20: plugdb.v1.KV.Status:input_type -> plugdb.v1.StatusRequest
+	4,  // 21: plugdb.v1.KV.Get:output_type -> plugdb.v1.GetResponse
+	7,  // 22: plugdb.v1.KV.Put:output_type -> plugdb.v1.WriteResponse
+	7,  // 23: plugdb.v1.KV.Create:output_type -> plugdb.v1.WriteResponse
+	7,  // 24: plugdb.v1.KV.Update:output_type -> plugdb.v1.WriteResponse
+	7,  // 25: plugdb.v1.KV.Delete:output_type -> plugdb.v1.WriteResponse
+	9,  // 26: plugdb.v1.KV.Scan:output_type -> plugdb.v1.KeyValue
+	12, // 27: plugdb.v1.KV.Batch:output_type -> plugdb.v1.BatchResponse
+	17, // 28: plugdb.v1.KV.Status:output_type -> plugdb.v1.StatusResponse
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_v1_kv_proto_init() }
@@ -1165,7 +1335,7 @@ func file_plugdb_v1_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_v1_kv_proto_rawDesc), len(file_plugdb_v1_kv_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
