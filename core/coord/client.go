@@ -7,8 +7,9 @@
 //
 //	/plugdb/C/meta                       cluster metadata (JSON), written once
 //	/plugdb/C/partitions/P/epoch         the current epoch, a decimal, bumped by each new leader
-//	/plugdb/C/partitions/P/leader        ephemeral: the leader's address and epoch (JSON)
-//	/plugdb/C/partitions/P/members/ADDR  ephemeral: a replica's address, role and applied LSN (JSON)
+//	/plugdb/C/partitions/P/leader        ephemeral: the leader's address, replicator address and epoch (JSON)
+//	/plugdb/C/partitions/P/isr           the in-sync replica set and the epoch that wrote it (JSON), written by leaders
+//	/plugdb/C/partitions/P/members/ADDR  ephemeral: a replica's address, replicator address, role and applied LSN (JSON)
 //	/plugdb/C/partitions/P/election/…    ephemeral sequential candidates (protected names)
 package coord
 
@@ -143,6 +144,11 @@ func (c *Client) event(ev zk.Event) {
 	}
 	close(c.changed)
 	c.changed = make(chan struct{})
+	select {
+	case <-c.done:
+		return // closing: the connection ends on purpose (and may outlive Close)
+	default:
+	}
 	switch ev.State {
 	case zk.StateHasSession:
 		c.log.Info("ZooKeeper session established", "server", ev.Server)

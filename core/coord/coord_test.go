@@ -3,7 +3,9 @@ package coord_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,9 +19,13 @@ func TestMain(m *testing.M) { zktest.Main(m) }
 
 const session = 2 * time.Second
 
+// clusters numbers the clusters newCluster names, so that a test run again
+// (go test -count) starts with a fresh cluster.
+var clusters atomic.Int64
+
 // newCluster returns a config naming a cluster of its own.
 func newCluster(t *testing.T, servers []string) coord.Config {
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())) + "-" + strconv.FormatInt(clusters.Add(1), 10)
 	return coord.Config{Servers: servers, SessionTimeout: session, Root: "/plugdb-test", Cluster: name,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Info, Output: testWriter{t}})}
 }
@@ -91,11 +97,18 @@ type replica struct {
 
 func startReplica(t *testing.T, cfg coord.Config, addr string) *replica {
 	t.Helper()
+	return startCandidate(t, cfg, coord.CandidateConfig{Partition: 0, Addr: addr})
+}
+
+// startCandidate starts a replica of kc's partition with a client of its own.
+func startCandidate(t *testing.T, cfg coord.Config, kc coord.CandidateConfig) *replica {
+	t.Helper()
 	c := connect(t, cfg)
 	if _, err := coord.EnsureMeta(context.Background(), c, meta); err != nil {
 		t.Fatal(err)
 	}
-	k := coord.NewCandidate(c, coord.CandidateConfig{Partition: 0, Addr: addr, Publish: 100 * time.Millisecond})
+	kc.Publish = 100 * time.Millisecond
+	k := coord.NewCandidate(c, kc)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{c: c, k: k, stop: cancel, done: make(chan struct{})}
 	go func() {
@@ -126,6 +139,10 @@ func TestOneLeaderAndFailoverWithHigherEpoch(t *testing.T) {
 		n, first, epoch1 = leaders(rs)
 		return n == 1
 	})
+	// Every replica is in sync (only in-sync replicas may take over).
+	if err := first.k.SetISR(t.Context(), []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}); err != nil {
+		t.Fatal(err)
+	}
 	// The router's view agrees.
 	top := coord.WatchTopology(t.Context(), connect(t, cfg), 2)
 	eventually(t, "topology shows the leader and 3 members", func() bool {
@@ -172,6 +189,10 @@ func TestLeaderStopsBeforeAnotherIsElectedAndRejoinsAfterExpiry(t *testing.T) {
 	eventually(t, "b registered", func() bool {
 		return len(top.Partition(0).Members) == 2
 	})
+	// b is in sync (only in-sync replicas may take over).
+	if err := a.k.SetISR(t.Context(), []string{"127.0.0.1:2"}); err != nil {
+		t.Fatal(err)
+	}
 
 	// Partition a from ZooKeeper: a must stop acting as leader before b can
 	// be elected (b waits for a's session to expire).

@@ -39,6 +39,10 @@ func (p Paths) Members(n int) string { return p.Partition(n) + "/members" }
 // Election holds partition n's candidates (ephemeral sequential children).
 func (p Paths) Election(n int) string { return p.Partition(n) + "/election" }
 
+// ISR holds partition n's in-sync replica set (persistent, JSON ISRInfo),
+// written by the partition's leaders.
+func (p Paths) ISR(n int) string { return p.Partition(n) + "/isr" }
+
 // PluginMeta is a plugin block as the cluster metadata records it.
 type PluginMeta struct {
 	Plugin  string            `json:"plugin"`

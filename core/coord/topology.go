@@ -16,10 +16,16 @@ import (
 type View struct {
 	// Partition is the partition's number.
 	Partition int
-	// Leader is the leader's address and epoch; Addr is empty while there is none.
+	// Leader is the leader's address, replicator address and epoch; Addr is
+	// empty while there is none.
 	Leader LeaderInfo
 	// Members are the registered replicas, by address.
 	Members []Member
+	// ISR is the in-sync replica set (member addresses, sorted); nil before the
+	// partition's first leader.
+	ISR []string
+	// ISREpoch is the epoch of the leader that wrote ISR.
+	ISREpoch uint64
 	// Read is when the view was read from ZooKeeper; zero if never.
 	Read time.Time
 }
@@ -36,7 +42,7 @@ func (v View) Followers() []Member {
 }
 
 // Topology keeps a view of every partition, refreshed by ZooKeeper watches on
-// the leader and members znodes, after every reconnect, and on request.
+// the leader, members and isr znodes, after every reconnect, and on request.
 type Topology struct {
 	c     *Client
 	p     Paths
@@ -64,6 +70,7 @@ func (t *Topology) Partition(n int) View {
 	defer t.mu.Unlock()
 	v := t.views[n]
 	v.Members = slices.Clone(v.Members)
+	v.ISR = slices.Clone(v.ISR)
 	return v
 }
 
@@ -86,25 +93,23 @@ func (t *Topology) Refresh(n int) {
 	}
 }
 
+// watches are a partition's armed ZooKeeper watches; nil when not armed.
+type watches struct{ leader, members, isr <-chan zk.Event }
+
 // watch keeps partition n's view. Each watch is armed once and re-armed only
 // after it fired; a refresh on request reads without adding watches.
 func (t *Topology) watch(ctx context.Context, n int) {
-	var leaderW, membersW <-chan zk.Event
+	var armed watches
 	for {
 		if _, err := t.c.WaitSession(ctx); err != nil {
 			return
 		}
 		changed := t.c.Changed()
 		op, cancel := context.WithTimeout(ctx, t.c.cfg.SessionTimeout)
-		v, lw, mw, err := t.read(op, n, leaderW == nil, membersW == nil)
+		v, w, err := t.read(op, n, armed)
 		cancel()
 		if err == nil {
-			if lw != nil {
-				leaderW = lw
-			}
-			if mw != nil {
-				membersW = mw
-			}
+			armed = w
 			t.set(n, v)
 		} else if ctx.Err() == nil {
 			t.c.log.Debug("read topology", "partition", n, "error", err)
@@ -119,47 +124,56 @@ func (t *Topology) watch(ctx context.Context, n int) {
 		case <-changed:
 			// After a reconnect the watches stand (go-zookeeper sets them
 			// again); after an expiry they fired with an error: re-arm.
-		case <-leaderW:
-			leaderW = nil
-		case <-membersW:
-			membersW = nil
+		case <-armed.leader:
+			armed.leader = nil
+		case <-armed.members:
+			armed.members = nil
+		case <-armed.isr:
+			armed.isr = nil
 		case <-t.kicks[n]:
 		case <-retry:
 		}
 	}
 }
 
-// read reads partition n, arming the leader and members watches if asked.
-func (t *Topology) read(ctx context.Context, n int, armLeader, armMembers bool) (View, <-chan zk.Event, <-chan zk.Event, error) {
+// read reads partition n, arming the watches that armed lacks; it returns the
+// view and the watches now armed.
+func (t *Topology) read(ctx context.Context, n int, armed watches) (View, watches, error) {
 	type result struct {
-		v      View
-		lw, mw <-chan zk.Event
+		v View
+		w watches
 	}
 	r, err := call(ctx, t.c, func(conn *zk.Conn) (result, error) {
-		v := View{Partition: n}
-		var lw, mw <-chan zk.Event
-		var data []byte
-		var err error
-		if armLeader {
-			var ok bool
-			ok, _, lw, err = conn.ExistsW(t.p.Leader(n))
-			if err == nil && ok {
-				data, _, err = conn.Get(t.p.Leader(n))
-			}
-		} else {
-			data, _, err = conn.Get(t.p.Leader(n))
-		}
-		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		v, w := View{Partition: n}, armed
+		data, lw, err := getW(conn, t.p.Leader(n), w.leader == nil)
+		if err != nil {
 			return result{}, err
+		}
+		if lw != nil {
+			w.leader = lw
 		}
 		if len(data) > 0 {
 			if err := json.Unmarshal(data, &v.Leader); err != nil {
 				return result{}, err
 			}
 		}
+		data, iw, err := getW(conn, t.p.ISR(n), w.isr == nil)
+		if err != nil {
+			return result{}, err
+		}
+		if iw != nil {
+			w.isr = iw
+		}
+		if len(data) > 0 {
+			var info ISRInfo
+			if err := json.Unmarshal(data, &info); err != nil {
+				return result{}, err
+			}
+			v.ISR, v.ISREpoch = info.Members, info.Epoch
+		}
 		var names []string
-		if armMembers {
-			names, _, mw, err = conn.ChildrenW(t.p.Members(n))
+		if w.members == nil {
+			names, _, w.members, err = conn.ChildrenW(t.p.Members(n))
 		} else {
 			names, _, err = conn.Children(t.p.Members(n))
 		}
@@ -182,9 +196,30 @@ func (t *Topology) read(ctx context.Context, n int, armLeader, armMembers bool) 
 			v.Members = append(v.Members, m)
 		}
 		v.Read = time.Now()
-		return result{v, lw, mw}, nil
+		return result{v, w}, nil
 	})
-	return r.v, r.lw, r.mw, err
+	return r.v, r.w, err
+}
+
+// getW reads the znode at path, nil if it does not exist; with arm it also
+// returns a watch that fires when the znode is created, changed or deleted.
+func getW(conn *zk.Conn, path string, arm bool) ([]byte, <-chan zk.Event, error) {
+	var data []byte
+	var w <-chan zk.Event
+	var err error
+	if arm {
+		var ok bool
+		ok, _, w, err = conn.ExistsW(path)
+		if err == nil && ok {
+			data, _, err = conn.Get(path)
+		}
+	} else {
+		data, _, err = conn.Get(path)
+	}
+	if errors.Is(err, zk.ErrNoNode) {
+		err = nil
+	}
+	return data, w, err
 }
 
 func (t *Topology) set(n int, v View) {
