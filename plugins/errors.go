@@ -5,18 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/partitioners"
+	"github.com/plugdb/plugdb/replicators"
 )
 
 // errorCodes maps each sentinel error of the contracts to the gRPC code it
 // travels as. It is the one table both directions use; an error received with
 // a code matches every sentinel of that code (engines.ErrInvalidArgument and
-// partitioners.ErrInvalidArgument, say).
+// partitioners.ErrInvalidArgument, say). An error is sent with the code of the
+// first sentinel it matches, so the contracts' sentinels come before the
+// context errors: a replicator's "acks not met before ctx ended" that wraps
+// both ErrUnavailable and context.DeadlineExceeded stays ErrUnavailable.
+//
+// The replicator sentinels each have a code of their own, so that each one
+// survives the round trip: ErrFenced is Aborted (gRPC's code for a lost
+// sequencer check), ErrNotLeader PermissionDenied (this replica may not take
+// writes; FailedPrecondition is ErrClosed's), and ErrUnavailable is
+// Unavailable — which otherwise means the transport failed (the plugin died),
+// so a plugin's own Unavailable answer carries a marker (answerStatus) and
+// only an unmarked Unavailable is a TransportError. Every code here but
+// Canceled and DeadlineExceeded is one gRPC itself never produces.
 var errorCodes = []struct {
 	err  error
 	code codes.Code
@@ -24,10 +39,45 @@ var errorCodes = []struct {
 	{engines.ErrNotFound, codes.NotFound},
 	{engines.ErrInvalidArgument, codes.InvalidArgument},
 	{partitioners.ErrInvalidArgument, codes.InvalidArgument},
+	{replicators.ErrInvalidArgument, codes.InvalidArgument},
 	{engines.ErrCorrupt, codes.DataLoss},
 	{engines.ErrClosed, codes.FailedPrecondition},
+	{replicators.ErrClosed, codes.FailedPrecondition},
+	{replicators.ErrUnavailable, codes.Unavailable},
+	{replicators.ErrFenced, codes.Aborted},
+	{replicators.ErrNotLeader, codes.PermissionDenied},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
+}
+
+// The marker of an Unavailable status that is a plugin's answer (a
+// replicator's ErrUnavailable) rather than the transport failing.
+const (
+	answerReason = "PLUGDB_PLUGIN_ANSWER"
+	answerDomain = "plugdb"
+)
+
+// answerStatus returns the status a plugin answers with: code and msg, and for
+// Unavailable the marker that tells it from a transport failure.
+func answerStatus(code codes.Code, msg string) *status.Status {
+	st := status.New(code, msg)
+	if code != codes.Unavailable {
+		return st
+	}
+	if marked, err := st.WithDetails(&errdetails.ErrorInfo{Reason: answerReason, Domain: answerDomain}); err == nil {
+		return marked
+	}
+	return st
+}
+
+// isAnswer reports whether st carries the marker of answerStatus.
+func isAnswer(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == answerReason && info.GetDomain() == answerDomain {
+			return true
+		}
+	}
+	return false
 }
 
 // codeOf returns the gRPC code for err, by the table, or Unknown.
@@ -48,7 +98,18 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Error(codeOf(err), err.Error())
+	return answerStatus(codeOf(err), err.Error()).Err()
+}
+
+// toStatusByTable is toStatus for the replicator shims: the code always comes
+// from the sentinel table, never from a gRPC status err may wrap. A replicator
+// talks gRPC to its peers, and a peer's Unavailable passed through as is
+// would read, on the host, as the plugin itself being unreachable.
+func toStatusByTable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return answerStatus(codeOf(err), err.Error()).Err()
 }
 
 // remoteError is an error that came back from a plugin: its text is the plugin's
@@ -63,7 +124,7 @@ func (e *remoteError) Error() string   { return e.msg }
 func (e *remoteError) Unwrap() []error { return e.sentinels }
 
 // GRPCStatus lets the error travel on as the same gRPC status.
-func (e *remoteError) GRPCStatus() *status.Status { return status.New(e.code, e.msg) }
+func (e *remoteError) GRPCStatus() *status.Status { return answerStatus(e.code, e.msg) }
 
 // fromCode rebuilds an error from a code and message received from a plugin.
 func fromCode(code codes.Code, msg string) error {
@@ -84,9 +145,10 @@ func fromCode(code codes.Code, msg string) error {
 
 // fromStatus converts an error returned by a gRPC call made with ctx back into a
 // contract error. Transport failures (the plugin process died, say) keep their
-// gRPC status, so the host can tell them apart with IsTransport: Unavailable, and
-// also Canceled or DeadlineExceeded while ctx is still live, which is gRPC
-// closing the connection under the call rather than the caller giving up.
+// gRPC status, so the host can tell them apart with IsTransport: Unavailable
+// without the answer marker, and also Canceled or DeadlineExceeded while ctx is
+// still live, which is gRPC closing the connection under the call rather than
+// the caller giving up.
 func fromStatus(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
@@ -97,13 +159,25 @@ func fromStatus(ctx context.Context, err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		return &TransportError{Err: err}
+		if !isAnswer(st) {
+			return &TransportError{Err: err}
+		}
 	case codes.Canceled, codes.DeadlineExceeded:
-		if ctx.Err() == nil {
+		if !ctxEnded(ctx) {
 			return &TransportError{Err: err}
 		}
 	}
 	return fromCode(st.Code(), st.Message())
+}
+
+// ctxEnded reports whether ctx ended: it is done, or its deadline passed (gRPC
+// may report a call past its deadline a moment before ctx's timer fires).
+func ctxEnded(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	deadline, ok := ctx.Deadline()
+	return ok && !time.Now().Before(deadline)
 }
 
 // TransportError is a failure of the connection to a plugin rather than an answer

@@ -1,6 +1,6 @@
 // Package plugins is plugdb's plugin SDK over hashicorp/go-plugin: the handshake,
 // the GRPCPlugin types, the gRPC shims between the Go contracts (engines,
-// partitioners, …) and their services in proto/, and Serve, the one call a
+// partitioners, replicators) and their services in proto/, and Serve, the one call a
 // plugin's main makes.
 package plugins
 
@@ -13,6 +13,7 @@ type Kind string
 const (
 	KindEngine      Kind = "engine"
 	KindPartitioner Kind = "partitioner"
+	KindReplicator  Kind = "replicator"
 )
 
 // EngineProtocolVersion is the major version of the engine protocol
@@ -22,6 +23,10 @@ const EngineProtocolVersion = 1
 // PartitionerProtocolVersion is the major version of the partitioner protocol
 // (proto/plugdb/partitioner/v1). A plugin of another version is refused.
 const PartitionerProtocolVersion = 1
+
+// ReplicatorProtocolVersion is the major version of the replicator protocol
+// (proto/plugdb/replicator/v1). A plugin of another version is refused.
+const ReplicatorProtocolVersion = 1
 
 // Handshake is shared by every plugdb plugin. The magic cookie is a UX check (it
 // stops a plugin binary run by hand from waiting forever), not security.

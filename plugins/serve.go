@@ -9,6 +9,7 @@ import (
 
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/partitioners"
+	"github.com/plugdb/plugdb/replicators"
 )
 
 // ServeConfig says what a plugin process serves. Set exactly one kind.
@@ -17,6 +18,8 @@ type ServeConfig struct {
 	Engine engines.OpenFunc
 	// Partitioner opens the partitioner this plugin serves.
 	Partitioner partitioners.OpenFunc
+	// Replicator opens the replicator this plugin serves.
+	Replicator replicators.OpenFunc
 	// Logger is the plugin's logger; by default hclog JSON on stderr, which the
 	// host re-emits under the plugin's name.
 	Logger hclog.Logger
@@ -27,6 +30,7 @@ type ServeConfig struct {
 //
 //	func main() { plugins.Serve(plugins.ServeConfig{Engine: myengine.Open}) }
 //	func main() { plugins.Serve(plugins.ServeConfig{Partitioner: mypartitioner.Open}) }
+//	func main() { plugins.Serve(plugins.ServeConfig{Replicator: myreplicator.Open}) }
 //
 // Run by hand rather than by a plugdb host, it prints a message and exits.
 func Serve(cfg ServeConfig) {
@@ -35,13 +39,8 @@ func Serve(cfg ServeConfig) {
 		logger = hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Info})
 	}
 	sets := map[int]goplugin.PluginSet{}
-	if cfg.Engine != nil {
-		for v, set := range EnginePluginSet(cfg.Engine, logger) {
-			sets[v] = set
-		}
-	}
-	if cfg.Partitioner != nil {
-		for v, set := range PartitionerPluginSet(cfg.Partitioner, logger) {
+	add := func(kindSets map[int]goplugin.PluginSet) {
+		for v, set := range kindSets {
 			if sets[v] == nil {
 				sets[v] = goplugin.PluginSet{}
 			}
@@ -49,6 +48,15 @@ func Serve(cfg ServeConfig) {
 				sets[v][name] = p
 			}
 		}
+	}
+	if cfg.Engine != nil {
+		add(EnginePluginSet(cfg.Engine, logger))
+	}
+	if cfg.Partitioner != nil {
+		add(PartitionerPluginSet(cfg.Partitioner, logger))
+	}
+	if cfg.Replicator != nil {
+		add(ReplicatorPluginSet(cfg.Replicator, logger))
 	}
 	go exitWithParent(logger)
 	goplugin.Serve(&goplugin.ServeConfig{
