@@ -154,8 +154,10 @@ var fakeStatus = replicators.Status{
 	},
 }
 
-func (f *fakeReplicator) Status(context.Context) (replicators.Status, error) { return fakeStatus, f.err }
-func (f *fakeReplicator) Close() error                                      { return nil }
+func (f *fakeReplicator) Status(context.Context) (replicators.Status, error) {
+	return fakeStatus, f.err
+}
+func (f *fakeReplicator) Close() error { return nil }
 
 func openFake(f *fakeReplicator) replicators.OpenFunc {
 	return func(context.Context, replicators.Options) (replicators.Replicator, error) { return f, nil }

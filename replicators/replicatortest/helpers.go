@@ -19,7 +19,7 @@ import (
 const (
 	callTimeout  = 30 * time.Second // one call that should succeed
 	shortTimeout = 500 * time.Millisecond
-	endTimeout   = 5 * time.Second  // a Deliveries sequence ending, a follower catching up
+	endTimeout   = 5 * time.Second // a Deliveries sequence ending, a follower catching up
 )
 
 // options returns the options the kit opens a replicator on dir with.
