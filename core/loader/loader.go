@@ -23,6 +23,7 @@ import (
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/plugins"
+	"github.com/plugdb/plugdb/replicators"
 )
 
 // Modes of a block.
@@ -54,7 +55,7 @@ func (e wrongKind) Error() string   { return e.err.Error() }
 func (e wrongKind) Unwrap() []error { return []error{ErrWrongKind, e.err} }
 
 // Loader loads plugins. The zero value is not usable: set Self and Engines
-// (and Partitioners).
+// (and Partitioners, Replicators).
 type Loader struct {
 	// Logger receives the host's and the plugins' logs.
 	Logger hclog.Logger
@@ -64,6 +65,8 @@ type Loader struct {
 	Engines map[string]engines.OpenFunc
 	// Partitioners are the bundled partitioners by name.
 	Partitioners map[string]partitioners.OpenFunc
+	// Replicators are the bundled replicators by name.
+	Replicators map[string]replicators.OpenFunc
 	// MaxRestarts bounds the attempts to restart a plugin after it died (default 5).
 	MaxRestarts int
 	// StartTimeout bounds a plugin's start-up handshake (default 10s).
@@ -87,6 +90,9 @@ func (l *Loader) EngineNames() []string { return l.names(plugins.KindEngine) }
 // PartitionerNames lists the bundled partitioners, sorted.
 func (l *Loader) PartitionerNames() []string { return l.names(plugins.KindPartitioner) }
 
+// ReplicatorNames lists the bundled replicators, sorted.
+func (l *Loader) ReplicatorNames() []string { return l.names(plugins.KindReplicator) }
+
 // names lists the bundled plugins of kind, sorted.
 func (l *Loader) names(kind plugins.Kind) []string {
 	var names []string
@@ -95,6 +101,8 @@ func (l *Loader) names(kind plugins.Kind) []string {
 		names = slices.Collect(maps.Keys(l.Engines))
 	case plugins.KindPartitioner:
 		names = slices.Collect(maps.Keys(l.Partitioners))
+	case plugins.KindReplicator:
+		names = slices.Collect(maps.Keys(l.Replicators))
 	}
 	sort.Strings(names)
 	return names
@@ -106,6 +114,11 @@ func (l *Loader) CheckEngineBlock(b Block) error { return l.checkBlock(plugins.K
 // CheckPartitionerBlock validates a partitioner block without starting anything.
 func (l *Loader) CheckPartitionerBlock(b Block) error {
 	return l.checkBlock(plugins.KindPartitioner, b)
+}
+
+// CheckReplicatorBlock validates a replicator block without starting anything.
+func (l *Loader) CheckReplicatorBlock(b Block) error {
+	return l.checkBlock(plugins.KindReplicator, b)
 }
 
 // checkBlock validates a block of kind without starting anything; its errors
@@ -233,6 +246,8 @@ func versionOf(kind plugins.Kind) int {
 		return plugins.EngineProtocolVersion
 	case plugins.KindPartitioner:
 		return plugins.PartitionerProtocolVersion
+	case plugins.KindReplicator:
+		return plugins.ReplicatorProtocolVersion
 	}
 	return 0
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/plugdb/plugdb/engines/rowfile"
 	"github.com/plugdb/plugdb/partitioners/hash"
 	"github.com/plugdb/plugdb/plugins"
+	"github.com/plugdb/plugdb/replicators/none"
 )
 
 // The test binary doubles as the plugin binaries these tests launch:
@@ -35,9 +36,12 @@ import (
 // PLUGDB_TEST_ROLE picks a misbehaving plugin or a host to kill.
 func TestMain(m *testing.M) {
 	if len(os.Args) == 5 && os.Args[1] == "plugin" && os.Args[2] == "serve" {
-		if os.Args[3] == string(plugins.KindPartitioner) {
+		switch os.Args[3] {
+		case string(plugins.KindPartitioner):
 			plugins.Serve(plugins.ServeConfig{Partitioner: bundledPartitioners[os.Args[4]]})
-		} else {
+		case string(plugins.KindReplicator):
+			plugins.Serve(plugins.ServeConfig{Replicator: bundledReplicators[os.Args[4]]})
+		default:
 			plugins.Serve(plugins.ServeConfig{Engine: bundled[os.Args[4]]})
 		}
 		os.Exit(0)
@@ -50,6 +54,13 @@ func TestMain(m *testing.M) {
 		goplugin.Serve(&goplugin.ServeConfig{
 			HandshakeConfig:  plugins.Handshake,
 			VersionedPlugins: map[int]goplugin.PluginSet{2: {"partitioner": &plugins.PartitionerPlugin{Open: hash.Open}}},
+			GRPCServer:       goplugin.DefaultGRPCServer,
+		})
+		os.Exit(0)
+	case "replicator-v2":
+		goplugin.Serve(&goplugin.ServeConfig{
+			HandshakeConfig:  plugins.Handshake,
+			VersionedPlugins: map[int]goplugin.PluginSet{2: {"replicator": &plugins.ReplicatorPlugin{Open: none.Open}}},
 			GRPCServer:       goplugin.DefaultGRPCServer,
 		})
 		os.Exit(0)
@@ -107,7 +118,7 @@ func runHost() {
 }
 
 func testLoader(log hclog.Logger) *Loader {
-	return &Loader{Logger: log, Self: os.Args[0], Engines: bundled, Partitioners: bundledPartitioners, StartTimeout: 5 * time.Second}
+	return &Loader{Logger: log, Self: os.Args[0], Engines: bundled, Partitioners: bundledPartitioners, Replicators: bundledReplicators, StartTimeout: 5 * time.Second}
 }
 
 // script writes an executable file that runs the test binary with env set.

@@ -360,8 +360,8 @@ func checkDelivered(t T, h *host, want []replicators.Statement, who string) {
 	}
 }
 
-// followerStatus waits until the leader's Status shows the follower at addr
-// persisted through lsn, and returns the last status seen.
+// waitPersisted waits until the leader's Status shows the follower at addr
+// persisted through lsn.
 func waitPersisted(t T, leader replicators.Replicator, addr string, lsn uint64) {
 	t.Helper()
 	deadline := time.Now().Add(endTimeout)

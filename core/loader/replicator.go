@@ -1,0 +1,258 @@
+package loader
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"maps"
+	"sync"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/plugdb/plugdb/plugins"
+	"github.com/plugdb/plugdb/replicators"
+)
+
+// OpenReplicator opens the replicator of block b: linked in process when
+// b.Mode is inprocess, otherwise in a plugin process. opts gives the folder,
+// partition and listen address; its Params are b.Options (opts.Params is not
+// used), and its Logger defaults to the loader's.
+//
+// A replicator in a plugin process is not restarted if the process dies: it
+// holds role state (leader or follower, epoch, peers) that only the host can
+// set again. Every call then fails with an error that wraps
+// replicators.ErrClosed, names the plugin and quotes the end of its stderr;
+// the host closes it and opens a new one.
+func (l *Loader) OpenReplicator(ctx context.Context, b Block, opts replicators.Options) (replicators.Replicator, error) {
+	if err := l.CheckReplicatorBlock(b); err != nil {
+		return nil, err
+	}
+	opts.Params = maps.Clone(b.Options)
+	if opts.Logger == nil {
+		opts.Logger = l.logger().Named("replicator." + b.Plugin)
+	}
+	if b.Mode == ModeInProcess {
+		r, err := l.Replicators[b.Plugin](ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("open replicator %s in process: %w", b.Plugin, err)
+		}
+		return r, nil
+	}
+	p := &processReplicator{l: l, block: b}
+	if err := p.start(ctx, opts); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// processReplicator is a replicator in a plugin process. When the process
+// dies it is not restarted: it turns into a closed replicator whose calls
+// fail with the error that reports the death.
+type processReplicator struct {
+	l     *Loader
+	block Block
+
+	client *goplugin.Client
+	r      *plugins.ReplicatorClient
+	stderr *tailBuffer
+
+	mu     sync.Mutex
+	failed error // set when the plugin died, and by Close
+	closed bool
+}
+
+var _ replicators.Replicator = (*processReplicator)(nil)
+
+func (p *processReplicator) start(ctx context.Context, opts replicators.Options) error {
+	stderr := newTailBuffer(20)
+	client, raw, err := p.l.startClient(plugins.KindReplicator, p.block, plugins.ReplicatorPluginSet(nil, nil), stderr)
+	if err != nil {
+		return err
+	}
+	rc, ok := raw.(*plugins.ReplicatorClient)
+	if !ok {
+		client.Kill()
+		return fmt.Errorf("plugin %s dispensed %T, not a replicator", p.block.Plugin, raw)
+	}
+	if err := rc.Open(ctx, opts); err != nil {
+		client.Kill()
+		if status.Code(err) == codes.Unimplemented {
+			return fmt.Errorf("plugin %s is not %s plugin (it does not serve the replicator service): %w", p.block.Plugin, article(plugins.KindReplicator), wrongKind{err})
+		}
+		return fmt.Errorf("replicator plugin %s: open %s: %w", p.block.Plugin, opts.Dir, err)
+	}
+	p.client, p.r, p.stderr = client, rc, stderr
+	return nil
+}
+
+// current returns the client, or the error every call gets once the plugin
+// died or the replicator closed.
+func (p *processReplicator) current() (*plugins.ReplicatorClient, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failed != nil {
+		return nil, p.failed
+	}
+	return p.r, nil
+}
+
+// check inspects err from a call: a dead or unreachable plugin turns the
+// replicator closed, and err into the error that says so.
+func (p *processReplicator) check(op string, err error) error {
+	if err == nil || !(plugins.IsTransport(err) || p.client.Exited()) {
+		return err
+	}
+	// Once the process is gone its stderr is read to the end: wait a little
+	// for that, so the report quotes its last words.
+	for deadline := time.Now().Add(2 * time.Second); !p.client.Exited() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failed != nil {
+		return p.failed
+	}
+	tail := p.stderr.String()
+	p.failed = fmt.Errorf("replicator plugin %s died during %s; it is not restarted, as a replicator holds role state: open it again (last output: %q): %w: %w",
+		p.block.Plugin, op, tail, replicators.ErrClosed, err)
+	p.l.logger().Named("replicator."+p.block.Plugin).Error("replicator plugin died", "during", op, "last_output", tail, "error", err)
+	p.client.Kill()
+	return p.failed
+}
+
+// Addr is the address the plugin's replicator reported when it opened.
+func (p *processReplicator) Addr() string { return p.r.Addr() }
+
+func (p *processReplicator) Lead(ctx context.Context, epoch, applied uint64) (uint64, error) {
+	r, err := p.current()
+	if err != nil {
+		return 0, err
+	}
+	end, err := r.Lead(ctx, epoch, applied)
+	return end, p.check("lead", err)
+}
+
+func (p *processReplicator) SetPeers(ctx context.Context, peers []replicators.Peer) error {
+	r, err := p.current()
+	if err != nil {
+		return err
+	}
+	return p.check("set-peers", r.SetPeers(ctx, peers))
+}
+
+func (p *processReplicator) Replicate(ctx context.Context, st replicators.Statement, ack replicators.Ack) error {
+	r, err := p.current()
+	if err != nil {
+		return err
+	}
+	return p.check("replicate", r.Replicate(ctx, st, ack))
+}
+
+func (p *processReplicator) Follow(ctx context.Context, epoch uint64, leader string) error {
+	r, err := p.current()
+	if err != nil {
+		return err
+	}
+	return p.check("follow", r.Follow(ctx, epoch, leader))
+}
+
+// Deliveries streams the plugin's deliveries; if the plugin dies, it yields
+// the error that reports it and ends.
+func (p *processReplicator) Deliveries(ctx context.Context) iter.Seq2[replicators.Delivery, error] {
+	return func(yield func(replicators.Delivery, error) bool) {
+		r, err := p.current()
+		if err != nil {
+			yield(replicators.Delivery{}, err)
+			return
+		}
+		for d, err := range r.Deliveries(ctx) {
+			if err != nil {
+				if err = p.check("deliveries", err); p.dead() {
+					yield(replicators.Delivery{}, err)
+					return
+				}
+			}
+			if !yield(d, err) {
+				return
+			}
+		}
+		// The stream also ends when the plugin's replicator closed, or when
+		// the plugin died between two deliveries.
+		if ctx.Err() == nil && p.client.Exited() {
+			yield(replicators.Delivery{}, p.check("deliveries", fmt.Errorf("the deliveries stream ended: %w", replicators.ErrClosed)))
+		}
+	}
+}
+
+// dead reports whether the replicator failed or closed.
+func (p *processReplicator) dead() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed != nil
+}
+
+func (p *processReplicator) Applied(ctx context.Context, lsn uint64) error {
+	r, err := p.current()
+	if err != nil {
+		return err
+	}
+	return p.check("applied", r.Applied(ctx, lsn))
+}
+
+func (p *processReplicator) EpochAt(ctx context.Context, lsn uint64) (uint64, error) {
+	r, err := p.current()
+	if err != nil {
+		return 0, err
+	}
+	epoch, err := r.EpochAt(ctx, lsn)
+	return epoch, p.check("epoch-at", err)
+}
+
+func (p *processReplicator) Restored(ctx context.Context, lsn, epoch uint64) error {
+	r, err := p.current()
+	if err != nil {
+		return err
+	}
+	return p.check("restored", r.Restored(ctx, lsn, epoch))
+}
+
+func (p *processReplicator) Status(ctx context.Context) (replicators.Status, error) {
+	r, err := p.current()
+	if err != nil {
+		return replicators.Status{}, err
+	}
+	st, err := r.Status(ctx)
+	return st, p.check("status", err)
+}
+
+// Close closes the replicator and ends the plugin process. Closing one whose
+// plugin died only ends the process: the death was reported already.
+func (p *processReplicator) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	var err error
+	if p.failed == nil {
+		err = p.r.Close()
+		p.failed = fmt.Errorf("replicator plugin %s: %w", p.block.Plugin, replicators.ErrClosed)
+	}
+	p.client.Kill()
+	if err != nil {
+		return fmt.Errorf("close replicator plugin %s: %w", p.block.Plugin, err)
+	}
+	return nil
+}
+
+// PID returns the plugin process's id (for tests and status), or 0.
+func (p *processReplicator) PID() int {
+	if rc := p.client.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
