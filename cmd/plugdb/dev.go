@@ -85,7 +85,7 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 	if err != nil {
 		return err
 	}
-	known := config.Known{Engines: l.EngineNames(), Partitioners: l.PartitionerNames(), Replicators: []string{"none"}}
+	known := config.Known{Engines: l.EngineNames(), Partitioners: l.PartitionerNames(), Replicators: l.ReplicatorNames()}
 	if err := cfg.Validate(known); err != nil {
 		return err
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/plugdb/plugdb/engines/rowfile"
 	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/partitioners/hash"
+	"github.com/plugdb/plugdb/replicators"
+	"github.com/plugdb/plugdb/replicators/none"
 )
 
 // bundledEngines are the engines this binary links and serves.
@@ -33,13 +35,21 @@ func bundledPartitioners() map[string]partitioners.OpenFunc {
 	return map[string]partitioners.OpenFunc{"hash": hash.Open}
 }
 
+// bundledReplicators are the replicators this binary links and serves. Their
+// names are also the replicator.plugin values a config may name.
+func bundledReplicators() map[string]replicators.OpenFunc {
+	return map[string]replicators.OpenFunc{
+		"none": none.Open,
+	}
+}
+
 // newLoader returns a loader that serves bundled plugins from this executable.
 func newLoader(log hclog.Logger) (*loader.Loader, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable: %w", err)
 	}
-	return &loader.Loader{Logger: log, Self: self, Engines: bundledEngines(), Partitioners: bundledPartitioners()}, nil
+	return &loader.Loader{Logger: log, Self: self, Engines: bundledEngines(), Partitioners: bundledPartitioners(), Replicators: bundledReplicators()}, nil
 }
 
 func newLogger(level string) hclog.Logger {

@@ -20,6 +20,8 @@ import (
 	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/partitioners/partitionertest"
 	"github.com/plugdb/plugdb/plugins"
+	"github.com/plugdb/plugdb/replicators"
+	"github.com/plugdb/plugdb/replicators/replicatortest"
 )
 
 func pluginCommand() *cobra.Command {
@@ -53,8 +55,14 @@ func pluginServeCommand() *cobra.Command {
 					return fmt.Errorf("no bundled partitioner %q (bundled: %s)", name, strings.Join(slices.Sorted(maps.Keys(bundledPartitioners())), ", "))
 				}
 				plugins.Serve(plugins.ServeConfig{Partitioner: open})
+			case plugins.KindReplicator:
+				open, ok := bundledReplicators()[name]
+				if !ok {
+					return fmt.Errorf("no bundled replicator %q (bundled: %s)", name, strings.Join(slices.Sorted(maps.Keys(bundledReplicators())), ", "))
+				}
+				plugins.Serve(plugins.ServeConfig{Replicator: open})
 			default:
-				return fmt.Errorf("plugin kind %q: allowed kinds are %s, %s", kind, plugins.KindEngine, plugins.KindPartitioner)
+				return fmt.Errorf("plugin kind %q: allowed kinds are %s, %s, %s", kind, plugins.KindEngine, plugins.KindPartitioner, plugins.KindReplicator)
 			}
 			return nil
 		},
@@ -67,11 +75,12 @@ func pluginCheckCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check NAME-or-PATH",
 		Short: "Run the conformance kit against a bundled plugin or a plugin binary",
-		Long: "Run the conformance kit of the plugin's kind (engines/enginetest or\n" +
-			"partitioners/partitionertest) against a bundled engine or partitioner (by name) or any\n" +
-			"plugin binary (by path), through a real plugin process unless --mode inprocess. The\n" +
-			"kind is found out (a binary that is no engine is tried as a partitioner) unless --kind\n" +
-			"says it. Prints one line per case and, last, 'N passed, N failed, N skipped'. Exits 1\n" +
+		Long: "Run the conformance kit of the plugin's kind (engines/enginetest,\n" +
+			"partitioners/partitionertest or replicators/replicatortest) against a bundled engine,\n" +
+			"partitioner or replicator (by name) or any plugin binary (by path), through a real plugin\n" +
+			"process unless --mode inprocess. The kind is found out (a binary that is no engine is tried\n" +
+			"as a partitioner, then as a replicator) unless --kind says it. Prints one line per case\n" +
+			"and, last, 'N passed, N failed, N skipped'. Exits 1\n" +
 			"when a case fails, 2 when the plugin cannot be loaded (not a plugin, of no kind this\n" +
 			"plugdb knows, another protocol version).",
 		Args: cobra.ExactArgs(1),
@@ -85,28 +94,31 @@ func pluginCheckCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if k == plugins.KindPartitioner {
+			switch k {
+			case plugins.KindPartitioner:
 				return runPartitionerCheck(cmd.Context(), cmd.OutOrStdout(), l, block, timeout)
+			case plugins.KindReplicator:
+				return runReplicatorCheck(cmd.Context(), cmd.OutOrStdout(), l, block, timeout)
 			}
 			return runCheck(cmd.Context(), cmd.OutOrStdout(), l, block, timeout)
 		},
 	}
 	cmd.Flags().StringVar(&mode, "mode", loader.ModeProcess, "process (a real plugin process) or inprocess (bundled plugins only)")
-	cmd.Flags().StringVar(&kind, "kind", "", "engine or partitioner (default: found out)")
+	cmd.Flags().StringVar(&kind, "kind", "", "engine, partitioner or replicator (default: found out)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "time limit for each case")
 	return cmd
 }
 
 // checkKind returns the kind of plugin block names: kind if set; else the
 // kind of a bundled plugin of that name; else, for a binary, engine unless it
-// turns out to serve another kind, then partitioner.
+// turns out to serve another kind, then partitioner, then replicator.
 func checkKind(ctx context.Context, l *loader.Loader, block loader.Block, kind string) (plugins.Kind, error) {
 	switch plugins.Kind(kind) {
-	case plugins.KindEngine, plugins.KindPartitioner:
+	case plugins.KindEngine, plugins.KindPartitioner, plugins.KindReplicator:
 		return plugins.Kind(kind), nil
 	case "":
 	default:
-		return "", fmt.Errorf("--kind %q: allowed values are %s, %s", kind, plugins.KindEngine, plugins.KindPartitioner)
+		return "", fmt.Errorf("--kind %q: allowed values are %s, %s, %s", kind, plugins.KindEngine, plugins.KindPartitioner, plugins.KindReplicator)
 	}
 	if slices.Contains(l.EngineNames(), block.Plugin) {
 		return plugins.KindEngine, nil
@@ -114,9 +126,12 @@ func checkKind(ctx context.Context, l *loader.Loader, block loader.Block, kind s
 	if slices.Contains(l.PartitionerNames(), block.Plugin) {
 		return plugins.KindPartitioner, nil
 	}
+	if slices.Contains(l.ReplicatorNames(), block.Plugin) {
+		return plugins.KindReplicator, nil
+	}
 	if !strings.ContainsRune(block.Plugin, filepath.Separator) {
-		return "", fmt.Errorf("%q: no such bundled engine (bundled: %s) or partitioner (bundled: %s); a plugin binary is given by path, e.g. ./bin/myplugin",
-			block.Plugin, strings.Join(l.EngineNames(), ", "), strings.Join(l.PartitionerNames(), ", "))
+		return "", fmt.Errorf("%q: no such bundled engine (bundled: %s), partitioner (bundled: %s) or replicator (bundled: %s); a plugin binary is given by path, e.g. ./bin/myplugin",
+			block.Plugin, strings.Join(l.EngineNames(), ", "), strings.Join(l.PartitionerNames(), ", "), strings.Join(l.ReplicatorNames(), ", "))
 	}
 	if err := l.CheckEngineBlock(block); err != nil {
 		return "", err
@@ -137,16 +152,26 @@ func checkKind(ctx context.Context, l *loader.Loader, block loader.Block, kind s
 		return "", err
 	}
 	p, perr := l.OpenPartitioner(ctx, block, 1)
-	if perr != nil {
-		if errors.Is(perr, loader.ErrWrongKind) {
-			return "", fmt.Errorf("%s is a plugdb plugin of no kind this plugdb checks (neither an engine nor a partitioner): %w", block.Plugin, err)
+	if perr == nil {
+		if err := p.Close(); err != nil {
+			return "", fmt.Errorf("close %s after probe: %w", block.Plugin, err)
 		}
+		return plugins.KindPartitioner, nil
+	}
+	if !errors.Is(perr, loader.ErrWrongKind) {
 		return "", perr
 	}
-	if err := p.Close(); err != nil {
+	r, rerr := l.OpenReplicator(ctx, block, replicators.Options{Dir: dir, Listen: "127.0.0.1:0"})
+	if rerr != nil {
+		if errors.Is(rerr, loader.ErrWrongKind) {
+			return "", fmt.Errorf("%s is a plugdb plugin of no kind this plugdb checks (neither an engine, a partitioner nor a replicator): %w", block.Plugin, err)
+		}
+		return "", rerr
+	}
+	if err := r.Close(); err != nil {
 		return "", fmt.Errorf("close %s after probe: %w", block.Plugin, err)
 	}
-	return plugins.KindPartitioner, nil
+	return plugins.KindReplicator, nil
 }
 
 // runCheck runs every kit case against the engine of block and reports.
@@ -213,6 +238,42 @@ func runPartitionerCheck(ctx context.Context, out io.Writer, l *loader.Loader, b
 	for _, c := range partitionertest.Cases() {
 		caseCtx, cancel := context.WithTimeout(ctx, timeout)
 		res := partitionertest.RunCase(caseCtx, c, h)
+		cancel()
+		results = append(results, res)
+		printResult(out, res)
+	}
+	return summarize(out, block, results)
+}
+
+// runReplicatorCheck runs every replicator kit case against the replicator of
+// block and reports. The cases that need copies run with two plugin processes
+// that reach each other on 127.0.0.1; a replicator that makes none skips them.
+func runReplicatorCheck(ctx context.Context, out io.Writer, l *loader.Loader, block loader.Block, timeout time.Duration) error {
+	if err := l.CheckReplicatorBlock(block); err != nil {
+		return err
+	}
+	// Load once up front so a binary that is no replicator plugin fails with one clear error.
+	dir, err := os.MkdirTemp("", "plugdb-check-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	probe, err := l.OpenReplicator(ctx, block, replicators.Options{Dir: dir, Listen: "127.0.0.1:0"})
+	if err != nil {
+		return err
+	}
+	if err := probe.Close(); err != nil {
+		return fmt.Errorf("close %s after probe: %w", block.Plugin, err)
+	}
+	h := replicatortest.Harness{Open: func(ctx context.Context, opts replicators.Options) (replicators.Replicator, error) {
+		b := block
+		b.Options = opts.Params
+		return l.OpenReplicator(ctx, b, opts)
+	}}
+	var results []enginetest.Result
+	for _, c := range replicatortest.Cases() {
+		caseCtx, cancel := context.WithTimeout(ctx, timeout)
+		res := replicatortest.RunCase(caseCtx, c, h)
 		cancel()
 		results = append(results, res)
 		printResult(out, res)
