@@ -68,7 +68,7 @@ func nodeCommand() *cobra.Command {
 
 // clusterKnown returns what a cluster process accepts in its config.
 func clusterKnown(l *loader.Loader) config.Known {
-	return config.Known{Engines: l.EngineNames(), Partitioners: l.PartitionerNames(), Replicators: []string{"none"}}
+	return config.Known{Engines: l.EngineNames(), Partitioners: l.PartitionerNames(), Replicators: l.ReplicatorNames()}
 }
 
 // connectZK connects to the config's ZooKeeper and writes or checks the
