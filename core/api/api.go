@@ -364,8 +364,12 @@ func toStatus(err error, key []byte) error {
 		return status.Error(codes.NotFound, msg)
 	case errors.Is(err, partition.ErrAlreadyExists):
 		return status.Errorf(codes.AlreadyExists, "already exists: %s", key)
-	case errors.Is(err, engines.ErrInvalidArgument):
+	case errors.Is(err, engines.ErrInvalidArgument), errors.Is(err, replicators.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, msg)
+	case errors.Is(err, replicators.ErrUnavailable):
+		// The acks did not come: the write's outcome is unknown, so no
+		// "not ready, retry" wording; the client decides whether to retry.
+		return status.Error(codes.Unavailable, msg)
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, msg)
 	case errors.Is(err, context.DeadlineExceeded):

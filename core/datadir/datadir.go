@@ -213,3 +213,8 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// ReplicatorDir is partition p's replicator folder (its statement log): dir/p<p>.log.
+func ReplicatorDir(dir string, p int) string {
+	return filepath.Join(dir, "p"+strconv.Itoa(p)+".log")
+}

@@ -1,16 +1,22 @@
 // Package node is one replica of one partition: its engine behind the
-// partition's writer, its place in ZooKeeper (membership and leader election),
-// and the api.Backend its gRPC server serves. Writes and strong reads are
-// served only while the replica is leader and sure of its ZooKeeper session;
-// stale reads are served by any replica from what it has.
+// partition's writer, its replicator, its place in ZooKeeper (membership,
+// leader election, the in-sync replica set), and the api.Backend its gRPC
+// server serves. Writes and strong reads are served only while the replica
+// is leader, caught up with its replicator's log and sure of its ZooKeeper
+// session; stale reads are served by any replica from what it has applied.
 package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/plugdb/plugdb/core/api"
 	"github.com/plugdb/plugdb/core/coord"
@@ -32,26 +38,73 @@ type Info struct {
 // Node is one replica. It implements api.Backend.
 type Node struct {
 	part    *partition.Partition
+	repl    replicators.Replicator
 	client  *coord.Client
 	cand    *coord.Candidate
+	topo    *coord.Topology
 	addr    string
 	info    Info
+	logger  hclog.Logger
 	applied atomic.Uint64
+
+	mu    sync.Mutex
+	ready uint64 // the epoch in which the partition takes writes; 0: none
+
+	// followed is what the replicator was last told to follow (runRoles only).
+	followed struct {
+		epoch  uint64
+		leader string
+	}
+}
+
+// Config is what a node needs besides its partition and ZooKeeper client.
+type Config struct {
+	// Replicator copies the partition's writes (replicators/none when there
+	// is one replica); part must be opened with partition.OpenReplica over it.
+	Replicator replicators.Replicator
+	// Unclean lets this replica lead although it is not in the in-sync set:
+	// writes the old leader acknowledged and this replica lacks are lost.
+	Unclean bool
+	Logger  hclog.Logger
 }
 
 // New returns the replica at addr of part, taking part in its partition
 // through client. Run starts the election.
-func New(part *partition.Partition, client *coord.Client, addr string, info Info) *Node {
-	n := &Node{part: part, client: client, addr: addr, info: info}
-	n.cand = coord.NewCandidate(client, coord.CandidateConfig{Partition: part.ID(), Addr: addr, Applied: n.applied.Load})
+func New(part *partition.Partition, client *coord.Client, addr string, info Info, cfg Config) *Node {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	n := &Node{part: part, repl: cfg.Replicator, client: client, addr: addr, info: info, logger: logger}
+	n.cand = coord.NewCandidate(client, coord.CandidateConfig{Partition: part.ID(), Addr: addr, Applied: n.applied.Load,
+		Repl: cfg.Replicator.Addr(), Unclean: cfg.Unclean})
 	return n
 }
 
-// Run keeps the replica registered and in the election until ctx ends, then
+// Run keeps the replica registered and in the election, its replicator in
+// the matching role and the deliveries applied until ctx ends, then
 // withdraws so that another replica takes over at once.
 func (n *Node) Run(ctx context.Context) error {
-	go n.trackApplied(ctx)
-	return n.cand.Run(ctx)
+	n.topo = coord.WatchTopology(ctx, n.client, n.info.Partitions)
+	var wg sync.WaitGroup
+	wg.Go(func() { n.trackApplied(ctx) })
+	wg.Go(func() { n.runRoles(ctx) })
+	wg.Go(func() { n.runDeliveries(ctx) })
+	err := n.cand.Run(ctx)
+	wg.Wait()
+	return err
+}
+
+func (n *Node) readyEpoch() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ready
+}
+
+func (n *Node) setReady(epoch uint64) {
+	n.mu.Lock()
+	n.ready = epoch
+	n.mu.Unlock()
 }
 
 // Leader reports whether the node may serve writes now, and its epoch.
@@ -99,13 +152,17 @@ func (n *Node) Range(context.Context, []byte, []byte) ([]int, error) {
 	return []int{n.part.ID()}, nil
 }
 
-// mustLead returns a NotLeaderError unless the node leads now.
+// mustLead returns a NotLeaderError unless the node leads now and takes
+// writes.
 func (n *Node) mustLead() error {
-	if _, ok := n.cand.Leader(); ok {
+	epoch, ok := n.cand.Leader()
+	if ok && n.readyEpoch() == epoch {
 		return nil
 	}
 	why := "a follower"
-	if _, ok := n.client.Lease(); !ok {
+	if ok {
+		why = "a new leader still catching up with its log"
+	} else if _, lease := n.client.Lease(); !lease {
 		why = "without a sure ZooKeeper session"
 	}
 	return &api.NotLeaderError{Partition: n.part.ID(), Addr: n.addr, Why: why}
@@ -139,16 +196,22 @@ func (n *Node) Write(ctx context.Context, p int, writes []partition.Write, ack r
 	if err := n.mustLead(); err != nil {
 		return nil, err
 	}
-	_ = ack // ack: handled by the replication write path
-	lsns, err := n.part.Write(ctx, writes)
-	if err != nil {
+	lsns, err := n.part.WriteAck(ctx, writes, ack)
+	switch {
+	case errors.Is(err, partition.ErrNotLeading):
+		// Refused before it reached the replicator: nothing was written.
+		return nil, &api.NotLeaderError{Partition: n.part.ID(), Addr: n.addr, Why: "no longer leader"}
+	case errors.Is(err, replicators.ErrFenced), errors.Is(err, replicators.ErrNotLeader):
+		// It reached the log and maybe a follower, which may commit it
+		// under the next leader: its outcome is unknown, not "not written".
+		return nil, fmt.Errorf("leadership was lost while the write was replicated (%v); the write may still commit: %w", err, replicators.ErrUnavailable)
+	case err != nil:
 		return nil, err
 	}
-	// Leadership may have gone while the write was applied: do not
-	// acknowledge what a new leader may not have. (Replication makes this
-	// exact; see the replicator.)
+	// The session may have gone while the write was replicated: a new
+	// leader may be elected, so do not acknowledge.
 	if err := n.mustLead(); err != nil {
-		return nil, fmt.Errorf("write applied locally but leadership was lost before it was acknowledged: %w", err)
+		return nil, fmt.Errorf("the write was committed but leadership was lost before it was acknowledged (%v); it may or may not survive: %w", err, replicators.ErrUnavailable)
 	}
 	return lsns, nil
 }
@@ -166,7 +229,8 @@ func (n *Node) Scan(ctx context.Context, p int, r engines.ScanRange, rd api.Read
 	return n.part.Scan(ctx, r)
 }
 
-// Status describes this replica alone.
+// Status describes this replica; a leader also lists its followers as its
+// replicator sees them (in-sync, persisted LSN, lag).
 func (n *Node) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) {
 	lsn, err := n.part.AppliedLSN(ctx)
 	if err != nil {
@@ -178,11 +242,35 @@ func (n *Node) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) {
 	}
 	role, epoch := n.cand.Role()
 	id := uint32(n.part.ID())
+	view := coord.View{}
+	if n.topo != nil {
+		view = n.topo.Partition(n.part.ID())
+	}
+	self := &plugdbv1.Replica{Partition: id, Addr: n.addr, Role: role, Epoch: epoch, AppliedLsn: lsn, Keys: st.Keys, Bytes: st.BytesOnDisk,
+		Isr: slices.Contains(view.ISR, n.addr)}
+	ps := &plugdbv1.PartitionStatus{Partition: id, Epoch: epoch, Replicas: []*plugdbv1.Replica{self}}
+	if rs, err := n.repl.Status(ctx); err == nil {
+		ps.Ack, ps.AckFallback = rs.Ack.String(), rs.Fallback
+		self.PersistedLsn = rs.LogEnd
+		if role == coord.RoleLeader {
+			self.Isr = true
+			byRepl := map[string]string{}
+			for _, m := range view.Members {
+				byRepl[m.Repl] = m.Addr
+			}
+			for _, f := range rs.Followers {
+				addr := byRepl[f.Addr]
+				if addr == "" {
+					addr = f.Addr
+				}
+				ps.Replicas = append(ps.Replicas, &plugdbv1.Replica{Partition: id, Addr: addr, Role: coord.RoleFollower, Epoch: epoch,
+					AppliedLsn: f.AppliedLSN, Isr: f.ISR, PersistedLsn: f.PersistedLSN, LagStatements: f.LagStatements,
+					LagMs: f.LagTime.Milliseconds(), ReplicationError: f.Error})
+			}
+		}
+	}
 	return &plugdbv1.StatusResponse{
 		Cluster: n.info.Cluster, Engine: n.info.Engine, Partitioner: n.info.Partitioner, Replicator: n.info.Replicator,
-		Partitions: []*plugdbv1.PartitionStatus{{
-			Partition: id, Epoch: epoch,
-			Replicas: []*plugdbv1.Replica{{Partition: id, Addr: n.addr, Role: role, Epoch: epoch, AppliedLsn: lsn, Keys: st.Keys, Bytes: st.BytesOnDisk}},
-		}},
+		Partitions: []*plugdbv1.PartitionStatus{ps},
 	}, nil
 }
