@@ -20,6 +20,7 @@ import (
 	"github.com/plugdb/plugdb/partitioners/hash"
 	"github.com/plugdb/plugdb/replicators"
 	"github.com/plugdb/plugdb/replicators/none"
+	"github.com/plugdb/plugdb/replicators/statement"
 )
 
 // bundledEngines are the engines this binary links and serves.
@@ -39,7 +40,8 @@ func bundledPartitioners() map[string]partitioners.OpenFunc {
 // names are also the replicator.plugin values a config may name.
 func bundledReplicators() map[string]replicators.OpenFunc {
 	return map[string]replicators.OpenFunc{
-		"none": none.Open,
+		"none":      none.Open,
+		"statement": statement.Open,
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/plugdb/plugdb/core/node"
 	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/core/server"
+	"github.com/plugdb/plugdb/replicators"
 )
 
 // connectTimeout bounds the first connection to ZooKeeper at start-up.
@@ -27,8 +28,9 @@ const connectTimeout = 15 * time.Second
 // nodeCommand is `plugdb node`: one replica of one partition.
 func nodeCommand() *cobra.Command {
 	var (
-		file, addr, data string
-		part             int
+		file, addr, data, replAddr string
+		part                       int
+		unclean                    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "node --config FILE --partition N --addr HOST:PORT --data DIR",
@@ -53,14 +55,23 @@ func nodeCommand() *cobra.Command {
 			if _, _, err := net.SplitHostPort(addr); err != nil || addr == "" {
 				return fmt.Errorf("--addr %q: give the host:port this node listens on and is reached at, e.g. 127.0.0.1:7101", addr)
 			}
+			if replAddr == "" {
+				host, _, _ := net.SplitHostPort(addr)
+				replAddr = net.JoinHostPort(host, "0")
+			} else if _, _, err := net.SplitHostPort(replAddr); err != nil {
+				return fmt.Errorf("--repl-addr %q: give a host:port for the replicator, e.g. 127.0.0.1:0", replAddr)
+			}
 			level, _ := cmd.Flags().GetString("log-level")
-			return runNode(cmd.Context(), cfg, part, addr, newLogger(level).Named(fmt.Sprintf("node.p%d", part)))
+			opts := nodeOptions{part: part, addr: addr, replAddr: replAddr, unclean: unclean}
+			return runNode(cmd.Context(), cfg, opts, newLogger(level).Named(fmt.Sprintf("node.p%d", part)))
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "", "config file (YAML) overlaying the built-in defaults")
 	cmd.Flags().IntVar(&part, "partition", -1, "the partition this replica holds, 0..partitions-1")
 	cmd.Flags().StringVar(&addr, "addr", "", "host:port to listen on; also the address the router and other nodes use")
 	cmd.Flags().StringVar(&data, "data", "", "this replica's data folder (sets config key data)")
+	cmd.Flags().StringVar(&replAddr, "repl-addr", "", "host:port the replicator listens on for its peers (default: --addr's host, any free port; published in ZooKeeper)")
+	cmd.Flags().BoolVar(&unclean, "unclean-election", false, "let this replica lead although it is not in the in-sync set; with ack async, writes the old leader\nacknowledged that this replica never received are lost")
 	_ = cmd.MarkFlagRequired("partition")
 	_ = cmd.MarkFlagRequired("addr")
 	return cmd
@@ -108,7 +119,15 @@ func joinCluster(ctx context.Context, cfg config.Config, log hclog.Logger) (*loa
 	return l, client, nil
 }
 
-func runNode(ctx context.Context, cfg config.Config, p int, addr string, log hclog.Logger) error {
+// nodeOptions are a node's command-line settings.
+type nodeOptions struct {
+	part           int
+	addr, replAddr string
+	unclean        bool
+}
+
+func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Logger) error {
+	p, addr := o.part, o.addr
 	l, client, err := joinCluster(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -117,15 +136,27 @@ func runNode(ctx context.Context, cfg config.Config, p int, addr string, log hcl
 	if err := datadir.Prepare(cfg.Data, cfg.Engine, cfg.Partitions); err != nil {
 		return err
 	}
-	dir := datadir.PartitionDir(cfg.Data, p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("partition %d: %w", p, err)
+	dir, replDir := datadir.PartitionDir(cfg.Data, p), datadir.ReplicatorDir(cfg.Data, p)
+	for _, d := range []string{dir, replDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("partition %d: %w", p, err)
+		}
 	}
 	eng, err := l.OpenEngine(ctx, cfg.Engine.Block(), dir)
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
-	part, err := partition.Open(ctx, p, eng)
+	repl, err := l.OpenReplicator(ctx, cfg.Replicator.Block(), replicators.Options{Dir: replDir, Partition: p, Listen: o.replAddr})
+	if err != nil {
+		eng.Close()
+		return fmt.Errorf("partition %d: %w", p, err)
+	}
+	defer func() {
+		if err := repl.Close(); err != nil {
+			log.Error("close replicator", "error", err)
+		}
+	}()
+	part, err := partition.OpenReplica(ctx, p, eng, repl)
 	if err != nil {
 		eng.Close()
 		return err
@@ -138,16 +169,17 @@ func runNode(ctx context.Context, cfg config.Config, p int, addr string, log hcl
 	n := node.New(part, client, addr, node.Info{
 		Cluster: cfg.Cluster, Partitions: cfg.Partitions,
 		Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode), Partitioner: pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode),
-		Replicator: pluginInfo(cfg.Replicator, "inprocess"),
-	})
-	srv, err := server.Start(ctx, api.NewServer(n), addr, "")
+		Replicator: pluginInfo(cfg.Replicator, cfg.Replicator.Mode),
+	}, node.Config{Replicator: repl, Unclean: o.unclean, Logger: log})
+	srv, err := server.Start(ctx, api.NewServer(n), addr, "", n.RegisterServices)
 	if err != nil {
 		return err
 	}
 	runCtx, stopRun := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- n.Run(runCtx) }()
-	fmt.Printf("plugdb node: cluster %q partition %d at %s, data in %s, ZooKeeper %v\n", cfg.Cluster, p, srv.GRPCAddr(), dir, cfg.ZooKeeper.Servers)
+	fmt.Printf("plugdb node: cluster %q partition %d at %s, replicator %s at %s, data in %s, ZooKeeper %v\n",
+		cfg.Cluster, p, srv.GRPCAddr(), cfg.Replicator.Plugin, repl.Addr(), dir, cfg.ZooKeeper.Servers)
 
 	var runErr error
 	select {

@@ -108,7 +108,7 @@ func open(_ context.Context, opts replicators.Options) (*Replicator, error) {
 		pending: map[uint64]wal.Record{}, peers: map[string]*follower{},
 	}
 	r.persisted = lg.Last()
-	r.delivered = lg.Last() // until the host says what it applied (Lead, Applied)
+	r.delivered = lg.First() - 1 // raised by what the host says it applied (Applied, Lead)
 	statementv1.RegisterPeerServer(r.srv, &peerServer{r: r})
 	bg, stop := context.WithCancel(context.Background())
 	r.bg, r.stop = bg, stop
@@ -518,6 +518,8 @@ func (r *Replicator) Deliveries(ctx context.Context) iter.Seq2[replicators.Deliv
 				}
 			case <-ctx.Done():
 				return
+			case <-r.bg.Done():
+				return
 			}
 		}
 	}
@@ -582,6 +584,7 @@ func (r *Replicator) Applied(_ context.Context, lsn uint64) error {
 	if lsn > r.applied {
 		r.applied = lsn
 		r.applyMax = max(r.applyMax, lsn)
+		r.delivered = max(r.delivered, lsn) // the host has it: never deliver it again
 		r.notifyLocked()
 	}
 	return nil
@@ -589,6 +592,12 @@ func (r *Replicator) Applied(_ context.Context, lsn uint64) error {
 
 // EpochAt returns the epoch of the statement at lsn.
 func (r *Replicator) EpochAt(_ context.Context, lsn uint64) (uint64, error) {
+	r.mu.Lock()
+	err := r.errClosedLocked()
+	r.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
 	if lsn == 0 {
 		return 0, nil
 	}
