@@ -53,7 +53,7 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 	defer stopWatch()
 	r := router.New(watchCtx, client, part, cfg.Partitions, router.Info{
 		Cluster: cfg.Cluster, Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode),
-		Partitioner: pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode), Replicator: pluginInfo(cfg.Replicator, "inprocess"),
+		Partitioner: pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode), Replicator: pluginInfo(cfg.Replicator, cfg.Replicator.Mode),
 	})
 	defer r.Close()
 	srv, err := server.Start(ctx, api.NewServer(r), cfg.Router.GRPC, cfg.Router.HTTP)
