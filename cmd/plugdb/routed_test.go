@@ -90,6 +90,13 @@ type testCluster struct {
 
 func newTestCluster(t testing.TB, partitions, replicas int) *testCluster {
 	t.Helper()
+	return newReplicatedCluster(t, partitions, replicas, "{plugin: none}")
+}
+
+// newReplicatedCluster starts a cluster whose config's replicator block is
+// replicator (YAML flow style, e.g. `{plugin: statement, options: {ack: sync}}`).
+func newReplicatedCluster(t testing.TB, partitions, replicas int, replicator string) *testCluster {
+	t.Helper()
 	zk := zktest.Start(t, 1)
 	c := &testCluster{t: t, dir: t.TempDir(), zk: zk, grpc: freeAddr(t), http: freeAddr(t),
 		nodes: map[string]*proc{}, dataOf: map[string]string{}, partOf: map[string]int{}}
@@ -100,9 +107,9 @@ partitions: %d
 zookeeper: {servers: %s, session_timeout: 2s, root: /plugdb}
 engine: {plugin: rowfile, options: {sync: batch}}
 partitioner: {plugin: hash}
-replicator: {plugin: none}
+replicator: %s
 router: {grpc: %q, http: %q}
-`, partitions, servers, c.grpc, c.http)
+`, partitions, servers, replicator, c.grpc, c.http)
 	if err := os.WriteFile(c.cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
