@@ -129,13 +129,6 @@ func (r *Replicator) notifyLocked() {
 	r.changed = make(chan struct{})
 }
 
-// waitChange returns the channel closed at the next state change.
-func (r *Replicator) waitChange() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.changed
-}
-
 func (r *Replicator) errClosedLocked() error {
 	if r.closed {
 		return fmt.Errorf("statement replicator of partition %d: %w", r.part, replicators.ErrClosed)
