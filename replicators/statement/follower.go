@@ -47,6 +47,10 @@ func (s *peerServer) Ship(stream statementv1.Peer_ShipServer) error {
 		r.mu.Unlock()
 		return status.Errorf(codes.Aborted, "replica at %s knows epoch %d (as %s); leader %s of epoch %d is deposed", r.Addr(), known, role, hello.GetLeader(), epoch)
 	}
+	if r.rebuild {
+		r.mu.Unlock()
+		return status.Error(codes.Unavailable, "rebuilding from a snapshot; connect again when it is done")
+	}
 	if r.role == roleLeader {
 		r.logger.Warn("a leader of a newer epoch connected; stepping down", "epoch", r.epoch, "new_epoch", epoch, "leader", hello.GetLeader())
 		r.stopLeadingLocked(fmt.Sprintf("deposed by leader %s of epoch %d", hello.GetLeader(), epoch))
@@ -72,10 +76,15 @@ func (s *peerServer) Ship(stream statementv1.Peer_ShipServer) error {
 			return err
 		}
 		r.mu.Lock()
-		current := r.inbound == id && r.epoch == epoch && !r.closed
+		current, known := r.inbound == id && r.epoch == epoch && !r.closed, r.epoch
 		r.mu.Unlock()
+		if known > epoch {
+			return status.Errorf(codes.Aborted, "replica at %s knows epoch %d; leader %s of epoch %d is deposed", r.Addr(), known, hello.GetLeader(), epoch)
+		}
 		if !current {
-			return status.Errorf(codes.Aborted, "replica at %s has moved past leader %s of epoch %d", r.Addr(), hello.GetLeader(), epoch)
+			// Replaced by a newer stream of the same term, or the replica
+			// restarted its log (rebuild): not fencing, just reconnect.
+			return status.Errorf(codes.Unavailable, "replica at %s replaced this stream; connect again", r.Addr())
 		}
 		switch m := req.Msg.(type) {
 		case *statementv1.ShipRequest_Truncate:
