@@ -15,6 +15,8 @@ func TestPluginCheckReplicators(t *testing.T) {
 		{"none by name", []string{"none"}},
 		{"none inprocess", []string{"none", "--mode", "inprocess"}},
 		{"none with --kind", []string{"--kind", "replicator", "none"}},
+		{"statement as a plugin", []string{"statement"}},
+		{"statement inprocess", []string{"statement", "--mode", "inprocess"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"plugin", "check"}, tc.args...)
@@ -28,9 +30,14 @@ func TestPluginCheckReplicators(t *testing.T) {
 			}
 			passed, _ := strconv.Atoi(m[1])
 			skipped, _ := strconv.Atoi(m[3])
-			// none makes no copies: it skips the four cases that need two replicas.
-			if passed < 10 || skipped != 4 {
-				t.Fatalf("last line %q: want at least 10 passed and 4 skipped\n%s", res.lastLine(), res)
+			// none makes no copies: it skips the four cases that need two
+			// replicas; statement runs them all.
+			wantSkipped := 4
+			if tc.args[0] == "statement" {
+				wantSkipped = 0
+			}
+			if passed < 10 || skipped != wantSkipped {
+				t.Fatalf("last line %q: want at least 10 passed and %d skipped\n%s", res.lastLine(), wantSkipped, res)
 			}
 			for _, c := range []string{"ParseAck", "MalformedStatements", "Closed", "CopiesInOrder"} {
 				if !strings.Contains(res.stdout, ": "+c+" (") {
