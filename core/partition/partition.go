@@ -189,8 +189,11 @@ func (p *Partition) writeLoop() {
 }
 
 func (p *Partition) applyGroup(group []*request) {
-	batch, members, lsn := p.buildBatch(group)
+	batch, members, lsn, deferred := p.buildBatch(group)
 	if len(members) == 0 {
+		for _, r := range deferred {
+			close(r.done)
+		}
 		return
 	}
 	err := p.eng.Apply(context.Background(), batch)
@@ -205,25 +208,37 @@ func (p *Partition) applyGroup(group []*request) {
 		}
 		close(r.done)
 	}
+	for _, r := range deferred {
+		if err != nil {
+			r.err = err
+		}
+		close(r.done)
+	}
 }
 
 // buildBatch checks the group's conditions (failing the requests whose
 // conditions fail), assigns LSNs after p.lsn and returns the batch, the
-// requests in it and the last LSN assigned.
-func (p *Partition) buildBatch(group []*request) ([]engines.Mutation, []*request, uint64) {
-	var batch []engines.Mutation
-	var members []*request
+// requests in it and the last LSN assigned. A request whose condition failed
+// because of a write not yet applied (earlier in the group, or pending in the
+// replicator) is returned in deferred, unanswered: the caller answers it once
+// that write is applied, so that no client learns of a write before a read
+// could see it.
+func (p *Partition) buildBatch(group []*request) (batch []engines.Mutation, members []*request, lsn uint64, deferred []*request) {
 	exists := map[string]bool{} // keys written earlier in this group
-	lsn := p.lsn
+	lsn = p.lsn
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
 			r.err = err
 			close(r.done)
 			continue
 		}
-		if err := p.checkConds(r, exists); err != nil {
+		if unapplied, err := p.checkConds(r, exists); err != nil {
 			r.err = err
-			close(r.done)
+			if unapplied {
+				deferred = append(deferred, r)
+			} else {
+				close(r.done)
+			}
 			continue
 		}
 		r.lsns = make([]uint64, len(r.writes))
@@ -235,11 +250,13 @@ func (p *Partition) buildBatch(group []*request) ([]engines.Mutation, []*request
 		}
 		members = append(members, r)
 	}
-	return batch, members, lsn
+	return batch, members, lsn, deferred
 }
 
-// checkConds evaluates r's conditions against the group so far, then the engine.
-func (p *Partition) checkConds(r *request, exists map[string]bool) error {
+// checkConds evaluates r's conditions against the group so far, the writes
+// pending in the replicator, then the engine. unapplied says a failed
+// condition was decided by a write the engine does not have yet.
+func (p *Partition) checkConds(r *request, exists map[string]bool) (unapplied bool, err error) {
 	seen := map[string]bool{}
 	for _, w := range r.writes {
 		if w.Cond == Always {
@@ -247,11 +264,14 @@ func (p *Partition) checkConds(r *request, exists map[string]bool) error {
 			continue
 		}
 		present, ok := seen[string(w.Key)]
+		fromUnapplied := false
 		if !ok {
 			present, ok = exists[string(w.Key)]
+			fromUnapplied = ok
 		}
 		if !ok && p.rep != nil {
 			present, ok = p.rep.pendingExists(w.Key)
+			fromUnapplied = ok
 		}
 		if !ok {
 			_, err := p.eng.Get(r.ctx, w.Key)
@@ -261,18 +281,18 @@ func (p *Partition) checkConds(r *request, exists map[string]bool) error {
 			case errors.Is(err, engines.ErrNotFound):
 				present = false
 			default:
-				return fmt.Errorf("partition %d: check %q: %w", p.id, w.Key, err)
+				return false, fmt.Errorf("partition %d: check %q: %w", p.id, w.Key, err)
 			}
 		}
 		if w.Cond == MustNotExist && present {
-			return fmt.Errorf("key %q: %w", w.Key, ErrAlreadyExists)
+			return fromUnapplied, fmt.Errorf("key %q: %w", w.Key, ErrAlreadyExists)
 		}
 		if w.Cond == MustExist && !present {
-			return fmt.Errorf("key %q: %w", w.Key, engines.ErrNotFound)
+			return fromUnapplied, fmt.Errorf("key %q: %w", w.Key, engines.ErrNotFound)
 		}
 		seen[string(w.Key)] = w.Op == engines.OpPut
 	}
-	return nil
+	return false, nil
 }
 
 // AppliedLSN is the engine's applied LSN.

@@ -47,6 +47,7 @@ type replica struct {
 	renumber bool
 	pending  map[string]pendingWrite // keys written by groups not yet applied
 	applied  uint64                  // the engine's applied LSN
+	last     *group                  // the group handed to the replicator last (writer loop only)
 
 	applyMu sync.Mutex // one engine Apply at a time (leader groups, follower deliveries)
 }
@@ -63,6 +64,63 @@ type group struct {
 	members []*request
 	done    chan struct{} // closed when Replicate returned
 	err     error
+
+	// Requests whose conditions failed on writes of this group or earlier
+	// ones: answered once this group is applied (then all of those are) or
+	// has failed.
+	mu       sync.Mutex
+	deferred []*request
+	finished bool
+	outcome  error // nil: applied
+}
+
+// await answers reqs once g is applied or has failed (at once if it has).
+func (r *replica) await(g *group, reqs []*request) {
+	if len(reqs) == 0 {
+		return
+	}
+	if g == nil {
+		r.answerDeferred(reqs, errors.New("no write in flight"))
+		return
+	}
+	g.mu.Lock()
+	if !g.finished {
+		g.deferred = append(g.deferred, reqs...)
+		g.mu.Unlock()
+		return
+	}
+	outcome := g.outcome
+	g.mu.Unlock()
+	r.answerDeferred(reqs, outcome)
+}
+
+// finish records g's first outcome (a failed group applied later changes
+// nothing) and answers the requests waiting for it.
+func (r *replica) finish(g *group, outcome error) {
+	g.mu.Lock()
+	if g.finished {
+		g.mu.Unlock()
+		return
+	}
+	g.finished, g.outcome = true, outcome
+	reqs := g.deferred
+	g.deferred = nil
+	g.mu.Unlock()
+	r.answerDeferred(reqs, outcome)
+}
+
+// answerDeferred answers requests whose conditions failed on unapplied
+// writes: with their condition's error once those writes are applied, else
+// with Unavailable (nothing was written; the writes that decided the
+// condition may or may not commit).
+func (r *replica) answerDeferred(reqs []*request, outcome error) {
+	for _, q := range reqs {
+		if outcome != nil {
+			q.err = fmt.Errorf("partition %d: %v, decided by an earlier write that is not committed (%v); nothing was written: %w",
+				r.p.id, q.err, outcome, replicators.ErrUnavailable)
+		}
+		close(q.done)
+	}
 }
 
 func (r *replica) init(p *Partition, applied uint64) {
@@ -195,8 +253,9 @@ func (r *replica) start(reqs []*request) {
 		}
 		return
 	}
-	batch, members, lsn := p.buildBatch(reqs)
+	batch, members, lsn, deferred := p.buildBatch(reqs)
 	if len(members) == 0 {
+		r.await(r.last, deferred)
 		return
 	}
 	p.lsn = lsn
@@ -204,7 +263,8 @@ func (r *replica) start(reqs []*request) {
 	for _, q := range members {
 		ack = replicators.Stronger(ack, q.ack)
 	}
-	g := &group{epoch: epoch, batch: batch, members: members, done: make(chan struct{})}
+	g := &group{epoch: epoch, batch: batch, members: members, done: make(chan struct{}), deferred: deferred}
+	r.last = g
 	r.mu.Lock()
 	for _, m := range batch {
 		r.pending[string(m.Key)] = pendingWrite{exists: m.Op == engines.OpPut, lsn: m.LSN}
@@ -220,6 +280,7 @@ func (r *replica) start(reqs []*request) {
 				q.lsns, q.err = nil, fmt.Errorf("partition %d: %w", p.id, g.err)
 				close(q.done)
 			}
+			r.finish(g, g.err)
 		}
 		close(g.done)
 	}()
@@ -302,6 +363,7 @@ func (r *replica) apply(g *group, answer bool) {
 		r.mu.Unlock()
 		r.setApplied(last)
 	}
+	r.finish(g, err)
 	if answer {
 		for _, q := range g.members {
 			if err != nil {

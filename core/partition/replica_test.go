@@ -94,8 +94,10 @@ func TestReplicaAppliesOnlyCommittedAndInOrder(t *testing.T) {
 	if _, err := p.Get(ctx, []byte("k")); !errors.Is(err, engines.ErrNotFound) {
 		t.Fatalf("a write without its acks is visible: %v", err)
 	}
-	// Conditions see it anyway: it may still commit.
-	if _, err := p.Write(ctx, []Write{put("k", "v2", MustNotExist)}); !errors.Is(err, ErrAlreadyExists) {
+	// Conditions see it anyway (it may still commit), but a failure it
+	// decided is not answered as such while it is not committed: nothing
+	// is written, the outcome is unavailable.
+	if _, err := p.Write(ctx, []Write{put("k", "v2", MustNotExist)}); !errors.Is(err, replicators.ErrUnavailable) || errors.Is(err, ErrAlreadyExists) {
 		t.Fatalf("create over a pending create: %v", err)
 	}
 	// A later commit proves the first one committed: both are applied, in order.
@@ -108,6 +110,76 @@ func TestReplicaAppliesOnlyCommittedAndInOrder(t *testing.T) {
 	}
 	if f.applied != 2 {
 		t.Fatalf("replicator told applied %d, want 2", f.applied)
+	}
+}
+
+// A condition that fails on a write still in flight is answered only once
+// that write is applied: a client told "already exists" or "not found" then
+// reads what that answer implies.
+func TestReplicaConditionOnInFlightWriteAnsweredAfterIt(t *testing.T) {
+	release := make(chan struct{})
+	f := &fakeRepl{decide: func(st replicators.Statement) error {
+		if st.First() == 1 {
+			<-release
+		}
+		return nil
+	}}
+	p := openReplica(t, f)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before p.Close
+	ctx := context.Background()
+	if err := p.Lead(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	putDone := make(chan error, 1)
+	go func() { _, err := p.Write(ctx, []Write{put("k", "v1", Always)}); putDone <- err }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		n := len(f.seen)
+		f.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the put never reached the replicator")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	createDone := make(chan error, 1)
+	go func() { _, err := p.Write(ctx, []Write{put("k", "v2", MustNotExist)}); createDone <- err }()
+	deleteDone := make(chan error, 1)
+	go func() {
+		_, err := p.Write(ctx, []Write{{Op: engines.OpDelete, Key: []byte("absent"), Cond: MustExist}})
+		deleteDone <- err
+	}()
+	select {
+	case err := <-createDone:
+		t.Fatalf("create answered (%v) before the put it conflicts with committed", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// A condition decided by the engine alone is answered at once.
+	select {
+	case err := <-deleteDone:
+		if !errors.Is(err, engines.ErrNotFound) {
+			t.Fatalf("delete of an absent key: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("delete of an absent key not answered")
+	}
+	if _, err := p.Get(ctx, []byte("k")); !errors.Is(err, engines.ErrNotFound) {
+		t.Fatalf("uncommitted put visible: %v", err)
+	}
+	unblock()
+	if err := <-putDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-createDone; !errors.Is(err, ErrAlreadyExists) {
+		t.Fatalf("create over the committed put: %v", err)
+	}
+	if row, err := p.Get(ctx, []byte("k")); err != nil || string(row.Value) != "v1" {
+		t.Fatalf("k = %q, %v", row.Value, err)
 	}
 }
 
