@@ -313,19 +313,51 @@ func fatal(err error) bool {
 func (r *replica) applyLoop() {
 	defer r.loop.Done()
 	var held []*group
-	for g := range r.flight {
+	var next *group // taken from flight, not handled yet
+	for {
+		g := next
+		next = nil
+		if g == nil {
+			var ok bool
+			if g, ok = <-r.flight; !ok {
+				return
+			}
+		}
 		<-g.done
 		switch {
 		case g.err == nil:
-			for _, h := range held {
-				r.apply(h, false)
+			// Groups already committed behind it join the same engine
+			// batch: one engine write (one fsync) for all of them.
+			run := append(held, g)
+			held = nil
+			for len(run) < maxCoalesce && next == nil {
+				select {
+				case g2, ok := <-r.flight:
+					if !ok {
+						break
+					}
+					select {
+					case <-g2.done:
+						if g2.err == nil {
+							run = append(run, g2)
+							continue
+						}
+					default:
+					}
+					next = g2
+				default:
+				}
+				break
 			}
-			held = held[:0]
-			r.apply(g, true)
+			r.apply(run)
 		case fatal(g.err):
 			// Nothing after a fenced statement commits in this term; what
 			// did commit reaches the engine through the new leader.
-			held = held[:0]
+			for _, h := range held {
+				r.finish(h, h.err)
+			}
+			held = nil
+			r.finish(g, g.err)
 			r.mu.Lock()
 			if r.epoch == g.epoch {
 				r.leading = false
@@ -338,33 +370,43 @@ func (r *replica) applyLoop() {
 	}
 }
 
-// apply writes a committed group to the engine and answers its requests if
-// they still wait.
-func (r *replica) apply(g *group, answer bool) {
+// maxCoalesce bounds the groups applied as one engine batch.
+const maxCoalesce = 256
+
+// apply writes committed groups, in LSN order, to the engine as one batch
+// and answers the requests that still wait (those of groups whose Replicate
+// succeeded; a held group's requests were answered with its error).
+func (r *replica) apply(run []*group) {
 	p := r.p
+	var batch []engines.Mutation
+	for _, g := range run {
+		batch = append(batch, g.batch...)
+	}
 	r.applyMu.Lock()
-	err := p.eng.Apply(context.Background(), g.batch)
+	err := p.eng.Apply(context.Background(), batch)
 	r.applyMu.Unlock()
 	if err != nil {
-		err = fmt.Errorf("partition %d: apply committed lsns %d..%d: %w", p.id, g.batch[0].LSN, g.batch[len(g.batch)-1].LSN, err)
+		err = fmt.Errorf("partition %d: apply committed lsns %d..%d: %w", p.id, batch[0].LSN, batch[len(batch)-1].LSN, err)
 		// The engine failed a write the replicas committed: stop leading
 		// rather than serve reads that miss it.
 		r.mu.Lock()
 		r.leading = false
 		r.mu.Unlock()
 	} else {
-		last := g.batch[len(g.batch)-1].LSN
 		r.mu.Lock()
-		for _, m := range g.batch {
+		for _, m := range batch {
 			if w, ok := r.pending[string(m.Key)]; ok && w.lsn == m.LSN {
 				delete(r.pending, string(m.Key))
 			}
 		}
 		r.mu.Unlock()
-		r.setApplied(last)
+		r.setApplied(batch[len(batch)-1].LSN)
 	}
-	r.finish(g, err)
-	if answer {
+	for _, g := range run {
+		r.finish(g, err)
+		if g.err != nil {
+			continue
+		}
 		for _, q := range g.members {
 			if err != nil {
 				q.lsns, q.err = nil, err
