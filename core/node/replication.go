@@ -167,19 +167,62 @@ func (n *Node) syncPeers(ctx context.Context, view coord.View) {
 	}
 }
 
-// runDeliveries applies what the replicator delivers, in order; an apply that
-// fails is retried (a follower cannot skip a statement).
+// maxApplyBatch bounds the mutations a follower applies as one engine batch.
+const maxApplyBatch = 8192
+
+// runDeliveries applies what the replicator delivers, in order: statements
+// that are already waiting are applied together as one engine batch (one
+// fsync). An apply that fails is retried (a follower cannot skip a statement).
 func (n *Node) runDeliveries(ctx context.Context) {
-	for d, err := range n.repl.Deliveries(ctx) {
-		if err != nil {
-			n.logger.Error("replicator deliveries ended", "error", err)
-			return
+	in := make(chan replicators.Delivery, 1024)
+	go func() {
+		defer close(in)
+		for d, err := range n.repl.Deliveries(ctx) {
+			if err != nil {
+				n.logger.Error("replicator deliveries ended", "error", err)
+				return
+			}
+			select {
+			case in <- d:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var next *replicators.Delivery
+	for {
+		var d replicators.Delivery
+		if next != nil {
+			d, next = *next, nil
+		} else {
+			var ok bool
+			if d, ok = <-in; !ok {
+				return
+			}
+		}
+		muts := d.Statement.Mutations
+		for !d.Rebuild && len(muts) < maxApplyBatch && next == nil {
+			select {
+			case d2, ok := <-in:
+				if !ok {
+					break
+				}
+				if d2.Rebuild {
+					next = &d2
+					break
+				}
+				muts = append(muts, d2.Statement.Mutations...)
+				continue
+			default:
+			}
+			break
 		}
 		for ctx.Err() == nil {
+			var err error
 			if d.Rebuild {
 				err = n.rebuild(ctx)
 			} else {
-				err = n.part.ApplyReplicated(ctx, d.Statement.Mutations)
+				err = n.part.ApplyReplicated(ctx, muts)
 			}
 			if err == nil {
 				break

@@ -132,27 +132,43 @@ func (s *peerServer) append(m *statementv1.Append, held map[uint64]wal.Record) (
 	r := s.r
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	for _, e := range m.GetEntries() {
-		rec := fromEntry(e)
-		if rec.Last < rec.First || rec.First == 0 {
-			return nil, fmt.Errorf("malformed entry %d..%d", rec.First, rec.Last)
-		}
-		if rec.First > r.log.Last() && len(held) < maxReorder {
-			held[rec.First] = rec
-		}
-	}
+	// Entries that continue the log are appended; duplicates of what it
+	// holds are dropped; those after a gap wait (bounded) for the gap.
 	var recs []wal.Record
-	for next := r.log.Last() + 1; ; {
-		rec, ok := held[next]
-		if !ok {
-			break
-		}
-		delete(held, next)
+	next := r.log.Last() + 1
+	take := func(rec wal.Record) {
 		recs = append(recs, rec)
 		next = rec.Last + 1
+		for {
+			h, ok := held[next]
+			if !ok {
+				return
+			}
+			delete(held, next)
+			recs = append(recs, h)
+			next = h.Last + 1
+		}
+	}
+	for _, e := range m.GetEntries() {
+		rec := fromEntry(e)
+		switch {
+		case rec.Last < rec.First || rec.First == 0:
+			return nil, fmt.Errorf("malformed entry %d..%d", rec.First, rec.Last)
+		case rec.Last < next:
+			// a duplicate
+		case rec.First == next:
+			take(rec)
+		case rec.First > next:
+			if len(held) >= maxReorder {
+				return nil, fmt.Errorf("more than %d entries wait for lsn %d; reconnect to resend from it", maxReorder, next)
+			}
+			held[rec.First] = rec
+		default:
+			return nil, fmt.Errorf("entry %d..%d overlaps the log's end %d", rec.First, rec.Last, next-1)
+		}
 	}
 	for first, rec := range held { // duplicates of what is now logged
-		if rec.Last <= r.log.Last() {
+		if rec.Last < next {
 			delete(held, first)
 		}
 	}

@@ -642,7 +642,11 @@ func (r *Replicator) Status(context.Context) (replicators.Status, error) {
 			PersistedLSN: f.persisted, AppliedLSN: f.applied, Error: f.err}
 		if f.persisted < r.persisted {
 			fs.LagStatements = r.persisted - f.persisted
-			fs.LagTime = now.Sub(f.caughtUp)
+			ref := f.caughtUp
+			if ref.IsZero() {
+				ref = f.since // never caught up: lagging since it was added
+			}
+			fs.LagTime = now.Sub(ref)
 		}
 		st.Followers = append(st.Followers, fs)
 	}
