@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -61,7 +62,9 @@ func (r *Replicator) startShipperLocked(f *follower) {
 // ship keeps a replication stream open to f until ctx ends, reconnecting
 // with backoff; errors are logged with the follower's address.
 func (r *Replicator) ship(ctx context.Context, f *follower, epoch uint64) {
-	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second}))
 	if err != nil {
 		r.logger.Error("bad follower address", "follower", f.addr, "error", err)
 		return
