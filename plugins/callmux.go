@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 	"errors"
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -181,6 +182,9 @@ func (s *muxStream) send() {
 		}
 		err := s.stream.Send(packCalls(calls))
 		clear(calls) // drop the callers' keys and mutations
+		if errors.Is(err, io.EOF) {
+			return // the server ended the stream: receive learns why from Recv
+		}
 		if err != nil {
 			s.fail(err)
 			return

@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 	"errors"
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -210,6 +211,11 @@ func (s *locateStream) send() {
 		}
 		err := s.stream.Send(packLocate(calls, size))
 		clear(calls) // drop the callers' keys
+		if errors.Is(err, io.EOF) {
+			// The server ended the stream: receive learns why from Recv
+			// (gRPC reports only io.EOF to Send) and fails the stream.
+			return
+		}
 		if err != nil {
 			s.fail(err)
 			return
