@@ -114,18 +114,6 @@ func (n *Node) setReady(epoch uint64) {
 	n.mu.Unlock()
 }
 
-// Leader reports whether the node may serve writes now, and its epoch.
-func (n *Node) Leader() (uint64, bool) { return n.cand.Leader() }
-
-// Role is the node's role now.
-func (n *Node) Role() string {
-	role, _ := n.cand.Role()
-	return role
-}
-
-// RoleChanged returns a channel closed at the next role change.
-func (n *Node) RoleChanged() <-chan struct{} { return n.cand.Changed() }
-
 // trackApplied keeps the applied LSN published in ZooKeeper current.
 func (n *Node) trackApplied(ctx context.Context) {
 	tick := time.NewTicker(200 * time.Millisecond)
