@@ -3,7 +3,9 @@
 #   protoc (Debian's protobuf-compiler), to check the checked-in generated code;
 #   ZooKeeper (Debian's zookeeper, which brings a JRE even with --no-install-recommends)
 #   and Java, for the tests that run a real ZooKeeper (core/zkserver finds the jar
-#   where this checks for it).
+#   where this checks for it);
+#   Chromium (Debian's chromium), for the test that renders `plugdb bench --report`
+#   headless.
 # Needs root for apt-get; elsewhere it says what to install and fails.
 set -euo pipefail
 
@@ -12,6 +14,7 @@ command -v go >/dev/null || { echo "test-deps: Go is missing: install Go 1.26+ f
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 [ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
 command -v java >/dev/null || [ -x /usr/bin/java ] || need+=(default-jre-headless)
+command -v chromium >/dev/null || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
