@@ -52,6 +52,8 @@ func TestPluginCheckPartitioners(t *testing.T) {
 	}{
 		{"hash by name", func(*testing.T) []string { return []string{"hash"} }, 0},
 		{"hash inprocess", func(*testing.T) []string { return []string{"hash", "--mode", "inprocess"} }, 0},
+		{"ring by name", func(*testing.T) []string { return []string{"ring"} }, 0},
+		{"ring inprocess", func(*testing.T) []string { return []string{"ring", "--mode", "inprocess"} }, 0},
 		{"binary found out", func(t *testing.T) []string { return []string{customPartitioner(t)} }, 1},
 		{"binary with --kind", func(t *testing.T) []string { return []string{"--kind", "partitioner", customPartitioner(t)} }, 1},
 	} {
@@ -87,8 +89,8 @@ func TestPluginCheckPartitionerRefusals(t *testing.T) {
 	}{
 		{"an engine as partitioner", func(*testing.T) []string { return []string{"--kind", "partitioner", customBin} }, []string{"is not a partitioner plugin"}},
 		{"a partitioner as engine", func(t *testing.T) []string { return []string{"--kind", "engine", customPartitioner(t)} }, []string{"is not an engine plugin"}},
-		{"engine name as partitioner", func(*testing.T) []string { return []string{"--kind", "partitioner", "memory"} }, []string{`partitioner.plugin "memory": no such bundled partitioner (bundled: hash)`}},
-		{"unknown name", func(*testing.T) []string { return []string{"range"} }, []string{`"range": no such bundled engine (bundled: memory, rowfile), partitioner (bundled: hash) or replicator (bundled: `}},
+		{"engine name as partitioner", func(*testing.T) []string { return []string{"--kind", "partitioner", "memory"} }, []string{`partitioner.plugin "memory": no such bundled partitioner (bundled: hash, ring)`}},
+		{"unknown name", func(*testing.T) []string { return []string{"range"} }, []string{`"range": no such bundled engine (bundled: memory, rowfile), partitioner (bundled: hash, ring) or replicator (bundled: `}},
 		{"bad kind", func(*testing.T) []string { return []string{"--kind", "router", "hash"} }, []string{`--kind "router": allowed values are engine, partitioner, replicator`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,7 +117,7 @@ func TestPluginServePartitionerByHandExits(t *testing.T) {
 		t.Fatalf("plugin serve partitioner run by hand: want a message and a non-zero exit\n%s", res)
 	}
 	res = runPlugdb(t, time.Minute, "plugin", "serve", "partitioner", "range")
-	if res.code != 2 || !strings.Contains(res.stderr, `no bundled partitioner "range" (bundled: hash)`) {
+	if res.code != 2 || !strings.Contains(res.stderr, `no bundled partitioner "range" (bundled: hash, ring)`) {
 		t.Fatalf("plugin serve of an unknown partitioner\n%s", res)
 	}
 }
