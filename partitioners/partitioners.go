@@ -4,7 +4,7 @@
 // Like database/sql/driver, this package imports neither gRPC nor the plugdb
 // core: a third party implements Partitioner and serves it as a plugin with
 // plugins.Serve (ServeConfig.Partitioner), or links it in process. The bundled
-// default is partitioners/hash.
+// default is partitioners/hash; partitioners/ring is consistent hashing.
 //
 // All methods except Configure must be safe for concurrent use. Byte slices
 // passed to a partitioner belong to the caller until the call returns.
