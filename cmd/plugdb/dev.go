@@ -97,6 +97,9 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 	if err := datadir.Prepare(cfg.Data, cfg.Engine, cfg.Partitions); err != nil {
 		return err
 	}
+	if err := datadir.CheckPartitioner(cfg.Data, cfg.Partitioner); err != nil {
+		return err
+	}
 	// A folder this run claimed is released again if its engine cannot be
 	// started (a binary that is no plugin, say), so a fixed config can use it.
 	release := func() {

@@ -86,6 +86,25 @@ func TestDevRingPartitioner(t *testing.T) {
 	wantRun(t, d.cli(t, "get", "ring:042"), 0, "v-ring:042\n", "")
 	wantRun(t, d.cli(t, "scan", "--prefix", "ring:"), 0, scan, "")
 	d.stop(t, partitions+1)
+
+	// The folder's keys were placed by the ring: hash, or the ring with other
+	// vnodes, would look for them elsewhere, so both are refused by name.
+	for _, tc := range []struct{ config, want string }{
+		{fmt.Sprintf("partitions: %d\n", partitions), `partitioned by partitioner "ring"; this config uses partitioner "hash"`},
+		{fmt.Sprintf("partitions: %d\npartitioner: {plugin: ring, options: {vnodes: \"64\"}}\n", partitions), "options {vnodes: 512}; this config gives it {vnodes: 64}"},
+	} {
+		other := filepath.Join(t.TempDir(), "other.yaml")
+		if err := os.WriteFile(other, []byte(tc.config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res := runPlugdb(t, 30*time.Second, "dev", "--config", other, "--data", data, "--grpc", freeAddr(t), "--http", freeAddr(t))
+		if res.code == 0 || !strings.Contains(res.stderr, tc.want) {
+			t.Errorf("plugdb dev on the ring's folder with %q: want a non-zero exit and %q\n%s", tc.config, tc.want, res)
+		}
+	}
+	d = startDev(t, data, nil, "--config", cfg)
+	wantRun(t, d.cli(t, "get", "ring:042"), 0, "v-ring:042\n", "")
+	d.stop(t, partitions+1)
 }
 
 // A bad vnodes option stops plugdb dev before anything is written, naming the

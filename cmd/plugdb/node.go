@@ -136,6 +136,9 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if err := datadir.Prepare(cfg.Data, cfg.Engine, cfg.Partitions); err != nil {
 		return err
 	}
+	if err := datadir.CheckPartitioner(cfg.Data, cfg.Partitioner); err != nil {
+		return err
+	}
 	dir, replDir := datadir.PartitionDir(cfg.Data, p), datadir.ReplicatorDir(cfg.Data, p)
 	for _, d := range []string{dir, replDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {

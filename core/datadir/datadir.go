@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +56,10 @@ type Record struct {
 	// Partitions is the partition count the folder was created with: keys are
 	// spread by it, so another count would look for them in other partitions.
 	Partitions int `json:"partitions"`
+	// Partitioner and PartitionerOptions are the partitioner the folder's keys
+	// were placed by (empty in records written before they were recorded).
+	Partitioner        string            `json:"partitioner,omitempty"`
+	PartitionerOptions map[string]string `json:"partitioner_options,omitempty"`
 	// Created is when the folder was created.
 	Created time.Time `json:"created"`
 }
@@ -131,6 +136,45 @@ func Prepare(dir string, engine config.Plugin, partitions int) error {
 		}
 	}
 	return write(dir, Record{Format: Format, Engine: id, Options: maps.Clone(engine.Options), Partitions: partitions, Created: time.Now().UTC().Truncate(time.Second)})
+}
+
+// CheckPartitioner makes sure dir's keys were placed by partitioner with the
+// same options: another partitioner, or the same with other options (ring's
+// vnodes, range's splits), would look for keys in other partitions, so it is
+// refused with an error naming both. A record without a partitioner (written
+// before partitioners were recorded, or by Prepare just now) is given this one.
+// Call it after Prepare.
+func CheckPartitioner(dir string, partitioner config.Plugin) error {
+	rec, err := Meta(dir)
+	if err != nil {
+		return err
+	}
+	id, err := engineID(partitioner.Plugin)
+	if err != nil {
+		return fmt.Errorf("data folder %s: partitioner %q: %v", dir, partitioner.Plugin, err)
+	}
+	if rec.Partitioner == "" {
+		rec.Partitioner, rec.PartitionerOptions = id, maps.Clone(partitioner.Options)
+		return write(dir, rec)
+	}
+	if rec.Partitioner != id {
+		return fmt.Errorf("data folder %s was partitioned by partitioner %q; this config uses partitioner %q, which would look for keys in other partitions: use a new data folder (--data DIR) or partitioner: {plugin: %s}",
+			dir, rec.Partitioner, partitioner.Plugin, rec.Partitioner)
+	}
+	if !maps.Equal(rec.PartitionerOptions, partitioner.Options) && (len(rec.PartitionerOptions) > 0 || len(partitioner.Options) > 0) {
+		return fmt.Errorf("data folder %s was partitioned by %s with options %s; this config gives it %s, which would look for keys in other partitions: use a new data folder (--data DIR) or the original options",
+			dir, rec.Partitioner, formatOptions(rec.PartitionerOptions), formatOptions(partitioner.Options))
+	}
+	return nil
+}
+
+// formatOptions renders options as {a: 1, b: 2}, sorted.
+func formatOptions(opts map[string]string) string {
+	parts := make([]string, 0, len(opts))
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		parts = append(parts, k+": "+opts[k])
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
 }
 
 // Meta reads dir's record. A folder without one gives an error wrapping

@@ -306,3 +306,49 @@ func TestRefusesAnotherPartitionCount(t *testing.T) {
 		t.Fatalf("same count again: %v", err)
 	}
 }
+
+func TestCheckPartitionerRecordsAndRefusesAnother(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := Prepare(dir, config.Plugin{Plugin: "rowfile"}, 2); err != nil {
+		t.Fatal(err)
+	}
+	ring := config.Plugin{Plugin: "ring", Options: map[string]string{"vnodes": "512"}}
+	if err := CheckPartitioner(dir, ring); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	rec, err := Meta(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Partitioner != "ring" || rec.PartitionerOptions["vnodes"] != "512" {
+		t.Fatalf("record %+v: want partitioner ring {vnodes: 512}", rec)
+	}
+	if err := CheckPartitioner(dir, ring); err != nil {
+		t.Fatalf("same partitioner again: %v", err)
+	}
+	err = CheckPartitioner(dir, config.Plugin{Plugin: "hash"})
+	if err == nil || !strings.Contains(err.Error(), `partitioned by partitioner "ring"`) || !strings.Contains(err.Error(), `"hash"`) {
+		t.Fatalf("another partitioner: got %v, want a refusal naming ring and hash", err)
+	}
+	err = CheckPartitioner(dir, config.Plugin{Plugin: "ring", Options: map[string]string{"vnodes": "64"}})
+	if err == nil || !strings.Contains(err.Error(), "{vnodes: 512}") || !strings.Contains(err.Error(), "{vnodes: 64}") {
+		t.Fatalf("other options: got %v, want a refusal naming both", err)
+	}
+}
+
+func TestCheckPartitionerAdoptsAnOldRecord(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := Prepare(dir, config.Plugin{Plugin: "rowfile"}, 2); err != nil {
+		t.Fatal(err)
+	}
+	// Prepare writes no partitioner, as records before them did.
+	if rec, err := Meta(dir); err != nil || rec.Partitioner != "" {
+		t.Fatalf("record %+v, %v: want no partitioner", rec, err)
+	}
+	if err := CheckPartitioner(dir, config.Plugin{Plugin: "hash"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPartitioner(dir, config.Plugin{Plugin: "ring"}); err == nil {
+		t.Fatal("ring after hash was recorded: want a refusal")
+	}
+}
