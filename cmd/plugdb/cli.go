@@ -495,6 +495,8 @@ type replicaJSON struct {
 	LagStatements    uint64 `json:"lag_statements"`
 	LagMS            int64  `json:"lag_ms"`
 	ReplicationError string `json:"replication_error"`
+	// ScansServed counts the scans the replica served since its process started.
+	ScansServed uint64 `json:"scans_served"`
 }
 
 func statusFromProto(r *plugdbv1.StatusResponse) statusJSON {
@@ -522,6 +524,7 @@ func statusFromProto(r *plugdbv1.StatusResponse) statusJSON {
 				LagStatements:    rep.GetLagStatements(),
 				LagMS:            rep.GetLagMs(),
 				ReplicationError: rep.GetReplicationError(),
+				ScansServed:      rep.GetScansServed(),
 			})
 		}
 		st.Partitions = append(st.Partitions, pj)
@@ -549,30 +552,31 @@ func writeStatusJSON(w io.Writer, st statusJSON) error {
 //	cluster: dev
 //	plugins: engine=rowfile (plugin; sync=batch)  partitioner=hash (inprocess; partitions=2)  replicator=statement (inprocess)
 //
-//	PARTITION  ROLE      ADDR            EPOCH  APPLIED LSN  ISR  LAG        KEYS  BYTES  ACK
-//	0          leader    127.0.0.1:7101  1      42           -    -          10    4096   semi-sync
-//	0          follower  127.0.0.1:7102  1      40           yes  2 / 15ms   10    4096   -
+//	PARTITION  ROLE      ADDR            EPOCH  APPLIED LSN  ISR  LAG        KEYS  BYTES  SCANS  ACK
+//	0          leader    127.0.0.1:7101  1      42           -    -          10    4096   3      semi-sync
+//	0          follower  127.0.0.1:7102  1      40           yes  2 / 15ms   10    4096   0      -
 //
-// followed by one line per replica with a replication error.
+// followed by one line per replica with a replication error. SCANS counts the
+// scans each replica served since its process started.
 func writeStatusText(w io.Writer, st statusJSON) error {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "cluster: %s\n", orDash(st.Cluster))
 	fmt.Fprintf(&buf, "plugins: engine=%s  partitioner=%s  replicator=%s\n\n",
 		pluginText(st.Engine), pluginText(st.Partitioner), pluginText(st.Replicator))
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tROLE\tADDR\tEPOCH\tAPPLIED LSN\tISR\tLAG\tKEYS\tBYTES\tACK")
+	fmt.Fprintln(tw, "PARTITION\tROLE\tADDR\tEPOCH\tAPPLIED LSN\tISR\tLAG\tKEYS\tBYTES\tSCANS\tACK")
 	var errs []string
 	for _, p := range st.Partitions {
 		if len(p.Replicas) == 0 {
-			fmt.Fprintf(tw, "%d\t-\t-\t%d\t-\t-\t-\t-\t-\t%s\n", p.Partition, p.Epoch, ackText(p))
+			fmt.Fprintf(tw, "%d\t-\t-\t%d\t-\t-\t-\t-\t-\t-\t%s\n", p.Partition, p.Epoch, ackText(p))
 		}
 		for _, r := range p.Replicas {
 			ack := "-"
 			if r.Role == "leader" {
 				ack = ackText(p)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%s\n",
-				p.Partition, orDash(r.Role), orDash(r.Addr), r.Epoch, r.AppliedLSN, isrText(r), lagText(r), r.Keys, r.Bytes, ack)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n",
+				p.Partition, orDash(r.Role), orDash(r.Addr), r.Epoch, r.AppliedLSN, isrText(r), lagText(r), r.Keys, r.Bytes, r.ScansServed, ack)
 			if r.ReplicationError != "" {
 				errs = append(errs, fmt.Sprintf("partition %d replica %s: replication error: %s", p.Partition, orDash(r.Addr), r.ReplicationError))
 			}

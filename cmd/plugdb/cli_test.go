@@ -153,11 +153,11 @@ func (f *fakeKV) Status(context.Context, *plugdbv1.StatusRequest) (*plugdbv1.Sta
 		Replicator:  &plugdbv1.Plugin{Plugin: "none", Mode: "inprocess"},
 		Partitions: []*plugdbv1.PartitionStatus{
 			{Partition: 0, Epoch: 1, Replicas: []*plugdbv1.Replica{
-				{Partition: 0, Addr: "127.0.0.1:7070", Role: "leader", Epoch: 1, AppliedLsn: 42, Keys: 10, Bytes: 4096},
+				{Partition: 0, Addr: "127.0.0.1:7070", Role: "leader", Epoch: 1, AppliedLsn: 42, Keys: 10, Bytes: 4096, ScansServed: 5},
 			}},
 			{Partition: 1, Epoch: 3, Replicas: []*plugdbv1.Replica{
 				{Partition: 1, Addr: "127.0.0.1:7070", Role: "leader", Epoch: 3, AppliedLsn: 7, Keys: 2, Bytes: 100, PersistedLsn: 7},
-				{Partition: 1, Addr: "127.0.0.1:7071", Role: "follower", Epoch: 3, AppliedLsn: 7, Keys: 2, Bytes: 100, Isr: true, PersistedLsn: 7},
+				{Partition: 1, Addr: "127.0.0.1:7071", Role: "follower", Epoch: 3, AppliedLsn: 7, Keys: 2, Bytes: 100, Isr: true, PersistedLsn: 7, ScansServed: 12},
 				{Partition: 1, Addr: "127.0.0.1:7072", Role: "follower", Epoch: 3, AppliedLsn: 4, Keys: 1, Bytes: 60,
 					PersistedLsn: 5, LagStatements: 2, LagMs: 1500, ReplicationError: "connection reset"},
 				{Partition: 1, Addr: "127.0.0.1:7073", Role: "unreachable", Epoch: 3, AppliedLsn: 3},
@@ -319,28 +319,28 @@ func TestCLIStatusJSON(t *testing.T) {
 			map[string]any{"partition": 0.0, "epoch": 1.0, "replicas": []any{map[string]any{
 				"partition": 0.0, "addr": "127.0.0.1:7070", "role": "leader", "epoch": 1.0,
 				"applied_lsn": 42.0, "keys": 10.0, "bytes": 4096.0,
-				"isr": false, "persisted_lsn": 0.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "",
+				"isr": false, "persisted_lsn": 0.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "", "scans_served": 5.0,
 			}}, "ack": "", "ack_fallback": false},
 			map[string]any{"partition": 1.0, "epoch": 3.0, "replicas": []any{
 				map[string]any{
 					"partition": 1.0, "addr": "127.0.0.1:7070", "role": "leader", "epoch": 3.0,
 					"applied_lsn": 7.0, "keys": 2.0, "bytes": 100.0,
-					"isr": false, "persisted_lsn": 7.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "",
+					"isr": false, "persisted_lsn": 7.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "", "scans_served": 0.0,
 				},
 				map[string]any{
 					"partition": 1.0, "addr": "127.0.0.1:7071", "role": "follower", "epoch": 3.0,
 					"applied_lsn": 7.0, "keys": 2.0, "bytes": 100.0,
-					"isr": true, "persisted_lsn": 7.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "",
+					"isr": true, "persisted_lsn": 7.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "", "scans_served": 12.0,
 				},
 				map[string]any{
 					"partition": 1.0, "addr": "127.0.0.1:7072", "role": "follower", "epoch": 3.0,
 					"applied_lsn": 4.0, "keys": 1.0, "bytes": 60.0,
-					"isr": false, "persisted_lsn": 5.0, "lag_statements": 2.0, "lag_ms": 1500.0, "replication_error": "connection reset",
+					"isr": false, "persisted_lsn": 5.0, "lag_statements": 2.0, "lag_ms": 1500.0, "replication_error": "connection reset", "scans_served": 0.0,
 				},
 				map[string]any{
 					"partition": 1.0, "addr": "127.0.0.1:7073", "role": "unreachable", "epoch": 3.0,
 					"applied_lsn": 3.0, "keys": 0.0, "bytes": 0.0,
-					"isr": false, "persisted_lsn": 0.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "",
+					"isr": false, "persisted_lsn": 0.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "", "scans_served": 0.0,
 				},
 			}, "ack": "semi-sync", "ack_fallback": true},
 		},
@@ -360,12 +360,12 @@ func TestCLIStatusText(t *testing.T) {
 	want := "cluster: dev\n" +
 		"plugins: engine=rowfile (plugin; sync=batch)  partitioner=hash (inprocess; partitions=2)  replicator=none (inprocess)\n" +
 		"\n" +
-		"PARTITION  ROLE         ADDR            EPOCH  APPLIED LSN  ISR  LAG       KEYS  BYTES  ACK\n" +
-		"0          leader       127.0.0.1:7070  1      42           -    -         10    4096   -\n" +
-		"1          leader       127.0.0.1:7070  3      7            -    -         2     100    semi-sync (fallback: async)\n" +
-		"1          follower     127.0.0.1:7071  3      7            yes  0 / 0s    2     100    -\n" +
-		"1          follower     127.0.0.1:7072  3      4            no   2 / 1.5s  1     60     -\n" +
-		"1          unreachable  127.0.0.1:7073  3      3            -    -         0     0      -\n" +
+		"PARTITION  ROLE         ADDR            EPOCH  APPLIED LSN  ISR  LAG       KEYS  BYTES  SCANS  ACK\n" +
+		"0          leader       127.0.0.1:7070  1      42           -    -         10    4096   5      -\n" +
+		"1          leader       127.0.0.1:7070  3      7            -    -         2     100    0      semi-sync (fallback: async)\n" +
+		"1          follower     127.0.0.1:7071  3      7            yes  0 / 0s    2     100    12     -\n" +
+		"1          follower     127.0.0.1:7072  3      4            no   2 / 1.5s  1     60     0      -\n" +
+		"1          unreachable  127.0.0.1:7073  3      3            -    -         0     0      0      -\n" +
 		"\n" +
 		"partition 1 replica 127.0.0.1:7072: replication error: connection reset\n"
 	expectCLI(t, runCLI(t, "status", "--addr", addr), 0, want, "")

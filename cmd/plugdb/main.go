@@ -18,6 +18,7 @@ import (
 	"github.com/plugdb/plugdb/engines/rowfile"
 	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/partitioners/hash"
+	"github.com/plugdb/plugdb/partitioners/keyrange"
 	"github.com/plugdb/plugdb/partitioners/ring"
 	"github.com/plugdb/plugdb/replicators"
 	"github.com/plugdb/plugdb/replicators/none"
@@ -34,7 +35,11 @@ func bundledEngines() map[string]engines.OpenFunc {
 
 // bundledPartitioners are the partitioners this binary links and serves.
 func bundledPartitioners() map[string]partitioners.OpenFunc {
-	return map[string]partitioners.OpenFunc{"hash": hash.Open, "ring": ring.Open}
+	return map[string]partitioners.OpenFunc{
+		"hash":  hash.Open,
+		"range": keyrange.Open,
+		"ring":  ring.Open,
+	}
 }
 
 // bundledReplicators are the replicators this binary links and serves. Their

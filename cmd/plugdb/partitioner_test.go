@@ -54,6 +54,8 @@ func TestPluginCheckPartitioners(t *testing.T) {
 		{"hash inprocess", func(*testing.T) []string { return []string{"hash", "--mode", "inprocess"} }, 0},
 		{"ring by name", func(*testing.T) []string { return []string{"ring"} }, 0},
 		{"ring inprocess", func(*testing.T) []string { return []string{"ring", "--mode", "inprocess"} }, 0},
+		{"range by name", func(*testing.T) []string { return []string{"range"} }, 0},
+		{"range inprocess", func(*testing.T) []string { return []string{"range", "--mode", "inprocess"} }, 0},
 		{"binary found out", func(t *testing.T) []string { return []string{customPartitioner(t)} }, 1},
 		{"binary with --kind", func(t *testing.T) []string { return []string{"--kind", "partitioner", customPartitioner(t)} }, 1},
 	} {
@@ -89,8 +91,8 @@ func TestPluginCheckPartitionerRefusals(t *testing.T) {
 	}{
 		{"an engine as partitioner", func(*testing.T) []string { return []string{"--kind", "partitioner", customBin} }, []string{"is not a partitioner plugin"}},
 		{"a partitioner as engine", func(t *testing.T) []string { return []string{"--kind", "engine", customPartitioner(t)} }, []string{"is not an engine plugin"}},
-		{"engine name as partitioner", func(*testing.T) []string { return []string{"--kind", "partitioner", "memory"} }, []string{`partitioner.plugin "memory": no such bundled partitioner (bundled: hash, ring)`}},
-		{"unknown name", func(*testing.T) []string { return []string{"range"} }, []string{`"range": no such bundled engine (bundled: memory, rowfile), partitioner (bundled: hash, ring) or replicator (bundled: `}},
+		{"engine name as partitioner", func(*testing.T) []string { return []string{"--kind", "partitioner", "memory"} }, []string{`partitioner.plugin "memory": no such bundled partitioner (bundled: hash, range, ring)`}},
+		{"unknown name", func(*testing.T) []string { return []string{"nosuch"} }, []string{`"nosuch": no such bundled engine (bundled: memory, rowfile), partitioner (bundled: hash, range, ring) or replicator (bundled: `}},
 		{"bad kind", func(*testing.T) []string { return []string{"--kind", "router", "hash"} }, []string{`--kind "router": allowed values are engine, partitioner, replicator`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,8 +118,8 @@ func TestPluginServePartitionerByHandExits(t *testing.T) {
 	if res.code == 0 || strings.TrimSpace(res.stdout+res.stderr) == "" {
 		t.Fatalf("plugin serve partitioner run by hand: want a message and a non-zero exit\n%s", res)
 	}
-	res = runPlugdb(t, time.Minute, "plugin", "serve", "partitioner", "range")
-	if res.code != 2 || !strings.Contains(res.stderr, `no bundled partitioner "range" (bundled: hash, ring)`) {
+	res = runPlugdb(t, time.Minute, "plugin", "serve", "partitioner", "nosuch")
+	if res.code != 2 || !strings.Contains(res.stderr, `no bundled partitioner "nosuch" (bundled: hash, range, ring)`) {
 		t.Fatalf("plugin serve of an unknown partitioner\n%s", res)
 	}
 }

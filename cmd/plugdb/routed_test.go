@@ -97,6 +97,13 @@ func newTestCluster(t testing.TB, partitions, replicas int) *testCluster {
 // replicator (YAML flow style, e.g. `{plugin: statement, options: {ack: sync}}`).
 func newReplicatedCluster(t testing.TB, partitions, replicas int, replicator string) *testCluster {
 	t.Helper()
+	return startCluster(t, partitions, replicas, "{plugin: hash}", replicator)
+}
+
+// startCluster starts a cluster whose config's partitioner and replicator
+// blocks are partitioner and replicator (YAML flow style).
+func startCluster(t testing.TB, partitions, replicas int, partitioner, replicator string) *testCluster {
+	t.Helper()
 	zk := zktest.Start(t, 1)
 	c := &testCluster{t: t, dir: t.TempDir(), zk: zk, grpc: freeAddr(t), http: freeAddr(t),
 		nodes: map[string]*proc{}, dataOf: map[string]string{}, partOf: map[string]int{}}
@@ -106,10 +113,10 @@ func newReplicatedCluster(t testing.TB, partitions, replicas int, replicator str
 partitions: %d
 zookeeper: {servers: %s, session_timeout: 2s, root: /plugdb}
 engine: {plugin: rowfile, options: {sync: batch}}
-partitioner: {plugin: hash}
+partitioner: %s
 replicator: %s
 router: {grpc: %q, http: %q}
-`, partitions, servers, replicator, c.grpc, c.http)
+`, partitions, servers, partitioner, replicator, c.grpc, c.http)
 	if err := os.WriteFile(c.cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

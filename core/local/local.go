@@ -147,7 +147,7 @@ func (b *Backend) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) 
 			Partition: uint32(part.ID()), Epoch: 1,
 			Replicas: []*plugdbv1.Replica{{
 				Partition: uint32(part.ID()), Addr: b.info.Addr, Role: "leader", Epoch: 1,
-				AppliedLsn: lsn, Keys: st.Keys, Bytes: st.BytesOnDisk,
+				AppliedLsn: lsn, Keys: st.Keys, Bytes: st.BytesOnDisk, ScansServed: part.ScansServed(),
 			}},
 		})
 	}

@@ -242,7 +242,7 @@ func (n *Node) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) {
 		view = n.topo.Partition(n.part.ID())
 	}
 	self := &plugdbv1.Replica{Partition: id, Addr: n.addr, Role: role, Epoch: epoch, AppliedLsn: lsn, Keys: st.Keys, Bytes: st.BytesOnDisk,
-		Isr: slices.Contains(view.ISR, n.addr)}
+		Isr: slices.Contains(view.ISR, n.addr), ScansServed: n.part.ScansServed()}
 	ps := &plugdbv1.PartitionStatus{Partition: id, Epoch: epoch, Replicas: []*plugdbv1.Replica{self}}
 	if rs, err := n.repl.Status(ctx); err == nil {
 		ps.Ack, ps.AckFallback = rs.Ack.String(), rs.Fallback

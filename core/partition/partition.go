@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"iter"
 	"sync"
+	"sync/atomic"
 
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/replicators"
@@ -61,6 +62,8 @@ type Partition struct {
 	lsn    uint64 // last assigned; only the writer loop touches it
 
 	rep *replica // nil: writes apply at once (one replica, no replicator)
+
+	scans atomic.Uint64 // Scan calls served
 }
 
 type request struct {
@@ -108,8 +111,12 @@ func (p *Partition) Get(ctx context.Context, key []byte) (engines.Row, error) {
 
 // Scan reads a range in key order.
 func (p *Partition) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
+	p.scans.Add(1)
 	return p.eng.Scan(ctx, r)
 }
+
+// ScansServed is how many scans the partition served since it was opened.
+func (p *Partition) ScansServed() uint64 { return p.scans.Load() }
 
 // Write applies writes atomically and returns their LSNs, once durable per the
 // engine's sync mode. A failed condition fails the whole call and writes nothing.

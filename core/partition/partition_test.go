@@ -133,3 +133,29 @@ func TestClosedRefusesWrites(t *testing.T) {
 		t.Fatalf("write after close: %v", err)
 	}
 }
+
+func TestScansServedCountsScans(t *testing.T) {
+	p := openPartition(t)
+	ctx := context.Background()
+	if _, err := p.Write(ctx, []Write{put("a", "1", 0), put("b", "2", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.ScansServed(); n != 0 {
+		t.Fatalf("after writes only: %d scans served, want 0", n)
+	}
+	for i := range 3 {
+		rows := 0
+		for _, err := range p.Scan(ctx, engines.ScanRange{}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows++
+		}
+		if rows != 2 || p.ScansServed() != uint64(i+1) {
+			t.Fatalf("scan %d: %d rows, %d scans served", i+1, rows, p.ScansServed())
+		}
+	}
+	if _, err := p.Get(ctx, []byte("a")); err != nil || p.ScansServed() != 3 {
+		t.Fatalf("a get counted as a scan: %v, %d", err, p.ScansServed())
+	}
+}

@@ -193,7 +193,7 @@ func (f *fakeKV) Status(context.Context, *plugdbv1.StatusRequest) (*plugdbv1.Sta
 		Partitioner: &plugdbv1.Plugin{Plugin: "hash", Mode: "inprocess", Options: map[string]string{}},
 		Replicator:  &plugdbv1.Plugin{Plugin: "none", Mode: "inprocess", Options: map[string]string{}},
 		Partitions: []*plugdbv1.PartitionStatus{{Partition: 0, Epoch: 1, Replicas: []*plugdbv1.Replica{
-			{Partition: 0, Addr: "127.0.0.1:7070", Role: "leader", Epoch: 1, AppliedLsn: 42, Keys: 10, Bytes: 4096, PersistedLsn: 42},
+			{Partition: 0, Addr: "127.0.0.1:7070", Role: "leader", Epoch: 1, AppliedLsn: 42, Keys: 10, Bytes: 4096, PersistedLsn: 42, ScansServed: 3},
 			{Partition: 0, Addr: "127.0.0.1:7071", Role: "follower", Epoch: 1, AppliedLsn: 40, Keys: 9, Bytes: 4000,
 				Isr: true, PersistedLsn: 41, LagStatements: 1, LagMs: 15, ReplicationError: "stream reset"}},
 			Ack: "semi-sync", AckFallback: true}},
@@ -429,9 +429,9 @@ func TestStatus(t *testing.T) {
 		`"replicator":{"plugin":"none","mode":"inprocess","options":{}},`+
 		`"partitions":[{"partition":0,"epoch":1,"replicas":[`+
 		`{"partition":0,"addr":"127.0.0.1:7070","role":"leader","epoch":1,"applied_lsn":42,"keys":10,"bytes":4096,`+
-		`"isr":false,"persisted_lsn":42,"lag_statements":0,"lag_ms":0,"replication_error":""},`+
+		`"isr":false,"persisted_lsn":42,"lag_statements":0,"lag_ms":0,"replication_error":"","scans_served":3},`+
 		`{"partition":0,"addr":"127.0.0.1:7071","role":"follower","epoch":1,"applied_lsn":40,"keys":9,"bytes":4000,`+
-		`"isr":true,"persisted_lsn":41,"lag_statements":1,"lag_ms":15,"replication_error":"stream reset"}],`+
+		`"isr":true,"persisted_lsn":41,"lag_statements":1,"lag_ms":15,"replication_error":"stream reset","scans_served":0}],`+
 		`"ack":"semi-sync","ack_fallback":true}]}`)
 	if ct := r.header.Get("Content-Type"); ct != MIMEJSON {
 		t.Errorf("Content-Type %q", ct)

@@ -873,8 +873,11 @@ type Replica struct {
 	LagMs         int64  `protobuf:"varint,11,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
 	// replication_error is the last replication error of this replica, if any.
 	ReplicationError string `protobuf:"bytes,12,opt,name=replication_error,json=replicationError,proto3" json:"replication_error,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// scans_served counts the scans of its partition this replica served since its
+	// process started (a router's fanned-out scan is one per partition it touches).
+	ScansServed   uint64 `protobuf:"varint,13,opt,name=scans_served,json=scansServed,proto3" json:"scans_served,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Replica) Reset() {
@@ -989,6 +992,13 @@ func (x *Replica) GetReplicationError() string {
 		return x.ReplicationError
 	}
 	return ""
+}
+
+func (x *Replica) GetScansServed() uint64 {
+	if x != nil {
+		return x.ScansServed
+	}
+	return 0
 }
 
 type PartitionStatus struct {
@@ -1202,7 +1212,7 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\aoptions\x18\x03 \x03(\v2\x1e.plugdb.v1.Plugin.OptionsEntryR\aoptions\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf5\x02\n" +
 	"\aReplica\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
@@ -1217,7 +1227,8 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\x0elag_statements\x18\n" +
 	" \x01(\x04R\rlagStatements\x12\x15\n" +
 	"\x06lag_ms\x18\v \x01(\x03R\x05lagMs\x12+\n" +
-	"\x11replication_error\x18\f \x01(\tR\x10replicationError\"\xaa\x01\n" +
+	"\x11replication_error\x18\f \x01(\tR\x10replicationError\x12!\n" +
+	"\fscans_served\x18\r \x01(\x04R\vscansServed\"\xaa\x01\n" +
 	"\x0fPartitionStatus\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12.\n" +
