@@ -70,7 +70,8 @@ func benchCommand() *cobra.Command {
 			"percentiles (3 significant digits). Bytes on disk and keys per partition are each\n" +
 			"partition's leader's (one copy); MOVED is the share of the loaded keys the config's\n" +
 			"partitioner places elsewhere with one partition more. Progress goes to stderr, the table\n" +
-			"to stdout. A config that fails to start gets a row with its error and the run goes on.",
+			"to stdout. A config that fails to start gets a row with its error and the run goes on\n" +
+			"(the exit code is then 2, after the table and the JSON are written).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBench(cmd, f)
@@ -216,6 +217,15 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
+	}
+	failed := 0
+	for _, row := range report.Rows {
+		if row.Error != "" {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d configs could not be measured: see the errors under the table", failed, len(report.Rows))
 	}
 	return nil
 }
