@@ -283,14 +283,20 @@ func TestCompareConfigsLoad(t *testing.T) {
 	}
 	files, _ := filepath.Glob(filepath.Join(root, "configs", "compare", "*.yaml"))
 	want := map[string]func(config.Config) bool{
-		"engine-rowfile-hash":   func(c config.Config) bool { return c.Engine.Plugin == "rowfile" && c.Engine.Options["index"] == "hash" },
-		"engine-rowfile-btree":  func(c config.Config) bool { return c.Engine.Plugin == "rowfile" && c.Engine.Options["index"] == "btree" },
-		"engine-bbolt":          func(c config.Config) bool { return c.Engine.Plugin == "bbolt" },
-		"engine-pebble":         func(c config.Config) bool { return c.Engine.Plugin == "pebble" },
-		"engine-memory":         func(c config.Config) bool { return c.Engine.Plugin == "memory" },
-		"partitioner-hash":      func(c config.Config) bool { return c.Partitioner.Plugin == "hash" },
-		"partitioner-ring":      func(c config.Config) bool { return c.Partitioner.Plugin == "ring" && c.Partitioner.Options["vnodes"] != "" },
-		"partitioner-range":     func(c config.Config) bool { return c.Partitioner.Plugin == "range" && c.Partitioner.Options["splits"] == "user8" },
+		"engine-rowfile-hash": func(c config.Config) bool { return c.Engine.Plugin == "rowfile" && c.Engine.Options["index"] == "hash" },
+		"engine-rowfile-btree": func(c config.Config) bool {
+			return c.Engine.Plugin == "rowfile" && c.Engine.Options["index"] == "btree"
+		},
+		"engine-bbolt":     func(c config.Config) bool { return c.Engine.Plugin == "bbolt" },
+		"engine-pebble":    func(c config.Config) bool { return c.Engine.Plugin == "pebble" },
+		"engine-memory":    func(c config.Config) bool { return c.Engine.Plugin == "memory" },
+		"partitioner-hash": func(c config.Config) bool { return c.Partitioner.Plugin == "hash" },
+		"partitioner-ring": func(c config.Config) bool {
+			return c.Partitioner.Plugin == "ring" && c.Partitioner.Options["vnodes"] != ""
+		},
+		"partitioner-range": func(c config.Config) bool {
+			return c.Partitioner.Plugin == "range" && c.Partitioner.Options["splits"] == "user8"
+		},
 		"replication-none":      func(c config.Config) bool { return c.Replicator.Plugin == "none" && c.Nodes.Replicas == 1 },
 		"replication-async":     ackIs("async"),
 		"replication-semi-sync": ackIs("semi-sync"),
