@@ -60,10 +60,12 @@ func (p *ProgressPrinter) Show(pr Progress) {
 		}
 		return
 	}
+	desc := p.config + " " + text
 	if p.bar == nil {
-		p.bar = p.newBar(pr)
+		p.bar = p.newBar(pr, desc)
+	} else {
+		p.bar.Describe(desc)
 	}
-	p.bar.Describe(fmt.Sprintf("%s %-8s %s", p.config, pr.Phase, text))
 	switch {
 	case pr.Phase == PhaseStart:
 		_ = p.bar.Add(1) // a spinner
@@ -77,7 +79,7 @@ func (p *ProgressPrinter) Show(pr Progress) {
 	}
 }
 
-func (p *ProgressPrinter) newBar(pr Progress) *progressbar.ProgressBar {
+func (p *ProgressPrinter) newBar(pr Progress, desc string) *progressbar.ProgressBar {
 	max := int64(-1) // start: a spinner
 	switch {
 	case pr.Phase == PhaseStart:
@@ -88,6 +90,7 @@ func (p *ProgressPrinter) newBar(pr Progress) *progressbar.ProgressBar {
 	}
 	return progressbar.NewOptions64(max,
 		progressbar.OptionSetWriter(p.w),
+		progressbar.OptionSetDescription(desc),
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSetPredictTime(false),

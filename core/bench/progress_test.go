@@ -38,7 +38,7 @@ func TestProgressBars(t *testing.T) {
 	p.Show(Progress{Phase: "load", Done: 100, Total: 100, Elapsed: 2 * time.Second, Final: true})
 	p.Show(Progress{Phase: "workload", Done: 10, Total: 10, Elapsed: time.Second, Final: true})
 	out := b.String()
-	for _, s := range []string{"memory load", "100%", "load 100/100 keys", "workload C 10/10 ops"} {
+	for _, s := range []string{"memory start: ready in 1.0s", "100%", "load 100/100 keys", "workload C 10/10 ops"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("bar output lacks %q:\n%q", s, out)
 		}

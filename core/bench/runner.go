@@ -117,6 +117,10 @@ func Run(ctx context.Context, clients []plugdbv1.KVClient, o Options) Row {
 	row.ReplicationLag = <-lagDone
 
 	row.LogicalBytes = (live + inserted) * int64(KeyLen+o.ValueSize)
+	if ctx.Err() != nil {
+		row.Error = "interrupted during the workload"
+		return row
+	}
 	stCtx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
 	st, err := clients[0].Status(stCtx, &plugdbv1.StatusRequest{})
@@ -286,7 +290,8 @@ func (o Options) report(phase string, total int64, limit time.Duration, done *at
 }
 
 // sampleLag reads the status every lagEvery until ctx ends and returns the
-// largest follower lag seen, nil if the system has no followers.
+// largest follower lag seen; it returns nil at once if the system has no
+// followers.
 func sampleLag(ctx context.Context, kv plugdbv1.KVClient) *Lag {
 	var worst *Lag
 	t := time.NewTicker(lagEvery)
@@ -303,9 +308,11 @@ func sampleLag(ctx context.Context, kv plugdbv1.KVClient) *Lag {
 		if err != nil {
 			continue // a sample missed; the next one counts
 		}
-		if lag, ok := FollowerLag(st); ok {
-			worst = maxLag(worst, lag)
+		lag, ok := FollowerLag(st)
+		if !ok {
+			return nil // no followers: nothing to sample, and no load on the system
 		}
+		worst = maxLag(worst, lag)
 	}
 }
 
