@@ -426,7 +426,9 @@ func startSystem(ctx context.Context, self string, c benchConfig, dir string, pr
 		close(s.done)
 	}()
 	if err := s.waitReady(ctx, c.cfg.Partitions, followers, progress); err != nil {
-		s.stop()
+		if stopErr := s.stop(); stopErr != nil {
+			err = fmt.Errorf("%w; %v", err, stopErr)
+		}
 		return nil, err
 	}
 	return s, nil
