@@ -80,6 +80,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(pluginCommand(), demoCommand(), devCommand())
 	root.AddCommand(cliCommands()...)
 	root.AddCommand(nodeCommand(), routerCommand(), clusterCommand())
+	root.AddCommand(benchCommand())
 	return root
 }
 
