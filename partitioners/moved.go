@@ -10,6 +10,17 @@ import (
 // before were repartitioned by after (the same partitioner with one partition
 // more, say). Both must be configured.
 func Moved(ctx context.Context, before, after Partitioner, keys [][]byte) (int, error) {
+	return MovedRenumbered(ctx, before, after, keys, nil)
+}
+
+// MovedRenumbered is Moved for a growth that renumbers partitions: renumber
+// maps a partition of before to the number the same partition has in after
+// (a range store that splits range i renumbers the ranges above it one up,
+// without moving their keys). A nil renumber keeps the numbers.
+func MovedRenumbered(ctx context.Context, before, after Partitioner, keys [][]byte, renumber func(int) int) (int, error) {
+	if renumber == nil {
+		renumber = func(p int) int { return p }
+	}
 	const chunk = 4096 // keys per Locate call: few calls, bounded memory
 	a, b := make([]int, chunk), make([]int, chunk)
 	moved := 0
@@ -22,7 +33,7 @@ func Moved(ctx context.Context, before, after Partitioner, keys [][]byte) (int, 
 			return 0, fmt.Errorf("locate after: %w", err)
 		}
 		for j := range part {
-			if a[j] != b[j] {
+			if renumber(a[j]) != b[j] {
 				moved++
 			}
 		}

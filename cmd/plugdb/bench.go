@@ -27,6 +27,7 @@ import (
 	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/core/zkserver"
 	"github.com/plugdb/plugdb/partitioners"
+	"github.com/plugdb/plugdb/partitioners/keyrange"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
@@ -92,7 +93,8 @@ func benchCommand() *cobra.Command {
 
 // benchConfig is one --config: its file, name and loaded config.
 type benchConfig struct {
-	file string
+	file string // as given on the command line
+	abs  string // absolute, for the child process, which runs in its own folder
 	name string
 	cfg  config.Config
 }
@@ -157,7 +159,11 @@ func loadConfigs(files []string) ([]benchConfig, error) {
 		if err := cfg.Validate(clusterKnown(l)); err != nil {
 			return nil, fmt.Errorf("--config %s: %w", file, err)
 		}
-		out = append(out, benchConfig{file: file, name: strings.TrimSuffix(filepath.Base(file), filepath.Ext(file)), cfg: cfg})
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return nil, fmt.Errorf("--config %s: %w", file, err)
+		}
+		out = append(out, benchConfig{file: file, abs: abs, name: strings.TrimSuffix(filepath.Base(file), filepath.Ext(file)), cfg: cfg})
 	}
 	return out, nil
 }
@@ -264,7 +270,7 @@ func benchOne(ctx context.Context, self string, c benchConfig, opts bench.Option
 	if row.Error == "" {
 		moved, err := keysMoved(ctx, c.cfg, opts.Keys)
 		if err != nil {
-			row.Error = "keys moved: " + err.Error()
+			row.Error = joinErr(row.Error, "keys moved: "+err.Error())
 		}
 		row.KeysMoved = moved
 	}
@@ -324,9 +330,12 @@ func measure(ctx context.Context, addr string, opts bench.Options) (bench.Row, e
 	return bench.Run(ctx, clients, opts), nil
 }
 
-// keysMoved returns the share of keys 0..n-1 that the config's partitioner,
-// loaded as the router loads it, places in another partition with one
-// partition more.
+// keysMoved returns the share of keys 0..n-1 that move when the config's
+// partitioner, loaded as the router loads it, goes to one partition more. Hash
+// and ring are configured with the same options and N+1 partitions. The range
+// partitioner grows as range stores do: its fullest range is cut at the median
+// of the keys in it (keyrange.SplitFullest), and the ranges above the cut are
+// renumbered, not moved.
 func keysMoved(ctx context.Context, cfg config.Config, n int) (float64, error) {
 	if cfg.Partitions+1 > partitioners.MaxPartitions {
 		return 0, nil
@@ -335,21 +344,39 @@ func keysMoved(ctx context.Context, cfg config.Config, n int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = bench.Key(uint64(i))
+	}
 	before, err := l.OpenPartitioner(ctx, cfg.Partitioner.Block(), cfg.Partitions)
 	if err != nil {
 		return 0, err
 	}
 	defer before.Close()
-	after, err := l.OpenPartitioner(ctx, cfg.Partitioner.Block(), cfg.Partitions+1)
+	grownBlock, renumber := cfg.Partitioner.Block(), func(p int) int { return p }
+	if cfg.Partitioner.Plugin == "range" {
+		points := keyrange.DefaultSplits(cfg.Partitions)
+		if text, ok := cfg.Partitioner.Options[keyrange.OptionSplits]; ok {
+			if points, err = keyrange.ParseSplits(text, cfg.Partitions); err != nil {
+				return 0, fmt.Errorf("option %s: %w", keyrange.OptionSplits, err)
+			}
+		}
+		grown, fullest := keyrange.SplitFullest(points, keys)
+		if grown == nil {
+			return 0, fmt.Errorf("range partitioner: the fullest range holds fewer than two distinct keys; nothing to split")
+		}
+		if grownBlock.Options == nil {
+			grownBlock.Options = map[string]string{}
+		}
+		grownBlock.Options[keyrange.OptionSplits] = keyrange.FormatSplits(grown)
+		renumber = keyrange.Renumber(fullest)
+	}
+	after, err := l.OpenPartitioner(ctx, grownBlock, cfg.Partitions+1)
 	if err != nil {
 		return 0, err
 	}
 	defer after.Close()
-	keys := make([][]byte, n)
-	for i := range keys {
-		keys[i] = bench.Key(uint64(i))
-	}
-	moved, err := partitioners.Moved(ctx, before, after, keys)
+	moved, err := partitioners.MovedRenumbered(ctx, before, after, keys, renumber)
 	if err != nil {
 		return 0, err
 	}
@@ -401,14 +428,14 @@ func startSystem(ctx context.Context, self string, c benchConfig, dir string, pr
 			return nil, err
 		}
 		s.dir = filepath.Join(dir, "cluster")
-		s.cmd = exec.Command(self, "cluster", "up", "--dir", s.dir, "--config", c.file)
+		s.cmd = exec.Command(self, "cluster", "up", "--dir", s.dir, "--config", c.abs)
 		s.cmd.Env = withEnv(os.Environ(), map[string]string{
 			"router.grpc": grpcAddr, "router.http": httpAddr,
 			"zookeeper.servers": zkAddr, "nodes.base_port": strconv.Itoa(base),
 		})
 		followers = c.cfg.Nodes.Replicas - 1
 	} else {
-		s.cmd = exec.Command(self, "dev", "--config", c.file, "--data", filepath.Join(dir, "data"),
+		s.cmd = exec.Command(self, "dev", "--config", c.abs, "--data", filepath.Join(dir, "data"),
 			"--grpc", grpcAddr, "--http", httpAddr)
 		s.cmd.Env = os.Environ()
 	}

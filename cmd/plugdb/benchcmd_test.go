@@ -27,6 +27,12 @@ type benchRun struct {
 
 func runBenchCmd(t *testing.T, timeout time.Duration, args ...string) benchRun {
 	t.Helper()
+	return runBenchCmdIn(t, t.TempDir(), timeout, args...)
+}
+
+// runBenchCmdIn is runBenchCmd with the working folder wd, for relative paths.
+func runBenchCmdIn(t *testing.T, wd string, timeout time.Duration, args ...string) benchRun {
+	t.Helper()
 	tmp := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -37,7 +43,7 @@ func runBenchCmd(t *testing.T, timeout time.Duration, args ...string) benchRun {
 			t.Fatal("magic cookie in the environment")
 		}
 	}
-	cmd.Dir = t.TempDir()
+	cmd.Dir = wd
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -189,6 +195,39 @@ func TestBenchTwoConfigs(t *testing.T) {
 	}
 	if f := r.Rows[1]; f.BytesOnDisk < f.LogicalBytes || f.SpaceAmplification < 1 || f.Engine != "rowfile (process) {index: btree, sync: batch}" {
 		t.Errorf("rowfile: %d bytes on disk for %d logical, space amp %v, engine %q", f.BytesOnDisk, f.LogicalBytes, f.SpaceAmplification, f.Engine)
+	}
+}
+
+// The partitioners on growth, from config files named relative to the working
+// folder: range cuts its fuller range (a quarter of the keys move), ring moves
+// about 1/3 (2→3); scans (workload E) run against both.
+func TestBenchPartitionersOnGrowth(t *testing.T) {
+	wd := t.TempDir()
+	writeConfig(t, wd, "range.yaml", "partitioner: {plugin: range, options: {splits: user8}}\n")
+	writeConfig(t, wd, "ring.yaml", "partitioner: {plugin: ring}\n")
+	res := runBenchCmdIn(t, wd, 3*time.Minute, "--config", "range.yaml", "--config", "ring.yaml",
+		"--workload", "E", "--keys", "4000", "--ops", "1000", "--clients", "2", "--json", "out.json")
+	if res.code != 0 {
+		t.Fatalf("plugdb bench failed\n%s", res)
+	}
+	r := readReport(t, filepath.Join(wd, "out.json"))
+	if len(r.Rows) != 2 {
+		t.Fatalf("--json rows: %+v", r.Rows)
+	}
+	for _, row := range r.Rows {
+		if row.Ops["scan"].Count == 0 || row.Errors != 0 {
+			t.Errorf("%s: %d scans, %d errors: want scans and no errors", row.Config, row.Ops["scan"].Count, row.Errors)
+		}
+		// E inserts new keys (5% of its operations) beside the loaded ones.
+		if want := 4000 + row.Ops["insert"].Count; len(row.PartitionKeys) != 2 || row.PartitionKeys[0]+row.PartitionKeys[1] != want {
+			t.Errorf("%s: partition keys %v, want 2 partitions holding %d", row.Config, row.PartitionKeys, want)
+		}
+	}
+	if got := r.Rows[0].KeysMoved; got < 0.2 || got > 0.3 {
+		t.Errorf("range: keys moved %v, want about 1/4 (half of the fuller of two halves)", got)
+	}
+	if got := r.Rows[1].KeysMoved; got < 0.2 || got > 0.45 {
+		t.Errorf("ring: keys moved %v, want about 1/3", got)
 	}
 }
 
