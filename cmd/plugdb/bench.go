@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/plugdb/plugdb/core/bench"
+	benchreport "github.com/plugdb/plugdb/core/bench/report"
 	"github.com/plugdb/plugdb/core/cluster"
 	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/core/zkserver"
@@ -51,6 +52,7 @@ type benchFlags struct {
 	duration     time.Duration
 	ops          int64
 	json         string
+	report       string
 }
 
 func benchCommand() *cobra.Command {
@@ -63,7 +65,8 @@ func benchCommand() *cobra.Command {
 			"nodes.replicas > 1) on free loopback ports, load --keys keys, run the workload from\n" +
 			"--clients concurrent gRPC clients for --duration (or --ops operations), sample the\n" +
 			"replication lag while it runs, read the status, stop the system and remove the folder.\n" +
-			"Then print one table, a row per config (--json FILE writes the same figures as JSON).\n\n" +
+			"Then print one table, a row per config (--json FILE writes the same figures as JSON,\n" +
+			"--report FILE an HTML page with the table and charts that opens offline).\n\n" +
 			"Workloads (YCSB core; names case-insensitive): A 50% read / 50% update, B 95/5, C read\n" +
 			"only, E 95% scans of 1..100 keys / 5% inserts, F 50% read / 50% read-modify-write, and\n" +
 			"load: inserts of new keys only. Keys are \"user\" + 16 hex digits of a hash of the key's\n" +
@@ -72,7 +75,7 @@ func benchCommand() *cobra.Command {
 			"partition's leader's (one copy); MOVED is the share of the loaded keys the config's\n" +
 			"partitioner places elsewhere with one partition more. Progress goes to stderr, the table\n" +
 			"to stdout. A config that fails to start gets a row with its error and the run goes on\n" +
-			"(the exit code is then 2, after the table and the JSON are written).",
+			"(the exit code is then 2, after the table, the JSON and the report are written).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBench(cmd, f)
@@ -88,6 +91,7 @@ func benchCommand() *cobra.Command {
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long the workload runs (or give --ops)")
 	fl.Int64Var(&f.ops, "ops", 0, "run the workload for this many operations instead of --duration")
 	fl.StringVar(&f.json, "json", "", "also write the figures as JSON to this file")
+	fl.StringVar(&f.report, "report", "", "also write an HTML report (table and charts, self-contained) to this file")
 	return cmd
 }
 
@@ -177,13 +181,17 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	if err != nil {
 		return err
 	}
-	var jsonOut *os.File
-	if f.json != "" {
-		if jsonOut, err = os.Create(f.json); err != nil {
-			return fmt.Errorf("--json: %w", err)
-		}
-		defer jsonOut.Close()
+	// Both files are created before the run, so a bad path fails at once.
+	jsonOut, err := createOutput("--json", f.json)
+	if err != nil {
+		return err
 	}
+	defer jsonOut.Close()
+	reportOut, err := createOutput("--report", f.report)
+	if err != nil {
+		return err
+	}
+	defer reportOut.Close()
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
@@ -209,17 +217,18 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	if err := bench.WriteTable(cmd.OutOrStdout(), report); err != nil {
 		return err
 	}
-	if jsonOut != nil {
+	if err := jsonOut.write(func(w io.Writer) error {
 		b, err := json.MarshalIndent(report, "", "  ")
 		if err != nil {
 			return err
 		}
-		if _, err := jsonOut.Write(append(b, '\n')); err != nil {
-			return fmt.Errorf("--json %s: %w", f.json, err)
-		}
-		if err := jsonOut.Close(); err != nil {
-			return fmt.Errorf("--json %s: %w", f.json, err)
-		}
+		_, err = w.Write(append(b, '\n'))
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := reportOut.write(func(w io.Writer) error { return benchreport.WriteHTML(w, report) }); err != nil {
+		return err
 	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
@@ -234,6 +243,47 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 		return fmt.Errorf("%d of %d configs could not be measured: see the errors under the table", failed, len(report.Rows))
 	}
 	return nil
+}
+
+// output is a file a flag names, or nothing when the flag is not given.
+type output struct {
+	flag, path string
+	f          *os.File
+}
+
+func createOutput(flag, path string) (*output, error) {
+	o := &output{flag: flag, path: path}
+	if path == "" {
+		return o, nil
+	}
+	var err error
+	if o.f, err = os.Create(path); err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	return o, nil
+}
+
+// write writes the file with fn and closes it; nothing when no file was asked for.
+func (o *output) write(fn func(io.Writer) error) error {
+	if o.f == nil {
+		return nil
+	}
+	if err := fn(o.f); err != nil {
+		return fmt.Errorf("%s %s: %w", o.flag, o.path, err)
+	}
+	if err := o.f.Close(); err != nil {
+		return fmt.Errorf("%s %s: %w", o.flag, o.path, err)
+	}
+	o.f = nil
+	return nil
+}
+
+// Close closes the file if write did not.
+func (o *output) Close() error {
+	if o.f == nil {
+		return nil
+	}
+	return o.f.Close()
 }
 
 func isTerminal(w io.Writer) bool {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"image/color"
 	"math"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/plugdb/plugdb/core/bench"
+	benchreport "github.com/plugdb/plugdb/core/bench/report"
+	"github.com/plugdb/plugdb/core/bench/report/headless"
 	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/plugins"
 )
@@ -151,9 +154,9 @@ func TestBenchTwoConfigs(t *testing.T) {
 	dir := t.TempDir()
 	memory := writeConfig(t, dir, "memory.yaml", "engine: {plugin: memory}\n")
 	rowfile := writeConfig(t, dir, "rowfile.yaml", "engine: {plugin: rowfile, options: {sync: batch, index: btree}}\n")
-	out := filepath.Join(dir, "out.json")
+	out, page := filepath.Join(dir, "out.json"), filepath.Join(dir, "report.html")
 	res := runBenchCmd(t, 3*time.Minute, "--config", memory, "--config", rowfile,
-		"--keys", "2000", "--ops", "4000", "--clients", "4", "--json", out)
+		"--keys", "2000", "--ops", "4000", "--clients", "4", "--json", out, "--report", page)
 	if res.code != 0 {
 		t.Fatalf("plugdb bench failed\n%s", res)
 	}
@@ -195,6 +198,45 @@ func TestBenchTwoConfigs(t *testing.T) {
 	}
 	if f := r.Rows[1]; f.BytesOnDisk < f.LogicalBytes || f.SpaceAmplification < 1 || f.Engine != "rowfile (process) {index: btree, sync: batch}" {
 		t.Errorf("rowfile: %d bytes on disk for %d logical, space amp %v, engine %q", f.BytesOnDisk, f.LogicalBytes, f.SpaceAmplification, f.Engine)
+	}
+	wantReportRenders(t, page, 2, 2)
+}
+
+// wantReportRenders loads the --report page in headless Chromium and checks
+// that every chart is in the DOM with its bars for rows measured configs of
+// partitions partitions each, and that the screenshot shows the bars' colours.
+func wantReportRenders(t *testing.T, page string, rows, partitions int) {
+	t.Helper()
+	browser, err := headless.Find()
+	if err != nil {
+		t.Fatalf("%v (make test-deps installs Debian's chromium)", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dom, err := browser.DumpDOM(ctx, page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := benchreport.Bars(dom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"throughput": 2 * rows, "latency": 3 * rows, "partition-keys": partitions * rows, "keys-moved": rows}
+	for _, chart := range benchreport.Charts {
+		if n, ok := got[chart]; !ok || n != want[chart] {
+			t.Errorf("rendered chart %s: %d bars (present %v), want %d", chart, n, ok, want[chart])
+		}
+	}
+	shot := filepath.Join(t.TempDir(), "report.png")
+	if err := browser.Screenshot(ctx, page, shot, 1100, 1800); err != nil {
+		t.Fatal(err)
+	}
+	inked, counts, err := headless.Ink(shot, color.RGBA{0x4e, 0x79, 0xa7, 0xff}, color.RGBA{0xf2, 0x8e, 0x2b, 0xff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inked < 0.02 || counts[0] < 200 || counts[1] < 200 {
+		t.Errorf("screenshot: %.1f%% inked, %v pixels of the first two series colours: want charts drawn", 100*inked, counts)
 	}
 }
 
@@ -293,6 +335,7 @@ func TestBenchBadInput(t *testing.T) {
 		{"unknown plugin", []string{"--config", badPlugin}, []string{`engine.plugin "leveldb"`, "memory, rowfile"}},
 		{"clients", []string{"--config", ok, "--clients", "0"}, []string{"--clients 0", "1..1024"}},
 		{"keys", []string{"--config", ok, "--keys", "0"}, []string{"--keys 0", "at least 1"}},
+		{"report folder missing", []string{"--config", ok, "--report", filepath.Join(dir, "no", "r.html")}, []string{"--report: open " + filepath.Join(dir, "no", "r.html"), "no such file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := runBenchCmd(t, 30*time.Second, tc.args...)

@@ -16,47 +16,11 @@ import (
 // partition is added. The errors of rows that could not be measured follow
 // the table.
 func WriteTable(w io.Writer, r Report) error {
-	ops := tableOps(r.Rows)
+	head, cells, failed := Table(r)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	head := []string{"CONFIG", "SYSTEM", "OPS/S", "ERRORS"}
-	if len(ops) > 1 {
-		head = append(head, "ALL µs p50/p99/p999")
-	}
-	for _, op := range ops {
-		head = append(head, strings.ToUpper(op)+" µs p50/p99/p999")
-	}
-	head = append(head, "LOAD OPS/S", "DISK", "SPACE AMP", "LAG", "SKEW", "MOVED N→N+1")
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
-	var failed []Row
-	for _, row := range r.Rows {
-		cells := []string{row.Config, orDash(row.System)}
-		if row.Error != "" {
-			failed = append(failed, row)
-			for range len(head) - len(cells) {
-				cells = append(cells, "-")
-			}
-			cells[2] = "failed"
-			fmt.Fprintln(tw, strings.Join(cells, "\t"))
-			continue
-		}
-		cells = append(cells, Thousands(int64(row.ThroughputOps+0.5)), Thousands(row.Errors))
-		if len(ops) > 1 {
-			cells = append(cells, latencies(row.P50US, row.P99US, row.P999US))
-		}
-		for _, op := range ops {
-			s, ok := row.Ops[op]
-			switch {
-			case !ok:
-				cells = append(cells, "-")
-			case s.Errors > 0:
-				cells = append(cells, fmt.Sprintf("%s (%s errors)", latencies(s.P50US, s.P99US, s.P999US), Thousands(s.Errors)))
-			default:
-				cells = append(cells, latencies(s.P50US, s.P99US, s.P999US))
-			}
-		}
-		cells = append(cells, Thousands(int64(row.LoadThroughputOps+0.5)), Bytes(row.BytesOnDisk), ratio(row.SpaceAmplification), lag(row.ReplicationLag),
-			strconv.FormatFloat(row.PartitionSkew, 'f', 2, 64), percent(row.KeysMoved, row.Partitions))
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	for _, row := range cells {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -67,6 +31,52 @@ func WriteTable(w io.Writer, r Report) error {
 		}
 	}
 	return nil
+}
+
+// Table returns the cells of the table WriteTable prints, the HTML report
+// shows too: the header, a row of cells per config, and the rows that failed
+// (their cells say "failed").
+func Table(r Report) (head []string, cells [][]string, failed []Row) {
+	ops := tableOps(r.Rows)
+	head = []string{"CONFIG", "SYSTEM", "OPS/S", "ERRORS"}
+	if len(ops) > 1 {
+		head = append(head, "ALL µs p50/p99/p999")
+	}
+	for _, op := range ops {
+		head = append(head, strings.ToUpper(op)+" µs p50/p99/p999")
+	}
+	head = append(head, "LOAD OPS/S", "DISK", "SPACE AMP", "LAG", "SKEW", "MOVED N→N+1")
+	for _, row := range r.Rows {
+		c := []string{row.Config, orDash(row.System)}
+		if row.Error != "" {
+			failed = append(failed, row)
+			for range len(head) - len(c) {
+				c = append(c, "-")
+			}
+			c[2] = "failed"
+			cells = append(cells, c)
+			continue
+		}
+		c = append(c, Thousands(int64(row.ThroughputOps+0.5)), Thousands(row.Errors))
+		if len(ops) > 1 {
+			c = append(c, latencies(row.P50US, row.P99US, row.P999US))
+		}
+		for _, op := range ops {
+			s, ok := row.Ops[op]
+			switch {
+			case !ok:
+				c = append(c, "-")
+			case s.Errors > 0:
+				c = append(c, fmt.Sprintf("%s (%s errors)", latencies(s.P50US, s.P99US, s.P999US), Thousands(s.Errors)))
+			default:
+				c = append(c, latencies(s.P50US, s.P99US, s.P999US))
+			}
+		}
+		c = append(c, Thousands(int64(row.LoadThroughputOps+0.5)), Bytes(row.BytesOnDisk), ratio(row.SpaceAmplification), lag(row.ReplicationLag),
+			strconv.FormatFloat(row.PartitionSkew, 'f', 2, 64), percent(row.KeysMoved, row.Partitions))
+		cells = append(cells, c)
+	}
+	return head, cells, failed
 }
 
 // tableOps are the operation types any measured row has, in OpTypes order.
