@@ -39,6 +39,10 @@ const (
 	benchReadyTimeout = 90 * time.Second
 	benchStopGrace    = 30 * time.Second
 	benchSeed         = 1
+	benchMaxLoadBatch = 10000
+	// benchMaxRequestBytes keeps a load batch under gRPC's default 4 MiB
+	// message limit, with room for framing.
+	benchMaxRequestBytes = 4<<20 - 64<<10
 )
 
 // benchFlags are `plugdb bench`'s flags.
@@ -53,6 +57,7 @@ type benchFlags struct {
 	ops          int64
 	json         string
 	report       string
+	loadBatch    int
 }
 
 func benchCommand() *cobra.Command {
@@ -91,6 +96,7 @@ func benchCommand() *cobra.Command {
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long the workload runs (or give --ops)")
 	fl.Int64Var(&f.ops, "ops", 0, "run the workload for this many operations instead of --duration")
 	fl.StringVar(&f.json, "json", "", "also write the figures as JSON to this file")
+	fl.IntVar(&f.loadBatch, "load-batch", 1, "keys per request of the load phase: 1 is a Put per key, more is a Batch")
 	fl.StringVar(&f.report, "report", "", "also write an HTML report (table and charts, self-contained) to this file")
 	return cmd
 }
@@ -118,8 +124,13 @@ func (f benchFlags) options(cmd *cobra.Command) (bench.Options, error) {
 	if err != nil {
 		return bench.Options{}, err
 	}
-	o := bench.Options{Workload: w, Distribution: dist, Keys: f.keys, ValueSize: f.valueSize, Clients: f.clients, Seed: benchSeed}
+	o := bench.Options{Workload: w, Distribution: dist, Keys: f.keys, ValueSize: f.valueSize, Clients: f.clients, LoadBatch: f.loadBatch, Seed: benchSeed}
 	switch {
+	case f.loadBatch < 1 || f.loadBatch > benchMaxLoadBatch:
+		return o, fmt.Errorf("--load-batch %d: allowed values are 1..%d keys per request", f.loadBatch, benchMaxLoadBatch)
+	case f.loadBatch*(bench.KeyLen+f.valueSize+16) > benchMaxRequestBytes:
+		return o, fmt.Errorf("--load-batch %d of --value-size %d: a request of about %d bytes exceeds gRPC's %d: use a smaller batch",
+			f.loadBatch, f.valueSize, f.loadBatch*(bench.KeyLen+f.valueSize+16), benchMaxRequestBytes)
 	case f.keys < 1:
 		return o, fmt.Errorf("--keys %d: must be at least 1", f.keys)
 	case f.valueSize < 0 || f.valueSize > benchMaxValueSize:
@@ -203,7 +214,7 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	host, _ := os.Hostname()
 	report := bench.Report{Settings: bench.Settings{
 		Workload: opts.Workload.Name, Distribution: opts.Distribution, Keys: opts.Keys, ValueSize: opts.ValueSize,
-		Clients: opts.Clients, DurationS: opts.Duration.Seconds(), Ops: opts.Ops,
+		Clients: opts.Clients, DurationS: opts.Duration.Seconds(), Ops: opts.Ops, LoadBatch: opts.LoadBatch,
 		Started: time.Now().UTC().Format(time.RFC3339), Host: host, CPUs: runtime.NumCPU(),
 	}}
 	ctx := cmd.Context()

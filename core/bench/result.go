@@ -19,6 +19,7 @@ type Settings struct {
 	Clients      int     `json:"clients"`      // concurrent gRPC clients
 	DurationS    float64 `json:"duration_s,omitempty"`
 	Ops          int64   `json:"ops,omitempty"` // operations asked for (0: bounded by duration)
+	LoadBatch    int     `json:"load_batch"`    // keys per request of the load phase (1: a Put each)
 	Started      string  `json:"started"`       // RFC 3339
 	Host         string  `json:"host,omitempty"`
 	CPUs         int     `json:"cpus,omitempty"`

@@ -38,6 +38,9 @@ type Options struct {
 	Clients      int
 	Duration     time.Duration
 	Ops          int64
+	// LoadBatch is how many keys one request of the load phase inserts: 0 or
+	// 1 is a Put per key, more is a Batch of that many puts.
+	LoadBatch int
 	// MaxDuration bounds every phase in time; 0: DefaultMaxDuration.
 	MaxDuration time.Duration
 	// Seed makes the key choices, operation mix and values reproducible.
@@ -74,6 +77,8 @@ func (o Options) check() error {
 		return fmt.Errorf("value size %d: must not be negative", o.ValueSize)
 	case o.Clients < 1:
 		return fmt.Errorf("clients %d: must be at least 1", o.Clients)
+	case o.LoadBatch < 0:
+		return fmt.Errorf("load batch %d: must not be negative", o.LoadBatch)
 	case o.Duration <= 0 && o.Ops <= 0:
 		return errors.New("neither a duration nor an operation count bounds the workload")
 	}
@@ -148,18 +153,25 @@ func load(ctx context.Context, clients []plugdbv1.KVClient, o Options, row *Row)
 	for c, kv := range clients {
 		wg.Go(func() {
 			rng := rand.New(rand.NewChaCha8(seed(o.Seed, 0, c)))
-			value := make([]byte, o.ValueSize)
+			batch := int64(max(o.LoadBatch, 1))
+			values := make([][]byte, batch)
+			for i := range values {
+				values[i] = make([]byte, o.ValueSize)
+			}
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(o.Keys) {
+				first := next.Add(batch) - batch
+				if first >= int64(o.Keys) {
 					return
 				}
-				fillValue(rng, value)
-				if err := put(ctx, kv, Key(uint64(i)), value); err != nil {
-					failed.Add(1)
-					once.Do(func() { firstErr = fmt.Errorf("insert %s: %w", Key(uint64(i)), err) })
+				n := min(batch, int64(o.Keys)-first)
+				for i := range n {
+					fillValue(rng, values[i])
 				}
-				done.Add(1)
+				if err := insertKeys(ctx, kv, first, values[:n]); err != nil {
+					failed.Add(n)
+					once.Do(func() { firstErr = err })
+				}
+				done.Add(n)
 			}
 		})
 	}
@@ -334,6 +346,27 @@ func fillValue(rng *rand.Rand, value []byte) {
 			value[i+b] = byte(v >> (8 * b))
 		}
 	}
+}
+
+// insertKeys puts keys first, first+1, … with values: a Put for one, a Batch
+// for more.
+func insertKeys(ctx context.Context, kv plugdbv1.KVClient, first int64, values [][]byte) error {
+	if len(values) == 1 {
+		if err := put(ctx, kv, Key(uint64(first)), values[0]); err != nil {
+			return fmt.Errorf("insert %s: %w", Key(uint64(first)), err)
+		}
+		return nil
+	}
+	req := &plugdbv1.BatchRequest{Ops: make([]*plugdbv1.BatchOp, len(values))}
+	for i, v := range values {
+		req.Ops[i] = &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_PUT, Key: Key(uint64(first) + uint64(i)), Value: v}
+	}
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
+	if _, err := kv.Batch(ctx, req); err != nil {
+		return fmt.Errorf("insert %s..%s (a batch of %d): %w", Key(uint64(first)), Key(uint64(first)+uint64(len(values))-1), len(values), err)
+	}
+	return nil
 }
 
 func put(ctx context.Context, kv plugdbv1.KVClient, key, value []byte) error {

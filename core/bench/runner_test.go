@@ -59,6 +59,19 @@ func (f *fakeKV) Put(_ context.Context, in *plugdbv1.PutRequest, _ ...grpc.CallO
 	return &plugdbv1.WriteResponse{}, nil
 }
 
+func (f *fakeKV) Batch(_ context.Context, in *plugdbv1.BatchRequest, _ ...grpc.CallOption) (*plugdbv1.BatchResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["batch"]++
+	for _, op := range in.Ops {
+		if op.Op != plugdbv1.BatchOp_OP_PUT {
+			return nil, status.Error(codes.InvalidArgument, "only puts expected")
+		}
+		f.rows[string(op.Key)] = append([]byte(nil), op.Value...)
+	}
+	return &plugdbv1.BatchResponse{Lsns: make([]uint64, len(in.Ops))}, nil
+}
+
 func (f *fakeKV) Scan(_ context.Context, in *plugdbv1.ScanRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[plugdbv1.KeyValue], error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -176,6 +189,27 @@ func TestRunMixes(t *testing.T) {
 				t.Errorf("skew %v (want about 1), lag %v (want none: no followers)", row.PartitionSkew, row.ReplicationLag)
 			}
 		})
+	}
+}
+
+// With LoadBatch the load inserts every key once, in Batch calls of at most
+// LoadBatch keys (the last one short), and no Put.
+func TestRunLoadsInBatches(t *testing.T) {
+	const keys, batch = 1005, 100
+	kv := newFakeKV()
+	row := Run(context.Background(), clientsOf(kv, 3), Options{
+		Workload: mustWorkload(t, "C"), Distribution: "uniform", Keys: keys, ValueSize: 8, Clients: 3, Ops: 10, LoadBatch: batch, Seed: 1,
+	})
+	if row.Error != "" {
+		t.Fatal(row.Error)
+	}
+	if row.LoadOps != keys || kv.calls["batch"] != (keys+batch-1)/batch || kv.calls["put"] != 0 {
+		t.Errorf("load ops %d, calls %v: want %d keys in %d batches and no put", row.LoadOps, kv.calls, keys, (keys+batch-1)/batch)
+	}
+	for i := range keys {
+		if v := kv.rows[string(Key(uint64(i)))]; len(v) != 8 {
+			t.Fatalf("key %d: value %q after the load", i, v)
+		}
 	}
 }
 

@@ -68,6 +68,9 @@ func settingsLine(s bench.Settings) string {
 		bench.Thousands(int64(s.Keys)) + " keys loaded", fmt.Sprintf("%d-byte values", s.ValueSize),
 		fmt.Sprintf("%d clients", s.Clients),
 	}
+	if s.LoadBatch > 1 {
+		parts = append(parts, fmt.Sprintf("loaded in batches of %d", s.LoadBatch))
+	}
 	if s.Ops > 0 {
 		parts = append(parts, bench.Thousands(s.Ops)+" operations")
 	} else if s.DurationS > 0 {
