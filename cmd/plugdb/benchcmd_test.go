@@ -374,10 +374,15 @@ func TestCompareConfigsLoad(t *testing.T) {
 		"engine-rowfile-btree": func(c config.Config) bool {
 			return c.Engine.Plugin == "rowfile" && c.Engine.Options["index"] == "btree"
 		},
-		"engine-bbolt":     func(c config.Config) bool { return c.Engine.Plugin == "bbolt" },
-		"engine-pebble":    func(c config.Config) bool { return c.Engine.Plugin == "pebble" },
-		"engine-memory":    func(c config.Config) bool { return c.Engine.Plugin == "memory" },
-		"partitioner-hash": func(c config.Config) bool { return c.Partitioner.Plugin == "hash" },
+		"engine-bbolt": func(c config.Config) bool { return c.Engine.Plugin == "bbolt" },
+		"engine-rowfile-unsynced": func(c config.Config) bool {
+			return c.Engine.Plugin == "rowfile" && c.Engine.Options["sync"] == "none"
+		},
+		"engine-bbolt-unsynced":  func(c config.Config) bool { return c.Engine.Plugin == "bbolt" && c.Engine.Options["sync"] == "none" },
+		"engine-pebble-unsynced": func(c config.Config) bool { return c.Engine.Plugin == "pebble" && c.Engine.Options["sync"] == "none" },
+		"engine-pebble":          func(c config.Config) bool { return c.Engine.Plugin == "pebble" },
+		"engine-memory":          func(c config.Config) bool { return c.Engine.Plugin == "memory" },
+		"partitioner-hash":       func(c config.Config) bool { return c.Partitioner.Plugin == "hash" },
 		"partitioner-ring": func(c config.Config) bool {
 			return c.Partitioner.Plugin == "ring" && c.Partitioner.Options["vnodes"] != ""
 		},
