@@ -664,6 +664,7 @@ func TestDevSwapEngines(t *testing.T) {
 		children     int
 	}{
 		{name: "memory", env: []string{"PLUGDB_ENGINE_PLUGIN=memory"}, plugin: "memory", mode: "process", children: 1},
+		{name: "bbolt", env: []string{"PLUGDB_ENGINE_PLUGIN=bbolt"}, plugin: "bbolt", mode: "process", children: 1},
 		{name: "inprocess", env: []string{"PLUGDB_ENGINE_MODE=inprocess"}, plugin: "rowfile", mode: "inprocess"},
 		{name: "customengine", config: "engine: {plugin: " + customBin + "}\n", plugin: customBin, mode: "process", children: 1},
 	} {
@@ -686,6 +687,38 @@ func TestDevSwapEngines(t *testing.T) {
 			d.stop(t, tc.children)
 		})
 	}
+}
+
+// TestDevBboltRestart: with the bbolt engine, puts survive a clean stop and a
+// kill -9 of plugdb dev and its engine process, and live in the engine's file.
+func TestDevBboltRestart(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	env := []string{"PLUGDB_ENGINE_PLUGIN=bbolt"}
+	d := startDev(t, data, env)
+	wantRun(t, d.cli(t, "put", "b:1", "one"), 0, "", "")
+	wantRun(t, d.cli(t, "put", "b:2", "two"), 0, "", "")
+	wantRun(t, d.cli(t, "delete", "b:2"), 0, "", "")
+	d.stop(t, 1)
+
+	// Each partition's engine folder (datadir.PartitionDir) holds the file.
+	if files, _ := filepath.Glob(filepath.Join(data, "p*", "plugdb.bolt")); len(files) == 0 {
+		t.Errorf("no p*/plugdb.bolt in the data folder: %v", listTree(t, data))
+	}
+
+	d = startDev(t, data, env)
+	wantRun(t, d.cli(t, "get", "b:1"), 0, "one\n", "")
+	wantRun(t, d.cli(t, "get", "b:2"), 1, "", "not found: b:2\n")
+	wantRun(t, d.cli(t, "put", "b:3", "three"), 0, "", "")
+	kids := children(d.cmd.Process.Pid)
+	if err := syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	waitGone(t, kids)
+
+	d = startDev(t, data, env)
+	wantRun(t, d.cli(t, "scan", "--prefix", "b:"), 0, "b:1\tone\nb:3\tthree\n", "")
+	d.stop(t, 1)
 }
 
 func TestDevDurabilityKill9(t *testing.T) {
