@@ -37,6 +37,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -257,13 +259,16 @@ func (e *Engine) AppliedLSN(ctx context.Context) (uint64, error) {
 	return e.applied.Load(), nil
 }
 
-// Stats counts the live keys with a scan of the rows, takes BytesOnDisk from
-// pebble's metrics (DiskSpaceUsage: WAL, tables, MANIFEST and OPTIONS files),
-// and reports as GarbageRatio pebble's estimate of the table bytes that
-// compacting away deletions would free (point and range tombstones and what they
-// cover), over the bytes of all live tables. It does not count overwritten
-// values pebble has not compacted yet (pebble keeps no estimate of those), nor
-// anything still in the memtables, so it is a lower bound.
+// Stats counts the live keys with a scan of the rows and adds up the sizes of
+// the files in the folder as BytesOnDisk (pebble's Metrics.DiskSpaceUsage
+// leaves out the WAL file being written).
+//
+// GarbageRatio is the share of the key and value bytes the scan stepped over
+// that were not live rows: older versions of overwritten keys and deletion
+// tombstones, in memtables and tables, that compaction has not dropped yet. It
+// is a lower bound: pebble's iterator skips, without counting them, the rows a
+// range deletion covers (the old rows after a Restore) and some of the versions
+// below a point deletion.
 func (e *Engine) Stats(ctx context.Context) (engines.Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return engines.Stats{}, err
@@ -278,7 +283,14 @@ func (e *Engine) Stats(ctx context.Context) (engines.Stats, error) {
 		return engines.Stats{}, fmt.Errorf("pebble: stats: %w", err)
 	}
 	var st engines.Stats
+	var live uint64
 	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return engines.Stats{}, fmt.Errorf("pebble: stats: %w", err)
+		}
+		live += uint64(len(it.Key()) + len(v))
 		if st.Keys++; st.Keys%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				it.Close()
@@ -286,14 +298,15 @@ func (e *Engine) Stats(ctx context.Context) (engines.Stats, error) {
 			}
 		}
 	}
+	is := it.Stats().InternalStats
 	if err := it.Close(); err != nil {
 		return engines.Stats{}, fmt.Errorf("pebble: stats: count keys: %w", err)
 	}
-	m := e.db.Metrics()
-	st.BytesOnDisk = int64(m.DiskSpaceUsage())
-	garbage := m.Table.Garbage.PointDeletionsBytesEstimate + m.Table.Garbage.RangeDeletionsBytesEstimate
-	if tables := m.Table.Local.LiveSize + m.BlobFiles.Local.LiveSize; tables > 0 {
-		st.GarbageRatio = min(float64(garbage)/float64(tables), 1)
+	if stepped := is.KeyBytes + is.ValueBytes; stepped > live {
+		st.GarbageRatio = float64(stepped-live) / float64(stepped)
+	}
+	if st.BytesOnDisk, err = dirBytes(e.dir); err != nil {
+		return engines.Stats{}, fmt.Errorf("pebble: stats: %w", err)
 	}
 	return st, nil
 }
@@ -340,4 +353,30 @@ func (g logger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	g.l.Error("pebble fatal error: " + msg)
 	panic("pebble: " + msg)
+}
+
+// dirBytes adds up the sizes of the files below dir.
+func dirBytes(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed meanwhile (an obsolete table or WAL)
+		}
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		n += info.Size()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", dir, err)
+	}
+	return n, nil
 }
