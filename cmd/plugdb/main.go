@@ -15,6 +15,7 @@ import (
 	"github.com/plugdb/plugdb/core/loader"
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/engines/memory"
+	"github.com/plugdb/plugdb/engines/pebble"
 	"github.com/plugdb/plugdb/engines/rowfile"
 	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/partitioners/hash"
@@ -30,6 +31,7 @@ func bundledEngines() map[string]engines.OpenFunc {
 	return map[string]engines.OpenFunc{
 		"rowfile": rowfile.Open,
 		"memory":  memory.Open,
+		"pebble":  pebble.Open,
 	}
 }
 

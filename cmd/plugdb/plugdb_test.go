@@ -127,6 +127,7 @@ func TestPluginCheckPasses(t *testing.T) {
 	for _, tc := range []struct{ name, plugin string }{
 		{"rowfile", "rowfile"},
 		{"memory", "memory"},
+		{"pebble", "pebble"},
 		{"customengine", customBin},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,7 +158,7 @@ func TestPluginCheckRefusesWhatItCannotLoad(t *testing.T) {
 	}{
 		{"missing binary", "/no/such", []string{`"/no/such": plugin binary not found`}},
 		{"not a plugin", "/bin/true", []string{"/bin/true is not a plugdb plugin"}},
-		{"unknown bundled name", "nosuch", []string{`"nosuch": no such bundled engine`, "memory, rowfile"}},
+		{"unknown bundled name", "nosuch", []string{`"nosuch": no such bundled engine`, "memory, pebble, rowfile"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := runPlugdb(t, time.Minute, "plugin", "check", tc.plugin)

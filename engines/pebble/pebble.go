@@ -24,7 +24,8 @@
 // The pebble.Options used: CacheSize from cache_size; FormatMajorVersion pinned
 // to FormatValueSeparation (the newest format of pebble v2.1, pinned so a pebble
 // upgrade does not silently ratchet the files); Merger, the max-LSN merge of
-// the meta key; Logger, an adapter to the engine's hclog logger. Everything else
+// the meta key; Logger, an adapter to the engine's hclog logger (pebble's info
+// lines at debug level). Everything else
 // is pebble's default: 4MiB memtables (writes stall at 2 queued), L0
 // compaction at a read amplification of 4 (writes stop at 12), 64MiB Lbase,
 // 2MiB L0 tables (doubling per level), 512KiB BytesPerSync, one compaction at a
@@ -341,8 +342,9 @@ func (e *Engine) Close() error {
 // logger adapts an hclog.Logger to pebble.Logger.
 type logger struct{ l hclog.Logger }
 
-// Infof logs at info level.
-func (g logger) Infof(format string, args ...any) { g.l.Info(fmt.Sprintf(format, args...)) }
+// Infof logs at debug level: pebble's info lines ("Found 0 WALs") are
+// routine, one or more per open.
+func (g logger) Infof(format string, args ...any) { g.l.Debug(fmt.Sprintf(format, args...)) }
 
 // Errorf logs at error level.
 func (g logger) Errorf(format string, args ...any) { g.l.Error(fmt.Sprintf(format, args...)) }

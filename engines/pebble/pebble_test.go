@@ -295,7 +295,7 @@ func TestDecodeCorrupt(t *testing.T) {
 
 func TestLoggerFatalfPanics(t *testing.T) {
 	var buf bytes.Buffer
-	l := logger{hclog.New(&hclog.LoggerOptions{Output: &buf})}
+	l := logger{hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Debug})}
 	l.Infof("hello %d", 1)
 	func() {
 		defer func() {
@@ -306,7 +306,7 @@ func TestLoggerFatalfPanics(t *testing.T) {
 		l.Fatalf("disk %s", "gone")
 		t.Errorf("Fatalf returned")
 	}()
-	if s := buf.String(); !strings.Contains(s, "hello 1") || !strings.Contains(s, "pebble fatal error: disk gone") {
+	if s := buf.String(); !strings.Contains(s, "[DEBUG] hello 1") || !strings.Contains(s, "pebble fatal error: disk gone") {
 		t.Errorf("log: got %q", s)
 	}
 }
