@@ -335,7 +335,7 @@ func TestBenchBadInput(t *testing.T) {
 		{"missing config", []string{"--config", ok, "--config", filepath.Join(dir, "nope.yaml")}, []string{"--config " + filepath.Join(dir, "nope.yaml"), "no such file"}},
 		{"no config", []string{"--keys", "10"}, []string{"--config", "at least one"}},
 		{"bad key", []string{"--config", ok, "--config", badKey}, []string{"--config " + badKey, "partitons"}},
-		{"unknown plugin", []string{"--config", badPlugin}, []string{`engine.plugin "leveldb"`, "bbolt, memory, rowfile"}},
+		{"unknown plugin", []string{"--config", badPlugin}, []string{`engine.plugin "leveldb"`, "bbolt, memory, pebble, rowfile"}},
 		{"clients", []string{"--config", ok, "--clients", "0"}, []string{"--clients 0", "1..1024"}},
 		{"keys", []string{"--config", ok, "--keys", "0"}, []string{"--keys 0", "at least 1"}},
 		{"load batch", []string{"--config", ok, "--load-batch", "0"}, []string{"--load-batch 0", "1..10000"}},

@@ -662,9 +662,11 @@ func TestDevSwapEngines(t *testing.T) {
 		config       string
 		plugin, mode string
 		children     int
+		durable      bool // a put survives a restart
 	}{
 		{name: "memory", env: []string{"PLUGDB_ENGINE_PLUGIN=memory"}, plugin: "memory", mode: "process", children: 1},
 		{name: "bbolt", env: []string{"PLUGDB_ENGINE_PLUGIN=bbolt"}, plugin: "bbolt", mode: "process", children: 1},
+		{name: "pebble", env: []string{"PLUGDB_ENGINE_PLUGIN=pebble"}, plugin: "pebble", mode: "process", children: 1, durable: true},
 		{name: "inprocess", env: []string{"PLUGDB_ENGINE_MODE=inprocess"}, plugin: "rowfile", mode: "inprocess"},
 		{name: "customengine", config: "engine: {plugin: " + customBin + "}\n", plugin: customBin, mode: "process", children: 1},
 	} {
@@ -677,13 +679,25 @@ func TestDevSwapEngines(t *testing.T) {
 				}
 				args = append(args, "--config", f)
 			}
-			d := startDev(t, filepath.Join(t.TempDir(), "data"), tc.env, args...)
+			data := filepath.Join(t.TempDir(), "data")
+			d := startDev(t, data, tc.env, args...)
 			smoke(t, d)
 			res := d.cli(t, "status", "-o", "json")
 			var st statusJSON
 			if err := json.Unmarshal([]byte(res.stdout), &st); err != nil || st.Engine.Plugin != tc.plugin || st.Engine.Mode != tc.mode {
 				t.Errorf("status: want engine %s (%s)\n%s", tc.plugin, tc.mode, res)
 			}
+			if !tc.durable {
+				d.stop(t, tc.children)
+				return
+			}
+			wantRun(t, d.cli(t, "put", "restart:key", "before the restart"), 0, "", "")
+			wantRun(t, d.cli(t, "delete", "s:0"), 0, "", "")
+			d.stop(t, tc.children)
+			d = startDev(t, data, tc.env, args...)
+			wantRun(t, d.cli(t, "get", "restart:key"), 0, "before the restart\n", "")
+			wantRun(t, d.cli(t, "get", "s:0"), 1, "", "not found: s:0\n")
+			wantRun(t, d.cli(t, "get", "s:5"), 0, "v5\n", "")
 			d.stop(t, tc.children)
 		})
 	}

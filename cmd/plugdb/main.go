@@ -16,6 +16,7 @@ import (
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/engines/bbolt"
 	"github.com/plugdb/plugdb/engines/memory"
+	"github.com/plugdb/plugdb/engines/pebble"
 	"github.com/plugdb/plugdb/engines/rowfile"
 	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/partitioners/hash"
@@ -32,6 +33,7 @@ func bundledEngines() map[string]engines.OpenFunc {
 		"rowfile": rowfile.Open,
 		"memory":  memory.Open,
 		"bbolt":   bbolt.Open,
+		"pebble":  pebble.Open,
 	}
 }
 

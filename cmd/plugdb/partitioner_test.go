@@ -92,7 +92,7 @@ func TestPluginCheckPartitionerRefusals(t *testing.T) {
 		{"an engine as partitioner", func(*testing.T) []string { return []string{"--kind", "partitioner", customBin} }, []string{"is not a partitioner plugin"}},
 		{"a partitioner as engine", func(t *testing.T) []string { return []string{"--kind", "engine", customPartitioner(t)} }, []string{"is not an engine plugin"}},
 		{"engine name as partitioner", func(*testing.T) []string { return []string{"--kind", "partitioner", "memory"} }, []string{`partitioner.plugin "memory": no such bundled partitioner (bundled: hash, range, ring)`}},
-		{"unknown name", func(*testing.T) []string { return []string{"nosuch"} }, []string{`"nosuch": no such bundled engine (bundled: bbolt, memory, rowfile), partitioner (bundled: hash, range, ring) or replicator (bundled: `}},
+		{"unknown name", func(*testing.T) []string { return []string{"nosuch"} }, []string{`"nosuch": no such bundled engine (bundled: bbolt, memory, pebble, rowfile), partitioner (bundled: hash, range, ring) or replicator (bundled: `}},
 		{"bad kind", func(*testing.T) []string { return []string{"--kind", "router", "hash"} }, []string{`--kind "router": allowed values are engine, partitioner, replicator`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

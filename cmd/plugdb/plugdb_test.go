@@ -128,6 +128,7 @@ func TestPluginCheckPasses(t *testing.T) {
 		{"rowfile", "rowfile"},
 		{"memory", "memory"},
 		{"bbolt", "bbolt"},
+		{"pebble", "pebble"},
 		{"customengine", customBin},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -158,7 +159,7 @@ func TestPluginCheckRefusesWhatItCannotLoad(t *testing.T) {
 	}{
 		{"missing binary", "/no/such", []string{`"/no/such": plugin binary not found`}},
 		{"not a plugin", "/bin/true", []string{"/bin/true is not a plugdb plugin"}},
-		{"unknown bundled name", "nosuch", []string{`"nosuch": no such bundled engine`, "bbolt, memory, rowfile"}},
+		{"unknown bundled name", "nosuch", []string{`"nosuch": no such bundled engine`, "bbolt, memory, pebble, rowfile"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := runPlugdb(t, time.Minute, "plugin", "check", tc.plugin)
