@@ -14,10 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/plugdb/plugdb/core/bench"
 	benchreport "github.com/plugdb/plugdb/core/bench/report"
 	"github.com/plugdb/plugdb/core/bench/report/headless"
 	"github.com/plugdb/plugdb/core/config"
+	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/plugins"
 )
 
@@ -369,6 +372,10 @@ func TestCompareConfigsLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	files, _ := filepath.Glob(filepath.Join(root, "configs", "compare", "*.yaml"))
+	l, err := newLoader(hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]func(config.Config) bool{
 		"engine-rowfile-hash": func(c config.Config) bool { return c.Engine.Plugin == "rowfile" && c.Engine.Options["index"] == "hash" },
 		"engine-rowfile-btree": func(c config.Config) bool {
@@ -405,6 +412,26 @@ func TestCompareConfigsLoad(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
+		}
+		if err := cfg.Validate(clusterKnown(l)); err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		// The bundled plugins accept the options (checked in process: an engine
+		// opened on a fresh folder, the partitioner configured).
+		ctx := context.Background()
+		e, err := bundledEngines()[cfg.Engine.Plugin](ctx, engines.Options{Dir: t.TempDir(), Params: cfg.Engine.Options, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			t.Errorf("%s: engine %s refuses the options: %v", name, cfg.Engine.Plugin, err)
+		} else if err := e.Close(); err != nil {
+			t.Errorf("%s: close: %v", name, err)
+		}
+		p, err := bundledPartitioners()[cfg.Partitioner.Plugin](ctx, hclog.NewNullLogger())
+		if err == nil {
+			err = p.Configure(ctx, cfg.Partitions, cfg.Partitioner.Options)
+		}
+		if err != nil {
+			t.Errorf("%s: partitioner %s refuses the options: %v", name, cfg.Partitioner.Plugin, err)
 		}
 		b, _ := os.ReadFile(f)
 		if !strings.HasPrefix(string(b), "# ") {
