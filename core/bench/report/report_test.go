@@ -43,7 +43,7 @@ func wantBars(t *testing.T, doc string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"throughput": 2 * 2, "latency": 2 * 3, "partition-keys": 2 + 3, "keys-moved": 2}
+	want := map[string]int{"throughput": 2, "load-throughput": 2, "latency": 2 * 3, "partition-keys": 2 + 3, "keys-moved": 2}
 	if len(perChart) != len(Charts) {
 		t.Errorf("charts %v, want %v", perChart, Charts)
 	}
