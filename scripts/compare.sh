@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the comparisons the README shows with `plugdb bench`, writing each
 # one's table (.txt), figures (.json) and report (.html) to docs/bench/, and a
-# screenshot of the engine report (docs/bench/engines.png, with Debian's
-# chromium). Takes about 15 minutes on 2 cores. Usage: scripts/compare.sh [OUT]
+# screenshot of the engine and partitioner reports (docs/bench/*.png, with
+# Debian's chromium). Takes about 15 minutes on 2 cores. Usage: scripts/compare.sh [OUT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/bench}
@@ -39,10 +39,12 @@ run partitioners --config $c/partitioner-hash.yaml --config $c/partitioner-ring.
   --workload E --keys 100000 --load-batch 100 --clients 16 --duration 10s
 
 if command -v chromium >/dev/null; then
-  profile=$(mktemp -d)
-  chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
-    --disable-component-update --disable-sync --user-data-dir="$profile" --hide-scrollbars \
-    --window-size=1400,1900 --screenshot="$PWD/$out/engines.png" "file://$PWD/$out/engines.html" 2>/dev/null
-  rm -rf "$profile"
-  echo "screenshot: $out/engines.png" >&2
+  for name in engines partitioners; do
+    profile=$(mktemp -d)
+    chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+      --disable-component-update --disable-sync --user-data-dir="$profile" --hide-scrollbars \
+      --window-size=1400,1900 --screenshot="$PWD/$out/$name.png" "file://$PWD/$out/$name.html" 2>/dev/null
+    rm -rf "$profile"
+    echo "screenshot: $out/$name.png" >&2
+  done
 fi
