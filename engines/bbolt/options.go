@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -74,19 +73,19 @@ func parseOptions(params map[string]string) (options, error) {
 				return o, badOption(name, v, "always | none")
 			}
 		case OptMaxKeySize:
-			n, ok := parseSize(val)
+			n, ok := engines.ParseSize(val)
 			if !ok || n < 1 || n > maxKeySize {
 				return o, badOption(name, v, fmt.Sprintf("a size from 1 to %d bytes", maxKeySize))
 			}
 			o.maxKeySize = int(n)
 		case OptMaxValueSize:
-			n, ok := parseSize(val)
+			n, ok := engines.ParseSize(val)
 			if !ok || n < 1 || n > maxValueSize {
 				return o, badOption(name, v, fmt.Sprintf("a size from 1 to %d bytes", maxValueSize))
 			}
 			o.maxValueSize = int(n)
 		case OptInitialMmapSize:
-			n, ok := parseSize(val)
+			n, ok := engines.ParseSize(val)
 			if !ok || n < minMmapSize || n > maxMmapSize {
 				return o, badOption(name, v, "a size from 64MiB to 64GiB, such as 1GiB")
 			}
@@ -97,24 +96,4 @@ func parseOptions(params map[string]string) (options, error) {
 		}
 	}
 	return o, nil
-}
-
-// parseSize parses a byte count: digits, optionally followed by KiB, MiB or GiB
-// (or K, M, G, same meaning) or B.
-func parseSize(s string) (int64, bool) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, false
-	}
-	return n * mult, true
 }

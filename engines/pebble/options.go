@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/plugdb/plugdb/engines"
@@ -69,19 +68,19 @@ func parseOptions(params map[string]string) (options, error) {
 				return o, badOption(name, v, "always | none")
 			}
 		case OptMaxKeySize:
-			n, ok := parseSize(val)
+			n, ok := engines.ParseSize(val)
 			if !ok || n < 1 || n > keyLimit {
 				return o, badOption(name, v, fmt.Sprintf("a size from 1 to %d bytes, such as 1024 or 4KiB", keyLimit))
 			}
 			o.maxKeySize = int(n)
 		case OptMaxValueSize:
-			n, ok := parseSize(val)
+			n, ok := engines.ParseSize(val)
 			if !ok || n < 1 || n > valueLimit {
 				return o, badOption(name, v, fmt.Sprintf("a size from 1 to %d bytes, such as 1048576 or 1MiB", valueLimit))
 			}
 			o.maxValueSize = int(n)
 		case OptCacheSize:
-			n, ok := parseSize(val)
+			n, ok := engines.ParseSize(val)
 			if !ok || n < minCacheSize || n > maxCacheSize {
 				return o, badOption(name, v, "a size from 1MiB to 1024GiB, such as 8388608 or 64MiB")
 			}
@@ -92,24 +91,4 @@ func parseOptions(params map[string]string) (options, error) {
 		}
 	}
 	return o, nil
-}
-
-// parseSize parses a byte count: digits, optionally followed by KiB, MiB or GiB
-// (or K, M, G, same meaning), or B.
-func parseSize(s string) (int64, bool) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, false
-	}
-	return n * mult, true
 }

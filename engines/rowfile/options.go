@@ -94,19 +94,19 @@ func parseOptions(params map[string]string) (options, error) {
 				return o, badOption(name, v, "always, batch or none")
 			}
 		case OptSegmentSize:
-			n, ok := parseSize(val)
+			n, ok := engines.ParseSize(val)
 			if !ok || n < minSegmentSize || n > maxSegmentSize {
 				return o, badOption(name, v, "a size from 4KiB to 64GiB, such as 67108864 or 64MiB")
 			}
 			o.segmentSize = n
 		case OptMaxKeySize:
-			n, ok := parseSize(val)
+			n, ok := engines.ParseSize(val)
 			if !ok || n < 1 || n > keyLimit {
 				return o, badOption(name, v, fmt.Sprintf("a size from 1 to %d bytes", keyLimit))
 			}
 			o.maxKeySize = int(n)
 		case OptMaxValueSize:
-			n, ok := parseSize(val)
+			n, ok := engines.ParseSize(val)
 			if !ok || n < 1 || n > valueLimit {
 				return o, badOption(name, v, fmt.Sprintf("a size from 1 to %d bytes", valueLimit))
 			}
@@ -132,24 +132,4 @@ func parseOptions(params map[string]string) (options, error) {
 		}
 	}
 	return o, nil
-}
-
-// parseSize parses a byte count: digits, optionally followed by KiB, MiB or GiB
-// (or K, M, G, same meaning).
-func parseSize(s string) (int64, bool) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, false
-	}
-	return n * mult, true
 }
