@@ -40,6 +40,7 @@ const (
 	benchStopGrace    = 30 * time.Second
 	benchSeed         = 1
 	benchMaxLoadBatch = 10000
+	benchMaxWarmup    = 10 * time.Minute
 	// benchMaxRequestBytes keeps a load batch under gRPC's default 4 MiB
 	// message limit, with room for framing.
 	benchMaxRequestBytes = 4<<20 - 64<<10
@@ -58,6 +59,7 @@ type benchFlags struct {
 	json         string
 	report       string
 	loadBatch    int
+	warmup       time.Duration
 }
 
 func benchCommand() *cobra.Command {
@@ -96,6 +98,7 @@ func benchCommand() *cobra.Command {
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long the workload runs (or give --ops)")
 	fl.Int64Var(&f.ops, "ops", 0, "run the workload for this many operations instead of --duration")
 	fl.StringVar(&f.json, "json", "", "also write the figures as JSON to this file")
+	fl.DurationVar(&f.warmup, "warmup", 0, "read loaded keys for this long, unmeasured, before the workload (e.g. 3s)")
 	fl.IntVar(&f.loadBatch, "load-batch", 1, "keys per request of the load phase: 1 is a Put per key, more is a Batch")
 	fl.StringVar(&f.report, "report", "", "also write an HTML report (table and charts, self-contained) to this file")
 	return cmd
@@ -124,8 +127,10 @@ func (f benchFlags) options(cmd *cobra.Command) (bench.Options, error) {
 	if err != nil {
 		return bench.Options{}, err
 	}
-	o := bench.Options{Workload: w, Distribution: dist, Keys: f.keys, ValueSize: f.valueSize, Clients: f.clients, LoadBatch: f.loadBatch, Seed: benchSeed}
+	o := bench.Options{Workload: w, Distribution: dist, Keys: f.keys, ValueSize: f.valueSize, Clients: f.clients, LoadBatch: f.loadBatch, Warmup: f.warmup, Seed: benchSeed}
 	switch {
+	case f.warmup < 0 || f.warmup > benchMaxWarmup:
+		return o, fmt.Errorf("--warmup %s: allowed values are 0s..%s", f.warmup, benchMaxWarmup)
 	case f.loadBatch < 1 || f.loadBatch > benchMaxLoadBatch:
 		return o, fmt.Errorf("--load-batch %d: allowed values are 1..%d keys per request", f.loadBatch, benchMaxLoadBatch)
 	case f.loadBatch*(bench.KeyLen+f.valueSize+16) > benchMaxRequestBytes:
@@ -214,7 +219,7 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	host, _ := os.Hostname()
 	report := bench.Report{Settings: bench.Settings{
 		Workload: opts.Workload.Name, Distribution: opts.Distribution, Keys: opts.Keys, ValueSize: opts.ValueSize,
-		Clients: opts.Clients, DurationS: opts.Duration.Seconds(), Ops: opts.Ops, LoadBatch: opts.LoadBatch,
+		Clients: opts.Clients, DurationS: opts.Duration.Seconds(), Ops: opts.Ops, LoadBatch: opts.LoadBatch, WarmupS: opts.Warmup.Seconds(),
 		Started: time.Now().UTC().Format(time.RFC3339), Host: host, CPUs: runtime.NumCPU(),
 	}}
 	ctx := cmd.Context()

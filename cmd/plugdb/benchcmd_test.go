@@ -251,13 +251,16 @@ func TestBenchPartitionersOnGrowth(t *testing.T) {
 	writeConfig(t, wd, "range.yaml", "partitioner: {plugin: range, options: {splits: user8}}\n")
 	writeConfig(t, wd, "ring.yaml", "partitioner: {plugin: ring}\n")
 	res := runBenchCmdIn(t, wd, 3*time.Minute, "--config", "range.yaml", "--config", "ring.yaml",
-		"--workload", "E", "--keys", "4000", "--load-batch", "64", "--ops", "1000", "--clients", "2", "--json", "out.json")
+		"--workload", "E", "--keys", "4000", "--load-batch", "64", "--warmup", "500ms", "--ops", "1000", "--clients", "2", "--json", "out.json")
 	if res.code != 0 {
 		t.Fatalf("plugdb bench failed\n%s", res)
 	}
 	r := readReport(t, filepath.Join(wd, "out.json"))
-	if r.Settings.LoadBatch != 64 {
-		t.Errorf("settings: load batch %d, want 64", r.Settings.LoadBatch)
+	if r.Settings.LoadBatch != 64 || r.Settings.WarmupS != 0.5 {
+		t.Errorf("settings: load batch %d, warm-up %vs: want 64, 0.5", r.Settings.LoadBatch, r.Settings.WarmupS)
+	}
+	if !strings.Contains(res.stderr, "reads (not measured)") {
+		t.Errorf("stderr lacks the warm-up's progress\n%s", res.stderr)
 	}
 	if len(r.Rows) != 2 {
 		t.Fatalf("--json rows: %+v", r.Rows)
@@ -342,6 +345,7 @@ func TestBenchBadInput(t *testing.T) {
 		{"clients", []string{"--config", ok, "--clients", "0"}, []string{"--clients 0", "1..1024"}},
 		{"keys", []string{"--config", ok, "--keys", "0"}, []string{"--keys 0", "at least 1"}},
 		{"load batch", []string{"--config", ok, "--load-batch", "0"}, []string{"--load-batch 0", "1..10000"}},
+		{"warmup", []string{"--config", ok, "--warmup", "-1s"}, []string{"--warmup -1s", "0s..10m0s"}},
 		{"load batch too big", []string{"--config", ok, "--load-batch", "100", "--value-size", "65536"}, []string{"--load-batch 100 of --value-size 65536", "exceeds gRPC's"}},
 		{"report folder missing", []string{"--config", ok, "--report", filepath.Join(dir, "no", "r.html")}, []string{"--report: open " + filepath.Join(dir, "no", "r.html"), "no such file"}},
 	} {

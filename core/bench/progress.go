@@ -118,6 +118,8 @@ func (p *ProgressPrinter) describe(pr Progress) string {
 		return "start: waiting until the system is ready, " + secs(pr.Elapsed)
 	case "load":
 		return fmt.Sprintf("load %d/%d keys, %s ops/s", pr.Done, pr.Total, Thousands(int64(pr.Rate())))
+	case PhaseWarmup:
+		return fmt.Sprintf("warm-up %s/%s, %s reads (not measured)", secs(pr.Elapsed), secs(pr.Limit), Thousands(pr.Done))
 	}
 	if pr.Total > 0 {
 		return fmt.Sprintf("workload %s %d/%d ops, %s ops/s", p.workload, pr.Done, pr.Total, Thousands(int64(pr.Rate())))

@@ -20,6 +20,7 @@ type Settings struct {
 	DurationS    float64 `json:"duration_s,omitempty"`
 	Ops          int64   `json:"ops,omitempty"` // operations asked for (0: bounded by duration)
 	LoadBatch    int     `json:"load_batch"`    // keys per request of the load phase (1: a Put each)
+	WarmupS      float64 `json:"warmup_s"`      // unmeasured reads before the workload, seconds
 	Started      string  `json:"started"`       // RFC 3339
 	Host         string  `json:"host,omitempty"`
 	CPUs         int     `json:"cpus,omitempty"`

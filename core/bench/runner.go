@@ -38,6 +38,11 @@ type Options struct {
 	Clients      int
 	Duration     time.Duration
 	Ops          int64
+	// Warmup is how long the clients read loaded keys, unmeasured, between the
+	// load and the workload (0: no warm-up): it lets the processes, their
+	// connections and the caches settle, so the first config of a run is not
+	// measured cold.
+	Warmup time.Duration
 	// LoadBatch is how many keys one request of the load phase inserts: 0 or
 	// 1 is a Put per key, more is a Batch of that many puts.
 	LoadBatch int
@@ -77,6 +82,8 @@ func (o Options) check() error {
 		return fmt.Errorf("value size %d: must not be negative", o.ValueSize)
 	case o.Clients < 1:
 		return fmt.Errorf("clients %d: must be at least 1", o.Clients)
+	case o.Warmup < 0:
+		return fmt.Errorf("warm-up %v: must not be negative", o.Warmup)
 	case o.LoadBatch < 0:
 		return fmt.Errorf("load batch %d: must not be negative", o.LoadBatch)
 	case o.Duration <= 0 && o.Ops <= 0:
@@ -110,6 +117,11 @@ func Run(ctx context.Context, clients []plugdbv1.KVClient, o Options) Row {
 	}
 	live, err := load(ctx, clients, o, &row)
 	if err != nil {
+		row.Error = err.Error()
+		return row
+	}
+
+	if err := warmUp(ctx, clients, o); err != nil {
 		row.Error = err.Error()
 		return row
 	}
@@ -192,6 +204,46 @@ func load(ctx context.Context, clients []plugdbv1.KVClient, o Options, row *Row)
 		return 0, fmt.Errorf("load: %d of %d keys inserted within %v", row.LoadOps, o.Keys, o.maxDuration())
 	}
 	return row.LoadOps, nil
+}
+
+// PhaseWarmup is the phase of reading loaded keys, unmeasured, before the workload.
+const PhaseWarmup = "warmup"
+
+// warmUp reads uniformly chosen loaded keys from every client for o.Warmup,
+// measuring nothing; it fails only if every read failed.
+func warmUp(ctx context.Context, clients []plugdbv1.KVClient, o Options) error {
+	if o.Warmup <= 0 {
+		return nil
+	}
+	var done, failed atomic.Int64
+	var firstErr error
+	var once sync.Once
+	began := time.Now()
+	deadline := began.Add(o.Warmup)
+	stop := o.report(PhaseWarmup, 0, o.Warmup, &done, began)
+	var wg sync.WaitGroup
+	for c, kv := range clients {
+		wg.Go(func() {
+			rng := rand.New(rand.NewChaCha8(seed(o.Seed, 2, c)))
+			w := &worker{kv: kv}
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				if err := w.get(ctx, Key(rng.Uint64N(uint64(o.Keys)))); err != nil && ctx.Err() == nil {
+					failed.Add(1)
+					once.Do(func() { firstErr = err })
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	stop(time.Since(began))
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("warm-up: %w", ctx.Err())
+	case done.Load() > 0 && failed.Load() == done.Load():
+		return fmt.Errorf("warm-up: all %d reads failed, the first: %v", failed.Load(), firstErr)
+	}
+	return nil
 }
 
 // runWorkload runs the workload from every client and fills the row's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -210,6 +211,37 @@ func TestRunLoadsInBatches(t *testing.T) {
 		if v := kv.rows[string(Key(uint64(i)))]; len(v) != 8 {
 			t.Fatalf("key %d: value %q after the load", i, v)
 		}
+	}
+}
+
+// A warm-up reads loaded keys before the workload and is not measured: a
+// load workload's figures hold only its inserts.
+func TestRunWarmsUpUnmeasured(t *testing.T) {
+	kv := newFakeKV()
+	var mu sync.Mutex
+	var phases []string
+	row := Run(context.Background(), clientsOf(kv, 2), Options{
+		Workload: mustWorkload(t, "load"), Distribution: "uniform", Keys: 100, ValueSize: 8, Clients: 2, Ops: 50,
+		Warmup: 200 * time.Millisecond, Seed: 1,
+		Progress: func(p Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			if p.Final {
+				phases = append(phases, p.Phase)
+			}
+		},
+	})
+	if row.Error != "" {
+		t.Fatal(row.Error)
+	}
+	if kv.calls["get"] == 0 {
+		t.Error("no read during the warm-up")
+	}
+	if row.Operations != 50 || len(row.Ops) != 1 || row.Ops[OpInsert].Count != 50 {
+		t.Errorf("operations %d, ops %v: want only the 50 inserts measured", row.Operations, row.Ops)
+	}
+	if want := []string{"load", PhaseWarmup, "workload"}; !slices.Equal(phases, want) {
+		t.Errorf("phases ended %v, want %v", phases, want)
 	}
 }
 

@@ -69,6 +69,9 @@ func settingsLine(s bench.Settings) string {
 		bench.Thousands(int64(s.Keys)) + " keys loaded", fmt.Sprintf("%d-byte values", s.ValueSize),
 		fmt.Sprintf("%d clients", s.Clients),
 	}
+	if s.WarmupS > 0 {
+		parts = append(parts, fmt.Sprintf("%gs warm-up", s.WarmupS))
+	}
 	if s.LoadBatch > 1 {
 		parts = append(parts, fmt.Sprintf("loaded in batches of %d", s.LoadBatch))
 	}
