@@ -1,7 +1,7 @@
 // Package report writes what `plugdb bench --report` writes: one
-// self-contained HTML file with the run's settings, its table and four charts
-// (throughput, latency percentiles, keys per partition, keys moved on growth)
-// drawn as inline SVG. The file has no script and loads nothing, so it opens
+// self-contained HTML file with the run's settings, its table and five charts
+// (workload and load throughput, latency percentiles, keys per partition, keys
+// moved on growth) drawn as inline SVG. The file has no script and loads nothing, so it opens
 // offline and renders the same in any browser.
 package report
 
