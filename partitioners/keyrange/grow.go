@@ -36,13 +36,9 @@ func FormatSplits(points [][]byte) string {
 // cut between).
 func SplitFullest(points, keys [][]byte) (grown [][]byte, fullest int) {
 	in := make([][][]byte, len(points)+1) // keys per range
+	p := &Partitioner{n: len(points) + 1, splits: points}
 	for _, k := range keys {
-		i, _ := slices.BinarySearchFunc(points, k, func(p, k []byte) int {
-			if bytes.Compare(p, k) <= 0 {
-				return -1
-			}
-			return 1
-		})
+		i := p.locate(k)
 		in[i] = append(in[i], k)
 	}
 	for i := range in {
