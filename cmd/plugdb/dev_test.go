@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,6 +30,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/plugdb/plugdb/core/zkserver/zktest"
 	"github.com/plugdb/plugdb/plugins"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
@@ -38,16 +38,11 @@ import (
 // End-to-end tests of `plugdb dev`: the real binary built by TestMain, on free
 // loopback ports and a temp data folder, driven through the CLI, REST and gRPC.
 
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago
+// and that no other test of this process was given.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return zktest.FreeAddr(t)
 }
 
 // syncBuffer is a bytes.Buffer safe for the exec copy goroutine and the test.
