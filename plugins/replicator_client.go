@@ -43,7 +43,7 @@ func NewReplicatorClient(conn grpc.ClientConnInterface) *ReplicatorClient {
 // once, before any other method.
 func (c *ReplicatorClient) Open(ctx context.Context, opts replicators.Options) error {
 	resp, err := c.rpc.Open(ctx, &replicatorv1.OpenRequest{
-		Dir: opts.Dir, Partition: int64(opts.Partition), Listen: opts.Listen, Params: opts.Params,
+		Dir: opts.Dir, Partition: int64(opts.Partition), Listen: opts.Listen, Params: opts.Params, Replicas: int32(opts.Replicas),
 	})
 	if err != nil {
 		return fromStatus(ctx, err)

@@ -51,7 +51,7 @@ func (s *replicatorServer) Open(ctx context.Context, req *replicatorv1.OpenReque
 		return nil, status.Error(codes.FailedPrecondition, "plugin serves no replicator")
 	}
 	r, err := s.open(ctx, replicators.Options{
-		Dir: req.GetDir(), Partition: int(req.GetPartition()), Listen: req.GetListen(), Params: req.GetParams(), Logger: s.log,
+		Dir: req.GetDir(), Partition: int(req.GetPartition()), Listen: req.GetListen(), Params: req.GetParams(), Replicas: int(req.GetReplicas()), Logger: s.log,
 	})
 	if err != nil {
 		return nil, toStatusByTable(err)

@@ -140,6 +140,10 @@ type Options struct {
 	Dir string
 	// Partition is the partition this replica belongs to.
 	Partition int
+	// Replicas is the size of the partition's replica set (leader and
+	// followers, live or not), from which a majority is counted; 0 when
+	// unknown, when the replicator counts the replicas it has been told of.
+	Replicas int
 	// Listen is the host:port where the replicator listens for its peers, such
 	// as "127.0.0.1:0"; Addr reports the address it got.
 	Listen string
@@ -208,7 +212,11 @@ type Status struct {
 	// Ack is the configured ack mode.
 	Ack Ack
 	// Fallback says acks fell back to async (only where the config allows it).
-	Fallback  bool
+	Fallback bool
+	// InSync is, on a leader, the number of in-sync replicas (itself
+	// included), and AckNeeds how many its ack mode needs in sync (0 when
+	// the replicator does not count them); with fewer, writes fail at once.
+	InSync, AckNeeds int
 	Followers []FollowerStatus
 }
 
@@ -221,7 +229,11 @@ type Replicator interface {
 	// engine's applied LSN. The replicator delivers, through Deliveries, every
 	// statement of its log above applied, and returns the LSN of the last one
 	// (or applied): the host applies up to it before taking writes and
-	// numbers new writes from the LSN after it.
+	// numbers new writes from the LSN after it. A replicator that keeps
+	// copies first makes sure its log holds every statement acknowledged
+	// before epoch: it may copy what it lacks from the in-sync peers the last
+	// SetPeers named, and fails with ErrUnavailable while too few of them
+	// answer; the host then calls Lead again.
 	Lead(ctx context.Context, epoch, applied uint64) (end uint64, err error)
 
 	// SetPeers sets the partition's other replicas (from ZooKeeper) and which

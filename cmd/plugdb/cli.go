@@ -479,6 +479,10 @@ type partitionJSON struct {
 	// says its acks fell back to async.
 	Ack         string `json:"ack"`
 	AckFallback bool   `json:"ack_fallback"`
+	// InSync is the number of in-sync replicas, the leader included;
+	// AckNeeds how many the ack mode needs (0 when unknown).
+	InSync   uint32 `json:"in_sync"`
+	AckNeeds uint32 `json:"ack_needs"`
 }
 
 type replicaJSON struct {
@@ -509,7 +513,7 @@ func statusFromProto(r *plugdbv1.StatusResponse) statusJSON {
 	}
 	for _, p := range r.GetPartitions() {
 		pj := partitionJSON{Partition: p.GetPartition(), Epoch: p.GetEpoch(), Replicas: []replicaJSON{},
-			Ack: p.GetAck(), AckFallback: p.GetAckFallback()}
+			Ack: p.GetAck(), AckFallback: p.GetAckFallback(), InSync: p.GetInSync(), AckNeeds: p.GetAckNeeds()}
 		for _, rep := range p.GetReplicas() {
 			pj.Replicas = append(pj.Replicas, replicaJSON{
 				Partition:        rep.GetPartition(),
@@ -616,8 +620,15 @@ func lagText(r replicaJSON) string {
 // ackText is a partition's ACK column: its configured mode, "-" when unknown.
 func ackText(p partitionJSON) string {
 	s := orDash(p.Ack)
-	if p.AckFallback {
+	switch {
+	case p.AckFallback:
 		s += " (fallback: async)"
+	case p.AckNeeds == 1 && p.Ack != "async":
+		s += fmt.Sprintf(" (%d in sync; the leader alone may acknowledge)", p.InSync)
+	case p.AckNeeds > p.InSync:
+		s += fmt.Sprintf(" (%d in sync, needs %d: writes fail)", p.InSync, p.AckNeeds)
+	case p.AckNeeds > 0:
+		s += fmt.Sprintf(" (%d in sync, needs %d)", p.InSync, p.AckNeeds)
 	}
 	return s
 }

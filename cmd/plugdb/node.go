@@ -149,7 +149,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
-	repl, err := l.OpenReplicator(ctx, cfg.Replicator.Block(), replicators.Options{Dir: replDir, Partition: p, Listen: o.replAddr})
+	repl, err := l.OpenReplicator(ctx, cfg.Replicator.Block(), replicators.Options{Dir: replDir, Partition: p, Listen: o.replAddr, Replicas: cfg.Nodes.Replicas})
 	if err != nil {
 		eng.Close()
 		return fmt.Errorf("partition %d: %w", p, err)

@@ -85,9 +85,12 @@ func (n *Node) becomeLeader(ctx context.Context, epoch uint64) {
 		n.logger.Error("read the applied lsn to lead", "error", err)
 		return
 	}
+	// The replicator learns the in-sync set this leader took over, so that
+	// it can first copy what another in-sync replica has and it lacks.
+	n.setPeers(ctx, n.topo.Partition(n.part.ID()), n.cand.ISR())
 	end, err := n.repl.Lead(ctx, epoch, applied)
 	if err != nil {
-		n.logger.Warn("the replicator refused to lead", "epoch", epoch, "error", err)
+		n.logger.Warn("the replicator cannot lead yet; trying again", "epoch", epoch, "error", err)
 		return
 	}
 	// Deliveries bring the engine to the end of the log.
@@ -130,7 +133,6 @@ func (n *Node) syncPeers(ctx context.Context, view coord.View) {
 	// with: every replica is as good a leader as any.
 	copies := n.repl.Addr() != ""
 	want := []string{n.addr}
-	var members []coord.Member
 	for _, m := range view.Members {
 		if m.Addr == n.addr {
 			continue
@@ -139,11 +141,7 @@ func (n *Node) syncPeers(ctx context.Context, view coord.View) {
 			want = append(want, m.Addr)
 			continue
 		}
-		if m.Repl == "" {
-			continue
-		}
-		members = append(members, m)
-		if inSync[m.Repl] {
+		if m.Repl != "" && inSync[m.Repl] {
 			want = append(want, m.Addr)
 		}
 	}
@@ -157,9 +155,20 @@ func (n *Node) syncPeers(ctx context.Context, view coord.View) {
 		}
 		n.logger.Info("in-sync set changed", "partition", n.part.ID(), "isr", want, "was", have)
 	}
-	isr := n.cand.ISR()
-	peers := make([]replicators.Peer, 0, len(members))
-	for _, m := range members {
+	n.setPeers(ctx, view, n.cand.ISR())
+}
+
+// setPeers hands the replicator the partition's other members, marking those
+// in the in-sync set isr.
+func (n *Node) setPeers(ctx context.Context, view coord.View, isr []string) {
+	if n.repl.Addr() == "" {
+		return
+	}
+	peers := make([]replicators.Peer, 0, len(view.Members))
+	for _, m := range view.Members {
+		if m.Addr == n.addr || m.Repl == "" {
+			continue
+		}
 		peers = append(peers, replicators.Peer{Addr: m.Repl, ISR: slices.Contains(isr, m.Addr)})
 	}
 	if err := n.repl.SetPeers(ctx, peers); err != nil {

@@ -430,6 +430,7 @@ func mergeReplication(ps *plugdbv1.PartitionStatus, nodes []*plugdbv1.PartitionS
 	}
 	if from != nil {
 		ps.Ack, ps.AckFallback = from.GetAck(), from.GetAckFallback()
+		ps.InSync, ps.AckNeeds = from.GetInSync(), from.GetAckNeeds()
 	}
 	if leader == nil {
 		return

@@ -10,6 +10,9 @@ import (
 	"github.com/plugdb/plugdb/replicators"
 )
 
+// maxReplicas bounds min_insync: the most replicas a partition may have.
+const maxReplicas = 9
+
 // config is the replicator's parsed options.
 type config struct {
 	ack          replicators.Ack // configured ack mode
@@ -21,12 +24,14 @@ type config struct {
 	segmentBytes int64           // log segment size
 	batchBytes   int             // bytes of entries per Append message
 	heartbeat    time.Duration   // an idle leader's heartbeat to its followers
+	minInsync    int             // replicas (leader included) semi-sync and sync need; 0: a majority
 }
 
 // optionDocs lists every option with its default and meaning, in the order an
 // error message names them.
 var optionDocs = []struct{ name, def, doc string }{
 	{"ack", "semi-sync", "async | semi-sync | sync: when the leader acknowledges a write"},
+	{"min_insync", "majority", "majority | 1..9: how many replicas, the leader included, must have persisted a write before semi-sync acknowledges it, and how many must be in sync for sync; with fewer in sync a write fails at once (1 lets a leader alone acknowledge)"},
 	{"ack_timeout", "5s", "how long a write waits for its acks before it fails with Unavailable"},
 	{"fallback", "none", "none | async: what a write does when its acks do not come in ack_timeout"},
 	{"isr_lag", "2s", "a follower not caught up for this long leaves the in-sync set"},
@@ -95,6 +100,13 @@ func parseConfig(params map[string]string) (config, error) {
 			return config{}, bad(s.name, fmt.Sprintf("a byte count of at least %d", s.min))
 		}
 		*s.dst = v
+	}
+	if v := merged["min_insync"]; v != "majority" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxReplicas {
+			return config{}, bad("min_insync", fmt.Sprintf("majority or a replica count 1..%d", maxReplicas))
+		}
+		c.minInsync = n
 	}
 	b, err := strconv.Atoi(merged["batch_bytes"])
 	if err != nil || b < 1024 {

@@ -38,8 +38,9 @@ const (
 
 // Replicator is the statement replicator of one replica.
 type Replicator struct {
-	cfg    config
-	part   int
+	cfg      config
+	part     int
+	replicas int // the replica set size the host configured; 0: unknown
 	logger hclog.Logger
 	log    *wal.Log
 	lis    net.Listener
@@ -102,7 +103,7 @@ func open(_ context.Context, opts replicators.Options) (*Replicator, error) {
 		return nil, fmt.Errorf("statement replicator: listen on %s: %w", opts.Listen, err)
 	}
 	r := &Replicator{
-		cfg: cfg, part: opts.Partition, logger: logger, log: lg, lis: lis,
+		cfg: cfg, part: opts.Partition, replicas: opts.Replicas, logger: logger, log: lg, lis: lis,
 		srv: grpc.NewServer(), out: make(chan replicators.Delivery, 64),
 		changed: make(chan struct{}), appendReq: make(chan struct{}, 1),
 		pending: map[uint64]wal.Record{}, peers: map[string]*follower{},
@@ -137,11 +138,34 @@ func (r *Replicator) errClosedLocked() error {
 }
 
 // Lead makes this replica the leader of epoch.
-func (r *Replicator) Lead(_ context.Context, epoch, applied uint64) (uint64, error) {
+func (r *Replicator) Lead(ctx context.Context, epoch, applied uint64) (uint64, error) {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.errClosedLocked(); err != nil {
+		return 0, err
+	}
+	if epoch < r.epoch {
+		return 0, fmt.Errorf("lead epoch %d: epoch %d is known: %w", epoch, r.epoch, replicators.ErrFenced)
+	}
+	// Take the epoch before catching up: the deposed leader's stream into
+	// this replica ends, and nothing more arrives from it.
+	if r.role == roleLeader && r.epoch != epoch {
+		r.stopLeadingLocked("")
+		r.role = roleFollower
+	}
+	if r.role != roleLeader && epoch > r.epoch {
+		r.epoch = epoch
+		r.inbound++
+		r.notifyLocked()
+	}
+	r.mu.Unlock()
+	err := r.catchUp(ctx, epoch)
+	r.mu.Lock()
+	if err != nil {
+		return 0, err
+	}
 	if err := r.errClosedLocked(); err != nil {
 		return 0, err
 	}
@@ -278,9 +302,19 @@ func (r *Replicator) leaderErrLocked(epoch uint64) error {
 	return nil
 }
 
-// await waits until lsn meets mode.
+// await waits until lsn meets mode. It fails at once when too few replicas
+// are in sync for mode, and a little before ctx's deadline, so that the
+// caller hears why rather than a deadline error.
 func (r *Replicator) await(ctx context.Context, epoch, lsn uint64, mode replicators.Ack) error {
-	timer := time.NewTimer(r.cfg.ackTimeout)
+	wait := r.cfg.ackTimeout
+	cause := fmt.Errorf("ack_timeout %s passed", r.cfg.ackTimeout)
+	if d, ok := ctx.Deadline(); ok {
+		left := time.Until(d)
+		if left -= min(left/10, 200*time.Millisecond); left < wait {
+			wait, cause = max(left, 0), errors.New("the request's deadline is near")
+		}
+	}
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		r.mu.Lock()
@@ -292,6 +326,11 @@ func (r *Replicator) await(ctx context.Context, epoch, lsn uint64, mode replicat
 			r.mu.Unlock()
 			return nil
 		}
+		if !r.cfg.fallback && r.persisted >= lsn && r.hopelessLocked(mode) {
+			err := r.shortErrLocked(lsn, mode)
+			r.mu.Unlock()
+			return err
+		}
 		ch := r.changed
 		r.mu.Unlock()
 		select {
@@ -299,7 +338,7 @@ func (r *Replicator) await(ctx context.Context, epoch, lsn uint64, mode replicat
 		case <-ctx.Done():
 			return r.unavailable(lsn, mode, ctx.Err())
 		case <-timer.C:
-			if r.cfg.fallback {
+			if r.cfg.fallback && wait == r.cfg.ackTimeout {
 				r.mu.Lock()
 				if !r.fallback {
 					r.fallback = true
@@ -310,7 +349,7 @@ func (r *Replicator) await(ctx context.Context, epoch, lsn uint64, mode replicat
 				r.mu.Unlock()
 				continue
 			}
-			return r.unavailable(lsn, mode, fmt.Errorf("ack_timeout %s passed", r.cfg.ackTimeout))
+			return r.unavailable(lsn, mode, cause)
 		}
 	}
 }
@@ -353,34 +392,6 @@ func (r *Replicator) followerSummaryLocked() string {
 	return s
 }
 
-// metLocked reports whether lsn meets mode.
-func (r *Replicator) metLocked(lsn uint64, mode replicators.Ack) bool {
-	if r.persisted < lsn {
-		return false
-	}
-	switch mode {
-	case replicators.AckSemiSync:
-		for _, f := range r.peers {
-			if f.isr && f.persisted >= lsn {
-				return true
-			}
-		}
-		return false
-	case replicators.AckSync:
-		n := 0
-		for _, f := range r.peers {
-			if f.isr {
-				if f.persisted < lsn {
-					return false
-				}
-				n++
-			}
-		}
-		return n > 0
-	}
-	return true
-}
-
 // advanceCommitLocked moves the commit point to the highest LSN that meets
 // the configured mode (or the local log, during a fallback).
 func (r *Replicator) advanceCommitLocked() {
@@ -388,28 +399,8 @@ func (r *Replicator) advanceCommitLocked() {
 		return
 	}
 	c := r.persisted
-	switch {
-	case r.fallback, r.cfg.ack == replicators.AckAsync:
-	case r.cfg.ack == replicators.AckSemiSync:
-		best := uint64(0)
-		for _, f := range r.peers {
-			if f.isr {
-				best = max(best, f.persisted)
-			}
-		}
-		c = min(c, best)
-	case r.cfg.ack == replicators.AckSync:
-		lo, n := c, 0
-		for _, f := range r.peers {
-			if f.isr {
-				lo = min(lo, f.persisted)
-				n++
-			}
-		}
-		if n == 0 {
-			lo = 0
-		}
-		c = lo
+	if !r.fallback {
+		c = r.commitPointLocked(r.cfg.ack)
 	}
 	if r.fallback && r.metLocked(r.persisted, r.cfg.ack) {
 		r.fallback = false
@@ -634,6 +625,10 @@ func (r *Replicator) Status(context.Context) (replicators.Status, error) {
 		Commit: r.commit, Ack: r.cfg.ack, Fallback: r.fallback}
 	if r.role != roleLeader {
 		return st, nil
+	}
+	st.InSync = r.inSyncLocked()
+	if r.cfg.ack != replicators.AckAsync {
+		st.AckNeeds = r.quorumLocked()
 	}
 	now := time.Now()
 	for _, f := range r.peers {

@@ -1011,7 +1011,13 @@ type PartitionStatus struct {
 	Ack string `protobuf:"bytes,4,opt,name=ack,proto3" json:"ack,omitempty"`
 	// ack_fallback says the leader's acks fell back to async (no in-sync follower,
 	// where the replicator's config allows it).
-	AckFallback   bool `protobuf:"varint,5,opt,name=ack_fallback,json=ackFallback,proto3" json:"ack_fallback,omitempty"`
+	AckFallback bool `protobuf:"varint,5,opt,name=ack_fallback,json=ackFallback,proto3" json:"ack_fallback,omitempty"`
+	// in_sync is the number of in-sync replicas, the leader included, and
+	// ack_needs how many the leader's ack mode needs (its min_insync); with
+	// fewer in sync, writes fail at once. ack_needs 1 means the leader alone
+	// may acknowledge a write.
+	InSync        uint32 `protobuf:"varint,6,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
+	AckNeeds      uint32 `protobuf:"varint,7,opt,name=ack_needs,json=ackNeeds,proto3" json:"ack_needs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1079,6 +1085,20 @@ func (x *PartitionStatus) GetAckFallback() bool {
 		return x.AckFallback
 	}
 	return false
+}
+
+func (x *PartitionStatus) GetInSync() uint32 {
+	if x != nil {
+		return x.InSync
+	}
+	return 0
+}
+
+func (x *PartitionStatus) GetAckNeeds() uint32 {
+	if x != nil {
+		return x.AckNeeds
+	}
+	return 0
 }
 
 type StatusResponse struct {
@@ -1228,13 +1248,15 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	" \x01(\x04R\rlagStatements\x12\x15\n" +
 	"\x06lag_ms\x18\v \x01(\x03R\x05lagMs\x12+\n" +
 	"\x11replication_error\x18\f \x01(\tR\x10replicationError\x12!\n" +
-	"\fscans_served\x18\r \x01(\x04R\vscansServed\"\xaa\x01\n" +
+	"\fscans_served\x18\r \x01(\x04R\vscansServed\"\xe0\x01\n" +
 	"\x0fPartitionStatus\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12.\n" +
 	"\breplicas\x18\x03 \x03(\v2\x12.plugdb.v1.ReplicaR\breplicas\x12\x10\n" +
 	"\x03ack\x18\x04 \x01(\tR\x03ack\x12!\n" +
-	"\fack_fallback\x18\x05 \x01(\bR\vackFallback\"\xf9\x01\n" +
+	"\fack_fallback\x18\x05 \x01(\bR\vackFallback\x12\x17\n" +
+	"\ain_sync\x18\x06 \x01(\rR\x06inSync\x12\x1b\n" +
+	"\tack_needs\x18\a \x01(\rR\backNeeds\"\xf9\x01\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12)\n" +
 	"\x06engine\x18\x02 \x01(\v2\x11.plugdb.v1.PluginR\x06engine\x123\n" +

@@ -88,6 +88,7 @@ type OpenRequest struct {
 	Partition     int64                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
 	Listen        string                 `protobuf:"bytes,3,opt,name=listen,proto3" json:"listen,omitempty"`
 	Params        map[string]string      `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Replicas      int32                  `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"` // the partition's replica set size; 0: unknown
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -148,6 +149,13 @@ func (x *OpenRequest) GetParams() map[string]string {
 		return x.Params
 	}
 	return nil
+}
+
+func (x *OpenRequest) GetReplicas() int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
 }
 
 type OpenResponse struct {
@@ -1171,6 +1179,8 @@ type StatusResponse struct {
 	Ack           Ack                    `protobuf:"varint,6,opt,name=ack,proto3,enum=plugdb.replicator.v1.Ack" json:"ack,omitempty"`
 	Fallback      bool                   `protobuf:"varint,7,opt,name=fallback,proto3" json:"fallback,omitempty"`
 	Followers     []*FollowerStatus      `protobuf:"bytes,8,rep,name=followers,proto3" json:"followers,omitempty"`
+	InSync        int32                  `protobuf:"varint,9,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`        // leader: in-sync replicas, itself included
+	AckNeeds      int32                  `protobuf:"varint,10,opt,name=ack_needs,json=ackNeeds,proto3" json:"ack_needs,omitempty"` // leader: replicas its ack mode needs in sync
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1261,6 +1271,20 @@ func (x *StatusResponse) GetFollowers() []*FollowerStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetInSync() int32 {
+	if x != nil {
+		return x.InSync
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetAckNeeds() int32 {
+	if x != nil {
+		return x.AckNeeds
+	}
+	return 0
+}
+
 type CloseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1337,12 +1361,13 @@ var File_plugdb_replicator_v1_replicator_proto protoreflect.FileDescriptor
 
 const file_plugdb_replicator_v1_replicator_proto_rawDesc = "" +
 	"\n" +
-	"%plugdb/replicator/v1/replicator.proto\x12\x14plugdb.replicator.v1\"\xd7\x01\n" +
+	"%plugdb/replicator/v1/replicator.proto\x12\x14plugdb.replicator.v1\"\xf3\x01\n" +
 	"\vOpenRequest\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x03R\tpartition\x12\x16\n" +
 	"\x06listen\x18\x03 \x01(\tR\x06listen\x12E\n" +
-	"\x06params\x18\x04 \x03(\v2-.plugdb.replicator.v1.OpenRequest.ParamsEntryR\x06params\x1a9\n" +
+	"\x06params\x18\x04 \x03(\v2-.plugdb.replicator.v1.OpenRequest.ParamsEntryR\x06params\x12\x1a\n" +
+	"\breplicas\x18\x05 \x01(\x05R\breplicas\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\"\n" +
@@ -1398,7 +1423,7 @@ const file_plugdb_replicator_v1_replicator_proto_rawDesc = "" +
 	"appliedLsn\x12%\n" +
 	"\x0elag_statements\x18\a \x01(\x04R\rlagStatements\x12$\n" +
 	"\x0elag_time_nanos\x18\b \x01(\x03R\flagTimeNanos\x12\x14\n" +
-	"\x05error\x18\t \x01(\tR\x05error\"\x95\x02\n" +
+	"\x05error\x18\t \x01(\tR\x05error\"\xcb\x02\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1b\n" +
@@ -1407,7 +1432,10 @@ const file_plugdb_replicator_v1_replicator_proto_rawDesc = "" +
 	"\x06commit\x18\x05 \x01(\x04R\x06commit\x12+\n" +
 	"\x03ack\x18\x06 \x01(\x0e2\x19.plugdb.replicator.v1.AckR\x03ack\x12\x1a\n" +
 	"\bfallback\x18\a \x01(\bR\bfallback\x12B\n" +
-	"\tfollowers\x18\b \x03(\v2$.plugdb.replicator.v1.FollowerStatusR\tfollowers\"\x0e\n" +
+	"\tfollowers\x18\b \x03(\v2$.plugdb.replicator.v1.FollowerStatusR\tfollowers\x12\x17\n" +
+	"\ain_sync\x18\t \x01(\x05R\x06inSync\x12\x1b\n" +
+	"\tack_needs\x18\n" +
+	" \x01(\x05R\backNeeds\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
 	"\rCloseResponse*F\n" +
 	"\x03Ack\x12\x0f\n" +

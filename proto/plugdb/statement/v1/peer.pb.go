@@ -793,6 +793,142 @@ func (*ShipResponse_State) isShipResponse_Msg() {}
 
 func (*ShipResponse_Ack) isShipResponse_Msg() {}
 
+type FetchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`  // the epoch the asking replica is elected to lead
+	Leader        string                 `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"` // the asking replica's replicator address
+	Partition     uint32                 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
+	Entries       bool                   `protobuf:"varint,4,opt,name=entries,proto3" json:"entries,omitempty"`                   // false: the replica's state only
+	After         uint64                 `protobuf:"varint,5,opt,name=after,proto3" json:"after,omitempty"`                       // with entries: send the statements after this LSN
+	MaxBytes      uint32                 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"` // with entries: about this many bytes of statements
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchRequest) Reset() {
+	*x = FetchRequest{}
+	mi := &file_plugdb_statement_v1_peer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchRequest) ProtoMessage() {}
+
+func (x *FetchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_statement_v1_peer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
+func (*FetchRequest) Descriptor() ([]byte, []int) {
+	return file_plugdb_statement_v1_peer_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *FetchRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *FetchRequest) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *FetchRequest) GetEntries() bool {
+	if x != nil {
+		return x.Entries
+	}
+	return false
+}
+
+func (x *FetchRequest) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *FetchRequest) GetMaxBytes() uint32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+type FetchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *State                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Entries       []*Entry               `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchResponse) Reset() {
+	*x = FetchResponse{}
+	mi := &file_plugdb_statement_v1_peer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchResponse) ProtoMessage() {}
+
+func (x *FetchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_statement_v1_peer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
+func (*FetchResponse) Descriptor() ([]byte, []int) {
+	return file_plugdb_statement_v1_peer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FetchResponse) GetState() *State {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *FetchResponse) GetEntries() []*Entry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 var File_plugdb_statement_v1_peer_proto protoreflect.FileDescriptor
 
 const file_plugdb_statement_v1_peer_proto_rawDesc = "" +
@@ -843,9 +979,20 @@ const file_plugdb_statement_v1_peer_proto_rawDesc = "" +
 	"\fShipResponse\x122\n" +
 	"\x05state\x18\x01 \x01(\v2\x1a.plugdb.statement.v1.StateH\x00R\x05state\x12,\n" +
 	"\x03ack\x18\x02 \x01(\v2\x18.plugdb.statement.v1.AckH\x00R\x03ackB\x05\n" +
-	"\x03msg2W\n" +
+	"\x03msg\"\xa7\x01\n" +
+	"\fFetchRequest\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x1c\n" +
+	"\tpartition\x18\x03 \x01(\rR\tpartition\x12\x18\n" +
+	"\aentries\x18\x04 \x01(\bR\aentries\x12\x14\n" +
+	"\x05after\x18\x05 \x01(\x04R\x05after\x12\x1b\n" +
+	"\tmax_bytes\x18\x06 \x01(\rR\bmaxBytes\"w\n" +
+	"\rFetchResponse\x120\n" +
+	"\x05state\x18\x01 \x01(\v2\x1a.plugdb.statement.v1.StateR\x05state\x124\n" +
+	"\aentries\x18\x02 \x03(\v2\x1a.plugdb.statement.v1.EntryR\aentries2\xa7\x01\n" +
 	"\x04Peer\x12O\n" +
-	"\x04Ship\x12 .plugdb.statement.v1.ShipRequest\x1a!.plugdb.statement.v1.ShipResponse(\x010\x01B@Z>github.com/plugdb/plugdb/proto/plugdb/statement/v1;statementv1b\x06proto3"
+	"\x04Ship\x12 .plugdb.statement.v1.ShipRequest\x1a!.plugdb.statement.v1.ShipResponse(\x010\x01\x12N\n" +
+	"\x05Fetch\x12!.plugdb.statement.v1.FetchRequest\x1a\".plugdb.statement.v1.FetchResponseB@Z>github.com/plugdb/plugdb/proto/plugdb/statement/v1;statementv1b\x06proto3"
 
 var (
 	file_plugdb_statement_v1_peer_proto_rawDescOnce sync.Once
@@ -859,20 +1006,22 @@ func file_plugdb_statement_v1_peer_proto_rawDescGZIP() []byte {
 	return file_plugdb_statement_v1_peer_proto_rawDescData
 }
 
-var file_plugdb_statement_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_plugdb_statement_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_plugdb_statement_v1_peer_proto_goTypes = []any{
-	(*Mutation)(nil),     // 0: plugdb.statement.v1.Mutation
-	(*Mutations)(nil),    // 1: plugdb.statement.v1.Mutations
-	(*Entry)(nil),        // 2: plugdb.statement.v1.Entry
-	(*EpochStart)(nil),   // 3: plugdb.statement.v1.EpochStart
-	(*Hello)(nil),        // 4: plugdb.statement.v1.Hello
-	(*Truncate)(nil),     // 5: plugdb.statement.v1.Truncate
-	(*Append)(nil),       // 6: plugdb.statement.v1.Append
-	(*Rebuild)(nil),      // 7: plugdb.statement.v1.Rebuild
-	(*ShipRequest)(nil),  // 8: plugdb.statement.v1.ShipRequest
-	(*State)(nil),        // 9: plugdb.statement.v1.State
-	(*Ack)(nil),          // 10: plugdb.statement.v1.Ack
-	(*ShipResponse)(nil), // 11: plugdb.statement.v1.ShipResponse
+	(*Mutation)(nil),      // 0: plugdb.statement.v1.Mutation
+	(*Mutations)(nil),     // 1: plugdb.statement.v1.Mutations
+	(*Entry)(nil),         // 2: plugdb.statement.v1.Entry
+	(*EpochStart)(nil),    // 3: plugdb.statement.v1.EpochStart
+	(*Hello)(nil),         // 4: plugdb.statement.v1.Hello
+	(*Truncate)(nil),      // 5: plugdb.statement.v1.Truncate
+	(*Append)(nil),        // 6: plugdb.statement.v1.Append
+	(*Rebuild)(nil),       // 7: plugdb.statement.v1.Rebuild
+	(*ShipRequest)(nil),   // 8: plugdb.statement.v1.ShipRequest
+	(*State)(nil),         // 9: plugdb.statement.v1.State
+	(*Ack)(nil),           // 10: plugdb.statement.v1.Ack
+	(*ShipResponse)(nil),  // 11: plugdb.statement.v1.ShipResponse
+	(*FetchRequest)(nil),  // 12: plugdb.statement.v1.FetchRequest
+	(*FetchResponse)(nil), // 13: plugdb.statement.v1.FetchResponse
 }
 var file_plugdb_statement_v1_peer_proto_depIdxs = []int32{
 	0,  // 0: plugdb.statement.v1.Mutations.mutations:type_name -> plugdb.statement.v1.Mutation
@@ -884,13 +1033,17 @@ var file_plugdb_statement_v1_peer_proto_depIdxs = []int32{
 	3,  // 6: plugdb.statement.v1.State.epochs:type_name -> plugdb.statement.v1.EpochStart
 	9,  // 7: plugdb.statement.v1.ShipResponse.state:type_name -> plugdb.statement.v1.State
 	10, // 8: plugdb.statement.v1.ShipResponse.ack:type_name -> plugdb.statement.v1.Ack
-	8,  // 9: plugdb.statement.v1.Peer.Ship:input_type -> plugdb.statement.v1.ShipRequest
-	11, // 10: plugdb.statement.v1.Peer.Ship:output_type -> plugdb.statement.v1.ShipResponse
-	10, // [10:11] is the sub-list for method output_type
-	9,  // [9:10] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	9,  // 9: plugdb.statement.v1.FetchResponse.state:type_name -> plugdb.statement.v1.State
+	2,  // 10: plugdb.statement.v1.FetchResponse.entries:type_name -> plugdb.statement.v1.Entry
+	8,  // 11: plugdb.statement.v1.Peer.Ship:input_type -> plugdb.statement.v1.ShipRequest
+	12, // 12: plugdb.statement.v1.Peer.Fetch:input_type -> plugdb.statement.v1.FetchRequest
+	11, // 13: plugdb.statement.v1.Peer.Ship:output_type -> plugdb.statement.v1.ShipResponse
+	13, // 14: plugdb.statement.v1.Peer.Fetch:output_type -> plugdb.statement.v1.FetchResponse
+	13, // [13:15] is the sub-list for method output_type
+	11, // [11:13] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_statement_v1_peer_proto_init() }
@@ -914,7 +1067,7 @@ func file_plugdb_statement_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_statement_v1_peer_proto_rawDesc), len(file_plugdb_statement_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,7 +23,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Ship_FullMethodName = "/plugdb.statement.v1.Peer/Ship"
+	Peer_Ship_FullMethodName  = "/plugdb.statement.v1.Peer/Ship"
+	Peer_Fetch_FullMethodName = "/plugdb.statement.v1.Peer/Fetch"
 )
 
 // PeerClient is the client API for Peer service.
@@ -36,6 +37,11 @@ type PeerClient interface {
 	// Append with an Ack once persisted. A follower that knows a newer epoch
 	// fails the stream with ABORTED (the leader is fenced).
 	Ship(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ShipRequest, ShipResponse], error)
+	// Fetch is how a newly elected leader learns, before it serves, whether an
+	// in-sync replica holds statements it lacks, and copies them. The replica
+	// asked adopts the request's epoch first, so a deposed leader can no longer
+	// add to its log.
+	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
 }
 
 type peerClient struct {
@@ -59,6 +65,16 @@ func (c *peerClient) Ship(ctx context.Context, opts ...grpc.CallOption) (grpc.Bi
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_ShipClient = grpc.BidiStreamingClient[ShipRequest, ShipResponse]
 
+func (c *peerClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FetchResponse)
+	err := c.cc.Invoke(ctx, Peer_Fetch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -69,6 +85,11 @@ type PeerServer interface {
 	// Append with an Ack once persisted. A follower that knows a newer epoch
 	// fails the stream with ABORTED (the leader is fenced).
 	Ship(grpc.BidiStreamingServer[ShipRequest, ShipResponse]) error
+	// Fetch is how a newly elected leader learns, before it serves, whether an
+	// in-sync replica holds statements it lacks, and copies them. The replica
+	// asked adopts the request's epoch first, so a deposed leader can no longer
+	// add to its log.
+	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -81,6 +102,9 @@ type UnimplementedPeerServer struct{}
 
 func (UnimplementedPeerServer) Ship(grpc.BidiStreamingServer[ShipRequest, ShipResponse]) error {
 	return status.Error(codes.Unimplemented, "method Ship not implemented")
+}
+func (UnimplementedPeerServer) Fetch(context.Context, *FetchRequest) (*FetchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Fetch not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -110,13 +134,36 @@ func _Peer_Ship_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_ShipServer = grpc.BidiStreamingServer[ShipRequest, ShipResponse]
 
+func _Peer_Fetch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FetchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Fetch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Fetch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Fetch(ctx, req.(*FetchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var Peer_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "plugdb.statement.v1.Peer",
 	HandlerType: (*PeerServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Fetch",
+			Handler:    _Peer_Fetch_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Ship",
