@@ -27,7 +27,8 @@ import (
 // The replicator sentinels each have a code of their own, so that each one
 // survives the round trip: ErrFenced is Aborted (gRPC's code for a lost
 // sequencer check), ErrNotLeader PermissionDenied (this replica may not take
-// writes; FailedPrecondition is ErrClosed's), and ErrUnavailable is
+// writes; FailedPrecondition is ErrClosed's), ErrTooFewInSync OutOfRange (the
+// in-sync count is below the range the ack mode needs), and ErrUnavailable is
 // Unavailable — which otherwise means the transport failed (the plugin died),
 // so a plugin's own Unavailable answer carries a marker (answerStatus) and
 // only an unmarked Unavailable is a TransportError. Every code here but
@@ -43,6 +44,7 @@ var errorCodes = []struct {
 	{engines.ErrCorrupt, codes.DataLoss},
 	{engines.ErrClosed, codes.FailedPrecondition},
 	{replicators.ErrClosed, codes.FailedPrecondition},
+	{replicators.ErrTooFewInSync, codes.OutOfRange}, // before ErrUnavailable, which it wraps
 	{replicators.ErrUnavailable, codes.Unavailable},
 	{replicators.ErrFenced, codes.Aborted},
 	{replicators.ErrNotLeader, codes.PermissionDenied},

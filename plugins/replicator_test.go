@@ -219,7 +219,11 @@ func TestReplicatorCallsRoundTrip(t *testing.T) {
 // none of them reads as a transport failure; a plain error matches none.
 func TestReplicatorErrorsSurviveRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	sentinels := []error{replicators.ErrInvalidArgument, replicators.ErrUnavailable, replicators.ErrFenced, replicators.ErrNotLeader, replicators.ErrClosed}
+	sentinels := []error{replicators.ErrInvalidArgument, replicators.ErrUnavailable, replicators.ErrTooFewInSync, replicators.ErrFenced, replicators.ErrNotLeader, replicators.ErrClosed}
+	// ErrTooFewInSync is an ErrUnavailable too.
+	matches := func(sentinel, other error) bool {
+		return other == sentinel || (sentinel == replicators.ErrTooFewInSync && other == replicators.ErrUnavailable)
+	}
 	for _, sentinel := range sentinels {
 		f := &fakeReplicator{err: fmt.Errorf("partition 3: trouble: %w", sentinel)}
 		c := openedShim(t, openFake(f))
@@ -236,8 +240,8 @@ func TestReplicatorErrorsSurviveRoundTrip(t *testing.T) {
 				t.Errorf("%v: %s: %v (transport %v), want %q", sentinel, call, err, IsTransport(err), msg)
 			}
 			for _, other := range sentinels {
-				if errors.Is(err, other) != (other == sentinel) {
-					t.Errorf("%v: %s: errors.Is(err, %v) = %v", sentinel, call, other, !(other == sentinel))
+				if errors.Is(err, other) != matches(sentinel, other) {
+					t.Errorf("%v: %s: errors.Is(err, %v) = %v", sentinel, call, other, !matches(sentinel, other))
 				}
 			}
 		}

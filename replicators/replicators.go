@@ -40,6 +40,10 @@ var (
 	// follower persisted the statement). The statement stays in the log and
 	// may still commit: the write's outcome is unknown to the client.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrTooFewInSync: fewer replicas are in sync than the ack mode needs,
+	// so the write failed at once rather than wait for acks that cannot
+	// come. It is an ErrUnavailable too: the statement may be in the log.
+	ErrTooFewInSync = fmt.Errorf("too few replicas in sync: %w", ErrUnavailable)
 	// ErrFenced: a follower has seen a newer epoch, so this replica no longer
 	// leads; the host must step down and stop acknowledging writes.
 	ErrFenced = errors.New("fenced by a newer epoch")

@@ -116,7 +116,8 @@ engine: {plugin: rowfile, options: {sync: batch}}
 partitioner: %s
 replicator: %s
 router: {grpc: %q, http: %q}
-`, partitions, servers, partitioner, replicator, c.grpc, c.http)
+nodes: {replicas: %d}
+`, partitions, servers, partitioner, replicator, c.grpc, c.http, replicas)
 	if err := os.WriteFile(c.cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -366,6 +366,8 @@ func toStatus(err error, key []byte) error {
 		return status.Errorf(codes.AlreadyExists, "already exists: %s", key)
 	case errors.Is(err, engines.ErrInvalidArgument), errors.Is(err, replicators.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, msg)
+	case errors.Is(err, replicators.ErrTooFewInSync):
+		return tooFewInSyncStatus(msg)
 	case errors.Is(err, replicators.ErrUnavailable):
 		// The acks did not come: the write's outcome is unknown, so no
 		// "not ready, retry" wording; the client decides whether to retry.
@@ -397,6 +399,41 @@ func unavailable(msg string) error {
 	return st.Err()
 }
 
+// ReasonTooFewInSync is the ErrorInfo reason of a write that failed at once
+// because fewer replicas are in sync than its ack mode needs: retrying it
+// elsewhere cannot help until a replica catches up.
+const ReasonTooFewInSync = "TOO_FEW_IN_SYNC"
+
+// tooFewInSyncStatus is Unavailable with ErrorInfo TOO_FEW_IN_SYNC.
+func tooFewInSyncStatus(msg string) error {
+	st := status.New(codes.Unavailable, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonTooFewInSync, Domain: "plugdb"}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// TooFewInSync reports whether err (from a node, over gRPC) says the write
+// failed because too few replicas are in sync.
+func TooFewInSync(err error) bool {
+	return hasReason(err, ReasonTooFewInSync)
+}
+
+// hasReason reports whether err is an Unavailable status with an ErrorInfo
+// of reason.
+func hasReason(err error, reason string) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reason {
+			return true
+		}
+	}
+	return false
+}
+
 // ReasonNotLeader is the ErrorInfo reason of a NotLeaderError on the wire.
 const ReasonNotLeader = "NOT_LEADER"
 
@@ -424,16 +461,7 @@ func (e *NotLeaderError) Error() string {
 // NotLeader reports whether err (from a node, over gRPC) says the node is not
 // its partition's leader.
 func NotLeader(err error) bool {
-	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.Unavailable {
-		return false
-	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == ReasonNotLeader {
-			return true
-		}
-	}
-	return false
+	return hasReason(err, ReasonNotLeader)
 }
 
 // notLeaderStatus is Unavailable with ErrorInfo NOT_LEADER and a RetryInfo.

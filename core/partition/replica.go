@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -276,8 +277,12 @@ func (r *replica) start(reqs []*request) {
 		defer cancel()
 		g.err = r.repl.Replicate(ctx, replicators.Statement{Epoch: epoch, Mutations: batch}, ack)
 		if g.err != nil {
+			err := g.err
+			if prefix := fmt.Sprintf("partition %d: ", p.id); !strings.HasPrefix(err.Error(), prefix) {
+				err = fmt.Errorf("%s%w", prefix, err)
+			}
 			for _, q := range members {
-				q.lsns, q.err = nil, fmt.Errorf("partition %d: %w", p.id, g.err)
+				q.lsns, q.err = nil, err
 				close(q.done)
 			}
 			r.finish(g, g.err)

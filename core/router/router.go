@@ -325,6 +325,9 @@ func retryable(err error, idempotent bool) bool {
 	if api.NotLeader(err) {
 		return true
 	}
+	if api.TooFewInSync(err) {
+		return false // sent again, it would only add to the leader's log
+	}
 	if status.Code(err) != codes.Unavailable {
 		return false
 	}

@@ -64,7 +64,7 @@ func (r *Replicator) shortErrLocked(lsn uint64, mode replicators.Ack) error {
 		hint = "; the statement replicator's option min_insync: 1 lets the leader acknowledge alone, at the risk of losing writes on failover"
 	}
 	return fmt.Errorf("partition %d: ack %s needs %d of %d replicas in sync (%s) and %d are (the leader and %s); lsn %d is in the leader's log and commits only if a replica catches up%s: %w",
-		r.part, mode, q, r.setSizeLocked(), how, r.inSyncLocked(), r.inSyncNamesLocked(), lsn, hint, replicators.ErrUnavailable)
+		r.part, mode, q, r.setSizeLocked(), how, r.inSyncLocked(), r.inSyncNamesLocked(), lsn, hint, replicators.ErrTooFewInSync)
 }
 
 // inSyncNamesLocked lists the in-sync followers, or says there are none.
