@@ -199,15 +199,14 @@ func plantRow(t *testing.T, dir, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer eng.Close()
 	lsn, err := eng.AppliedLSN(ctx)
+	if err == nil {
+		err = eng.Apply(ctx, []engines.Mutation{{Op: engines.OpPut, Key: []byte(key), Value: []byte("stray"), LSN: lsn + 1}})
+	}
+	if closeErr := eng.Close(); err == nil {
+		err = closeErr
+	}
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Apply(ctx, []engines.Mutation{{Op: engines.OpPut, Key: []byte(key), Value: []byte("stray"), LSN: lsn + 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Close(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("plant %s in %s: %v", key, dir, err)
 	}
 }
