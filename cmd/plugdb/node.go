@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,6 +20,7 @@ import (
 	"github.com/plugdb/plugdb/core/node"
 	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/core/server"
+	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -38,7 +40,9 @@ func nodeCommand() *cobra.Command {
 		Long: "Run one replica of partition N: it loads its engine, registers in ZooKeeper, takes part\n" +
 			"in the partition's leader election, and serves the node API (plugdb.v1.KV for its\n" +
 			"partition) on --addr. As leader it serves writes and strong reads; as follower, stale\n" +
-			"reads (`plugdb get --node HOST:PORT KEY`). Stops cleanly on SIGINT or SIGTERM.",
+			"reads (`plugdb get --node HOST:PORT KEY`). A key of another partition is refused\n" +
+			"(FAILED_PRECONDITION, naming its partition) and scans return only the partition's keys.\n" +
+			"Stops cleanly on SIGINT or SIGTERM.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			set := map[string]string{}
@@ -169,11 +173,16 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 			log.Error("close partition", "error", err)
 		}
 	}()
+	placer, err := openNodePartitioner(ctx, l, cfg)
+	if err != nil {
+		return fmt.Errorf("partition %d: %w", p, err)
+	}
+	defer placer.Close()
 	n := node.New(part, client, addr, node.Info{
 		Cluster: cfg.Cluster, Partitions: cfg.Partitions,
 		Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode), Partitioner: pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode),
 		Replicator: pluginInfo(cfg.Replicator, cfg.Replicator.Mode),
-	}, node.Config{Replicator: repl, Unclean: o.unclean, Logger: log})
+	}, node.Config{Replicator: repl, Partitioner: placer, Unclean: o.unclean, Logger: log})
 	srv, err := server.Start(ctx, api.NewServer(n), addr, "", n.RegisterServices)
 	if err != nil {
 		return err
@@ -209,4 +218,22 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		return nil
 	}
 	return runErr
+}
+
+// openNodePartitioner opens the cluster's partitioner for a node's ownership
+// checks (every write, point read and scanned chunk asks it). A bundled
+// partitioner is linked in process, whatever the config's mode: it is a pure
+// function of its configuration, so in process it answers alike at no plugin
+// call's cost, and without a plugin process per node. A third-party one runs
+// as the config says.
+func openNodePartitioner(ctx context.Context, l *loader.Loader, cfg config.Config) (partitioners.Partitioner, error) {
+	b := cfg.Partitioner.Block()
+	if slices.Contains(l.PartitionerNames(), b.Plugin) {
+		b.Mode = loader.ModeInProcess
+	}
+	p, err := l.OpenPartitioner(ctx, b, cfg.Partitions)
+	if err != nil {
+		return nil, fmt.Errorf("the partitioner that checks which keys the node owns: %w", err)
+	}
+	return p, nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -354,9 +355,12 @@ const RetryAfter = time.Second
 func toStatus(err error, key []byte) error {
 	msg := err.Error()
 	var nl *NotLeaderError
+	var wp *WrongPartitionError
 	switch {
 	case errors.As(err, &nl):
 		return notLeaderStatus(nl)
+	case errors.As(err, &wp):
+		return wrongPartitionStatus(wp, msg)
 	case errors.Is(err, engines.ErrNotFound):
 		if key != nil {
 			return status.Errorf(codes.NotFound, "not found: %s", key)
@@ -470,6 +474,60 @@ func notLeaderStatus(e *NotLeaderError) error {
 	info := &errdetails.ErrorInfo{Reason: ReasonNotLeader, Domain: "plugdb", Metadata: map[string]string{
 		"partition": fmt.Sprint(e.Partition), "addr": e.Addr, "leader": e.Leader}}
 	if d, err := st.WithDetails(info, &errdetails.RetryInfo{RetryDelay: durationpb.New(100 * time.Millisecond)}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// ReasonWrongPartition is the ErrorInfo reason of a WrongPartitionError on the
+// wire; its metadata holds "owner" (the key's partition), "partition" and
+// "addr" (the node's).
+const ReasonWrongPartition = "WRONG_PARTITION"
+
+// WrongPartitionError says a node was sent a key that another partition owns:
+// a client that addressed the wrong node, or a router whose view of the
+// cluster is out of date. Nothing was read or written.
+type WrongPartitionError struct {
+	// Key is the first refused key.
+	Key []byte
+	// Owner is the partition Key belongs to.
+	Owner int
+	// Partition and Addr name the node that refused it.
+	Partition int
+	Addr      string
+}
+
+func (e *WrongPartitionError) Error() string {
+	return fmt.Sprintf("key %q belongs to partition %d, this node (%s) serves partition %d: send requests through the router, or to partition %d's leader",
+		e.Key, e.Owner, e.Addr, e.Partition, e.Owner)
+}
+
+// WrongPartition reports whether err (from a node, over gRPC) says the node
+// refused a key that another partition owns, and that partition.
+func WrongPartition(err error) (owner int, ok bool) {
+	st, isStatus := status.FromError(err)
+	if !isStatus || st.Code() != codes.FailedPrecondition {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo && info.GetReason() == ReasonWrongPartition {
+			p, err := strconv.Atoi(info.GetMetadata()["owner"])
+			if err != nil {
+				return 0, false
+			}
+			return p, true
+		}
+	}
+	return 0, false
+}
+
+// wrongPartitionStatus is FailedPrecondition with msg (the error's text,
+// with any context it was wrapped in) and ErrorInfo WRONG_PARTITION.
+func wrongPartitionStatus(e *WrongPartitionError, msg string) error {
+	st := status.New(codes.FailedPrecondition, msg)
+	info := &errdetails.ErrorInfo{Reason: ReasonWrongPartition, Domain: "plugdb", Metadata: map[string]string{
+		"owner": strconv.Itoa(e.Owner), "partition": strconv.Itoa(e.Partition), "addr": e.Addr}}
+	if d, err := st.WithDetails(info); err == nil {
 		st = d
 	}
 	return st.Err()

@@ -22,6 +22,7 @@ import (
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/partitioners"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 	"github.com/plugdb/plugdb/replicators"
 )
@@ -41,6 +42,7 @@ type Node struct {
 	repl    replicators.Replicator
 	client  *coord.Client
 	cand    *coord.Candidate
+	owner   *Owner // nil: every key is taken
 	topo    *coord.Topology
 	addr    string
 	info    Info
@@ -62,6 +64,11 @@ type Config struct {
 	// Replicator copies the partition's writes (replicators/none when there
 	// is one replica); part must be opened with partition.OpenReplica over it.
 	Replicator replicators.Replicator
+	// Partitioner places keys as the router does (configured with the
+	// cluster's partition count and options): the node refuses a key that
+	// another partition owns and leaves such rows out of its scans. Nil
+	// takes every key it is sent.
+	Partitioner partitioners.Partitioner
 	// Unclean lets this replica lead although it is not in the in-sync set:
 	// writes the old leader acknowledged and this replica lacks are lost.
 	Unclean bool
@@ -76,6 +83,9 @@ func New(part *partition.Partition, client *coord.Client, addr string, info Info
 		logger = hclog.NewNullLogger()
 	}
 	n := &Node{part: part, repl: cfg.Replicator, client: client, addr: addr, info: info, logger: logger}
+	if cfg.Partitioner != nil {
+		n.owner = NewOwner(cfg.Partitioner, part.ID(), addr)
+	}
 	n.cand = coord.NewCandidate(client, coord.CandidateConfig{Partition: part.ID(), Addr: addr, Applied: n.applied.Load,
 		Repl: cfg.Replicator.Addr(), Unclean: cfg.Unclean})
 	return n
@@ -134,7 +144,7 @@ func (n *Node) trackApplied(ctx context.Context) {
 func (n *Node) Partitions() int { return n.info.Partitions }
 
 // Locate places every key in this node's partition: the router has already
-// chosen it.
+// chosen it, and Get and Write refuse a key that another partition owns.
 func (n *Node) Locate(_ context.Context, keys [][]byte, out []int) error {
 	for i := range keys {
 		out[i] = n.part.ID()
@@ -170,9 +180,22 @@ func (n *Node) check(p int) error {
 	return nil
 }
 
-// Get reads a key; a strong read needs the leader.
+// owns returns a *api.WrongPartitionError if another partition owns one of
+// keys.
+func (n *Node) owns(ctx context.Context, keys ...[]byte) error {
+	if n.owner == nil {
+		return nil
+	}
+	return n.owner.Check(ctx, keys...)
+}
+
+// Get reads a key; a strong read needs the leader. A key of another
+// partition is refused with *api.WrongPartitionError.
 func (n *Node) Get(ctx context.Context, p int, key []byte, rd api.Read) (engines.Row, error) {
 	if err := n.check(p); err != nil {
+		return engines.Row{}, err
+	}
+	if err := n.owns(ctx, key); err != nil {
 		return engines.Row{}, err
 	}
 	if !rd.Stale {
@@ -183,9 +206,14 @@ func (n *Node) Get(ctx context.Context, p int, key []byte, rd api.Read) (engines
 	return n.part.Get(ctx, key)
 }
 
-// Write applies writes if the node leads, before and after applying them.
+// Write applies writes if the node leads, before and after applying them,
+// and its partition owns every key: otherwise it writes none and returns
+// *api.WrongPartitionError.
 func (n *Node) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack) ([]uint64, error) {
 	if err := n.check(p); err != nil {
+		return nil, err
+	}
+	if err := n.ownsAll(ctx, writes); err != nil {
 		return nil, err
 	}
 	if err := n.mustLead(); err != nil {
@@ -211,7 +239,20 @@ func (n *Node) Write(ctx context.Context, p int, writes []partition.Write, ack r
 	return lsns, nil
 }
 
-// Scan reads a range; a strong scan needs the leader.
+// ownsAll is owns for the keys of writes.
+func (n *Node) ownsAll(ctx context.Context, writes []partition.Write) error {
+	if n.owner == nil {
+		return nil
+	}
+	keys := make([][]byte, len(writes))
+	for i, w := range writes {
+		keys[i] = w.Key
+	}
+	return n.owner.Check(ctx, keys...)
+}
+
+// Scan reads a range; a strong scan needs the leader. It yields only the
+// rows this partition owns.
 func (n *Node) Scan(ctx context.Context, p int, r engines.ScanRange, rd api.Read) iter.Seq2[engines.Row, error] {
 	if err := n.check(p); err != nil {
 		return func(yield func(engines.Row, error) bool) { yield(engines.Row{}, err) }
@@ -221,7 +262,10 @@ func (n *Node) Scan(ctx context.Context, p int, r engines.ScanRange, rd api.Read
 			return func(yield func(engines.Row, error) bool) { yield(engines.Row{}, err) }
 		}
 	}
-	return n.part.Scan(ctx, r)
+	if n.owner == nil {
+		return n.part.Scan(ctx, r)
+	}
+	return n.owner.Scan(ctx, r, n.part.Scan)
 }
 
 // Status describes this replica; a leader also lists its followers as its

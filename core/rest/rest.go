@@ -25,7 +25,8 @@
 // prefix_base64, start_base64, end_base64 in base64). The body is read as JSON whatever
 // the Content-Type. An error is {"code":N,"error":"NOT_FOUND","message":"…"}, N being
 // the gRPC code, with the HTTP status that grpc-gateway maps from it (400, 404, 409,
-// 503, 504…). See Marshaler for the JSON rules and NewHandler for the details.
+// 503, 504…), except 421 Misdirected Request for a key refused by a node of another
+// partition (FAILED_PRECONDITION with ErrorInfo reason WRONG_PARTITION). See Marshaler for the JSON rules and NewHandler for the details.
 package rest
 
 import (
@@ -51,6 +52,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/plugdb/plugdb/core/api"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
@@ -399,9 +401,23 @@ func toStatus(err error) (*status.Status, int) {
 		}
 	}
 	if httpStatus == 0 {
-		httpStatus = runtime.HTTPStatusFromCode(st.Code())
+		httpStatus = httpStatusOf(st)
 	}
 	return st, httpStatus
+}
+
+// httpStatusOf is the HTTP status of st: grpc-gateway's for its code, but 421
+// Misdirected Request for a node's refusal of a key another partition owns
+// (FAILED_PRECONDITION, which would be a 400, with ErrorInfo WRONG_PARTITION).
+func httpStatusOf(st *status.Status) int {
+	if st.Code() == codes.FailedPrecondition {
+		for _, d := range st.Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == api.ReasonWrongPartition {
+				return http.StatusMisdirectedRequest
+			}
+		}
+	}
+	return runtime.HTTPStatusFromCode(st.Code())
 }
 
 func streamErrorStatus(_ context.Context, err error) *status.Status {

@@ -24,12 +24,14 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/plugdb/plugdb/core/api"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
 // fakeKV is an in-memory plugdb.v1.KV for testing the HTTP mapping. Keys starting with
 // "!unavailable" fail with UNAVAILABLE (and a retry delay), "!slow" with
-// DEADLINE_EXCEEDED.
+// DEADLINE_EXCEEDED, "!wrongpartition" with a node's refusal of another partition's
+// key, "!precondition" with another FAILED_PRECONDITION.
 type fakeKV struct {
 	plugdbv1.UnimplementedKVServer
 	mu   sync.Mutex
@@ -56,6 +58,12 @@ func (f *fakeKV) check(key []byte) error {
 		return st.Err()
 	case bytes.HasPrefix(key, []byte("!slow")):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case bytes.HasPrefix(key, []byte("!wrongpartition")):
+		st, _ := status.New(codes.FailedPrecondition, `key "!wrongpartition" belongs to partition 1, this node serves partition 0`).
+			WithDetails(&errdetails.ErrorInfo{Reason: api.ReasonWrongPartition, Domain: "plugdb", Metadata: map[string]string{"owner": "1"}})
+		return st.Err()
+	case bytes.HasPrefix(key, []byte("!precondition")):
+		return status.Error(codes.FailedPrecondition, "another precondition")
 	}
 	return nil
 }
@@ -530,6 +538,12 @@ func TestErrors(t *testing.T) {
 		t.Errorf("Retry-After %q, want 2", ra)
 	}
 	e.expectError(e.do(http.MethodPut, "/v1/kv/!slow", "", `{"value":"x"}`), 504, codes.DeadlineExceeded, "deadline exceeded")
+	// A key of another partition: 421 Misdirected Request naming the partitions;
+	// another failed precondition stays 400.
+	e.expectError(e.do(http.MethodPut, "/v1/kv/!wrongpartition", "", `{"value":"x"}`), 421, codes.FailedPrecondition,
+		`key "!wrongpartition" belongs to partition 1, this node serves partition 0`)
+	e.expectError(e.do(http.MethodGet, "/v1/kv/!wrongpartition", "", ""), 421, codes.FailedPrecondition, "belongs to partition 1")
+	e.expectError(e.do(http.MethodGet, "/v1/kv/!precondition", "", ""), 400, codes.FailedPrecondition, "another precondition")
 	// Routing: unknown path 404, known path and another method 405.
 	e.expectError(e.do(http.MethodGet, "/v2/nothing", "", ""), 404, codes.NotFound, "no route for GET /v2/nothing")
 	r = e.do(http.MethodPut, "/v1/status", "", "")

@@ -2,7 +2,9 @@
 // with the partitioner, finds each partition's leader (or a follower, for a
 // stale read) in the topology it watches in ZooKeeper, forwards the request to
 // that node over gRPC, and on "not leader" or an unreachable node refreshes the
-// topology and retries within the request's deadline.
+// topology and retries within the request's deadline. A node refuses a key of
+// another partition (api.WrongPartitionError); the router then refreshes and
+// retries a bounded number of times before it surfaces the refusal.
 package router
 
 import (
@@ -252,10 +254,18 @@ func (r *Router) Scan(ctx context.Context, p int, sr engines.ScanRange, rd api.R
 	}
 }
 
+// MaxWrongPartitionRetries bounds how many times a request refused by a node
+// as belonging to another partition (api.WrongPartition) is sent again after
+// the router refreshed its view; past it the node's FailedPrecondition
+// reaches the client. Nothing was written by a refused request, so any
+// request may be retried.
+const MaxWrongPartitionRetries = 2
+
 // call runs fn against partition p's leader (or a follower when stale), and
 // on "not leader" or an unreachable node refreshes the view and tries again
 // until the request's deadline (DefaultTimeout if it has none), stopping a
-// little before it so the client hears why.
+// little before it so the client hears why. On "wrong partition" it
+// refreshes and tries again at most MaxWrongPartitionRetries times.
 func (r *Router) call(ctx context.Context, p int, stale, idempotent bool, fn func(context.Context, plugdbv1.KVClient) error) error {
 	if p < 0 || p >= r.n {
 		return fmt.Errorf("partition %d: allowed partitions are 0..%d: %w", p, r.n-1, engines.ErrInvalidArgument)
@@ -267,6 +277,7 @@ func (r *Router) call(ctx context.Context, p int, stale, idempotent bool, fn fun
 	budget := time.Until(deadline)
 	giveUp := time.Now().Add(budget - min(budget/10, 500*time.Millisecond))
 	backoff := 10 * time.Millisecond
+	wrongPartition := 0 // refusals of the key by a node of another partition
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		changed := r.top.Changed()
@@ -287,14 +298,17 @@ func (r *Router) call(ctx context.Context, p int, stale, idempotent bool, fn fun
 				}
 				return r.unavailable(p, budget, lastErr)
 			}
-			if !retryable(err, idempotent) || ctx.Err() != nil {
+			if _, wrong := api.WrongPartition(err); wrong {
+				// The node serves another partition than the view says (an
+				// address reused, say): refresh the view and try again, a
+				// bounded number of times, then let the client hear why.
+				if wrongPartition++; wrongPartition > MaxWrongPartitionRetries || ctx.Err() != nil {
+					return err
+				}
+			} else if !retryable(err, idempotent) || ctx.Err() != nil {
 				return err
 			}
-			if api.NotLeader(err) {
-				err = errors.New(status.Convert(err).Message()) // it names the node
-			} else {
-				err = fmt.Errorf("node %s: %s", addr, status.Convert(err).Message())
-			}
+			err = retryReason(err, addr)
 		}
 		lastErr = err
 		r.top.Refresh(p)
@@ -316,6 +330,16 @@ func (r *Router) call(ctx context.Context, p int, stale, idempotent bool, fn fun
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
 	}
+}
+
+// retryReason is the text of a node's error that is retried, for the error
+// of a request that runs out of time: a node's "not leader" or "wrong
+// partition" names the node already.
+func retryReason(err error, addr string) error {
+	if _, wrong := api.WrongPartition(err); wrong || api.NotLeader(err) {
+		return errors.New(status.Convert(err).Message())
+	}
+	return fmt.Errorf("node %s: %s", addr, status.Convert(err).Message())
 }
 
 // retryable says whether an error from a node may be retried: "not leader"
