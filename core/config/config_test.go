@@ -615,7 +615,7 @@ func TestClusterYAML(t *testing.T) {
 	if err := c.Validate(Known{Engines: []string{"memory", "rowfile"}, Partitioners: []string{"hash"}, Replicators: []string{"none", "statement"}}); err != nil {
 		t.Fatalf("configs/cluster.yaml does not validate: %v", err)
 	}
-	if c.Cluster != "local" || c.Partitions != 2 || c.Nodes != (Nodes{Replicas: 2, BasePort: 7101}) ||
+	if c.Cluster != "local" || c.Partitions != 2 || c.Nodes != (Nodes{Replicas: 3, BasePort: 7101}) ||
 		c.ZooKeeper.SessionTimeout != 2*time.Second || !slices.Equal(c.ZooKeeper.Servers, []string{"127.0.0.1:2181"}) ||
 		c.Router != (Router{GRPC: "127.0.0.1:7070", HTTP: "127.0.0.1:8080"}) ||
 		c.Replicator.Plugin != "statement" || c.Replicator.Options["ack"] != "semi-sync" {
