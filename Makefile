@@ -14,7 +14,7 @@ run: build
 	./$(BIN) dev
 
 # cluster runs the default cluster on this machine (ZooKeeper, router, 2 partitions
-# × leader + follower) in the foreground; Ctrl-C stops it. Needs Debian's zookeeper.
+# × a leader and two followers) in the foreground; Ctrl-C stops it. Needs Debian's zookeeper.
 cluster: build
 	./$(BIN) cluster up --config configs/cluster.yaml
 
