@@ -53,7 +53,7 @@ func peersFromProto(peers []*replicatorv1.Peer) []replicators.Peer {
 func statusToProto(st replicators.Status) *replicatorv1.StatusResponse {
 	out := &replicatorv1.StatusResponse{
 		Role: st.Role, Epoch: st.Epoch, LogStart: st.LogStart, LogEnd: st.LogEnd, Commit: st.Commit,
-		Ack: ackToProto(st.Ack), Fallback: st.Fallback, InSync: int32(st.InSync), AckNeeds: int32(st.AckNeeds),
+		Ack: ackToProto(st.Ack), Fallback: st.Fallback, InSync: int32(st.InSync), AckNeeds: int32(st.AckNeeds), ReplicaSet: int32(st.ReplicaSet),
 	}
 	for _, f := range st.Followers {
 		out.Followers = append(out.Followers, &replicatorv1.FollowerStatus{
@@ -68,7 +68,7 @@ func statusToProto(st replicators.Status) *replicatorv1.StatusResponse {
 func statusFromProto(st *replicatorv1.StatusResponse) replicators.Status {
 	out := replicators.Status{
 		Role: st.GetRole(), Epoch: st.GetEpoch(), LogStart: st.GetLogStart(), LogEnd: st.GetLogEnd(), Commit: st.GetCommit(),
-		Ack: ackFromProto(st.GetAck()), Fallback: st.GetFallback(), InSync: int(st.GetInSync()), AckNeeds: int(st.GetAckNeeds()),
+		Ack: ackFromProto(st.GetAck()), Fallback: st.GetFallback(), InSync: int(st.GetInSync()), AckNeeds: int(st.GetAckNeeds()), ReplicaSet: int(st.GetReplicaSet()),
 	}
 	for _, f := range st.GetFollowers() {
 		out.Followers = append(out.Followers, replicators.FollowerStatus{

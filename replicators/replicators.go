@@ -221,6 +221,9 @@ type Status struct {
 	// included), and AckNeeds how many its ack mode needs in sync (0 when
 	// the replicator does not count them); with fewer, writes fail at once.
 	InSync, AckNeeds int
+	// ReplicaSet is, on a leader, the replica set size it counts a majority
+	// of (0 when the replicator does not count one).
+	ReplicaSet int
 	Followers []FollowerStatus
 }
 

@@ -481,8 +481,9 @@ type partitionJSON struct {
 	AckFallback bool   `json:"ack_fallback"`
 	// InSync is the number of in-sync replicas, the leader included;
 	// AckNeeds how many the ack mode needs (0 when unknown).
-	InSync   uint32 `json:"in_sync"`
-	AckNeeds uint32 `json:"ack_needs"`
+	InSync     uint32 `json:"in_sync"`
+	AckNeeds   uint32 `json:"ack_needs"`
+	ReplicaSet uint32 `json:"replica_set"`
 }
 
 type replicaJSON struct {
@@ -513,7 +514,7 @@ func statusFromProto(r *plugdbv1.StatusResponse) statusJSON {
 	}
 	for _, p := range r.GetPartitions() {
 		pj := partitionJSON{Partition: p.GetPartition(), Epoch: p.GetEpoch(), Replicas: []replicaJSON{},
-			Ack: p.GetAck(), AckFallback: p.GetAckFallback(), InSync: p.GetInSync(), AckNeeds: p.GetAckNeeds()}
+			Ack: p.GetAck(), AckFallback: p.GetAckFallback(), InSync: p.GetInSync(), AckNeeds: p.GetAckNeeds(), ReplicaSet: p.GetReplicaSet()}
 		for _, rep := range p.GetReplicas() {
 			pj.Replicas = append(pj.Replicas, replicaJSON{
 				Partition:        rep.GetPartition(),
@@ -620,15 +621,19 @@ func lagText(r replicaJSON) string {
 // ackText is a partition's ACK column: its configured mode, "-" when unknown.
 func ackText(p partitionJSON) string {
 	s := orDash(p.Ack)
+	inSync := fmt.Sprint(p.InSync)
+	if p.ReplicaSet > 0 {
+		inSync = fmt.Sprintf("%d of %d", p.InSync, p.ReplicaSet)
+	}
 	switch {
 	case p.AckFallback:
 		s += " (fallback: async)"
 	case p.AckNeeds == 1 && p.Ack != "async":
-		s += fmt.Sprintf(" (%d in sync; the leader alone may acknowledge)", p.InSync)
+		s += fmt.Sprintf(" (%s in sync; the leader alone may acknowledge)", inSync)
 	case p.AckNeeds > p.InSync:
-		s += fmt.Sprintf(" (%d in sync, needs %d: writes fail)", p.InSync, p.AckNeeds)
+		s += fmt.Sprintf(" (%s in sync, needs %d: writes fail)", inSync, p.AckNeeds)
 	case p.AckNeeds > 0:
-		s += fmt.Sprintf(" (%d in sync, needs %d)", p.InSync, p.AckNeeds)
+		s += fmt.Sprintf(" (%s in sync, needs %d)", inSync, p.AckNeeds)
 	}
 	return s
 }

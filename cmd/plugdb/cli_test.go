@@ -320,7 +320,7 @@ func TestCLIStatusJSON(t *testing.T) {
 				"partition": 0.0, "addr": "127.0.0.1:7070", "role": "leader", "epoch": 1.0,
 				"applied_lsn": 42.0, "keys": 10.0, "bytes": 4096.0,
 				"isr": false, "persisted_lsn": 0.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "", "scans_served": 5.0,
-			}}, "ack": "", "ack_fallback": false, "in_sync": 0, "ack_needs": 0},
+			}}, "ack": "", "ack_fallback": false, "in_sync": 0, "ack_needs": 0, "replica_set": 0},
 			map[string]any{"partition": 1.0, "epoch": 3.0, "replicas": []any{
 				map[string]any{
 					"partition": 1.0, "addr": "127.0.0.1:7070", "role": "leader", "epoch": 3.0,
@@ -342,7 +342,7 @@ func TestCLIStatusJSON(t *testing.T) {
 					"applied_lsn": 3.0, "keys": 0.0, "bytes": 0.0,
 					"isr": false, "persisted_lsn": 0.0, "lag_statements": 0.0, "lag_ms": 0.0, "replication_error": "", "scans_served": 0.0,
 				},
-			}, "ack": "semi-sync", "ack_fallback": true, "in_sync": 0, "ack_needs": 0},
+			}, "ack": "semi-sync", "ack_fallback": true, "in_sync": 0, "ack_needs": 0, "replica_set": 0},
 		},
 	}
 	gotJSON, _ := json.Marshal(got)

@@ -290,7 +290,7 @@ func (n *Node) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) {
 	ps := &plugdbv1.PartitionStatus{Partition: id, Epoch: epoch, Replicas: []*plugdbv1.Replica{self}}
 	if rs, err := n.repl.Status(ctx); err == nil {
 		ps.Ack, ps.AckFallback = rs.Ack.String(), rs.Fallback
-		ps.InSync, ps.AckNeeds = uint32(rs.InSync), uint32(rs.AckNeeds)
+		ps.InSync, ps.AckNeeds, ps.ReplicaSet = uint32(rs.InSync), uint32(rs.AckNeeds), uint32(rs.ReplicaSet)
 		self.PersistedLsn = rs.LogEnd
 		if role == coord.RoleLeader {
 			self.Isr = true

@@ -457,7 +457,7 @@ func mergeReplication(ps *plugdbv1.PartitionStatus, nodes []*plugdbv1.PartitionS
 	}
 	if from != nil {
 		ps.Ack, ps.AckFallback = from.GetAck(), from.GetAckFallback()
-		ps.InSync, ps.AckNeeds = from.GetInSync(), from.GetAckNeeds()
+		ps.InSync, ps.AckNeeds, ps.ReplicaSet = from.GetInSync(), from.GetAckNeeds(), from.GetReplicaSet()
 	}
 	if leader == nil {
 		return

@@ -626,7 +626,7 @@ func (r *Replicator) Status(context.Context) (replicators.Status, error) {
 	if r.role != roleLeader {
 		return st, nil
 	}
-	st.InSync = r.inSyncLocked()
+	st.InSync, st.ReplicaSet = r.inSyncLocked(), r.setSizeLocked()
 	if r.cfg.ack != replicators.AckAsync {
 		st.AckNeeds = r.quorumLocked()
 	}

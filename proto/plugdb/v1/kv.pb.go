@@ -1016,8 +1016,11 @@ type PartitionStatus struct {
 	// ack_needs how many the leader's ack mode needs (its min_insync); with
 	// fewer in sync, writes fail at once. ack_needs 1 means the leader alone
 	// may acknowledge a write.
-	InSync        uint32 `protobuf:"varint,6,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
-	AckNeeds      uint32 `protobuf:"varint,7,opt,name=ack_needs,json=ackNeeds,proto3" json:"ack_needs,omitempty"`
+	InSync   uint32 `protobuf:"varint,6,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
+	AckNeeds uint32 `protobuf:"varint,7,opt,name=ack_needs,json=ackNeeds,proto3" json:"ack_needs,omitempty"`
+	// replica_set is the size of the partition's replica set as its leader
+	// counts it (nodes.replicas, or the replicas it knows of if more).
+	ReplicaSet    uint32 `protobuf:"varint,8,opt,name=replica_set,json=replicaSet,proto3" json:"replica_set,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1097,6 +1100,13 @@ func (x *PartitionStatus) GetInSync() uint32 {
 func (x *PartitionStatus) GetAckNeeds() uint32 {
 	if x != nil {
 		return x.AckNeeds
+	}
+	return 0
+}
+
+func (x *PartitionStatus) GetReplicaSet() uint32 {
+	if x != nil {
+		return x.ReplicaSet
 	}
 	return 0
 }
@@ -1248,7 +1258,7 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	" \x01(\x04R\rlagStatements\x12\x15\n" +
 	"\x06lag_ms\x18\v \x01(\x03R\x05lagMs\x12+\n" +
 	"\x11replication_error\x18\f \x01(\tR\x10replicationError\x12!\n" +
-	"\fscans_served\x18\r \x01(\x04R\vscansServed\"\xe0\x01\n" +
+	"\fscans_served\x18\r \x01(\x04R\vscansServed\"\x81\x02\n" +
 	"\x0fPartitionStatus\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12.\n" +
@@ -1256,7 +1266,9 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\x03ack\x18\x04 \x01(\tR\x03ack\x12!\n" +
 	"\fack_fallback\x18\x05 \x01(\bR\vackFallback\x12\x17\n" +
 	"\ain_sync\x18\x06 \x01(\rR\x06inSync\x12\x1b\n" +
-	"\tack_needs\x18\a \x01(\rR\backNeeds\"\xf9\x01\n" +
+	"\tack_needs\x18\a \x01(\rR\backNeeds\x12\x1f\n" +
+	"\vreplica_set\x18\b \x01(\rR\n" +
+	"replicaSet\"\xf9\x01\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12)\n" +
 	"\x06engine\x18\x02 \x01(\v2\x11.plugdb.v1.PluginR\x06engine\x123\n" +

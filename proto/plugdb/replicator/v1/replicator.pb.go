@@ -1179,8 +1179,9 @@ type StatusResponse struct {
 	Ack           Ack                    `protobuf:"varint,6,opt,name=ack,proto3,enum=plugdb.replicator.v1.Ack" json:"ack,omitempty"`
 	Fallback      bool                   `protobuf:"varint,7,opt,name=fallback,proto3" json:"fallback,omitempty"`
 	Followers     []*FollowerStatus      `protobuf:"bytes,8,rep,name=followers,proto3" json:"followers,omitempty"`
-	InSync        int32                  `protobuf:"varint,9,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`        // leader: in-sync replicas, itself included
-	AckNeeds      int32                  `protobuf:"varint,10,opt,name=ack_needs,json=ackNeeds,proto3" json:"ack_needs,omitempty"` // leader: replicas its ack mode needs in sync
+	InSync        int32                  `protobuf:"varint,9,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`              // leader: in-sync replicas, itself included
+	AckNeeds      int32                  `protobuf:"varint,10,opt,name=ack_needs,json=ackNeeds,proto3" json:"ack_needs,omitempty"`       // leader: replicas its ack mode needs in sync
+	ReplicaSet    int32                  `protobuf:"varint,11,opt,name=replica_set,json=replicaSet,proto3" json:"replica_set,omitempty"` // leader: the replica set size it counts a majority of
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1281,6 +1282,13 @@ func (x *StatusResponse) GetInSync() int32 {
 func (x *StatusResponse) GetAckNeeds() int32 {
 	if x != nil {
 		return x.AckNeeds
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetReplicaSet() int32 {
+	if x != nil {
+		return x.ReplicaSet
 	}
 	return 0
 }
@@ -1423,7 +1431,7 @@ const file_plugdb_replicator_v1_replicator_proto_rawDesc = "" +
 	"appliedLsn\x12%\n" +
 	"\x0elag_statements\x18\a \x01(\x04R\rlagStatements\x12$\n" +
 	"\x0elag_time_nanos\x18\b \x01(\x03R\flagTimeNanos\x12\x14\n" +
-	"\x05error\x18\t \x01(\tR\x05error\"\xcb\x02\n" +
+	"\x05error\x18\t \x01(\tR\x05error\"\xec\x02\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1b\n" +
@@ -1435,7 +1443,9 @@ const file_plugdb_replicator_v1_replicator_proto_rawDesc = "" +
 	"\tfollowers\x18\b \x03(\v2$.plugdb.replicator.v1.FollowerStatusR\tfollowers\x12\x17\n" +
 	"\ain_sync\x18\t \x01(\x05R\x06inSync\x12\x1b\n" +
 	"\tack_needs\x18\n" +
-	" \x01(\x05R\backNeeds\"\x0e\n" +
+	" \x01(\x05R\backNeeds\x12\x1f\n" +
+	"\vreplica_set\x18\v \x01(\x05R\n" +
+	"replicaSet\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
 	"\rCloseResponse*F\n" +
 	"\x03Ack\x12\x0f\n" +
