@@ -164,7 +164,10 @@ type OpenFunc func(ctx context.Context, opts Options) (Replicator, error)
 
 // Peer is another replica of the partition, as the leader sees it.
 type Peer struct {
-	// Addr is the peer replicator's address (its Replicator.Addr).
+	// Addr is the peer replicator's address (its Replicator.Addr). It is
+	// empty for an in-sync replica that is not running: it cannot be reached,
+	// but it counts toward the in-sync set's size (a new leader must hear
+	// from enough of that set before it serves).
 	Addr string
 	// ISR says the peer is in the in-sync replica set recorded in ZooKeeper:
 	// ack modes count only such peers.

@@ -165,11 +165,18 @@ func (n *Node) setPeers(ctx context.Context, view coord.View, isr []string) {
 		return
 	}
 	peers := make([]replicators.Peer, 0, len(view.Members))
+	running := map[string]bool{n.addr: true}
 	for _, m := range view.Members {
+		running[m.Addr] = true
 		if m.Addr == n.addr || m.Repl == "" {
 			continue
 		}
 		peers = append(peers, replicators.Peer{Addr: m.Repl, ISR: slices.Contains(isr, m.Addr)})
+	}
+	for _, a := range isr {
+		if !running[a] { // in sync, not running: it counts, but cannot answer
+			peers = append(peers, replicators.Peer{ISR: true})
+		}
 	}
 	if err := n.repl.SetPeers(ctx, peers); err != nil {
 		n.logger.Warn("hand the replicator its followers", "error", err)

@@ -47,7 +47,8 @@ func lastEpoch(epochs []wal.EpochStart, last uint64) uint64 {
 // advanced one (highest last epoch, then LSN). An acknowledged statement is
 // on at least quorum in-sync replicas, so enough of them must answer that
 // every such set meets one that did (the old leader, gone, is not waited
-// for); until they do it fails with ErrUnavailable and the host retries.
+// for; in-sync replicas that are not running count, and cannot answer);
+// until they do it fails with ErrUnavailable and the host retries.
 // The caller holds writeMu.
 func (r *Replicator) catchUp(ctx context.Context, epoch uint64) error {
 	r.mu.Lock()
@@ -58,12 +59,13 @@ func (r *Replicator) catchUp(ctx context.Context, epoch uint64) error {
 		}
 	}
 	q := r.quorumLocked()
+	absent := r.isrAbsent
+	isr := len(peers) + 1 + absent
 	r.mu.Unlock()
-	if len(peers) == 0 {
-		return nil
+	if len(peers) == 0 && isr <= 2 {
+		return nil // alone in the set, or with the old leader only
 	}
 	sort.Strings(peers)
-	isr := len(peers) + 1
 	need := max(1, min(isr-q+1, isr-1)) // replicas to hear from, this one included
 
 	states := r.askPeers(ctx, epoch, peers)
@@ -86,6 +88,9 @@ func (r *Replicator) catchUp(ctx context.Context, epoch uint64) error {
 		if e > bestEpoch || (e == bestEpoch && ps.state.GetLast() > bestLast) {
 			best, bestEpoch, bestLast = ps, e, ps.state.GetLast()
 		}
+	}
+	if absent > 0 {
+		silent = append(silent, fmt.Sprintf("%d in-sync replica(s) not running", absent))
 	}
 	if heard < need {
 		return fmt.Errorf("partition %d: cannot lead epoch %d yet: %d of %d in-sync replicas answered and %d must, to be sure no acknowledged write is missing; no answer from %s: %w",

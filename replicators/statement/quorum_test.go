@@ -217,8 +217,21 @@ func TestNewLeaderWaitsForEnoughInSyncReplicas(t *testing.T) {
 	if _, err := a.r.Lead(ctx, 2, 0); err != nil {
 		t.Fatalf("lead with one of two in-sync peers answering: %v", err)
 	}
-	// d adopted epoch 2: a leader of epoch 1 is refused.
-	if st, _ := d.r.Status(ctx); st.Epoch != 2 {
-		t.Fatalf("the peer asked knows epoch %d, want 2", st.Epoch)
+	// In-sync replicas that are not running count, and cannot answer.
+	if err := a.r.SetPeers(ctx, []replicators.Peer{{ISR: true}, {ISR: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.r.Lead(ctx, 3, 0); !errors.Is(err, replicators.ErrUnavailable) || !strings.Contains(err.Error(), "2 in-sync replica(s) not running") {
+		t.Fatalf("lead with the other two in-sync replicas not running: %v", err)
+	}
+	if err := a.r.SetPeers(ctx, []replicators.Peer{{Addr: d.r.Addr(), ISR: true}, {ISR: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.r.Lead(ctx, 3, 0); err != nil {
+		t.Fatalf("lead with one in-sync peer answering and the old leader gone: %v", err)
+	}
+	// d adopted the epoch it was asked in: a leader of an older one is refused.
+	if st, _ := d.r.Status(ctx); st.Epoch != 3 {
+		t.Fatalf("the peer asked knows epoch %d, want 3", st.Epoch)
 	}
 }

@@ -71,6 +71,7 @@ type Replicator struct {
 	fallback  bool
 	rebuild   bool   // follower: a rebuild is asked for and not yet done
 	inbound   uint64 // follower: id of the current leader stream
+	isrAbsent int    // in-sync replicas that are not running (SetPeers)
 	leadCtx   context.Context
 	leadStop  context.CancelFunc
 }
@@ -226,7 +227,11 @@ func (r *Replicator) SetPeers(_ context.Context, peers []replicators.Peer) error
 		return err
 	}
 	want := map[string]bool{}
+	r.isrAbsent = 0
 	for _, p := range peers {
+		if p.Addr == "" && p.ISR {
+			r.isrAbsent++
+		}
 		if p.Addr == "" || p.Addr == r.Addr() {
 			continue
 		}
