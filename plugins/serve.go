@@ -58,7 +58,16 @@ func Serve(cfg ServeConfig) {
 	if cfg.Replicator != nil {
 		add(ReplicatorPluginSet(cfg.Replicator, logger))
 	}
-	go exitWithParent(logger)
+	done := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		exitWithParent(logger, done)
+	}()
+	defer func() {
+		close(done)
+		<-watched
+	}()
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: sets,
@@ -67,13 +76,22 @@ func Serve(cfg ServeConfig) {
 	})
 }
 
+// parentPoll is how often exitWithParent checks that the host is alive.
+const parentPoll = 500 * time.Millisecond
+
 // exitWithParent ends the plugin when its host dies (the host also sets
 // Pdeathsig on Linux; this covers a host whose launching thread is gone and
-// other systems).
-func exitWithParent(logger hclog.Logger) {
+// other systems). It returns when done is closed, as Serve returns.
+func exitWithParent(logger hclog.Logger, done <-chan struct{}) {
 	parent := os.Getppid()
+	tick := time.NewTicker(parentPoll)
+	defer tick.Stop()
 	for {
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
 		if os.Getppid() != parent {
 			logger.Warn("host process is gone; plugin exiting")
 			os.Exit(1)

@@ -28,7 +28,39 @@ type follower struct {
 	caughtUp  time.Time // the last time it had everything the leader had
 	since     time.Time
 	err       string
-	cancel    context.CancelFunc
+	ship      *shipper // the current shipper; nil while not leading
+}
+
+// shipper is one run of replication to one follower in one term: the ship
+// goroutine and, while a stream is open, its readAcks goroutine.
+//
+// A shipper is live until it is stopped (its follower removed by SetPeers,
+// a new term, stepping down, Close). Every stop happens under r.mu, so a
+// shipper that checks liveLocked under r.mu before it changes the
+// replicator's state knows that its results still count: a stopped
+// shipper's late results (an ack, a reply that fences, a lost connection)
+// are dropped, never applied to a removed follower or a later term.
+type shipper struct {
+	epoch  uint64
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when ship and its readAcks have returned
+}
+
+// liveLocked reports whether sh has not been stopped; r.mu is held.
+func (sh *shipper) liveLocked() bool { return sh.ctx.Err() == nil }
+
+// stopShipperLocked stops f's shipper, if any, and returns a channel closed
+// once its goroutines have returned (nil if it had none); r.mu is held, so
+// the caller waits only after unlocking.
+func (f *follower) stopShipperLocked() <-chan struct{} {
+	sh := f.ship
+	if sh == nil {
+		return nil
+	}
+	sh.cancel()
+	f.ship = nil
+	return sh.done
 }
 
 // judgeLocked updates f.inSync: a follower joins when it has everything the
@@ -48,20 +80,25 @@ func (r *Replicator) judgeLocked(f *follower, now time.Time) {
 	}
 }
 
-// startShipperLocked starts shipping to f for the current term.
+// startShipperLocked starts shipping to f for the current term, stopping
+// its previous shipper; r.shippers tracks the goroutine until it returns.
 func (r *Replicator) startShipperLocked(f *follower) {
-	if f.cancel != nil {
-		f.cancel()
-	}
+	f.stopShipperLocked()
 	ctx, cancel := context.WithCancel(r.leadCtx)
-	f.cancel = cancel
-	epoch := r.epoch
-	go r.ship(ctx, f, epoch)
+	sh := &shipper{epoch: r.epoch, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	f.ship = sh
+	r.shippers.Add(1)
+	go func() {
+		defer r.shippers.Done()
+		defer close(sh.done)
+		r.ship(sh, f)
+	}()
 }
 
-// ship keeps a replication stream open to f until ctx ends, reconnecting
-// with backoff; errors are logged with the follower's address.
-func (r *Replicator) ship(ctx context.Context, f *follower, epoch uint64) {
+// ship keeps a replication stream open to f until sh is stopped,
+// reconnecting with backoff; errors are logged with the follower's address.
+func (r *Replicator) ship(sh *shipper, f *follower) {
+	ctx, epoch := sh.ctx, sh.epoch
 	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: time.Second}))
@@ -74,8 +111,12 @@ func (r *Replicator) ship(ctx context.Context, f *follower, epoch uint64) {
 	backoff := 50 * time.Millisecond
 	lastErr := ""
 	for ctx.Err() == nil {
-		err := r.shipOnce(ctx, client, f, epoch)
+		err := r.shipOnce(sh, client, f)
 		r.mu.Lock()
+		if !sh.liveLocked() {
+			r.mu.Unlock()
+			return
+		}
 		f.connected = false
 		if err != nil && ctx.Err() == nil {
 			f.err = err.Error()
@@ -104,8 +145,10 @@ func (r *Replicator) ship(ctx context.Context, f *follower, epoch uint64) {
 var errRebuildAsked = errors.New("follower asked to rebuild from a snapshot")
 
 // shipOnce runs one stream: handshake, truncation or rebuild, then appends.
-func (r *Replicator) shipOnce(ctx context.Context, client statementv1.PeerClient, f *follower, epoch uint64) error {
-	ctx, cancel := context.WithCancel(ctx)
+// It returns only after the stream's readAcks goroutine has returned.
+func (r *Replicator) shipOnce(sh *shipper, client statementv1.PeerClient, f *follower) error {
+	epoch := sh.epoch
+	ctx, cancel := context.WithCancel(sh.ctx)
 	defer cancel()
 	stream, err := client.Ship(ctx)
 	if err != nil {
@@ -113,11 +156,11 @@ func (r *Replicator) shipOnce(ctx context.Context, client statementv1.PeerClient
 	}
 	hello := &statementv1.Hello{Epoch: epoch, Leader: r.Addr(), Partition: uint32(r.part)}
 	if err := stream.Send(&statementv1.ShipRequest{Msg: &statementv1.ShipRequest_Hello{Hello: hello}}); err != nil {
-		return r.streamErr(stream, err, epoch)
+		return r.streamErr(err, sh)
 	}
 	resp, err := stream.Recv()
 	if err != nil {
-		return r.streamErr(stream, err, epoch)
+		return r.streamErr(err, sh)
 	}
 	state := resp.GetState()
 	if state == nil {
@@ -135,10 +178,14 @@ func (r *Replicator) shipOnce(ctx context.Context, client statementv1.PeerClient
 	if state.GetLast() > d {
 		r.logger.Info("truncating a follower's unacknowledged suffix", "follower", f.addr, "after", d, "its_last", state.GetLast())
 		if err := stream.Send(&statementv1.ShipRequest{Msg: &statementv1.ShipRequest_Truncate{Truncate: &statementv1.Truncate{After: d}}}); err != nil {
-			return r.streamErr(stream, err, epoch)
+			return r.streamErr(err, sh)
 		}
 	}
 	r.mu.Lock()
+	if !sh.liveLocked() {
+		r.mu.Unlock()
+		return nil
+	}
 	f.connected, f.err = true, ""
 	f.persisted, f.applied = d, state.GetApplied()
 	r.judgeLocked(f, time.Now())
@@ -147,12 +194,23 @@ func (r *Replicator) shipOnce(ctx context.Context, client statementv1.PeerClient
 	r.mu.Unlock()
 
 	acks := make(chan error, 1)
-	go func() { acks <- r.readAcks(stream, f, epoch) }()
+	acksDone := make(chan struct{})
+	go func() {
+		defer close(acksDone)
+		acks <- r.readAcks(stream, f, sh)
+	}()
+	defer func() {
+		cancel() // ends the stream, so readAcks's Recv returns
+		<-acksDone
+	}()
 	next := d + 1
 	sentCommit := uint64(0)
 	beat := time.NewTicker(r.cfg.heartbeat)
 	defer beat.Stop()
 	for {
+		if ctx.Err() != nil {
+			return nil // stopped: send nothing more
+		}
 		r.mu.Lock()
 		ch := r.changed
 		commit := r.commit
@@ -174,7 +232,7 @@ func (r *Replicator) shipOnce(ctx context.Context, client statementv1.PeerClient
 		if len(entries) > 0 || commit != sentCommit {
 			msg := &statementv1.Append{Entries: entries, Commit: commit}
 			if err := stream.Send(&statementv1.ShipRequest{Msg: &statementv1.ShipRequest_Append{Append: msg}}); err != nil {
-				return r.streamErr(stream, err, epoch)
+				return r.streamErr(err, sh)
 			}
 			sentCommit = commit
 			if len(entries) > 0 {
@@ -193,18 +251,26 @@ func (r *Replicator) shipOnce(ctx context.Context, client statementv1.PeerClient
 	}
 }
 
-// readAcks records f's acknowledgements until the stream ends.
-func (r *Replicator) readAcks(stream statementv1.Peer_ShipClient, f *follower, epoch uint64) error {
+// errShipperStopped ends a stream whose shipper was stopped.
+var errShipperStopped = errors.New("shipper stopped")
+
+// readAcks records f's acknowledgements until the stream ends or sh is
+// stopped.
+func (r *Replicator) readAcks(stream statementv1.Peer_ShipClient, f *follower, sh *shipper) error {
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
-			return r.streamErr(stream, err, epoch)
+			return r.streamErr(err, sh)
 		}
 		ack := resp.GetAck()
 		if ack == nil {
 			continue
 		}
 		r.mu.Lock()
+		if !sh.liveLocked() {
+			r.mu.Unlock()
+			return errShipperStopped
+		}
 		f.persisted = max(f.persisted, ack.GetPersisted())
 		f.applied = max(f.applied, ack.GetApplied())
 		r.judgeLocked(f, time.Now())
@@ -221,15 +287,18 @@ func (r *Replicator) askRebuild(stream statementv1.Peer_ShipClient, reason strin
 	return fmt.Errorf("%w: %s", errRebuildAsked, reason)
 }
 
-// streamErr interprets a stream error: ABORTED means a newer epoch fenced
-// this leader, which then stops acknowledging writes.
-func (r *Replicator) streamErr(_ statementv1.Peer_ShipClient, err error, epoch uint64) error {
+// streamErr interprets a stream error of sh: ABORTED means a newer epoch
+// fenced this leader, which then stops acknowledging writes — unless sh was
+// stopped meanwhile: the reply of a removed follower, or one that answers an
+// earlier term, does not fence the leader.
+func (r *Replicator) streamErr(err error, sh *shipper) error {
+	epoch := sh.epoch
 	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("follower closed the stream")
 	}
 	if s, ok := status.FromError(err); ok && s.Code() == codes.Aborted {
 		r.mu.Lock()
-		if r.role == roleLeader && r.epoch == epoch && r.fencedBy == "" {
+		if sh.liveLocked() && r.role == roleLeader && r.epoch == epoch && r.fencedBy == "" {
 			r.logger.Warn("a follower knows a newer epoch; no longer acknowledging writes", "epoch", epoch, "reason", s.Message())
 			r.stopLeadingLocked("fenced: " + s.Message())
 		}

@@ -49,6 +49,9 @@ type Replicator struct {
 	bg     context.Context           // ends at Close
 	stop   context.CancelFunc        // ends the background loops
 	loops  sync.WaitGroup
+	// shippers tracks every shipper goroutine (see startShipperLocked),
+	// stopped or not, so Close can wait for them before closing the log.
+	shippers sync.WaitGroup
 	// writeMu serialises changes to the log (the leader's appends, a
 	// follower's appends, truncation, reset); never held under mu's waiters.
 	writeMu sync.Mutex
@@ -203,13 +206,17 @@ func (r *Replicator) Lead(ctx context.Context, epoch, applied uint64) (uint64, e
 	return end, nil
 }
 
-// stopLeadingLocked ends the leader's shippers and fails its waiting writes.
+// stopLeadingLocked stops the leader's shippers and fails its waiting
+// writes. The shippers' goroutines may still be returning: they take r.mu,
+// so they are not waited for here (Close waits for them), but from now on
+// nothing they learn changes the replicator's state.
 func (r *Replicator) stopLeadingLocked(why string) {
 	if r.leadStop != nil {
 		r.leadStop()
 		r.leadStop = nil
 	}
 	for _, f := range r.peers {
+		f.stopShipperLocked()
 		f.connected = false
 	}
 	if why != "" && r.role == roleLeader {
@@ -219,12 +226,30 @@ func (r *Replicator) stopLeadingLocked(why string) {
 	r.notifyLocked()
 }
 
-// SetPeers sets the followers and which are in sync.
-func (r *Replicator) SetPeers(_ context.Context, peers []replicators.Peer) error {
+// SetPeers sets the followers and which are in sync. It returns once the
+// shippers of removed followers have ended (or ctx has).
+func (r *Replicator) SetPeers(ctx context.Context, peers []replicators.Peer) error {
+	stopped, err := r.setPeers(peers)
+	if err != nil {
+		return err
+	}
+	for _, done := range stopped {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("set peers: the peers are set, but a removed follower's shipper is still ending: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// setPeers is SetPeers under r.mu; it returns the done channels of the
+// shippers it stopped, for the caller to wait on without r.mu.
+func (r *Replicator) setPeers(peers []replicators.Peer) ([]<-chan struct{}, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.errClosedLocked(); err != nil {
-		return err
+		return nil, err
 	}
 	want := map[string]bool{}
 	r.isrAbsent = 0
@@ -246,17 +271,18 @@ func (r *Replicator) SetPeers(_ context.Context, peers []replicators.Peer) error
 		}
 		f.isr = p.ISR
 	}
+	var stopped []<-chan struct{}
 	for addr, f := range r.peers {
 		if !want[addr] {
-			if f.cancel != nil {
-				f.cancel()
+			if done := f.stopShipperLocked(); done != nil {
+				stopped = append(stopped, done)
 			}
 			delete(r.peers, addr)
 		}
 	}
 	r.advanceCommitLocked()
 	r.notifyLocked()
-	return nil
+	return stopped, nil
 }
 
 // Replicate logs st, ships it and waits for ack.
@@ -654,7 +680,8 @@ func (r *Replicator) Status(context.Context) (replicators.Status, error) {
 	return st, nil
 }
 
-// Close stops replication and closes the log.
+// Close stops replication and closes the log once every goroutine that
+// reads it (the shippers among them) has returned.
 func (r *Replicator) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -669,6 +696,7 @@ func (r *Replicator) Close() error {
 	r.stop()
 	r.srv.Stop()
 	r.loops.Wait()
+	r.shippers.Wait() // stopped above; they take r.mu, so not waited for under it
 	return r.log.Close()
 }
 
