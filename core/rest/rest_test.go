@@ -521,7 +521,7 @@ func TestErrors(t *testing.T) {
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x",}`), 400, codes.InvalidArgument, "malformed JSON at offset 13: invalid character '}'")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"`), 400, codes.InvalidArgument, "malformed JSON: unexpected end of input at offset 12")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `not json`), 400, codes.InvalidArgument, "malformed JSON at offset 1: invalid character 'o' in literal null")
-	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"valeu":"x"}`), 400, codes.InvalidArgument, `unknown field "valeu" in plugdb.v1.PutRequest (allowed: key, key_base64, value, value_base64, ack)`)
+	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"valeu":"x"}`), 400, codes.InvalidArgument, `unknown field "valeu" in plugdb.v1.PutRequest (allowed: key, key_base64, value, value_base64, ack, request_id)`)
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":42}`), 400, codes.InvalidArgument, `field "value": expected a string`)
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"} {"value":"y"}`), 400, codes.InvalidArgument, "malformed JSON: unexpected an object after the JSON value (offset 15)")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"}]`), 400, codes.InvalidArgument, "after the JSON value")
