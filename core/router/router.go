@@ -364,7 +364,6 @@ func retryable(err error) bool {
 	return true
 }
 
-
 // target picks the node for an attempt: the leader, or for a stale read a
 // follower (spread round-robin, the leader when none answers).
 func (r *Router) target(p int, stale bool, attempt int) (string, error) {
