@@ -163,6 +163,15 @@ func (p *Partition) WriteOnce(ctx context.Context, writes []Write, ack replicato
 	if err := engines.CheckBatch(p.caps, check); err != nil {
 		return nil, err
 	}
+	if !id.IsZero() {
+		// The client's row must fit the engine too: once the statement is
+		// committed, the engine may not refuse it.
+		row := engines.Mutation{Op: engines.OpPut, Key: sessionKey(id.Client), Value: make([]byte, maxSessionSize(len(writes))), LSN: 1}
+		if err := engines.CheckBatch(p.caps, []engines.Mutation{row}); err != nil {
+			return nil, fmt.Errorf("request id %s: its client's row (a %d-byte key, a value of up to %d bytes) does not fit the engine: %w",
+				id, len(row.Key), len(row.Value), err)
+		}
+	}
 	r := &request{ctx: ctx, writes: writes, ack: ack, id: id, done: make(chan struct{})}
 	p.mu.RLock()
 	if p.closed {

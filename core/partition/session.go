@@ -117,6 +117,11 @@ func encodeSession(s *session) []byte {
 	return b
 }
 
+// maxSessionSize bounds the size of a row's value recording n LSNs.
+func maxSessionSize(n int) int {
+	return 1 + 3*binary.MaxVarintLen64 + n*binary.MaxVarintLen64
+}
+
 func decodeSession(key, val []byte) (*session, error) {
 	bad := func(what string) error {
 		return fmt.Errorf("request table row %q: %s: %w", key, what, engines.ErrCorrupt)

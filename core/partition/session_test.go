@@ -245,3 +245,23 @@ func TestRetryOfWriteInFlight(t *testing.T) {
 		t.Fatalf("applied %d, want 2", got)
 	}
 }
+
+// A client's row that the engine could not take is refused before the write
+// is committed.
+func TestRequestRowMustFitTheEngine(t *testing.T) {
+	eng, err := memory.Open(context.Background(), engines.Options{Dir: t.TempDir(), Logger: hclog.NewNullLogger(),
+		Params: map[string]string{"max_key_size": "32"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Open(context.Background(), 0, eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	long := RequestID{Client: "a-client-id-of-more-than-17-bytes", Seq: 1}
+	if _, err := p.WriteOnce(context.Background(), []Write{put("k", "v", Always)}, replicators.AckDefault, long); !errors.Is(err, engines.ErrInvalidArgument) {
+		t.Fatalf("write whose client row exceeds max_key_size: %v", err)
+	}
+	once(t, p, RequestID{Client: "short", Seq: 1}, put("k", "v", Always))
+}
