@@ -39,8 +39,10 @@ type Backend interface {
 	// Write applies writes to partition p atomically and returns their LSNs,
 	// acknowledging them once ack is met (replicators.AckDefault: the
 	// partition's configured mode; a weaker mode than the configured one is
-	// served at the configured one).
-	Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack) ([]uint64, error)
+	// served at the configured one). A non-zero id makes the write
+	// exactly-once across retries (partition.RequestID); the router assigns
+	// one to a write that has none.
+	Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack, id partition.RequestID) ([]uint64, error)
 	// Scan reads partition p's rows in r, in key order.
 	Scan(ctx context.Context, p int, r engines.ScanRange, rd Read) iter.Seq2[engines.Row, error]
 	// Status describes the cluster.
@@ -127,25 +129,46 @@ func (s *Server) Get(ctx context.Context, req *plugdbv1.GetRequest) (*plugdbv1.G
 
 // Put stores a value.
 func (s *Server) Put(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.Always}, req.GetAck())
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.Always}, req.GetAck(), req.GetRequestId())
 }
 
 // Create stores a value only if the key does not exist.
 func (s *Server) Create(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustNotExist}, req.GetAck())
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustNotExist}, req.GetAck(), req.GetRequestId())
 }
 
 // Update replaces a value only if the key exists.
 func (s *Server) Update(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustExist}, req.GetAck())
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustExist}, req.GetAck(), req.GetRequestId())
 }
 
 // Delete removes an existing key.
 func (s *Server) Delete(ctx context.Context, req *plugdbv1.DeleteRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpDelete, Key: req.GetKey(), Cond: partition.MustExist}, req.GetAck())
+	return s.write(ctx, partition.Write{Op: engines.OpDelete, Key: req.GetKey(), Cond: partition.MustExist}, req.GetAck(), req.GetRequestId())
 }
 
-func (s *Server) write(ctx context.Context, w partition.Write, a plugdbv1.Ack) (*plugdbv1.WriteResponse, error) {
+// RequestIDFromProto returns the partition.RequestID of a request's
+// request_id (the zero id when it has none); a bad one is InvalidArgument.
+func RequestIDFromProto(id *plugdbv1.RequestId) (partition.RequestID, error) {
+	rid := partition.RequestID{Client: id.GetClientId(), Seq: id.GetSeq()}
+	if id != nil && rid.IsZero() {
+		return rid, status.Error(codes.InvalidArgument, "request_id: client_id and seq are empty: give both, or no request_id")
+	}
+	if err := rid.Check(); err != nil {
+		return rid, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return rid, nil
+}
+
+// RequestIDToProto returns the request field for id (nil for the zero id).
+func RequestIDToProto(id partition.RequestID) *plugdbv1.RequestId {
+	if id.IsZero() {
+		return nil
+	}
+	return &plugdbv1.RequestId{ClientId: id.Client, Seq: id.Seq}
+}
+
+func (s *Server) write(ctx context.Context, w partition.Write, a plugdbv1.Ack, rid *plugdbv1.RequestId) (*plugdbv1.WriteResponse, error) {
 	if err := checkKey(w.Key); err != nil {
 		return nil, err
 	}
@@ -153,11 +176,15 @@ func (s *Server) write(ctx context.Context, w partition.Write, a plugdbv1.Ack) (
 	if err != nil {
 		return nil, err
 	}
+	id, err := RequestIDFromProto(rid)
+	if err != nil {
+		return nil, err
+	}
 	p, err := s.locate(ctx, w.Key)
 	if err != nil {
 		return nil, toStatus(err, nil)
 	}
-	lsns, err := s.b.Write(ctx, p, []partition.Write{w}, ack)
+	lsns, err := s.b.Write(ctx, p, []partition.Write{w}, ack, id)
 	if err != nil {
 		return nil, toStatus(err, w.Key)
 	}
@@ -167,6 +194,10 @@ func (s *Server) write(ctx context.Context, w partition.Write, a plugdbv1.Ack) (
 // Batch applies ops, each partition's share atomically and the shares in parallel.
 func (s *Server) Batch(ctx context.Context, req *plugdbv1.BatchRequest) (*plugdbv1.BatchResponse, error) {
 	ack, err := AckFromProto(req.GetAck())
+	if err != nil {
+		return nil, err
+	}
+	id, err := RequestIDFromProto(req.GetRequestId())
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +233,7 @@ func (s *Server) Batch(ctx context.Context, req *plugdbv1.BatchRequest) (*plugdb
 			}
 		}
 		wg.Go(func() {
-			got, err := s.b.Write(ctx, p, writes, ack)
+			got, err := s.b.Write(ctx, p, writes, ack, id)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -344,6 +375,9 @@ func checkKey(key []byte) error {
 	if len(key) == 0 {
 		return status.Error(codes.InvalidArgument, "key is empty: keys are 1 or more bytes")
 	}
+	if partition.Reserved(key) {
+		return status.Errorf(codes.InvalidArgument, "key %q: keys starting with %q are reserved for plugdb's internal rows", key, partition.ReservedPrefix)
+	}
 	return nil
 }
 
@@ -368,6 +402,8 @@ func toStatus(err error, key []byte) error {
 		return status.Error(codes.NotFound, msg)
 	case errors.Is(err, partition.ErrAlreadyExists):
 		return status.Errorf(codes.AlreadyExists, "already exists: %s", key)
+	case errors.Is(err, partition.ErrStaleRequest):
+		return status.Error(codes.FailedPrecondition, msg)
 	case errors.Is(err, engines.ErrInvalidArgument), errors.Is(err, replicators.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, msg)
 	case errors.Is(err, replicators.ErrTooFewInSync):

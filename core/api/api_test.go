@@ -170,11 +170,11 @@ type ackBackend struct {
 	acks []replicators.Ack
 }
 
-func (b *ackBackend) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack) ([]uint64, error) {
+func (b *ackBackend) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack, id partition.RequestID) ([]uint64, error) {
 	b.mu.Lock()
 	b.acks = append(b.acks, ack)
 	b.mu.Unlock()
-	return b.Backend.Write(ctx, p, writes, ack)
+	return b.Backend.Write(ctx, p, writes, ack, id)
 }
 
 // take returns the acks recorded since the last call.

@@ -33,7 +33,7 @@ func (b refusingBackend) Get(_ context.Context, _ int, key []byte, _ api.Read) (
 	return engines.Row{}, b.refuse(key)
 }
 
-func (b refusingBackend) Write(_ context.Context, _ int, writes []partition.Write, _ replicators.Ack) ([]uint64, error) {
+func (b refusingBackend) Write(_ context.Context, _ int, writes []partition.Write, _ replicators.Ack, _ partition.RequestID) ([]uint64, error) {
 	return nil, fmt.Errorf("check ownership: %w", b.refuse(writes[0].Key))
 }
 

@@ -108,12 +108,13 @@ func (b *Backend) Get(ctx context.Context, p int, key []byte, _ api.Read) (engin
 // Write applies writes to partition p. Each partition has one copy, so a write
 // is acknowledged once it is durable in it: AckDefault and AckAsync are served,
 // semi-sync and sync (which need followers) are refused with an error wrapping
-// engines.ErrInvalidArgument.
-func (b *Backend) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack) ([]uint64, error) {
+// engines.ErrInvalidArgument. A write with a request id is applied once
+// however often it is sent (partition.WriteOnce).
+func (b *Backend) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack, id partition.RequestID) ([]uint64, error) {
 	if ack != replicators.AckDefault && ack != replicators.AckAsync {
 		return nil, ackError{ack}
 	}
-	return b.parts[p].Write(ctx, writes)
+	return b.parts[p].WriteOnce(ctx, writes, replicators.AckDefault, id)
 }
 
 // ackError refuses an ack mode that needs followers. It is an

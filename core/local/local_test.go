@@ -25,13 +25,13 @@ func TestDevAck(t *testing.T) {
 	put := []partition.Write{{Op: engines.OpPut, Key: []byte("k"), Value: []byte("v")}}
 	// One copy: the default and async are served...
 	for _, a := range []replicators.Ack{replicators.AckDefault, replicators.AckAsync} {
-		if lsns, err := b.Write(ctx, 0, put, a); err != nil || len(lsns) != 1 {
+		if lsns, err := b.Write(ctx, 0, put, a, partition.RequestID{}); err != nil || len(lsns) != 1 {
 			t.Errorf("write with ack %v: %v %v", a, lsns, err)
 		}
 	}
 	// ... semi-sync and sync are refused as invalid arguments, saying why.
 	for _, a := range []replicators.Ack{replicators.AckSemiSync, replicators.AckSync} {
-		_, err := b.Write(ctx, 0, put, a)
+		_, err := b.Write(ctx, 0, put, a, partition.RequestID{})
 		want := "plugdb dev keeps one copy: ack " + a.String() + " needs a cluster whose replicator is statement"
 		if !errors.Is(err, engines.ErrInvalidArgument) || err.Error() != want {
 			t.Errorf("write with ack %v: %v, want %q wrapping ErrInvalidArgument", a, err, want)

@@ -208,8 +208,9 @@ func (n *Node) Get(ctx context.Context, p int, key []byte, rd api.Read) (engines
 
 // Write applies writes if the node leads, before and after applying them,
 // and its partition owns every key: otherwise it writes none and returns
-// *api.WrongPartitionError.
-func (n *Node) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack) ([]uint64, error) {
+// *api.WrongPartitionError. A write with a request id is applied once
+// however often it is sent, to this leader or the next (partition.WriteOnce).
+func (n *Node) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack, id partition.RequestID) ([]uint64, error) {
 	if err := n.check(p); err != nil {
 		return nil, err
 	}
@@ -219,7 +220,7 @@ func (n *Node) Write(ctx context.Context, p int, writes []partition.Write, ack r
 	if err := n.mustLead(); err != nil {
 		return nil, err
 	}
-	lsns, err := n.part.WriteAck(ctx, writes, ack)
+	lsns, err := n.part.WriteOnce(ctx, writes, ack, id)
 	switch {
 	case errors.Is(err, partition.ErrNotLeading):
 		// Refused before it reached the replicator: nothing was written.

@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"slices"
 
 	"github.com/plugdb/plugdb/core/api"
+	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/partitioners"
 )
@@ -18,6 +20,11 @@ const scanChunk = 256
 // partitioner: a node refuses the others' keys and leaves them out of its
 // scans, so that a client that addresses the wrong node or a router with an
 // old view never strands a row where the router will not look for it.
+//
+// The partition's internal rows (partition.ReservedPrefix, its request
+// table) belong to no partition of the partitioner: Check lets such keys
+// through (the partition refuses them as a user's keys) and Scan leaves them
+// out without placing them.
 type Owner struct {
 	part int
 	addr string
@@ -34,6 +41,12 @@ func NewOwner(p partitioners.Partitioner, part int, addr string) *Owner {
 // another partition owns, or nil if the partition owns them all. One Locate
 // call places them all.
 func (o *Owner) Check(ctx context.Context, keys ...[]byte) error {
+	if slices.ContainsFunc(keys, partition.Reserved) {
+		keys = slices.DeleteFunc(slices.Clone(keys), partition.Reserved)
+		if len(keys) == 0 {
+			return nil
+		}
+	}
 	var one [1]int
 	out := one[:]
 	if len(keys) > 1 {
@@ -135,6 +148,9 @@ func (o *Owner) scanOnce(ctx context.Context, r engines.ScanRange, scan ScanFunc
 		}
 		res.read++
 		res.last = row.Key
+		if partition.Reserved(row.Key) {
+			continue
+		}
 		if chunk = append(chunk, row); len(chunk) == size && !flush() {
 			res.stopped = true
 			return res

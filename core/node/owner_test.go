@@ -13,6 +13,7 @@ import (
 
 	"github.com/plugdb/plugdb/core/api"
 	"github.com/plugdb/plugdb/core/node"
+	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/partitioners/keyrange"
 )
@@ -211,5 +212,26 @@ func TestOwnerScanPassesErrorsOn(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "plugin died") {
 			t.Fatalf("scan with a failing partitioner: %v", err)
 		}
+	}
+}
+
+// The request table's rows are no partition's: a scan leaves them out
+// without placing them, and Check lets their keys through to the partition,
+// which refuses them as a user's keys.
+func TestOwnerExemptsInternalRows(t *testing.T) {
+	ctx := context.Background()
+	fp := &fakePartitioner{}
+	o := node.NewOwner(fp, 0, "127.0.0.1:7101")
+	internal := []byte(partition.ReservedPrefix + "client")
+	rows := []engines.Row{{Key: internal}, {Key: []byte("a")}, {Key: []byte("b-x")}}
+	var calls int
+	if got := keysOf(t, o.Scan(ctx, engines.ScanRange{}, rowsScan(rows, &calls))); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("scan: %q, want [a]", got)
+	}
+	if err := o.Check(ctx, internal); err != nil || fp.locates.Load() != 1 {
+		t.Fatalf("check of an internal key: %v after %d locates, want nil and no new locate", err, fp.locates.Load())
+	}
+	if err := o.Check(ctx, internal, []byte("b-x")); err == nil {
+		t.Fatal("check of an internal key and another partition's: nil")
 	}
 }

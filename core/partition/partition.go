@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/replicators"
@@ -61,7 +63,8 @@ type Partition struct {
 	closed bool
 	lsn    uint64 // last assigned; only the writer loop touches it
 
-	rep *replica // nil: writes apply at once (one replica, no replicator)
+	rep  *replica  // nil: writes apply at once (one replica, no replicator)
+	sess *sessions // the request table (writer loop only)
 
 	scans atomic.Uint64 // Scan calls served
 }
@@ -70,6 +73,7 @@ type request struct {
 	ctx    context.Context
 	writes []Write
 	ack    replicators.Ack
+	id     RequestID
 	lsns   []uint64
 	err    error
 	done   chan struct{}
@@ -86,7 +90,7 @@ func open(ctx context.Context, id int, eng engines.Engine, rep *replica) (*Parti
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: read applied lsn: %w", id, err)
 	}
-	p := &Partition{id: id, eng: eng, caps: eng.Capabilities(), lsn: lsn, rep: rep,
+	p := &Partition{id: id, eng: eng, caps: eng.Capabilities(), lsn: lsn, rep: rep, sess: newSessions(),
 		reqs: make(chan *request, maxGroup), stop: make(chan struct{}), done: make(chan struct{})}
 	if rep != nil {
 		rep.init(p, lsn)
@@ -101,18 +105,22 @@ func (p *Partition) ID() int { return p.id }
 // Engine is the partition's engine.
 func (p *Partition) Engine() engines.Engine { return p.eng }
 
-// Get reads a key.
+// Get reads a key. A key of the internal key space (ReservedPrefix) is
+// refused.
 func (p *Partition) Get(ctx context.Context, key []byte) (engines.Row, error) {
 	if err := engines.CheckKey(p.caps, key); err != nil {
+		return engines.Row{}, err
+	}
+	if err := checkUserKey(key); err != nil {
 		return engines.Row{}, err
 	}
 	return p.eng.Get(ctx, key)
 }
 
-// Scan reads a range in key order.
+// Scan reads a range in key order, leaving out the internal rows.
 func (p *Partition) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
 	p.scans.Add(1)
-	return p.eng.Scan(ctx, r)
+	return hideReserved(ctx, r, p.eng.Scan)
 }
 
 // ScansServed is how many scans the partition served since it was opened.
@@ -129,17 +137,42 @@ func (p *Partition) Write(ctx context.Context, writes []Write) ([]uint64, error)
 // WriteAck returns an error wrapping replicators.ErrUnavailable: the write
 // may still commit.
 func (p *Partition) WriteAck(ctx context.Context, writes []Write, ack replicators.Ack) ([]uint64, error) {
+	return p.WriteOnce(ctx, writes, ack, RequestID{})
+}
+
+// WriteOnce is WriteAck for the request id: a write whose id is recorded
+// already is answered with the recorded LSNs and not written again, one
+// older than its client's recorded id fails with ErrStaleRequest, and any
+// other is written and recorded in the same engine batch (see RequestID). A
+// retry that arrives while the first attempt is in flight is answered with
+// its outcome. The zero id records nothing.
+func (p *Partition) WriteOnce(ctx context.Context, writes []Write, ack replicators.Ack, id RequestID) ([]uint64, error) {
 	if len(writes) == 0 {
 		return nil, nil
 	}
+	if err := id.Check(); err != nil {
+		return nil, err
+	}
 	check := make([]engines.Mutation, len(writes))
 	for i, w := range writes {
+		if err := checkUserKey(w.Key); err != nil {
+			return nil, err
+		}
 		check[i] = engines.Mutation{Op: w.Op, Key: w.Key, Value: w.Value, LSN: uint64(i + 1)}
 	}
 	if err := engines.CheckBatch(p.caps, check); err != nil {
 		return nil, err
 	}
-	r := &request{ctx: ctx, writes: writes, ack: ack, done: make(chan struct{})}
+	if !id.IsZero() {
+		// The client's row must fit the engine too: once the statement is
+		// committed, the engine may not refuse it.
+		row := engines.Mutation{Op: engines.OpPut, Key: sessionKey(id.Client), Value: make([]byte, maxSessionSize(len(writes))), LSN: 1}
+		if err := engines.CheckBatch(p.caps, []engines.Mutation{row}); err != nil {
+			return nil, fmt.Errorf("request id %s: its client's row (a %d-byte key, a value of up to %d bytes) does not fit the engine: %w",
+				id, len(row.Key), len(row.Value), err)
+		}
+	}
+	r := &request{ctx: ctx, writes: writes, ack: ack, id: id, done: make(chan struct{})}
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
@@ -208,6 +241,7 @@ func (p *Partition) applyGroup(group []*request) {
 		p.lsn = lsn
 	} else {
 		err = fmt.Errorf("partition %d: apply: %w", p.id, err)
+		p.sess.invalidate() // it holds the failed batch's rows
 	}
 	for _, r := range members {
 		if err != nil {
@@ -230,13 +264,42 @@ func (p *Partition) applyGroup(group []*request) {
 // replicator) is returned in deferred, unanswered: the caller answers it once
 // that write is applied, so that no client learns of a write before a read
 // could see it.
+//
+// A request with an id is first looked up in the request table: a retry of
+// the recorded request gets its LSNs (at once if they are applied, else
+// deferred like a failed condition), an older one ErrStaleRequest; a new one
+// is written with its client's row after its writes. Rows past the table's
+// bounds are deleted in the same batch.
 func (p *Partition) buildBatch(group []*request) (batch []engines.Mutation, members []*request, lsn uint64, deferred []*request) {
 	exists := map[string]bool{} // keys written earlier in this group
 	lsn = p.lsn
+	if err := p.sess.load(context.Background(), p.eng); err != nil {
+		for _, r := range group {
+			r.err = fmt.Errorf("partition %d: %w", p.id, err)
+			close(r.done)
+		}
+		return nil, nil, lsn, nil
+	}
+	applied := p.appliedLSN()
+	now := time.Now()
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
 			r.err = err
 			close(r.done)
+			continue
+		}
+		if s := p.sess.get(r.id.Client); s != nil && !r.id.IsZero() && r.id.Seq <= s.seq {
+			if r.id.Seq < s.seq {
+				r.err = fmt.Errorf("partition %d: request seq %d of client %q is older than its last, %d: %w", p.id, r.id.Seq, r.id.Client, s.seq, ErrStaleRequest)
+				close(r.done)
+				continue
+			}
+			r.lsns = slices.Clone(s.lsns)
+			if len(s.lsns) > 0 && s.lsns[len(s.lsns)-1] > applied {
+				deferred = append(deferred, r) // the first attempt is in flight
+			} else {
+				close(r.done)
+			}
 			continue
 		}
 		if unapplied, err := p.checkConds(r, exists); err != nil {
@@ -255,9 +318,30 @@ func (p *Partition) buildBatch(group []*request) (batch []engines.Mutation, memb
 			batch = append(batch, engines.Mutation{Op: w.Op, Key: w.Key, Value: w.Value, LSN: lsn})
 			exists[string(w.Key)] = w.Op == engines.OpPut
 		}
+		if !r.id.IsZero() {
+			lsn++
+			batch = append(batch, p.sess.record(r.id, slices.Clone(r.lsns), now, lsn))
+		}
 		members = append(members, r)
 	}
+	if len(members) > 0 {
+		for client := range p.sess.expire(now) {
+			lsn++
+			batch = append(batch, engines.Mutation{Op: engines.OpDelete, Key: sessionKey(client), LSN: lsn})
+		}
+	}
 	return batch, members, lsn, deferred
+}
+
+// appliedLSN is the LSN through which the engine holds the writes (writer
+// loop only).
+func (p *Partition) appliedLSN() uint64 {
+	if p.rep == nil {
+		return p.lsn
+	}
+	p.rep.mu.Lock()
+	defer p.rep.mu.Unlock()
+	return p.rep.applied
 }
 
 // checkConds evaluates r's conditions against the group so far, the writes
@@ -305,8 +389,19 @@ func (p *Partition) checkConds(r *request, exists map[string]bool) (unapplied bo
 // AppliedLSN is the engine's applied LSN.
 func (p *Partition) AppliedLSN(ctx context.Context) (uint64, error) { return p.eng.AppliedLSN(ctx) }
 
-// Stats are the engine's stats.
-func (p *Partition) Stats(ctx context.Context) (engines.Stats, error) { return p.eng.Stats(ctx) }
+// Stats are the engine's stats; Keys leaves out the internal rows.
+func (p *Partition) Stats(ctx context.Context) (engines.Stats, error) {
+	st, err := p.eng.Stats(ctx)
+	if err != nil {
+		return st, err
+	}
+	n, err := countReserved(ctx, p.eng)
+	if err != nil {
+		return st, fmt.Errorf("partition %d: count the internal rows: %w", p.id, err)
+	}
+	st.Keys = max(st.Keys-n, 0)
+	return st, nil
+}
 
 // Close stops taking writes, finishes the group in flight and closes the engine.
 func (p *Partition) Close() error {

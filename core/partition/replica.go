@@ -116,7 +116,14 @@ func (r *replica) finish(g *group, outcome error) {
 // condition may or may not commit).
 func (r *replica) answerDeferred(reqs []*request, outcome error) {
 	for _, q := range reqs {
-		if outcome != nil {
+		switch {
+		case outcome == nil:
+		case q.err == nil:
+			// A retry of a request in flight: its outcome is that request's.
+			q.lsns = nil
+			q.err = fmt.Errorf("partition %d: request %s was in flight and is not committed (%v); it may still commit: %w",
+				r.p.id, q.id, outcome, replicators.ErrUnavailable)
+		default:
 			q.err = fmt.Errorf("partition %d: %v, decided by an earlier write that is not committed (%v); nothing was written: %w",
 				r.p.id, q.err, outcome, replicators.ErrUnavailable)
 		}
@@ -245,6 +252,7 @@ func (r *replica) start(reqs []*request) {
 	leading, epoch := r.leading, r.epoch
 	if leading && r.renumber {
 		p.lsn, r.renumber = r.next, false
+		p.sess.invalidate() // a new term: the engine's table is the truth
 	}
 	r.mu.Unlock()
 	if !leading {

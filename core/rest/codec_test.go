@@ -59,7 +59,7 @@ func TestMarshalShapes(t *testing.T) {
 			{Op: plugdbv1.BatchOp_OP_PUT, Key: []byte("a"), Value: []byte("1")},
 			{Op: plugdbv1.BatchOp_OP_DELETE, Key: []byte("b")},
 			{Op: plugdbv1.BatchOp_Op(42), Key: []byte("c")},
-		}}, `{"ops":[{"op":"OP_PUT","key":"a","value":"1"},{"op":"OP_DELETE","key":"b","value":""},{"op":42,"key":"c","value":""}],"ack":"ACK_DEFAULT"}`},
+		}}, `{"ops":[{"op":"OP_PUT","key":"a","value":"1"},{"op":"OP_DELETE","key":"b","value":""},{"op":42,"key":"c","value":""}],"ack":"ACK_DEFAULT","request_id":null}`},
 		{"status", &plugdbv1.StatusResponse{
 			Cluster: "dev",
 			Engine:  &plugdbv1.Plugin{Plugin: "rowfile", Mode: "plugin", Options: map[string]string{"sync": "batch", "a": "b"}},

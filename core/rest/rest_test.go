@@ -40,6 +40,7 @@ type fakeKV struct {
 	lsn  uint64
 	last []byte       // the key of the last request
 	ack  plugdbv1.Ack // the ack of the last write
+	id   string       // the request id of the last write, "client/seq"
 	scan *plugdbv1.ScanRequest
 }
 
@@ -85,6 +86,7 @@ func (f *fakeKV) write(r *plugdbv1.PutRequest, mustExist, mustNotExist bool) (*p
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ack = r.Ack
+	f.id = fmt.Sprintf("%s/%d", r.GetRequestId().GetClientId(), r.GetRequestId().GetSeq())
 	if err := f.check(r.Key); err != nil {
 		return nil, err
 	}
@@ -120,6 +122,7 @@ func (f *fakeKV) Delete(_ context.Context, r *plugdbv1.DeleteRequest) (*plugdbv1
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ack = r.Ack
+	f.id = fmt.Sprintf("%s/%d", r.GetRequestId().GetClientId(), r.GetRequestId().GetSeq())
 	if err := f.check(r.Key); err != nil {
 		return nil, err
 	}
@@ -451,6 +454,28 @@ func TestStatus(t *testing.T) {
 	}
 }
 
+// A write's request id travels in the body, or in the query of a delete.
+func TestRESTRequestID(t *testing.T) {
+	e := start(t)
+	lastID := func() string {
+		e.kv.mu.Lock()
+		defer e.kv.mu.Unlock()
+		return e.kv.id
+	}
+	e.expect(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x","request_id":{"client_id":"app","seq":"7"}}`), 200, "")
+	if got := lastID(); got != "app/7" {
+		t.Errorf("PUT: server got request id %s, want app/7", got)
+	}
+	e.expect(e.do(http.MethodPost, "/v1/kv", "", `{"key":"n","value":"x","request_id":{"client_id":"app","seq":8}}`), 200, "")
+	if got := lastID(); got != "app/8" {
+		t.Errorf("POST: server got request id %s, want app/8", got)
+	}
+	e.expect(e.do(http.MethodDelete, "/v1/kv/k?request_id.client_id=app&request_id.seq=9", "", ""), 200, "")
+	if got := lastID(); got != "app/9" {
+		t.Errorf("DELETE: server got request id %s, want app/9", got)
+	}
+}
+
 func TestRESTAck(t *testing.T) {
 	e := start(t)
 	wantAck := func(what string, want plugdbv1.Ack) {
@@ -521,7 +546,7 @@ func TestErrors(t *testing.T) {
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x",}`), 400, codes.InvalidArgument, "malformed JSON at offset 13: invalid character '}'")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"`), 400, codes.InvalidArgument, "malformed JSON: unexpected end of input at offset 12")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `not json`), 400, codes.InvalidArgument, "malformed JSON at offset 1: invalid character 'o' in literal null")
-	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"valeu":"x"}`), 400, codes.InvalidArgument, `unknown field "valeu" in plugdb.v1.PutRequest (allowed: key, key_base64, value, value_base64, ack)`)
+	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"valeu":"x"}`), 400, codes.InvalidArgument, `unknown field "valeu" in plugdb.v1.PutRequest (allowed: key, key_base64, value, value_base64, ack, request_id)`)
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":42}`), 400, codes.InvalidArgument, `field "value": expected a string`)
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"} {"value":"y"}`), 400, codes.InvalidArgument, "malformed JSON: unexpected an object after the JSON value (offset 15)")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"}]`), 400, codes.InvalidArgument, "after the JSON value")

@@ -53,6 +53,7 @@ type Router struct {
 	n      int
 	info   Info
 	next   atomic.Uint64 // spreads stale reads over followers
+	sess   *sessions     // request ids of writes that come without one
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
@@ -63,7 +64,7 @@ type Router struct {
 func New(ctx context.Context, client *coord.Client, part partitioners.Partitioner, partitions int, info Info) *Router {
 	return &Router{
 		client: client, top: coord.WatchTopology(ctx, client, partitions), part: part,
-		n: partitions, info: info, conns: map[string]*grpc.ClientConn{},
+		n: partitions, info: info, conns: map[string]*grpc.ClientConn{}, sess: newSessions(),
 	}
 }
 
@@ -131,7 +132,7 @@ func consistency(rd api.Read) plugdbv1.Consistency {
 // Get reads from the leader, or a follower if rd allows.
 func (r *Router) Get(ctx context.Context, p int, key []byte, rd api.Read) (engines.Row, error) {
 	var row engines.Row
-	err := r.call(ctx, p, rd.Stale, true, func(ctx context.Context, kv plugdbv1.KVClient) error {
+	err := r.call(ctx, p, rd.Stale, func(ctx context.Context, kv plugdbv1.KVClient) error {
 		resp, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: key, Consistency: consistency(rd)})
 		if err != nil {
 			return err
@@ -147,26 +148,30 @@ func (r *Router) Get(ctx context.Context, p int, key []byte, rd api.Read) (engin
 
 // Write sends writes to partition p's leader: one write as its own call (with
 // its condition), several as a batch; either carries ack, which the leader
-// serves.
-func (r *Router) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack) ([]uint64, error) {
+// serves, and a request id: id, or when it is zero one of the router's own
+// (a client id of its own for the write's duration, with its next seq).
+// Every attempt carries the same id, so the leader applies the write once
+// however often it is sent, and a retried create or update answers what its
+// first attempt did: any write is retried when its outcome is unknown.
+func (r *Router) Write(ctx context.Context, p int, writes []partition.Write, ack replicators.Ack, id partition.RequestID) ([]uint64, error) {
 	a := api.AckToProto(ack)
-	idempotent := true
-	for _, w := range writes {
-		if w.Cond != partition.Always {
-			idempotent = false // retried only when surely not sent
-		}
+	if id.IsZero() {
+		var s *session
+		s, id = r.sess.take()
+		defer r.sess.put(s)
 	}
+	rid := api.RequestIDToProto(id)
 	var lsns []uint64
-	err := r.call(ctx, p, false, idempotent, func(ctx context.Context, kv plugdbv1.KVClient) error {
+	err := r.call(ctx, p, false, func(ctx context.Context, kv plugdbv1.KVClient) error {
 		if len(writes) == 1 {
-			resp, err := writeOne(ctx, kv, writes[0], a)
+			resp, err := writeOne(ctx, kv, writes[0], a, rid)
 			if err != nil {
 				return err
 			}
 			lsns = []uint64{resp.GetLsn()}
 			return nil
 		}
-		req := &plugdbv1.BatchRequest{Ack: a}
+		req := &plugdbv1.BatchRequest{Ack: a, RequestId: rid}
 		for _, w := range writes {
 			if w.Cond != partition.Always {
 				return fmt.Errorf("a batch of %d writes with conditions: %w", len(writes), engines.ErrInvalidArgument)
@@ -193,18 +198,18 @@ func (r *Router) Write(ctx context.Context, p int, writes []partition.Write, ack
 	return lsns, err
 }
 
-func writeOne(ctx context.Context, kv plugdbv1.KVClient, w partition.Write, ack plugdbv1.Ack) (*plugdbv1.WriteResponse, error) {
+func writeOne(ctx context.Context, kv plugdbv1.KVClient, w partition.Write, ack plugdbv1.Ack, id *plugdbv1.RequestId) (*plugdbv1.WriteResponse, error) {
 	switch {
 	case w.Op == engines.OpDelete && w.Cond == partition.MustExist:
-		return kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: w.Key, Ack: ack})
+		return kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: w.Key, Ack: ack, RequestId: id})
 	case w.Op == engines.OpPut && w.Cond == partition.Always:
-		return kv.Put(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack})
+		return kv.Put(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack, RequestId: id})
 	case w.Op == engines.OpPut && w.Cond == partition.MustNotExist:
-		return kv.Create(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack})
+		return kv.Create(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack, RequestId: id})
 	case w.Op == engines.OpPut && w.Cond == partition.MustExist:
-		return kv.Update(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack})
+		return kv.Update(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack, RequestId: id})
 	case w.Op == engines.OpDelete && w.Cond == partition.Always:
-		resp, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: []*plugdbv1.BatchOp{{Op: plugdbv1.BatchOp_OP_DELETE, Key: w.Key}}, Ack: ack})
+		resp, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: []*plugdbv1.BatchOp{{Op: plugdbv1.BatchOp_OP_DELETE, Key: w.Key}}, Ack: ack, RequestId: id})
 		if err != nil {
 			return nil, err
 		}
@@ -221,7 +226,7 @@ func (r *Router) Scan(ctx context.Context, p int, sr engines.ScanRange, rd api.R
 		defer cancel()
 		var stream grpc.ServerStreamingClient[plugdbv1.KeyValue]
 		var first *plugdbv1.KeyValue
-		err := r.call(ctx, p, rd.Stale, true, func(callCtx context.Context, kv plugdbv1.KVClient) error {
+		err := r.call(ctx, p, rd.Stale, func(callCtx context.Context, kv plugdbv1.KVClient) error {
 			s, err := kv.Scan(ctx, &plugdbv1.ScanRequest{Start: sr.Start, End: sr.End, Limit: int64(sr.Limit), Consistency: consistency(rd)})
 			if err != nil {
 				return err
@@ -266,7 +271,7 @@ const MaxWrongPartitionRetries = 2
 // until the request's deadline (DefaultTimeout if it has none), stopping a
 // little before it so the client hears why. On "wrong partition" it
 // refreshes and tries again at most MaxWrongPartitionRetries times.
-func (r *Router) call(ctx context.Context, p int, stale, idempotent bool, fn func(context.Context, plugdbv1.KVClient) error) error {
+func (r *Router) call(ctx context.Context, p int, stale bool, fn func(context.Context, plugdbv1.KVClient) error) error {
 	if p < 0 || p >= r.n {
 		return fmt.Errorf("partition %d: allowed partitions are 0..%d: %w", p, r.n-1, engines.ErrInvalidArgument)
 	}
@@ -305,7 +310,7 @@ func (r *Router) call(ctx context.Context, p int, stale, idempotent bool, fn fun
 				if wrongPartition++; wrongPartition > MaxWrongPartitionRetries || ctx.Err() != nil {
 					return err
 				}
-			} else if !retryable(err, idempotent) || ctx.Err() != nil {
+			} else if !retryable(err) || ctx.Err() != nil {
 				return err
 			}
 			err = retryReason(err, addr)
@@ -343,9 +348,10 @@ func retryReason(err error, addr string) error {
 }
 
 // retryable says whether an error from a node may be retried: "not leader"
-// always (nothing was written), an unreachable node when the write is
-// idempotent or surely never sent.
-func retryable(err error, idempotent bool) bool {
+// (nothing was written) and any other Unavailable but too few in sync (a
+// write's outcome may be unknown, but every attempt carries the write's
+// request id, so the leader applies it once).
+func retryable(err error) bool {
 	if api.NotLeader(err) {
 		return true
 	}
@@ -355,14 +361,7 @@ func retryable(err error, idempotent bool) bool {
 	if status.Code(err) != codes.Unavailable {
 		return false
 	}
-	return idempotent || neverSent(err)
-}
-
-// neverSent recognizes gRPC's errors for a request that failed before it left
-// (no connection could be made).
-func neverSent(err error) bool {
-	msg := status.Convert(err).Message()
-	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "error while dialing")
+	return true
 }
 
 // target picks the node for an attempt: the leader, or for a stale read a

@@ -55,7 +55,7 @@ func (n *refusingNode) Get(_ context.Context, _ int, key []byte, _ api.Read) (en
 	return engines.Row{Key: key, Value: []byte("v"), LSN: 1}, nil
 }
 
-func (n *refusingNode) Write(_ context.Context, _ int, writes []partition.Write, _ replicators.Ack) ([]uint64, error) {
+func (n *refusingNode) Write(_ context.Context, _ int, writes []partition.Write, _ replicators.Ack, _ partition.RequestID) ([]uint64, error) {
 	if n.refused() {
 		return nil, n.refusal(writes[0].Key)
 	}
@@ -130,9 +130,8 @@ func TestRouterRetriesAWrongPartitionRefusal(t *testing.T) {
 	r := routeTo(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// A conditional write, which the router retries on nothing else but
-	// "not leader": a refused request wrote nothing.
-	if _, err := r.Write(ctx, 0, []partition.Write{{Op: engines.OpPut, Key: []byte("k"), Value: []byte("v"), Cond: partition.MustNotExist}}, replicators.AckDefault); err != nil {
+	// A conditional write: a refused request wrote nothing.
+	if _, err := r.Write(ctx, 0, []partition.Write{{Op: engines.OpPut, Key: []byte("k"), Value: []byte("v"), Cond: partition.MustNotExist}}, replicators.AckDefault, partition.RequestID{}); err != nil {
 		t.Fatalf("write refused once: %v, want it retried", err)
 	}
 	if got := n.calls.Load(); got != 2 {
@@ -145,7 +144,7 @@ func TestRouterSurfacesAPersistentWrongPartitionRefusal(t *testing.T) {
 	r := routeTo(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := r.Write(ctx, 0, []partition.Write{{Op: engines.OpPut, Key: []byte("k1"), Value: []byte("v")}}, replicators.AckDefault)
+	_, err := r.Write(ctx, 0, []partition.Write{{Op: engines.OpPut, Key: []byte("k1"), Value: []byte("v")}}, replicators.AckDefault, partition.RequestID{})
 	if owner, ok := api.WrongPartition(err); !ok || owner != 1 || status.Code(err) != codes.FailedPrecondition ||
 		!strings.Contains(status.Convert(err).Message(), `key "k1" belongs to partition 1`) {
 		t.Fatalf("write: %v, want the node's FailedPrecondition naming partition 1", err)

@@ -183,7 +183,7 @@ func (x BatchOp_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BatchOp_Op.Descriptor instead.
 func (BatchOp_Op) EnumDescriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{7, 0}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type GetRequest struct {
@@ -298,18 +298,81 @@ func (x *GetResponse) GetLsn() uint64 {
 	return 0
 }
 
+// RequestId names a write so that a retry of it is applied at most once: the
+// partition's leader records each client's latest seq and its result in the same
+// replicated statement as the write, and answers a retry with that seq from the
+// record (even after a failover) instead of writing again. A client sends its
+// writes one at a time per client_id, with seq increasing; a seq below the
+// client's last recorded one is refused (FAILED_PRECONDITION). Records expire
+// (see the README); the router assigns an id to a write that has none.
+type RequestId struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// client_id names the client: 1 to 128 bytes, unique among the clients.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// seq numbers the client's writes: 1 or more, increasing.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestId) Reset() {
+	*x = RequestId{}
+	mi := &file_plugdb_v1_kv_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestId) ProtoMessage() {}
+
+func (x *RequestId) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_v1_kv_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestId.ProtoReflect.Descriptor instead.
+func (*RequestId) Descriptor() ([]byte, []int) {
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RequestId) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *RequestId) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type PutRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	Ack           Ack                    `protobuf:"varint,3,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Ack   Ack                    `protobuf:"varint,3,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
+	// request_id is optional: the router assigns one when it is missing.
+	RequestId     *RequestId `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[2]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +384,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[2]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +397,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{2}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -358,17 +421,26 @@ func (x *PutRequest) GetAck() Ack {
 	return Ack_ACK_DEFAULT
 }
 
+func (x *PutRequest) GetRequestId() *RequestId {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
 type DeleteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Ack           Ack                    `protobuf:"varint,2,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Ack   Ack                    `protobuf:"varint,2,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
+	// request_id is optional: the router assigns one when it is missing.
+	RequestId     *RequestId `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[3]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +452,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[3]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +465,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{3}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -410,6 +482,13 @@ func (x *DeleteRequest) GetAck() Ack {
 	return Ack_ACK_DEFAULT
 }
 
+func (x *DeleteRequest) GetRequestId() *RequestId {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
 // WriteResponse carries the LSN of the write in its partition.
 type WriteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -421,7 +500,7 @@ type WriteResponse struct {
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[4]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +512,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[4]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +525,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{4}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WriteResponse) GetLsn() uint64 {
@@ -476,7 +555,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[5]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +567,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[5]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +580,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{5}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ScanRequest) GetStart() []byte {
@@ -550,7 +629,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[6]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +641,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[6]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +654,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{6}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -610,7 +689,7 @@ type BatchOp struct {
 
 func (x *BatchOp) Reset() {
 	*x = BatchOp{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[7]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +701,7 @@ func (x *BatchOp) String() string {
 func (*BatchOp) ProtoMessage() {}
 
 func (x *BatchOp) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[7]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +714,7 @@ func (x *BatchOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchOp.ProtoReflect.Descriptor instead.
 func (*BatchOp) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BatchOp) GetOp() BatchOp_Op {
@@ -663,14 +742,17 @@ type BatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ops   []*BatchOp             `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
 	// ack applies to every partition's share.
-	Ack           Ack `protobuf:"varint,2,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
+	Ack Ack `protobuf:"varint,2,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
+	// request_id is optional (the router assigns one when it is missing); each
+	// partition's share is recorded under it in that partition.
+	RequestId     *RequestId `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[8]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +764,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[8]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +777,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BatchRequest) GetOps() []*BatchOp {
@@ -712,6 +794,13 @@ func (x *BatchRequest) GetAck() Ack {
 	return Ack_ACK_DEFAULT
 }
 
+func (x *BatchRequest) GetRequestId() *RequestId {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
 type BatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// lsns[i] is the LSN of ops[i].
@@ -722,7 +811,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[9]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +823,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[9]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +836,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BatchResponse) GetLsns() []uint64 {
@@ -765,7 +854,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[10]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +866,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[10]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +879,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{11}
 }
 
 type Plugin struct {
@@ -804,7 +893,7 @@ type Plugin struct {
 
 func (x *Plugin) Reset() {
 	*x = Plugin{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[11]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +905,7 @@ func (x *Plugin) String() string {
 func (*Plugin) ProtoMessage() {}
 
 func (x *Plugin) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[11]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +918,7 @@ func (x *Plugin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plugin.ProtoReflect.Descriptor instead.
 func (*Plugin) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Plugin) GetPlugin() string {
@@ -882,7 +971,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[12]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +983,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[12]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +996,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Replica) GetPartition() uint32 {
@@ -1027,7 +1116,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[13]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1128,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[13]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1141,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PartitionStatus) GetPartition() uint32 {
@@ -1124,7 +1213,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[14]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1225,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[14]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1238,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatusResponse) GetCluster() string {
@@ -1199,15 +1288,22 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\vGetResponse\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
-	"\x03lsn\x18\x03 \x01(\x04R\x03lsn\"V\n" +
+	"\x03lsn\x18\x03 \x01(\x04R\x03lsn\":\n" +
+	"\tRequestId\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x8b\x01\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12 \n" +
-	"\x03ack\x18\x03 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\"C\n" +
+	"\x03ack\x18\x03 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\x123\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\v2\x14.plugdb.v1.RequestIdR\trequestId\"x\n" +
 	"\rDeleteRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12 \n" +
-	"\x03ack\x18\x02 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\"?\n" +
+	"\x03ack\x18\x02 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\x123\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\v2\x14.plugdb.v1.RequestIdR\trequestId\"?\n" +
 	"\rWriteResponse\x12\x10\n" +
 	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\rR\tpartition\"\x9d\x01\n" +
@@ -1229,10 +1325,12 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06OP_PUT\x10\x01\x12\r\n" +
-	"\tOP_DELETE\x10\x02\"V\n" +
+	"\tOP_DELETE\x10\x02\"\x8b\x01\n" +
 	"\fBatchRequest\x12$\n" +
 	"\x03ops\x18\x01 \x03(\v2\x12.plugdb.v1.BatchOpR\x03ops\x12 \n" +
-	"\x03ack\x18\x02 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\"#\n" +
+	"\x03ack\x18\x02 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\x123\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\v2\x14.plugdb.v1.RequestIdR\trequestId\"#\n" +
 	"\rBatchResponse\x12\x12\n" +
 	"\x04lsns\x18\x01 \x03(\x04R\x04lsns\"\x0f\n" +
 	"\rStatusRequest\"\xaa\x01\n" +
@@ -1311,63 +1409,67 @@ func file_plugdb_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_plugdb_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugdb_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_plugdb_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_plugdb_v1_kv_proto_goTypes = []any{
 	(Consistency)(0),        // 0: plugdb.v1.Consistency
 	(Ack)(0),                // 1: plugdb.v1.Ack
 	(BatchOp_Op)(0),         // 2: plugdb.v1.BatchOp.Op
 	(*GetRequest)(nil),      // 3: plugdb.v1.GetRequest
 	(*GetResponse)(nil),     // 4: plugdb.v1.GetResponse
-	(*PutRequest)(nil),      // 5: plugdb.v1.PutRequest
-	(*DeleteRequest)(nil),   // 6: plugdb.v1.DeleteRequest
-	(*WriteResponse)(nil),   // 7: plugdb.v1.WriteResponse
-	(*ScanRequest)(nil),     // 8: plugdb.v1.ScanRequest
-	(*KeyValue)(nil),        // 9: plugdb.v1.KeyValue
-	(*BatchOp)(nil),         // 10: plugdb.v1.BatchOp
-	(*BatchRequest)(nil),    // 11: plugdb.v1.BatchRequest
-	(*BatchResponse)(nil),   // 12: plugdb.v1.BatchResponse
-	(*StatusRequest)(nil),   // 13: plugdb.v1.StatusRequest
-	(*Plugin)(nil),          // 14: plugdb.v1.Plugin
-	(*Replica)(nil),         // 15: plugdb.v1.Replica
-	(*PartitionStatus)(nil), // 16: plugdb.v1.PartitionStatus
-	(*StatusResponse)(nil),  // 17: plugdb.v1.StatusResponse
-	nil,                     // 18: plugdb.v1.Plugin.OptionsEntry
+	(*RequestId)(nil),       // 5: plugdb.v1.RequestId
+	(*PutRequest)(nil),      // 6: plugdb.v1.PutRequest
+	(*DeleteRequest)(nil),   // 7: plugdb.v1.DeleteRequest
+	(*WriteResponse)(nil),   // 8: plugdb.v1.WriteResponse
+	(*ScanRequest)(nil),     // 9: plugdb.v1.ScanRequest
+	(*KeyValue)(nil),        // 10: plugdb.v1.KeyValue
+	(*BatchOp)(nil),         // 11: plugdb.v1.BatchOp
+	(*BatchRequest)(nil),    // 12: plugdb.v1.BatchRequest
+	(*BatchResponse)(nil),   // 13: plugdb.v1.BatchResponse
+	(*StatusRequest)(nil),   // 14: plugdb.v1.StatusRequest
+	(*Plugin)(nil),          // 15: plugdb.v1.Plugin
+	(*Replica)(nil),         // 16: plugdb.v1.Replica
+	(*PartitionStatus)(nil), // 17: plugdb.v1.PartitionStatus
+	(*StatusResponse)(nil),  // 18: plugdb.v1.StatusResponse
+	nil,                     // 19: plugdb.v1.Plugin.OptionsEntry
 }
 var file_plugdb_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: plugdb.v1.GetRequest.consistency:type_name -> plugdb.v1.Consistency
 	1,  // 1: plugdb.v1.PutRequest.ack:type_name -> plugdb.v1.Ack
-	1,  // 2: plugdb.v1.DeleteRequest.ack:type_name -> plugdb.v1.Ack
-	0,  // 3: plugdb.v1.ScanRequest.consistency:type_name -> plugdb.v1.Consistency
-	2,  // 4: plugdb.v1.BatchOp.op:type_name -> plugdb.v1.BatchOp.Op
-	10, // 5: plugdb.v1.BatchRequest.ops:type_name -> plugdb.v1.BatchOp
-	1,  // 6: plugdb.v1.BatchRequest.ack:type_name -> plugdb.v1.Ack
-	18, // 7: plugdb.v1.Plugin.options:type_name -> plugdb.v1.Plugin.OptionsEntry
-	15, // 8: plugdb.v1.PartitionStatus.replicas:type_name -> plugdb.v1.Replica
-	14, // 9: plugdb.v1.StatusResponse.engine:type_name -> plugdb.v1.Plugin
-	14, // 10: plugdb.v1.StatusResponse.partitioner:type_name -> plugdb.v1.Plugin
-	14, // 11: plugdb.v1.StatusResponse.replicator:type_name -> plugdb.v1.Plugin
-	16, // 12: plugdb.v1.StatusResponse.partitions:type_name -> plugdb.v1.PartitionStatus
-	3,  // 13: plugdb.v1.KV.Get:input_type -> plugdb.v1.GetRequest
-	5,  // 14: plugdb.v1.KV.Put:input_type -> plugdb.v1.PutRequest
-	5,  // 15: plugdb.v1.KV.Create:input_type -> plugdb.v1.PutRequest
-	5,  // 16: plugdb.v1.KV.Update:input_type -> plugdb.v1.PutRequest
-	6,  // 17: plugdb.v1.KV.Delete:input_type -> plugdb.v1.DeleteRequest
-	8,  // 18: plugdb.v1.KV.Scan:input_type -> plugdb.v1.ScanRequest
-	11, // 19: plugdb.v1.KV.Batch:input_type -> plugdb.v1.BatchRequest
-	13, // 20: plugdb.v1.KV.Status:input_type -> plugdb.v1.StatusRequest
-	4,  // 21: plugdb.v1.KV.Get:output_type -> plugdb.v1.GetResponse
-	7,  // 22: plugdb.v1.KV.Put:output_type -> plugdb.v1.WriteResponse
-	7,  // 23: plugdb.v1.KV.Create:output_type -> plugdb.v1.WriteResponse
-	7,  // 24: plugdb.v1.KV.Update:output_type -> plugdb.v1.WriteResponse
-	7,  // 25: plugdb.v1.KV.Delete:output_type -> plugdb.v1.WriteResponse
-	9,  // 26: plugdb.v1.KV.Scan:output_type -> plugdb.v1.KeyValue
-	12, // 27: plugdb.v1.KV.Batch:output_type -> plugdb.v1.BatchResponse
-	17, // 28: plugdb.v1.KV.Status:output_type -> plugdb.v1.StatusResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	5,  // 2: plugdb.v1.PutRequest.request_id:type_name -> plugdb.v1.RequestId
+	1,  // 3: plugdb.v1.DeleteRequest.ack:type_name -> plugdb.v1.Ack
+	5,  // 4: plugdb.v1.DeleteRequest.request_id:type_name -> plugdb.v1.RequestId
+	0,  // 5: plugdb.v1.ScanRequest.consistency:type_name -> plugdb.v1.Consistency
+	2,  // 6: plugdb.v1.BatchOp.op:type_name -> plugdb.v1.BatchOp.Op
+	11, // 7: plugdb.v1.BatchRequest.ops:type_name -> plugdb.v1.BatchOp
+	1,  // 8: plugdb.v1.BatchRequest.ack:type_name -> plugdb.v1.Ack
+	5,  // 9: plugdb.v1.BatchRequest.request_id:type_name -> plugdb.v1.RequestId
+	19, // 10: plugdb.v1.Plugin.options:type_name -> plugdb.v1.Plugin.OptionsEntry
+	16, // 11: plugdb.v1.PartitionStatus.replicas:type_name -> plugdb.v1.Replica
+	15, // 12: plugdb.v1.StatusResponse.engine:type_name -> plugdb.v1.Plugin
+	15, // 13: plugdb.v1.StatusResponse.partitioner:type_name -> plugdb.v1.Plugin
+	15, // 14: plugdb.v1.StatusResponse.replicator:type_name -> plugdb.v1.Plugin
+	17, // 15: plugdb.v1.StatusResponse.partitions:type_name -> plugdb.v1.PartitionStatus
+	3,  // 16: plugdb.v1.KV.Get:input_type -> plugdb.v1.GetRequest
+	6,  // 17: plugdb.v1.KV.Put:input_type -> plugdb.v1.PutRequest
+	6,  // 18: plugdb.v1.KV.Create:input_type -> plugdb.v1.PutRequest
+	6,  // 19: plugdb.v1.KV.Update:input_type -> plugdb.v1.PutRequest
+	7,  // 20: plugdb.v1.KV.Delete:input_type -> plugdb.v1.DeleteRequest
+	9,  // 21: plugdb.v1.KV.Scan:input_type -> plugdb.v1.ScanRequest
+	12, // 22: plugdb.v1.KV.Batch:input_type -> plugdb.v1.BatchRequest
+	14, // 23: plugdb.v1.KV.Status:input_type -> plugdb.v1.StatusRequest
+	4,  // 24: plugdb.v1.KV.Get:output_type -> plugdb.v1.GetResponse
+	8,  // 25: plugdb.v1.KV.Put:output_type -> plugdb.v1.WriteResponse
+	8,  // 26: plugdb.v1.KV.Create:output_type -> plugdb.v1.WriteResponse
+	8,  // 27: plugdb.v1.KV.Update:output_type -> plugdb.v1.WriteResponse
+	8,  // 28: plugdb.v1.KV.Delete:output_type -> plugdb.v1.WriteResponse
+	10, // 29: plugdb.v1.KV.Scan:output_type -> plugdb.v1.KeyValue
+	13, // 30: plugdb.v1.KV.Batch:output_type -> plugdb.v1.BatchResponse
+	18, // 31: plugdb.v1.KV.Status:output_type -> plugdb.v1.StatusResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_v1_kv_proto_init() }
@@ -1381,7 +1483,7 @@ func file_plugdb_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_v1_kv_proto_rawDesc), len(file_plugdb_v1_kv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
