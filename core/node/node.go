@@ -62,6 +62,9 @@ type Config struct {
 	// Replicator copies the partition's writes (replicators/none when there
 	// is one replica); part must be opened with partition.OpenReplica over it.
 	Replicator replicators.Replicator
+	// ReplAddr is the replicator's address published to the other replicas
+	// when they reach it elsewhere than Replicator.Addr() (a proxy, NAT).
+	ReplAddr string
 	// Unclean lets this replica lead although it is not in the in-sync set:
 	// writes the old leader acknowledged and this replica lacks are lost.
 	Unclean bool
@@ -76,8 +79,12 @@ func New(part *partition.Partition, client *coord.Client, addr string, info Info
 		logger = hclog.NewNullLogger()
 	}
 	n := &Node{part: part, repl: cfg.Replicator, client: client, addr: addr, info: info, logger: logger}
+	replAddr := cfg.ReplAddr
+	if replAddr == "" {
+		replAddr = cfg.Replicator.Addr()
+	}
 	n.cand = coord.NewCandidate(client, coord.CandidateConfig{Partition: part.ID(), Addr: addr, Applied: n.applied.Load,
-		Repl: cfg.Replicator.Addr(), Unclean: cfg.Unclean})
+		Repl: replAddr, Unclean: cfg.Unclean})
 	return n
 }
 
