@@ -180,12 +180,9 @@ func (c *nemesisCluster) waitHealthy(timeout time.Duration) error {
 	})
 }
 
-// restartZooKeeper stops the ZooKeeper server, waits down, and starts it
+// startZooKeeperAfter waits down, then starts the stopped ZooKeeper server
 // again on the same port and data.
-func (c *nemesisCluster) restartZooKeeper(down time.Duration) error {
-	if err := c.zk.StopServer(0); err != nil {
-		return fmt.Errorf("stop zookeeper: %w", err)
-	}
+func (c *nemesisCluster) startZooKeeperAfter(down time.Duration) error {
 	time.Sleep(down)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -193,6 +190,21 @@ func (c *nemesisCluster) restartZooKeeper(down time.Duration) error {
 		return fmt.Errorf("start zookeeper again on %s: %w", c.zkAddr, err)
 	}
 	return nil
+}
+
+// describe is how the router sees partition p and the replica addr: its
+// leader and epoch, and addr's role and whether it is in sync.
+func (c *nemesisCluster) describe(p int, addr string) string {
+	st, err := c.status()
+	if err != nil {
+		return fmt.Sprintf("status: %v", err)
+	}
+	leader, epoch := c.leaderOf(st, p)
+	r := replicaOf(partStatus(st, p), addr)
+	if r == nil {
+		return fmt.Sprintf("leader %s epoch %d; %s not registered", leader, epoch, addr)
+	}
+	return fmt.Sprintf("leader %s epoch %d; %s %s, isr %v", leader, epoch, addr, r.GetRole(), r.GetIsr())
 }
 
 // keyLines are the lines of every process's output that say something went

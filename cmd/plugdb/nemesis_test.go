@@ -290,15 +290,21 @@ func (n *nemesis) inject(kind string, part int) (nemesisFault, error) {
 		}
 		startProbe()
 		time.Sleep(hold)
+		f.note = "(seen stopped: " + c.describe(part, leader) + ")"
 		if err := c.signal(leader, syscall.SIGCONT); err != nil {
 			return f, err
 		}
 	case faultZKRestart:
+		// Measured from the moment ZooKeeper is down.
 		f.target = "zookeeper"
-		startProbe()
 		down := time.Duration(n.rng.IntN(3000)) * time.Millisecond
 		f.note = fmt.Sprintf("(down %v)", down.Round(time.Millisecond))
-		err = c.restartZooKeeper(down)
+		if err = c.zk.StopServer(0); err != nil {
+			return f, fmt.Errorf("stop zookeeper: %w", err)
+		}
+		injected = time.Now()
+		startProbe()
+		err = c.startZooKeeperAfter(down)
 	case faultBlackhole:
 		// The leader half the time, else a follower.
 		f.target, f.leader = leader, true
@@ -311,6 +317,7 @@ func (n *nemesis) inject(kind string, part int) (nemesisFault, error) {
 		}
 		startProbe()
 		time.Sleep(hold)
+		f.note = "(seen cut off: " + c.describe(part, f.target) + ")"
 		for _, p := range rep.proxies() {
 			p.Heal()
 		}
