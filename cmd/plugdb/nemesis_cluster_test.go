@@ -244,3 +244,27 @@ func (c *nemesisCluster) keyLines(max int) string {
 	}
 	return b.String()
 }
+
+// saveLogs writes every process's whole output (a node's earlier runs
+// first) and ZooKeeper's log to a folder kept after the test, and returns
+// its path.
+func (c *nemesisCluster) saveLogs() string {
+	dir, err := os.MkdirTemp("", "plugdb-nemesis-logs-")
+	if err != nil {
+		return "(not saved: " + err.Error() + ")"
+	}
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			c.t.Logf("save %s: %v", name, err)
+		}
+	}
+	write("router.log", c.router.out.String())
+	for a, p := range c.nodes {
+		rep := c.replicas[a]
+		write(fmt.Sprintf("node-p%d-%s.log", rep.part, strings.ReplaceAll(a, ":", "_")), c.earlier[a]+p.out.String())
+	}
+	if zl, err := os.ReadFile(c.zk.LogFile(0)); err == nil {
+		write("zookeeper.log", string(zl))
+	}
+	return dir
+}

@@ -173,7 +173,7 @@ func TestNemesis(t *testing.T) {
 		t.Logf("porcupine did not decide within %v: linearizability unknown (reported, not failed)", *nemesisCheck)
 	}
 	if failed {
-		t.Logf("key log lines:\n%s", c.keyLines(40))
+		t.Logf("key log lines (all the logs: %s):\n%s", c.saveLogs(), c.keyLines(40))
 	}
 }
 
@@ -221,12 +221,14 @@ func (n *nemesis) run(end time.Time) {
 		kind := n.kinds[n.rng.IntN(len(n.kinds))]
 		part := n.rng.IntN(nemesisPartitions)
 		f, err := n.inject(kind, part)
-		f.at = time.Since(n.w.begin)
 		n.faults = append(n.faults, f)
 		t.Logf("fault %d at +%v: %s of partition %d %s (leader %v): write outage %v, healthy after %v %s",
 			len(n.faults), f.at.Round(100*time.Millisecond), kind, part, f.target, f.leader, fmtDur(f.outage), f.recovered.Round(time.Millisecond), f.note)
+		if err == nil && f.outage < 0 {
+			err = fmt.Errorf("no write to partition %d acknowledged through the router within %v of the fault", part, nemesisRecoverTimeout)
+		}
 		if err != nil {
-			n.stuck = fmt.Sprintf("fault %d (%s of partition %d %s): %v", len(n.faults), kind, part, f.target, err)
+			n.stuck = fmt.Sprintf("fault %d at +%v (%s of partition %d %s): %v", len(n.faults), f.at.Round(100*time.Millisecond), kind, part, f.target, err)
 			return
 		}
 	}
@@ -244,6 +246,11 @@ func fmtDur(d time.Duration) string {
 func (n *nemesis) inject(kind string, part int) (nemesisFault, error) {
 	c := n.c
 	f := nemesisFault{kind: kind, part: part}
+	// One fault at a time: the cluster is whole again before the next (a
+	// leader may still change after the last one healed).
+	if err := c.waitHealthy(nemesisRecoverTimeout); err != nil {
+		return f, fmt.Errorf("before the fault: %w", err)
+	}
 	leader, epoch := c.leader(part)
 	if leader == "" {
 		return f, fmt.Errorf("partition %d has no leader before the fault", part)
@@ -331,6 +338,7 @@ func (n *nemesis) inject(kind string, part int) (nemesisFault, error) {
 			err = waitUntil(nemesisRecoverTimeout, fmt.Sprintf("partition %d with a leader and every follower in sync", part), func() bool { return c.healthy(part) })
 		}
 	}
+	f.at = injected.Sub(n.w.begin)
 	f.recovered = time.Since(injected)
 	f.outage = <-probe
 	return f, err
