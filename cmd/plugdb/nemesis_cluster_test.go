@@ -268,3 +268,41 @@ func (c *nemesisCluster) saveLogs() string {
 	}
 	return dir
 }
+
+// isolate black-holes the replica at addr: its three proxies drop all
+// traffic, and the other replicas' proxies drop the connections its
+// processes open to them. heal undoes it, closing every connection that
+// lived through the cut, and returns how many of its outbound connections
+// were cut.
+func (c *nemesisCluster) isolate(addr string) (heal func() (outbound int), err error) {
+	rep := c.replicas[addr]
+	// The scan of /proc first, then every cut at once.
+	iso, err := newGroupIsolation(c.nodes[addr].cmd.Process.Pid)
+	if err != nil {
+		return nil, fmt.Errorf("isolate %s's outbound connections: %w", addr, err)
+	}
+	for _, p := range rep.proxies() {
+		p.Cut()
+	}
+	var others []*faultProxy
+	for a, r := range c.replicas {
+		if a != addr {
+			for _, p := range []*faultProxy{r.client, r.repl} {
+				p.CutFrom(iso.owned, iso.owns)
+				others = append(others, p)
+			}
+		}
+	}
+	return func() (outbound int) {
+		for _, p := range others {
+			outbound += p.cutFromCount()
+		}
+		for _, p := range rep.proxies() {
+			p.Heal()
+		}
+		for _, p := range others {
+			p.HealFrom()
+		}
+		return outbound
+	}, nil
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -23,6 +24,17 @@ type faultProxy struct {
 	cut    bool
 	closed bool
 	conns  map[net.Conn]struct{} // both ends of every live connection
+	// from, when set, cuts only the connections whose client it reports
+	// isolated (by the client's port), the others flowing (CutFrom).
+	from     func(port int) bool
+	cutLinks map[*link]struct{} // the links cut by from
+	links    map[*link]struct{}
+}
+
+// link is one forwarded connection.
+type link struct {
+	down, up net.Conn
+	cut      atomic.Bool // dropped by CutFrom
 }
 
 // newFaultProxy listens on a free 127.0.0.1 port and forwards to target;
@@ -33,7 +45,8 @@ func newFaultProxy(t testing.TB, name, target string) *faultProxy {
 	if err != nil {
 		t.Fatalf("proxy %s: listen: %v", name, err)
 	}
-	p := &faultProxy{name: name, ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &faultProxy{name: name, ln: ln, target: target, conns: map[net.Conn]struct{}{},
+		links: map[*link]struct{}{}, cutLinks: map[*link]struct{}{}}
 	go p.serve()
 	t.Cleanup(p.close)
 	return p
@@ -86,9 +99,25 @@ func (p *faultProxy) serve() {
 	}
 }
 
+// isolated reports whether down comes from a client CutFrom isolates.
+func (p *faultProxy) isolated(down net.Conn) bool {
+	p.mu.Lock()
+	from := p.from
+	p.mu.Unlock()
+	a, ok := down.RemoteAddr().(*net.TCPAddr)
+	return from != nil && ok && from(a.Port)
+}
+
 // forward connects down to the target and copies both ways; while cut, it
 // holds down without connecting, dropping what it sends.
 func (p *faultProxy) forward(down net.Conn) {
+	if p.isolated(down) {
+		p.mu.Lock()
+		p.cutLinks[&link{down: down}] = struct{}{} // closed by HealFrom
+		p.mu.Unlock()
+		p.drain(down)
+		return
+	}
 	if p.isCut() {
 		p.drain(down)
 		return
@@ -103,10 +132,17 @@ func (p *faultProxy) forward(down net.Conn) {
 		p.untrack(down)
 		return
 	}
+	l := &link{down: down, up: up}
+	p.mu.Lock()
+	p.links[l] = struct{}{}
+	p.mu.Unlock()
 	var wg sync.WaitGroup
-	wg.Go(func() { p.pipe(up, down) })
-	wg.Go(func() { p.pipe(down, up) })
+	wg.Go(func() { p.pipe(l, up, down) })
+	wg.Go(func() { p.pipe(l, down, up) })
 	wg.Wait()
+	p.mu.Lock()
+	delete(p.links, l)
+	p.mu.Unlock()
 }
 
 // drain reads and drops what c sends until it is closed (by Heal or its
@@ -118,11 +154,12 @@ func (p *faultProxy) drain(c net.Conn) {
 
 // pipe copies src to dst until either ends; from the moment the proxy is
 // cut it drops what src sends instead.
-func (p *faultProxy) pipe(dst, src net.Conn) {
+func (p *faultProxy) pipe(l *link, dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !p.isCut() {
+		cut := p.isCut() || l.cut.Load()
+		if n > 0 && !cut {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				err = werr
 			}
@@ -130,7 +167,7 @@ func (p *faultProxy) pipe(dst, src net.Conn) {
 		if err != nil {
 			// One side ended: end both (a half-close is not worth
 			// modelling), except that the end does not cross a black hole.
-			if !p.isCut() {
+			if !cut {
 				p.untrack(dst)
 			}
 			p.untrack(src)
@@ -158,6 +195,43 @@ func (p *faultProxy) Heal() {
 	}
 	clear(p.conns)
 	p.cut = false
+}
+
+// CutFrom black-holes the connections whose client is isolated, by its
+// port: those open now that open reports, and those made until HealFrom
+// that later reports; the others flow.
+func (p *faultProxy) CutFrom(open, later func(port int) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.from = later
+	for l := range p.links {
+		if a, ok := l.down.RemoteAddr().(*net.TCPAddr); ok && open(a.Port) {
+			l.cut.Store(true)
+			p.cutLinks[l] = struct{}{}
+		}
+	}
+}
+
+// HealFrom closes the connections CutFrom black-holed or held and forwards
+// all again.
+func (p *faultProxy) HealFrom() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for l := range p.cutLinks {
+		l.down.Close()
+		if l.up != nil {
+			l.up.Close()
+		}
+	}
+	clear(p.cutLinks)
+	p.from = nil
+}
+
+// cutFromCount is how many connections CutFrom black-holed or held.
+func (p *faultProxy) cutFromCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.cutLinks)
 }
 
 // close stops accepting and closes every connection.

@@ -318,16 +318,15 @@ func (n *nemesis) inject(kind string, part int) (nemesisFault, error) {
 		if n.rng.IntN(2) == 0 {
 			f.target, f.leader = followers[n.rng.IntN(len(followers))], false
 		}
-		rep := c.replicas[f.target]
-		for _, p := range rep.proxies() {
-			p.Cut()
+		heal, ierr := c.isolate(f.target)
+		if ierr != nil {
+			return f, ierr
 		}
+		injected = time.Now()
 		startProbe()
 		time.Sleep(hold)
-		f.note = "(seen cut off: " + c.describe(part, f.target) + ")"
-		for _, p := range rep.proxies() {
-			p.Heal()
-		}
+		seen := c.describe(part, f.target)
+		f.note = fmt.Sprintf("(seen cut off: %s; %d of its outbound connections cut)", seen, heal())
 	default:
 		return f, fmt.Errorf("unknown fault %q", kind)
 	}
