@@ -261,6 +261,9 @@ func (n *nemesis) inject(kind string, part int) (nemesisFault, error) {
 			followers = append(followers, a)
 		}
 	}
+	if len(followers) == 0 && (kind == faultKillFollower || kind == faultBlackhole) {
+		return f, fmt.Errorf("%s: partition %d has no follower", kind, part)
+	}
 	hold := 2*nemesisSessionTimeout + time.Duration(n.rng.IntN(1000))*time.Millisecond
 	var probe <-chan time.Duration
 	injected := time.Now()
