@@ -225,7 +225,8 @@ func (n *nemesis) run(end time.Time) {
 		t.Logf("fault %d at +%v: %s of partition %d %s (leader %v): write outage %v, healthy after %v %s",
 			len(n.faults), f.at.Round(100*time.Millisecond), kind, part, f.target, f.leader, fmtDur(f.outage), f.recovered.Round(time.Millisecond), f.note)
 		if err == nil && f.outage < 0 {
-			err = fmt.Errorf("no write to partition %d acknowledged through the router within %v of the fault", part, nemesisRecoverTimeout)
+			err = fmt.Errorf("no write to partition %d acknowledged through the router within %v of the fault %s; the router's status now: %s",
+				part, nemesisRecoverTimeout, f.note, n.c.describe(part, f.target))
 		}
 		if err != nil {
 			n.stuck = fmt.Sprintf("fault %d at +%v (%s of partition %d %s): %v", len(n.faults), f.at.Round(100*time.Millisecond), kind, part, f.target, err)
@@ -265,7 +266,7 @@ func (n *nemesis) inject(kind string, part int) (nemesisFault, error) {
 		return f, fmt.Errorf("%s: partition %d has no follower", kind, part)
 	}
 	hold := 2*nemesisSessionTimeout + time.Duration(n.rng.IntN(1000))*time.Millisecond
-	var probe <-chan time.Duration
+	var probe <-chan probeResult
 	injected := time.Now()
 	startProbe := func() { probe = n.w.probe(part, injected) }
 	newLeader := func() error {
@@ -342,7 +343,11 @@ func (n *nemesis) inject(kind string, part int) (nemesisFault, error) {
 	}
 	f.at = injected.Sub(n.w.begin)
 	f.recovered = time.Since(injected)
-	f.outage = <-probe
+	pr := <-probe
+	f.outage = pr.outage
+	if pr.outage < 0 || pr.outage > 10*time.Second {
+		f.note += fmt.Sprintf(" (the router answered the probe writes: %s)", pr.commonErrors(3))
+	}
 	return f, err
 }
 
@@ -503,14 +508,41 @@ func (w *nemesisWorkload) probeKey(p int) string {
 	}
 }
 
+// probeResult is what a probe saw.
+type probeResult struct {
+	// outage is from the fault to the first acknowledged write (negative:
+	// none within the recovery timeout).
+	outage time.Duration
+	// errs counts the failed attempts' errors, by code and message.
+	errs map[string]int
+}
+
+// commonErrors are the most frequent errors of r, for a fault's log line.
+func (r probeResult) commonErrors(n int) string {
+	keys := slices.SortedFunc(func(yield func(string) bool) {
+		for k := range r.errs {
+			if !yield(k) {
+				return
+			}
+		}
+	}, func(a, b string) int { return r.errs[b] - r.errs[a] })
+	var parts []string
+	for _, k := range keys[:min(n, len(keys))] {
+		parts = append(parts, fmt.Sprintf("%d× %s", r.errs[k], k))
+	}
+	return strings.Join(parts, "; ")
+}
+
 // probe writes fresh keys of partition p through the router, a new attempt
 // every 50 ms, until one is acknowledged, and sends the time from since to
-// that acknowledgement (negative if none within the recovery timeout).
-func (w *nemesisWorkload) probe(p int, since time.Time) <-chan time.Duration {
-	out := make(chan time.Duration, 1)
+// that acknowledgement and the errors of the attempts that failed.
+func (w *nemesisWorkload) probe(p int, since time.Time) <-chan probeResult {
+	out := make(chan probeResult, 1)
 	go func() {
 		first := make(chan time.Time, 1)
 		var wg sync.WaitGroup
+		var mu sync.Mutex
+		res := probeResult{errs: map[string]int{}}
 		deadline := time.Now().Add(nemesisRecoverTimeout)
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
@@ -522,11 +554,20 @@ func (w *nemesisWorkload) probe(p int, since time.Time) <-chan time.Duration {
 				val := "probe-" + key
 				_, err := w.c.put(key, val, nemesisOpTimeout)
 				w.ledger.record(key, 0, val, err)
-				if err == nil {
-					select {
-					case first <- time.Now():
-					default:
+				if err != nil {
+					st := status.Convert(err)
+					msg := st.Message()
+					if len(msg) > 160 {
+						msg = msg[:160] + "…"
 					}
+					mu.Lock()
+					res.errs[st.Code().String()+": "+msg]++
+					mu.Unlock()
+					return
+				}
+				select {
+				case first <- time.Now():
+				default:
 				}
 			})
 			select {
@@ -540,11 +581,13 @@ func (w *nemesisWorkload) probe(p int, since time.Time) <-chan time.Duration {
 			select {
 			case acked = <-first:
 			default:
-				out <- -1
+				res.outage = -1
+				out <- res
 				return
 			}
 		}
-		out <- acked.Sub(since)
+		res.outage = acked.Sub(since)
+		out <- res
 	}()
 	return out
 }
