@@ -69,8 +69,12 @@ const (
 var nemesisFaultKinds = []string{faultKillLeader, faultKillFollower, faultStopLeader, faultZKRestart, faultBlackhole}
 
 // nemesisDefaultFaults are the kinds the default run injects: those the
-// cluster passes today.
-const nemesisDefaultFaults = faultKillLeader + "," + faultKillFollower + "," + faultStopLeader + "," + faultZKRestart + "," + faultBlackhole
+// cluster passes today. Not zk-restart: twice in about 15 minutes of runs
+// with every kind, a follower killed within seconds after ZooKeeper restarts
+// left its partition without an acknowledged write for 60 s while the
+// router reported a leader with every follower in sync, and a ZooKeeper
+// restart alone can leave a partition leaderless for ~20 s.
+const nemesisDefaultFaults = faultKillLeader + "," + faultKillFollower + "," + faultStopLeader + "," + faultBlackhole
 
 const (
 	nemesisPartitions = 2
