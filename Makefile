@@ -5,7 +5,7 @@ PROTOS    := $(shell find proto -name '*.proto')
 GOTEST    ?= $(GO) test
 LINT_VERSION := v2.15.0
 
-.PHONY: build run cluster test test-deps lint proto bench clean
+.PHONY: build run cluster test test-deps lint proto bench clean nemesis
 
 build:
 	$(GO) build -o $(BIN) ./cmd/plugdb
@@ -26,6 +26,14 @@ test: test-deps build
 	./scripts/check-proto.sh
 	$(GO) vet ./...
 	$(GOTEST) -race -count=1 -timeout 30m ./...
+
+# nemesis is the long fault run of TestNemesis (README, "Fault tests"): 20 minutes of
+# faults on real processes under load; the table goes to bin/nemesis-report.txt.
+NEMESIS_FLAGS ?=
+nemesis: test-deps
+	mkdir -p bin
+	$(GO) test ./cmd/plugdb -run 'TestNemesis$$' -count=1 -v -timeout 60m \
+		-nemesis.duration 20m -nemesis.ops 2000000 -nemesis.report $(CURDIR)/bin/nemesis-report.txt $(NEMESIS_FLAGS)
 
 lint:
 	$(GO) vet ./...

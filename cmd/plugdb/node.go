@@ -31,6 +31,7 @@ const connectTimeout = 15 * time.Second
 func nodeCommand() *cobra.Command {
 	var (
 		file, addr, data, replAddr string
+		advertise, replAdvertise   string
 		part                       int
 		unclean                    bool
 	)
@@ -65,8 +66,13 @@ func nodeCommand() *cobra.Command {
 			} else if _, _, err := net.SplitHostPort(replAddr); err != nil {
 				return fmt.Errorf("--repl-addr %q: give a host:port for the replicator, e.g. 127.0.0.1:0", replAddr)
 			}
+			for _, a := range []struct{ flag, val string }{{"--advertise", advertise}, {"--repl-advertise", replAdvertise}} {
+				if _, _, err := net.SplitHostPort(a.val); a.val != "" && err != nil {
+					return fmt.Errorf("%s %q: give the host:port others reach it at, e.g. 127.0.0.1:7201", a.flag, a.val)
+				}
+			}
 			level, _ := cmd.Flags().GetString("log-level")
-			opts := nodeOptions{part: part, addr: addr, replAddr: replAddr, unclean: unclean}
+			opts := nodeOptions{part: part, addr: addr, replAddr: replAddr, advertise: advertise, replAdvertise: replAdvertise, unclean: unclean}
 			return runNode(cmd.Context(), cfg, opts, newLogger(level).Named(fmt.Sprintf("node.p%d", part)))
 		},
 	}
@@ -75,6 +81,8 @@ func nodeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&addr, "addr", "", "host:port to listen on; also the address the router and other nodes use")
 	cmd.Flags().StringVar(&data, "data", "", "this replica's data folder (sets config key data)")
 	cmd.Flags().StringVar(&replAddr, "repl-addr", "", "host:port the replicator listens on for its peers (default: --addr's host, any free port; published in ZooKeeper)")
+	cmd.Flags().StringVar(&advertise, "advertise", "", "host:port the router and other nodes reach this node at, when not --addr (e.g. through a proxy or NAT);\nalso its name in ZooKeeper")
+	cmd.Flags().StringVar(&replAdvertise, "repl-advertise", "", "host:port peers reach the replicator at, when not the address it listens on; published in ZooKeeper")
 	cmd.Flags().BoolVar(&unclean, "unclean-election", false, "let this replica lead although it is not in the in-sync set; with ack async, writes the old leader\nacknowledged that this replica never received are lost")
 	_ = cmd.MarkFlagRequired("partition")
 	_ = cmd.MarkFlagRequired("addr")
@@ -127,11 +135,17 @@ func joinCluster(ctx context.Context, cfg config.Config, log hclog.Logger) (*loa
 type nodeOptions struct {
 	part           int
 	addr, replAddr string
-	unclean        bool
+	// advertise and replAdvertise are the addresses published in ZooKeeper
+	// when not addr and the replicator's listening address.
+	advertise, replAdvertise string
+	unclean                  bool
 }
 
 func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Logger) error {
 	p, addr := o.part, o.addr
+	if o.advertise != "" {
+		addr = o.advertise
+	}
 	l, client, err := joinCluster(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -182,8 +196,8 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		Cluster: cfg.Cluster, Partitions: cfg.Partitions,
 		Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode), Partitioner: pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode),
 		Replicator: pluginInfo(cfg.Replicator, cfg.Replicator.Mode),
-	}, node.Config{Replicator: repl, Partitioner: placer, Unclean: o.unclean, Logger: log})
-	srv, err := server.Start(ctx, api.NewServer(n), addr, "", n.RegisterServices)
+	}, node.Config{Replicator: repl, Partitioner: placer, ReplAddr: o.replAdvertise, Unclean: o.unclean, Logger: log})
+	srv, err := server.Start(ctx, api.NewServer(n), o.addr, "", n.RegisterServices)
 	if err != nil {
 		return err
 	}

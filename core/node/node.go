@@ -69,6 +69,9 @@ type Config struct {
 	// another partition owns and leaves such rows out of its scans. Nil
 	// takes every key it is sent.
 	Partitioner partitioners.Partitioner
+	// ReplAddr is the replicator's address published to the other replicas
+	// when they reach it elsewhere than Replicator.Addr() (a proxy, NAT).
+	ReplAddr string
 	// Unclean lets this replica lead although it is not in the in-sync set:
 	// writes the old leader acknowledged and this replica lacks are lost.
 	Unclean bool
@@ -86,8 +89,12 @@ func New(part *partition.Partition, client *coord.Client, addr string, info Info
 	if cfg.Partitioner != nil {
 		n.owner = NewOwner(cfg.Partitioner, part.ID(), addr)
 	}
+	replAddr := cfg.ReplAddr
+	if replAddr == "" {
+		replAddr = cfg.Replicator.Addr()
+	}
 	n.cand = coord.NewCandidate(client, coord.CandidateConfig{Partition: part.ID(), Addr: addr, Applied: n.applied.Load,
-		Repl: cfg.Replicator.Addr(), Unclean: cfg.Unclean})
+		Repl: replAddr, Unclean: cfg.Unclean})
 	return n
 }
 
