@@ -68,15 +68,12 @@ const (
 // nemesisFaultKinds are the fault kinds -nemesis.faults accepts.
 var nemesisFaultKinds = []string{faultKillLeader, faultKillFollower, faultStopLeader, faultZKRestart, faultBlackhole}
 
-// nemesisDefaultFaults are the kinds the default run injects: those the
-// cluster passes today. Not the kinds that depose a leader that lives on
-// (stop-leader, blackhole, zk-restart): a follower killed while the other
-// follower is a recently deposed leader left its partition without an
-// acknowledged write for 60 s, the leader not answering the router ("node
-// … did not answer in time") while it reported that follower in sync (three
-// times in about 25 minutes of runs with them); and a ZooKeeper restart can
-// leave a partition leaderless for ~20 s.
-const nemesisDefaultFaults = faultKillLeader + "," + faultKillFollower
+// nemesisDefaultFaults are the kinds the default run injects: all of them.
+// (Before a new leader copied what another in-sync replica had, a follower
+// killed while the other follower was a recently deposed leader — which had
+// applied writes the new leader lacked, and so waited for a rebuild — left
+// its partition without an acknowledged write for 60 s.)
+const nemesisDefaultFaults = faultKillLeader + "," + faultKillFollower + "," + faultStopLeader + "," + faultZKRestart + "," + faultBlackhole
 
 const (
 	nemesisPartitions = 2
