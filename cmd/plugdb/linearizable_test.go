@@ -204,21 +204,7 @@ func runLinClient(c *testCluster, h *linHistory, id int, keys []string, stop <-c
 		default:
 		}
 		key := keys[rng.IntN(len(keys))]
-		in := kvInput{key: key}
-		r := rng.IntN(100)
-		switch {
-		case r < 40:
-			in.op = "get"
-		case r < 70:
-			in.op = "put"
-		case r < 85:
-			in.op = "create"
-		default:
-			in.op = "delete"
-		}
-		if in.op == "put" || in.op == "create" {
-			in.value = fmt.Sprintf("c%d-%d", id, i)
-		}
+		in := randomKVInput(rng, key, id, i)
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 		call := h.now()
 		var out kvOutput
@@ -314,4 +300,24 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 			}
 		})
 	}
+}
+
+// randomKVInput is client id's i-th operation on key: 40% gets, 30% puts,
+// 15% creates, 15% deletes, each value naming its client and operation.
+func randomKVInput(rng *rand.Rand, key string, id, i int) kvInput {
+	in := kvInput{key: key}
+	switch r := rng.IntN(100); {
+	case r < 40:
+		in.op = "get"
+	case r < 70:
+		in.op = "put"
+	case r < 85:
+		in.op = "create"
+	default:
+		in.op = "delete"
+	}
+	if in.op == "put" || in.op == "create" {
+		in.value = fmt.Sprintf("c%d-%d", id, i)
+	}
+	return in
 }

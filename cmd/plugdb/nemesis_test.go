@@ -427,20 +427,7 @@ func regKey(elapsed time.Duration, k int) string {
 func (w *nemesisWorkload) runRegisterClient(id int) {
 	rng := rand.New(rand.NewPCG(w.seed, uint64(id)))
 	for i := 0; w.take(); i++ {
-		in := kvInput{key: regKey(time.Since(w.begin), rng.IntN(nemesisRegKeys))}
-		switch r := rng.IntN(100); {
-		case r < 40:
-			in.op = "get"
-		case r < 70:
-			in.op = "put"
-		case r < 85:
-			in.op = "create"
-		default:
-			in.op = "delete"
-		}
-		if in.op == "put" || in.op == "create" {
-			in.value = fmt.Sprintf("c%d-%d", id, i)
-		}
+		in := randomKVInput(rng, regKey(time.Since(w.begin), rng.IntN(nemesisRegKeys)), id, i)
 		ctx, cancel := context.WithTimeout(context.Background(), nemesisOpTimeout)
 		call := w.history.now()
 		var out kvOutput
