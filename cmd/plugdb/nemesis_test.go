@@ -173,7 +173,8 @@ func TestNemesis(t *testing.T) {
 		t.Errorf("the history is not linearizable; visualization and history in %s", path)
 		failed = true
 	case porcupine.Unknown:
-		t.Logf("porcupine did not decide within %v: linearizability unknown (reported, not failed)", *nemesisCheck)
+		path := w.saveHistory(res.linInfo, res.linOps)
+		t.Logf("porcupine did not decide within %v: linearizability unknown (reported, not failed); history in %s to check again with a longer limit", *nemesisCheck, path)
 	}
 	if failed {
 		t.Logf("key log lines (all the logs: %s):\n%s", c.saveLogs(), c.keyLines(40))
