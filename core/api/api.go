@@ -462,16 +462,22 @@ func TooFewInSync(err error) bool {
 // hasReason reports whether err is an Unavailable status with an ErrorInfo
 // of reason.
 func hasReason(err error, reason string) bool {
+	return errorInfo(err, codes.Unavailable, reason) != nil
+}
+
+// errorInfo returns the ErrorInfo of reason that err carries as a status of
+// code, or nil.
+func errorInfo(err error, code codes.Code, reason string) *errdetails.ErrorInfo {
 	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.Unavailable {
-		return false
+	if !ok || st.Code() != code {
+		return nil
 	}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reason {
-			return true
+			return info
 		}
 	}
-	return false
+	return nil
 }
 
 // ReasonNotLeader is the ErrorInfo reason of a NotLeaderError on the wire.
@@ -541,20 +547,12 @@ func (e *WrongPartitionError) Error() string {
 // WrongPartition reports whether err (from a node, over gRPC) says the node
 // refused a key that another partition owns, and that partition.
 func WrongPartition(err error) (owner int, ok bool) {
-	st, isStatus := status.FromError(err)
-	if !isStatus || st.Code() != codes.FailedPrecondition {
+	info := errorInfo(err, codes.FailedPrecondition, ReasonWrongPartition)
+	if info == nil {
 		return 0, false
 	}
-	for _, d := range st.Details() {
-		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo && info.GetReason() == ReasonWrongPartition {
-			p, err := strconv.Atoi(info.GetMetadata()["owner"])
-			if err != nil {
-				return 0, false
-			}
-			return p, true
-		}
-	}
-	return 0, false
+	p, aerr := strconv.Atoi(info.GetMetadata()["owner"])
+	return p, aerr == nil
 }
 
 // wrongPartitionStatus is FailedPrecondition with msg (the error's text,

@@ -256,7 +256,7 @@ func (n *Node) ownsAll(ctx context.Context, writes []partition.Write) error {
 	for i, w := range writes {
 		keys[i] = w.Key
 	}
-	return n.owner.Check(ctx, keys...)
+	return n.owns(ctx, keys...)
 }
 
 // Scan reads a range; a strong scan needs the leader. It yields only the

@@ -108,7 +108,11 @@ func (r *Replicator) askPeers(ctx context.Context, epoch uint64, peers []string)
 	var wg sync.WaitGroup
 	for i, addr := range peers {
 		wg.Go(func() {
-			resp, err := r.fetch(ctx, addr, &statementv1.FetchRequest{Epoch: epoch})
+			var resp *statementv1.FetchResponse
+			err := r.withPeer(addr, func(peer statementv1.PeerClient) (err error) {
+				resp, err = r.fetch(ctx, peer, &statementv1.FetchRequest{Epoch: epoch})
+				return err
+			})
 			out[i] = peerState{addr: addr, state: resp.GetState(), err: err}
 		})
 	}
@@ -116,17 +120,22 @@ func (r *Replicator) askPeers(ctx context.Context, epoch uint64, peers []string)
 	return out
 }
 
-// fetch makes one Fetch call to the peer at addr.
-func (r *Replicator) fetch(ctx context.Context, addr string, req *statementv1.FetchRequest) (*statementv1.FetchResponse, error) {
+// withPeer runs fn with a client of the peer at addr, on one connection.
+func (r *Replicator) withPeer(addr string, fn func(statementv1.PeerClient) error) error {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer conn.Close()
+	return fn(statementv1.NewPeerClient(conn))
+}
+
+// fetch makes one Fetch call to peer.
+func (r *Replicator) fetch(ctx context.Context, peer statementv1.PeerClient, req *statementv1.FetchRequest) (*statementv1.FetchResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	req.Leader, req.Partition = r.Addr(), uint32(r.part)
-	resp, err := statementv1.NewPeerClient(conn).Fetch(ctx, req)
+	resp, err := peer.Fetch(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -158,28 +167,34 @@ func (r *Replicator) copyFrom(ctx context.Context, epoch uint64, best *peerState
 		r.mu.Unlock()
 	}
 	from := r.log.Last()
-	for r.log.Last() < last {
-		resp, err := r.fetch(ctx, best.addr, &statementv1.FetchRequest{Epoch: epoch, Entries: true, After: r.log.Last(), MaxBytes: uint32(r.cfg.batchBytes)})
-		if err != nil {
-			return fmt.Errorf("partition %d: lead epoch %d: copy lsns after %d from %s: %v: %w", r.part, epoch, r.log.Last(), best.addr, err, replicators.ErrUnavailable)
-		}
-		if len(resp.GetEntries()) == 0 {
-			return fmt.Errorf("partition %d: lead epoch %d: %s sent no statements after lsn %d (its log ends at %d): %w",
-				r.part, epoch, best.addr, r.log.Last(), resp.GetState().GetLast(), replicators.ErrUnavailable)
-		}
-		recs := make([]wal.Record, 0, len(resp.GetEntries()))
-		for _, e := range resp.GetEntries() {
-			if e.GetLast() > last {
-				break // appended after it answered: never acknowledged before this epoch
+	err := r.withPeer(best.addr, func(peer statementv1.PeerClient) error {
+		for r.log.Last() < last {
+			resp, err := r.fetch(ctx, peer, &statementv1.FetchRequest{Epoch: epoch, Entries: true, After: r.log.Last(), MaxBytes: uint32(r.cfg.batchBytes)})
+			if err != nil {
+				return fmt.Errorf("partition %d: lead epoch %d: copy lsns after %d from %s: %v: %w", r.part, epoch, r.log.Last(), best.addr, err, replicators.ErrUnavailable)
 			}
-			recs = append(recs, fromEntry(e))
+			if len(resp.GetEntries()) == 0 {
+				return fmt.Errorf("partition %d: lead epoch %d: %s sent no statements after lsn %d (its log ends at %d): %w",
+					r.part, epoch, best.addr, r.log.Last(), resp.GetState().GetLast(), replicators.ErrUnavailable)
+			}
+			recs := make([]wal.Record, 0, len(resp.GetEntries()))
+			for _, e := range resp.GetEntries() {
+				if e.GetLast() > last {
+					break // appended after it answered: never acknowledged before this epoch
+				}
+				recs = append(recs, fromEntry(e))
+			}
+			if len(recs) == 0 {
+				break
+			}
+			if err := r.log.Append(recs...); err != nil {
+				return fmt.Errorf("partition %d: lead epoch %d: append what %s has: %w", r.part, epoch, best.addr, err)
+			}
 		}
-		if len(recs) == 0 {
-			break
-		}
-		if err := r.log.Append(recs...); err != nil {
-			return fmt.Errorf("partition %d: lead epoch %d: append what %s has: %w", r.part, epoch, best.addr, err)
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := r.log.Sync(); err != nil {
 		return fmt.Errorf("partition %d: lead epoch %d: sync the log: %w", r.part, epoch, err)
