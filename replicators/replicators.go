@@ -227,7 +227,7 @@ type Status struct {
 	// ReplicaSet is, on a leader, the replica set size it counts a majority
 	// of (0 when the replicator does not count one).
 	ReplicaSet int
-	Followers []FollowerStatus
+	Followers  []FollowerStatus
 }
 
 // Replicator copies one partition's statements between its replicas.

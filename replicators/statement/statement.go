@@ -41,14 +41,14 @@ type Replicator struct {
 	cfg      config
 	part     int
 	replicas int // the replica set size the host configured; 0: unknown
-	logger hclog.Logger
-	log    *wal.Log
-	lis    net.Listener
-	srv    *grpc.Server
-	out    chan replicators.Delivery // to the host, in LSN order
-	bg     context.Context           // ends at Close
-	stop   context.CancelFunc        // ends the background loops
-	loops  sync.WaitGroup
+	logger   hclog.Logger
+	log      *wal.Log
+	lis      net.Listener
+	srv      *grpc.Server
+	out      chan replicators.Delivery // to the host, in LSN order
+	bg       context.Context           // ends at Close
+	stop     context.CancelFunc        // ends the background loops
+	loops    sync.WaitGroup
 	// shippers tracks every shipper goroutine (see startShipperLocked),
 	// stopped or not, so Close can wait for them before closing the log.
 	shippers sync.WaitGroup
