@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plugdb/plugdb/core/api"
+	"github.com/plugdb/plugdb/core/callstream"
 	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/datadir"
@@ -197,7 +198,8 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode), Partitioner: pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode),
 		Replicator: pluginInfo(cfg.Replicator, cfg.Replicator.Mode),
 	}, node.Config{Replicator: repl, Partitioner: placer, ReplAddr: o.replAdvertise, Unclean: o.unclean, Logger: log})
-	srv, err := server.Start(ctx, api.NewServer(n), o.addr, "", n.RegisterServices)
+	kv := api.NewServer(n)
+	srv, err := server.Start(ctx, kv, o.addr, "", n.RegisterServices, callstream.Register(kv))
 	if err != nil {
 		return err
 	}

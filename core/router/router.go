@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/core/api"
+	"github.com/plugdb/plugdb/core/callstream"
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/engines"
@@ -55,8 +56,9 @@ type Router struct {
 	next   atomic.Uint64 // spreads stale reads over followers
 	sess   *sessions     // request ids of writes that come without one
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	mu      sync.Mutex
+	conns   map[string]*grpc.ClientConn
+	clients map[string]*callstream.Client // by node address, over conns
 }
 
 // New returns a router for partitions partitions, watching their topology
@@ -64,7 +66,8 @@ type Router struct {
 func New(ctx context.Context, client *coord.Client, part partitioners.Partitioner, partitions int, info Info) *Router {
 	return &Router{
 		client: client, top: coord.WatchTopology(ctx, client, partitions), part: part,
-		n: partitions, info: info, conns: map[string]*grpc.ClientConn{}, sess: newSessions(),
+		n: partitions, info: info, conns: map[string]*grpc.ClientConn{}, clients: map[string]*callstream.Client{},
+		sess: newSessions(),
 	}
 }
 
@@ -76,6 +79,9 @@ func (r *Router) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var errs []error
+	for _, c := range r.clients {
+		c.Close()
+	}
 	for _, c := range r.conns {
 		errs = append(errs, c.Close())
 	}
@@ -103,9 +109,14 @@ func (r *Router) Range(ctx context.Context, start, end []byte) ([]int, error) {
 	return ps, nil
 }
 
+// kv returns the client of the node at addr: its reads and writes share one
+// call stream (callstream), whatever the number of concurrent requests.
 func (r *Router) kv(addr string) (plugdbv1.KVClient, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if kv, ok := r.clients[addr]; ok {
+		return kv, nil
+	}
 	c, ok := r.conns[addr]
 	if !ok {
 		var err error
@@ -119,7 +130,9 @@ func (r *Router) kv(addr string) (plugdbv1.KVClient, error) {
 		}
 		r.conns[addr] = c
 	}
-	return plugdbv1.NewKVClient(c), nil
+	kv := callstream.NewClient(c)
+	r.clients[addr] = kv
+	return kv, nil
 }
 
 func consistency(rd api.Read) plugdbv1.Consistency {
