@@ -211,6 +211,11 @@ func (p *Partition) writeLoop() {
 		case <-p.stop:
 			return
 		}
+		if p.rep != nil {
+			// Wait for a free slot before taking the rest: what arrives
+			// meanwhile joins this group (one statement, one fsync per replica).
+			p.rep.acquire()
+		}
 	more:
 		for len(group) < maxGroup {
 			select {

@@ -25,8 +25,13 @@ type Replication interface {
 	Applied(ctx context.Context, lsn uint64) error
 }
 
-// maxInFlight bounds the groups handed to the replicator and not yet applied.
-const maxInFlight = 32
+// maxInFlight bounds the groups handed to the replicator and not yet
+// applied. The writer loop waits for a free slot before it takes the waiting
+// requests, so under load requests gather into a few large groups (each one
+// replicated statement: one log fsync per replica, one message per hop)
+// rather than many small ones; a few in flight keep the replicas' fsyncs and
+// the network overlapped.
+const maxInFlight = 4
 
 // OpenReplica starts a partition whose writes are committed through repl
 // before they are applied. It takes writes only after Lead.
@@ -38,7 +43,8 @@ func OpenReplica(ctx context.Context, id int, eng engines.Engine, repl Replicati
 type replica struct {
 	p      *Partition
 	repl   Replication
-	flight chan *group // groups in LSN order, to the apply loop
+	flight chan *group   // groups in LSN order, to the apply loop
+	slots  chan struct{} // one per group in flight (acquire, release)
 	loop   sync.WaitGroup
 
 	mu       sync.Mutex
@@ -136,6 +142,7 @@ func (r *replica) init(p *Partition, applied uint64) {
 	r.applied = applied
 	r.pending = map[string]pendingWrite{}
 	r.flight = make(chan *group, maxInFlight)
+	r.slots = make(chan struct{}, maxInFlight)
 	r.loop.Add(1)
 	go r.applyLoop()
 }
@@ -256,6 +263,7 @@ func (r *replica) start(reqs []*request) {
 	}
 	r.mu.Unlock()
 	if !leading {
+		r.release()
 		for _, q := range reqs {
 			q.err = fmt.Errorf("partition %d: %w", p.id, ErrNotLeading)
 			close(q.done)
@@ -264,6 +272,7 @@ func (r *replica) start(reqs []*request) {
 	}
 	batch, members, lsn, deferred := p.buildBatch(reqs)
 	if len(members) == 0 {
+		r.release()
 		r.await(r.last, deferred)
 		return
 	}
@@ -279,7 +288,7 @@ func (r *replica) start(reqs []*request) {
 		r.pending[string(m.Key)] = pendingWrite{exists: m.Op == engines.OpPut, lsn: m.LSN}
 	}
 	r.mu.Unlock()
-	r.flight <- g // blocks while maxInFlight groups are in flight
+	r.flight <- g // never blocks: a slot is held
 	ctx, cancel := groupContext(members)
 	go func() {
 		defer cancel()
@@ -298,6 +307,12 @@ func (r *replica) start(reqs []*request) {
 		close(g.done)
 	}()
 }
+
+// acquire waits for a free slot for a group (writer loop).
+func (r *replica) acquire() { r.slots <- struct{}{} }
+
+// release frees a group's slot: its statement is applied or has failed.
+func (r *replica) release() { <-r.slots }
 
 // groupContext ends at the latest deadline of the group's requests (never,
 // if one has none: the replicator's ack timeout bounds the wait).
@@ -337,6 +352,7 @@ func (r *replica) applyLoop() {
 			}
 		}
 		<-g.done
+		r.release() // replicated or failed: the writer loop may start another
 		switch {
 		case g.err == nil:
 			// Groups already committed behind it join the same engine
@@ -352,6 +368,7 @@ func (r *replica) applyLoop() {
 					select {
 					case <-g2.done:
 						if g2.err == nil {
+							r.release()
 							run = append(run, g2)
 							continue
 						}

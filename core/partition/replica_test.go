@@ -281,3 +281,60 @@ func TestApplyReplicatedSkipsApplied(t *testing.T) {
 		t.Fatalf("applied %d", f.applied)
 	}
 }
+
+// While maxInFlight statements wait for their acks, the writes that arrive
+// gather into one group: one statement, not one each.
+func TestWritesArrivingWhileTheWindowIsFullShareOneStatement(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 64)
+	f := &fakeRepl{decide: func(replicators.Statement) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	}}
+	p := openReplica(t, f)
+	if err := p.Lead(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	write := func(key string) {
+		defer wg.Done()
+		if _, err := p.Write(ctx, []Write{put(key, "v", Always)}); err != nil {
+			t.Error(err)
+		}
+	}
+	// Fill the window: one statement each, every one waiting for its acks.
+	for i := range maxInFlight {
+		wg.Add(1)
+		go write(fmt.Sprintf("first-%d", i))
+		select {
+		case <-started:
+		case <-ctx.Done():
+			t.Fatal("a statement of the first writes never reached the replicator")
+		}
+	}
+	// Then many writes at once, while no slot is free.
+	const later = 40
+	for i := range later {
+		wg.Add(1)
+		go write(fmt.Sprintf("later-%d", i))
+	}
+	// Wait until every later write is queued or taken by the writer loop.
+	for len(p.reqs) < later-1 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// The writer loop took one later write, then waited for a slot; the
+	// rest arrived meanwhile and joined it.
+	if got := len(f.seen) - maxInFlight; got != 1 {
+		t.Fatalf("%d later writes took %d statements, want 1", later, got)
+	}
+	if n := len(f.seen[maxInFlight].Mutations); n != later {
+		t.Fatalf("the later statement carries %d writes, want %d", n, later)
+	}
+}
