@@ -516,7 +516,7 @@ func TestReplicationSemiSyncWithoutFollowerFailsUnavailable(t *testing.T) {
 // leave an engine that was not fsynced) replays its own log into the engine
 // when it restarts, without a snapshot, and ends with every write.
 func TestReplicationRestartReplaysLogIntoLaggingEngine(t *testing.T) {
-	c := newReplicatedCluster(t, 1, 2, "{plugin: statement, options: {ack: sync}}")
+	c := newReplicatedCluster(t, 1, 2, "{plugin: statement, options: {ack: async}}")
 	before := map[string]string{}
 	for i := range 200 {
 		before[replKey("before", i)] = replValue("before", i, 24)
@@ -539,8 +539,8 @@ func TestReplicationRestartReplaysLogIntoLaggingEngine(t *testing.T) {
 	c.startNode(follower)
 	c.waitCaughtUp(0, follower)
 
-	// Writes that reach the follower's log and engine (ack sync: its log has
-	// every acknowledged one) ...
+	// Writes that reach the follower's log and engine (waitCaughtUp: it
+	// persisted and applied all of them) ...
 	after := map[string]string{}
 	for i := range 300 {
 		after[replKey("after", i)] = replValue("after", i, 24)
