@@ -107,6 +107,15 @@ type Options struct {
 	// Logger is where the engine logs; a plugin's logs reach the host's log under
 	// the plugin's name. Never nil when the host or plugins.Serve opens an engine.
 	Logger hclog.Logger
+	// LogBacked says a durable log backs the engine (the statement replicator's,
+	// on a replica): that log is the commit point, and after a crash the host
+	// replays it from the engine's AppliedLSN. Apply then need not fsync,
+	// whatever the engine's sync mode: it still makes the batch visible and
+	// hands it to the operating system before it returns (no write left in a
+	// user-space buffer), so the batch survives a kill -9 of the engine's
+	// process, though not a power loss. Durability comes from Flush (Flusher)
+	// and Close.
+	LogBacked bool
 }
 
 // OpenFunc opens an engine. It is what a plugin's main hands to plugins.ServeEngine.
@@ -118,7 +127,8 @@ type Engine interface {
 	Get(ctx context.Context, key []byte) (Row, error)
 
 	// Apply applies a batch of mutations atomically (all or none survive a crash)
-	// and, per the engine's sync mode, durably before it returns. LSNs must be
+	// and, per the engine's sync mode, durably before it returns (not so when
+	// opened with Options.LogBacked). LSNs must be
 	// non-zero and strictly increasing within a batch (CheckBatch); otherwise
 	// Apply fails with ErrInvalidArgument and applies nothing.
 	//
@@ -155,6 +165,16 @@ type Engine interface {
 
 	// Close flushes and releases everything; later calls fail with ErrClosed.
 	Close() error
+}
+
+// Flusher is an optional interface of an Engine, for one a durable log backs
+// (Options.LogBacked): the host calls Flush periodically and reports the LSN it
+// returns as the point up to which the log may be trimmed.
+type Flusher interface {
+	// Flush makes every batch applied before the call durable and returns the
+	// applied LSN through which the engine is durable (at least the AppliedLSN
+	// of any moment before the call).
+	Flush(ctx context.Context) (uint64, error)
 }
 
 // CheckBatch verifies a batch against the rules of Apply (known ops; non-empty keys

@@ -20,12 +20,15 @@ type EngineClient struct {
 	mux  *callMux
 }
 
-var _ engines.Engine = (*EngineClient)(nil)
+var (
+	_ engines.Engine  = (*EngineClient)(nil)
+	_ engines.Flusher = (*EngineClient)(nil)
+)
 
 // Open opens the plugin's engine with opts; it must be called once, before any
 // other method.
 func (c *EngineClient) Open(ctx context.Context, opts engines.Options) error {
-	resp, err := c.rpc.Open(ctx, &enginev1.OpenRequest{Dir: opts.Dir, Params: opts.Params})
+	resp, err := c.rpc.Open(ctx, &enginev1.OpenRequest{Dir: opts.Dir, Params: opts.Params, LogBacked: opts.LogBacked})
 	if err != nil {
 		return fromStatus(ctx, err)
 	}
@@ -144,6 +147,17 @@ func (c *EngineClient) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[e
 // AppliedLSN asks the plugin for its applied LSN.
 func (c *EngineClient) AppliedLSN(ctx context.Context) (uint64, error) {
 	resp, err := c.rpc.AppliedLSN(ctx, &enginev1.AppliedLSNRequest{})
+	if err != nil {
+		return 0, fromStatus(ctx, err)
+	}
+	return resp.GetLsn(), nil
+}
+
+// Flush asks the plugin to make its engine durable (engines.Flusher). When
+// the plugin's engine has no Flush, or the plugin predates it, the error wraps
+// errors.ErrUnsupported.
+func (c *EngineClient) Flush(ctx context.Context) (uint64, error) {
+	resp, err := c.rpc.Flush(ctx, &enginev1.FlushRequest{})
 	if err != nil {
 		return 0, fromStatus(ctx, err)
 	}

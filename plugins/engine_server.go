@@ -58,7 +58,7 @@ func (s *engineServer) Open(ctx context.Context, req *enginev1.OpenRequest) (*en
 	if s.open == nil {
 		return nil, status.Error(codes.FailedPrecondition, "plugin serves no engine")
 	}
-	eng, err := s.open(ctx, engines.Options{Dir: req.GetDir(), Params: req.GetParams(), Logger: s.log})
+	eng, err := s.open(ctx, engines.Options{Dir: req.GetDir(), Params: req.GetParams(), Logger: s.log, LogBacked: req.GetLogBacked()})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -313,6 +313,23 @@ func (s *engineServer) AppliedLSN(ctx context.Context, _ *enginev1.AppliedLSNReq
 		return nil, toStatus(err)
 	}
 	return &enginev1.AppliedLSNResponse{Lsn: lsn}, nil
+}
+
+// Flush answers Unimplemented when the engine is not an engines.Flusher.
+func (s *engineServer) Flush(ctx context.Context, _ *enginev1.FlushRequest) (*enginev1.FlushResponse, error) {
+	eng, err := s.engine()
+	if err != nil {
+		return nil, err
+	}
+	f, ok := eng.(engines.Flusher)
+	if !ok {
+		return nil, status.Errorf(codes.Unimplemented, "engine %T has no Flush: %v", eng, errors.ErrUnsupported)
+	}
+	lsn, err := f.Flush(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &enginev1.FlushResponse{Lsn: lsn}, nil
 }
 
 func (s *engineServer) Stats(ctx context.Context, _ *enginev1.StatsRequest) (*enginev1.StatsResponse, error) {

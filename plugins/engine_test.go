@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/engines/rowfile"
 	enginev1 "github.com/plugdb/plugdb/proto/plugdb/engine/v1"
 )
 
@@ -97,12 +98,19 @@ func (f *fakeEngine) Close() error { f.closed = true; return nil }
 // connected client shim.
 func startShim(t *testing.T, fake *fakeEngine) *EngineClient {
 	t.Helper()
+	return startShimOpen(t, func(context.Context, engines.Options) (engines.Engine, error) { return fake, nil }, engines.Options{Dir: t.TempDir()})
+}
+
+// startShimOpen serves the engine open opens through the real server shim on
+// loopback and returns a client shim that opened it with opts.
+func startShimOpen(t *testing.T, open engines.OpenFunc, opts engines.Options) *EngineClient {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	enginev1.RegisterEngineServer(srv, newEngineServer(func(context.Context, engines.Options) (engines.Engine, error) { return fake, nil }, nil))
+	enginev1.RegisterEngineServer(srv, newEngineServer(open, nil))
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -111,10 +119,52 @@ func startShim(t *testing.T, fake *fakeEngine) *EngineClient {
 	}
 	t.Cleanup(func() { conn.Close() })
 	c := &EngineClient{rpc: enginev1.NewEngineClient(conn)}
-	if err := c.Open(context.Background(), engines.Options{Dir: t.TempDir()}); err != nil {
+	if err := c.Open(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestLogBackedAndFlushCrossTheBoundary checks that Open carries LogBacked to
+// the plugin's engine (rowfile), that
+// Flush reaches it and returns its durable LSN, and that Flush on an engine
+// without one fails with an error wrapping errors.ErrUnsupported.
+func TestLogBackedAndFlushCrossTheBoundary(t *testing.T) {
+	ctx := context.Background()
+	for _, logBacked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("log_backed=%v", logBacked), func(t *testing.T) {
+			var got engines.Options
+			open := func(ctx context.Context, opts engines.Options) (engines.Engine, error) {
+				got = opts
+				return rowfile.Open(ctx, opts)
+			}
+			dir := t.TempDir()
+			c := startShimOpen(t, open, engines.Options{Dir: dir, LogBacked: logBacked, Params: map[string]string{"sync": "always"}})
+			if got.LogBacked != logBacked || got.Dir != dir || got.Params["sync"] != "always" {
+				t.Fatalf("the plugin's engine was opened with %+v, want dir %s, sync always, LogBacked %v", got, dir, logBacked)
+			}
+			if lsn, err := c.Flush(ctx); err != nil || lsn != 0 {
+				t.Fatalf("flush of a new engine: got %d, %v; want 0", lsn, err)
+			}
+			batch := []engines.Mutation{{Op: engines.OpPut, Key: []byte("a"), Value: []byte("1"), LSN: 1}, {Op: engines.OpPut, Key: []byte("b"), Value: []byte("2"), LSN: 2}}
+			if err := c.Apply(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+			if lsn, err := c.Flush(ctx); err != nil || lsn != 2 {
+				t.Fatalf("flush: got %d, %v; want 2", lsn, err)
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	t.Run("engine without Flush", func(t *testing.T) {
+		c := startShim(t, &fakeEngine{})
+		_, err := c.Flush(ctx)
+		if !errors.Is(err, errors.ErrUnsupported) || IsTransport(err) {
+			t.Fatalf("flush of an engine without Flush: got %v, want an error wrapping errors.ErrUnsupported", err)
+		}
+	})
 }
 
 func TestSentinelErrorsSurviveRoundTrip(t *testing.T) {

@@ -48,6 +48,9 @@ var errorCodes = []struct {
 	{replicators.ErrUnavailable, codes.Unavailable},
 	{replicators.ErrFenced, codes.Aborted},
 	{replicators.ErrNotLeader, codes.PermissionDenied},
+	// An optional capability the plugin lacks (engines.Flusher, say), or an
+	// RPC an older plugin does not know: gRPC answers those Unimplemented too.
+	{errors.ErrUnsupported, codes.Unimplemented},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }

@@ -11,7 +11,8 @@
 // leader the host assigns LSNs, hands each group of writes to Replicate and
 // applies it to its engine only once Replicate returns nil (so no reader sees a
 // write a failover could lose); on a follower the host applies what Deliveries
-// yields, in LSN order, and reports it with Applied.
+// yields, in LSN order, and reports with Applied what its engine holds
+// durably.
 //
 // All methods must be safe for concurrent use.
 package replicators
@@ -232,7 +233,10 @@ type Status struct {
 
 // Replicator copies one partition's statements between its replicas.
 type Replicator interface {
-	// Addr is where peers reach this replicator ("" if it needs no peers).
+	// Addr is where peers reach this replicator ("" if it needs no peers). A
+	// replicator with an address keeps a durable log the host relies on: it
+	// opens its engine LogBacked (engines.Options) and counts on Lead and
+	// Deliveries to replay what the engine lost.
 	Addr() string
 
 	// Lead makes this replica the leader of epoch. applied is the host
@@ -266,7 +270,11 @@ type Replicator interface {
 	// replicator closes. The host calls it once and ranges over it.
 	Deliveries(ctx context.Context) iter.Seq2[Delivery, error]
 
-	// Applied reports the host engine's applied LSN.
+	// Applied reports an LSN through which the host engine holds every
+	// statement durably: the replicator may trim its log up to it, never
+	// further. The host reports it from periodic checkpoints, so it lags the
+	// engine's applied LSN (on a replica the log is the commit point and the
+	// engine need not fsync each write).
 	Applied(ctx context.Context, lsn uint64) error
 
 	// EpochAt returns the epoch of the statement at lsn (the leader sends it

@@ -164,13 +164,8 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 			return fmt.Errorf("partition %d: %w", p, err)
 		}
 	}
-	eng, err := l.OpenEngine(ctx, cfg.Engine.Block(), dir)
-	if err != nil {
-		return fmt.Errorf("partition %d: %w", p, err)
-	}
 	repl, err := l.OpenReplicator(ctx, cfg.Replicator.Block(), replicators.Options{Dir: replDir, Partition: p, Listen: o.replAddr, Replicas: cfg.Nodes.Replicas})
 	if err != nil {
-		eng.Close()
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
 	defer func() {
@@ -178,7 +173,18 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 			log.Error("close replicator", "error", err)
 		}
 	}()
-	part, err := partition.OpenReplica(ctx, p, eng, repl)
+	// A replicator that makes copies (it has an address) keeps a durable log
+	// and replays it from the engine's applied LSN: the log is the commit
+	// point, and the engine need not fsync each write.
+	openEngine := l.OpenEngine
+	if repl.Addr() != "" {
+		openEngine = l.OpenLogBackedEngine
+	}
+	eng, err := openEngine(ctx, cfg.Engine.Block(), dir)
+	if err != nil {
+		return fmt.Errorf("partition %d: %w", p, err)
+	}
+	part, err := partition.OpenReplica(ctx, p, eng, repl, log)
 	if err != nil {
 		eng.Close()
 		return err

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/plugdb/plugdb/core/datadir"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
@@ -504,4 +508,63 @@ func TestReplicationSemiSyncWithoutFollowerFailsUnavailable(t *testing.T) {
 			t.Fatalf("async write with the follower down: %v\n%s", err, c.logs())
 		}
 	})
+}
+
+// TestReplicationRestartReplaysLogIntoLaggingEngine checks that the statement
+// log is the commit point: a follower whose engine lost writes its log holds
+// (here its engine folder is put back to an older copy, as a power loss could
+// leave an engine that was not fsynced) replays its own log into the engine
+// when it restarts, without a snapshot, and ends with every write.
+func TestReplicationRestartReplaysLogIntoLaggingEngine(t *testing.T) {
+	c := newReplicatedCluster(t, 1, 2, "{plugin: statement, options: {ack: async}}")
+	before := map[string]string{}
+	for i := range 200 {
+		before[replKey("before", i)] = replValue("before", i, 24)
+	}
+	putAll(t, c, before)
+	fs := c.followersOf(mustStatus(t, c), 0)
+	if len(fs) != 1 {
+		t.Fatalf("followers %v, want one", fs)
+	}
+	follower := fs[0]
+	c.waitCaughtUp(0, follower)
+
+	// Keep a copy of the follower's engine as it is now.
+	c.nodes[follower].kill()
+	engineDir := datadir.PartitionDir(c.dataOf[follower], 0)
+	older := filepath.Join(t.TempDir(), "engine")
+	if err := os.CopyFS(older, os.DirFS(engineDir)); err != nil {
+		t.Fatal(err)
+	}
+	c.startNode(follower)
+	c.waitCaughtUp(0, follower)
+
+	// Writes that reach the follower's log and engine (waitCaughtUp: it
+	// persisted and applied all of them) ...
+	after := map[string]string{}
+	for i := range 300 {
+		after[replKey("after", i)] = replValue("after", i, 24)
+	}
+	for i := range 50 {
+		after[replKey("before", i)] = replValue("overwritten", i, 24)
+	}
+	putAll(t, c, after)
+	c.waitCaughtUp(0, follower)
+	c.nodes[follower].kill()
+
+	// ... and then the engine loses them: only the log still has them.
+	if err := os.RemoveAll(engineDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(engineDir, os.DirFS(older)); err != nil {
+		t.Fatal(err)
+	}
+	c.startNode(follower)
+	c.waitCaughtUp(0, follower)
+	want := maps.Clone(before)
+	maps.Copy(want, after)
+	readAll(t, c, follower, want)
+	if out := c.nodes[follower].out.String(); strings.Contains(out, "rebuilding from a snapshot") {
+		t.Fatalf("the follower was rebuilt from a snapshot; it should have replayed its own log\n%s", c.logs())
+	}
 }

@@ -18,10 +18,23 @@ import (
 // OpenEngine opens the engine of block b on dir: linked in process when b.Mode is
 // inprocess, otherwise in a plugin process that is restarted if it dies.
 func (l *Loader) OpenEngine(ctx context.Context, b Block, dir string) (engines.Engine, error) {
+	return l.openEngine(ctx, b, dir, false)
+}
+
+// OpenLogBackedEngine is OpenEngine for an engine a durable log backs
+// (engines.Options.LogBacked): its Apply need not fsync, and the host makes it
+// durable with Flush. The engine returned implements engines.Flusher; its
+// Flush fails with an error wrapping errors.ErrUnsupported when the engine
+// has none.
+func (l *Loader) OpenLogBackedEngine(ctx context.Context, b Block, dir string) (engines.Engine, error) {
+	return l.openEngine(ctx, b, dir, true)
+}
+
+func (l *Loader) openEngine(ctx context.Context, b Block, dir string, logBacked bool) (engines.Engine, error) {
 	if err := l.CheckEngineBlock(b); err != nil {
 		return nil, err
 	}
-	opts := engines.Options{Dir: dir, Params: b.Options, Logger: l.logger().Named("engine." + b.Plugin)}
+	opts := engines.Options{Dir: dir, Params: b.Options, Logger: l.logger().Named("engine." + b.Plugin), LogBacked: logBacked}
 	if b.Mode == ModeInProcess {
 		eng, err := l.Engines[b.Plugin](ctx, opts)
 		if err != nil {
@@ -35,6 +48,8 @@ func (l *Loader) OpenEngine(ctx context.Context, b Block, dir string) (engines.E
 	}
 	return p, nil
 }
+
+var _ engines.Flusher = (*processEngine)(nil)
 
 // processEngine is an engine in a plugin process, supervised: when the process
 // dies, the call in flight fails with an error naming the plugin, and the
@@ -207,6 +222,17 @@ func (p *processEngine) AppliedLSN(ctx context.Context) (uint64, error) {
 	}
 	lsn, err := eng.AppliedLSN(ctx)
 	return lsn, p.check("applied-lsn", gen, err)
+}
+
+// Flush is the plugin's Flush (engines.Flusher); an error wrapping
+// errors.ErrUnsupported when its engine has none.
+func (p *processEngine) Flush(ctx context.Context) (uint64, error) {
+	eng, gen, err := p.current()
+	if err != nil {
+		return 0, err
+	}
+	lsn, err := eng.Flush(ctx)
+	return lsn, p.check("flush", gen, err)
 }
 
 func (p *processEngine) Stats(ctx context.Context) (engines.Stats, error) {

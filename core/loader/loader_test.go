@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -309,17 +310,31 @@ func TestKitThroughPluginProcess(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			enginetest.Run(t, func(*testing.T) enginetest.Harness {
-				return enginetest.HarnessFunc(func(ctx context.Context, dir string, params map[string]string) (engines.Engine, error) {
-					opts := map[string]string{}
-					for k, v := range tc.params {
-						opts[k] = v
-					}
-					for k, v := range params {
-						opts[k] = v
-					}
-					return l.OpenEngine(ctx, Block{Plugin: tc.engine, Options: opts}, dir)
-				})
+				return processHarness{l: l, engine: tc.engine, params: tc.params}
 			})
 		})
 	}
+}
+
+// processHarness opens engines in plugin processes, LogBacked or not, so the
+// kit's LogBacked cases cross the plugin boundary too.
+type processHarness struct {
+	l      *Loader
+	engine string
+	params map[string]string
+}
+
+func (h processHarness) block(params map[string]string) Block {
+	opts := map[string]string{}
+	maps.Copy(opts, h.params)
+	maps.Copy(opts, params)
+	return Block{Plugin: h.engine, Options: opts}
+}
+
+func (h processHarness) Open(ctx context.Context, dir string, params map[string]string) (engines.Engine, error) {
+	return h.l.OpenEngine(ctx, h.block(params), dir)
+}
+
+func (h processHarness) OpenLogBacked(ctx context.Context, dir string, params map[string]string) (engines.Engine, error) {
+	return h.l.OpenLogBackedEngine(ctx, h.block(params), dir)
 }

@@ -103,11 +103,11 @@ func New(part *partition.Partition, client *coord.Client, addr string, info Info
 // withdraws so that another replica takes over at once.
 func (n *Node) Run(ctx context.Context) error {
 	// The replicator learns what the engine holds before any leader
-	// connects, so it neither re-delivers nor skips a statement.
-	if lsn, err := n.part.AppliedLSN(ctx); err != nil {
-		return fmt.Errorf("partition %d: %w", n.part.ID(), err)
-	} else if err := n.repl.Applied(ctx, lsn); err != nil {
-		return fmt.Errorf("partition %d: replicator: %w", n.part.ID(), err)
+	// connects, so it neither re-delivers nor skips a statement: a
+	// checkpoint makes it durable (what an engine opened LogBacked applied
+	// before a kill may not be yet) and reports it.
+	if _, err := n.part.Checkpoint(ctx); err != nil {
+		return err
 	}
 	n.topo = coord.WatchTopology(ctx, n.client, n.info.Partitions)
 	var wg sync.WaitGroup

@@ -80,9 +80,11 @@ func (n *Node) reconcile(ctx context.Context) {
 func (n *Node) becomeLeader(ctx context.Context, epoch uint64) {
 	n.part.StepDown()
 	n.followed.epoch, n.followed.leader = 0, ""
-	applied, err := n.part.AppliedLSN(ctx)
+	// A checkpoint: Lead takes applied as the point the log may be trimmed
+	// to, so it must be durable in the engine.
+	applied, err := n.part.Checkpoint(ctx)
 	if err != nil {
-		n.logger.Error("read the applied lsn to lead", "error", err)
+		n.logger.Error("checkpoint the engine to lead", "error", err)
 		return
 	}
 	// The replicator learns the in-sync set this leader took over, so that
@@ -295,16 +297,18 @@ func (n *Node) rebuild(ctx context.Context) error {
 			}
 		}
 	}
+	// The replicator hears of the restore under the lock too, so no
+	// checkpoint taken before the restore reaches it afterwards.
 	unlock := n.part.LockApply()
 	err = n.part.Engine().Restore(ctx, lsn, iter.Seq2[engines.Row, error](rows))
-	if err == nil {
-		n.part.Restored(lsn)
-	}
-	unlock()
 	if err != nil {
+		unlock()
 		return fmt.Errorf("rebuild: restore the snapshot at lsn %d: %w", lsn, err)
 	}
-	if err := n.repl.Restored(ctx, lsn, epoch); err != nil {
+	n.part.Restored(lsn)
+	err = n.repl.Restored(ctx, lsn, epoch)
+	unlock()
+	if err != nil {
 		return fmt.Errorf("rebuild: %w", err)
 	}
 	n.logger.Info("rebuilt from a snapshot", "rows", count, "lsn", lsn, "took", time.Since(start).Round(time.Millisecond))

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/replicators"
 )
@@ -21,7 +23,8 @@ type Replication interface {
 	// Replicate returns once the statement's ack mode is met; nil for one
 	// statement means every earlier one is committed too.
 	Replicate(ctx context.Context, st replicators.Statement, ack replicators.Ack) error
-	// Applied reports the engine's applied LSN.
+	// Applied reports an LSN through which the engine holds every statement
+	// durably (Checkpoint): the replicator may trim its log up to it.
 	Applied(ctx context.Context, lsn uint64) error
 }
 
@@ -33,19 +36,36 @@ type Replication interface {
 // the network overlapped.
 const maxInFlight = 4
 
+// checkpointEvery is how often a replicated partition checkpoints its engine
+// (Checkpoint).
+const checkpointEvery = time.Second
+
 // OpenReplica starts a partition whose writes are committed through repl
-// before they are applied. It takes writes only after Lead.
-func OpenReplica(ctx context.Context, id int, eng engines.Engine, repl Replication) (*Partition, error) {
-	return open(ctx, id, eng, &replica{repl: repl})
+// before they are applied. It takes writes only after Lead. Every
+// checkpointEvery, and once at Close, it checkpoints the engine (Checkpoint);
+// log, which may be nil, hears of a checkpoint that failed.
+func OpenReplica(ctx context.Context, id int, eng engines.Engine, repl Replication, log hclog.Logger) (*Partition, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return open(ctx, id, eng, &replica{repl: repl, log: log})
 }
 
 // replica is the replicated write path of a partition.
 type replica struct {
 	p      *Partition
 	repl   Replication
+	log    hclog.Logger
 	flight chan *group   // groups in LSN order, to the apply loop
 	slots  chan struct{} // one per group in flight (acquire, release)
 	loop   sync.WaitGroup
+
+	stopCheckpoints chan struct{} // closed by close: the checkpoint loop ends
+	checkpoints     sync.WaitGroup
+	// checkpointMu serialises checkpoints with each other and with a restore
+	// (LockApply), so that the replicator never hears, after Restored, an
+	// LSN flushed before the restore.
+	checkpointMu sync.Mutex
 
 	mu       sync.Mutex
 	leading  bool
@@ -145,11 +165,75 @@ func (r *replica) init(p *Partition, applied uint64) {
 	r.slots = make(chan struct{}, maxInFlight)
 	r.loop.Add(1)
 	go r.applyLoop()
+	r.stopCheckpoints = make(chan struct{})
+	r.checkpoints.Add(1)
+	go r.checkpointLoop()
 }
 
+// close waits for the groups in flight, stops the checkpoint loop and
+// checkpoints once more, so the replicator hears of the last writes.
 func (r *replica) close() {
 	close(r.flight)
 	r.loop.Wait()
+	close(r.stopCheckpoints)
+	r.checkpoints.Wait()
+	if _, err := r.p.Checkpoint(context.Background()); err != nil {
+		r.log.Warn("checkpoint the engine at close", "partition", r.p.id, "error", err)
+	}
+}
+
+// checkpointLoop checkpoints the engine every checkpointEvery until close.
+func (r *replica) checkpointLoop() {
+	defer r.checkpoints.Done()
+	tick := time.NewTicker(checkpointEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.stopCheckpoints:
+			return
+		case <-tick.C:
+		}
+		if _, err := r.p.Checkpoint(context.Background()); err != nil {
+			r.log.Warn("checkpoint the engine; trying again", "partition", r.p.id, "every", checkpointEvery, "error", err)
+		}
+	}
+}
+
+// Checkpoint makes the engine durable through its applied LSN with Flush
+// (engines.Flusher; an engine without one is as durable as its own sync mode
+// makes it, and its AppliedLSN is taken) and, on a replicated partition,
+// reports that LSN to the replicator, which may then trim its log up to it.
+// It returns the LSN. The replicator hears of nothing else: an engine opened
+// LogBacked holds applied writes it has not fsynced, and those must stay in
+// the log until a checkpoint covers them.
+func (p *Partition) Checkpoint(ctx context.Context) (uint64, error) {
+	r := p.rep
+	if r != nil {
+		r.checkpointMu.Lock()
+		defer r.checkpointMu.Unlock()
+	}
+	lsn, err := flushEngine(ctx, p.eng)
+	if err != nil {
+		return 0, fmt.Errorf("partition %d: flush the engine: %w", p.id, err)
+	}
+	if r == nil {
+		return lsn, nil
+	}
+	if err := r.repl.Applied(ctx, lsn); err != nil {
+		return 0, fmt.Errorf("partition %d: report durable lsn %d to the replicator: %w", p.id, lsn, err)
+	}
+	return lsn, nil
+}
+
+// flushEngine is eng's Flush, or its AppliedLSN when it has none.
+func flushEngine(ctx context.Context, eng engines.Engine) (uint64, error) {
+	if f, ok := eng.(engines.Flusher); ok {
+		lsn, err := f.Flush(ctx)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return lsn, err
+		}
+	}
+	return eng.AppliedLSN(ctx)
 }
 
 // Lead starts taking writes in epoch, numbering them after end; the engine
@@ -217,7 +301,8 @@ func (p *Partition) ApplyReplicated(ctx context.Context, muts []engines.Mutation
 	return nil
 }
 
-// Restored tells the partition its engine now holds a snapshot at lsn.
+// Restored tells the partition its engine now holds a snapshot at lsn (the
+// caller holds LockApply, and tells the replicator before it unlocks).
 func (p *Partition) Restored(lsn uint64) {
 	if r := p.rep; r != nil {
 		r.mu.Lock()
@@ -226,21 +311,28 @@ func (p *Partition) Restored(lsn uint64) {
 	}
 }
 
-// LockApply serialises engine writes with a restore the caller runs; call
-// the returned function to unlock.
+// LockApply serialises engine writes and checkpoints with a restore the
+// caller runs (and with the caller telling the replicator of it); call the
+// returned function to unlock.
 func (p *Partition) LockApply() func() {
-	if p.rep == nil {
+	r := p.rep
+	if r == nil {
 		return func() {}
 	}
-	p.rep.applyMu.Lock()
-	return p.rep.applyMu.Unlock
+	r.applyMu.Lock()
+	r.checkpointMu.Lock()
+	return func() {
+		r.checkpointMu.Unlock()
+		r.applyMu.Unlock()
+	}
 }
 
+// setApplied records lsn as applied to the engine. The replicator hears of
+// it only from a checkpoint, once it is durable.
 func (r *replica) setApplied(lsn uint64) {
 	r.mu.Lock()
 	r.applied = max(r.applied, lsn)
 	r.mu.Unlock()
-	_ = r.repl.Applied(context.Background(), lsn) // best effort: the replicator learns it again with the next one
 }
 
 // pendingExists reports whether a group in flight writes key, and whether

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/engines/memory"
+	"github.com/plugdb/plugdb/engines/rowfile"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -42,13 +44,19 @@ func (f *fakeRepl) Applied(_ context.Context, lsn uint64) error {
 	return nil
 }
 
+func (f *fakeRepl) appliedLSN() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied
+}
+
 func openReplica(t *testing.T, f *fakeRepl) *Partition {
 	t.Helper()
 	eng, err := memory.Open(context.Background(), engines.Options{Dir: t.TempDir(), Logger: hclog.NewNullLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := OpenReplica(context.Background(), 0, eng, f)
+	p, err := OpenReplica(context.Background(), 0, eng, f, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +116,12 @@ func TestReplicaAppliesOnlyCommittedAndInOrder(t *testing.T) {
 	if err != nil || string(row.Value) != "v3" || row.LSN != 2 {
 		t.Fatalf("k = %q lsn %d, %v; want v3 at lsn 2", row.Value, row.LSN, err)
 	}
-	if f.applied != 2 {
-		t.Fatalf("replicator told applied %d, want 2", f.applied)
+	// The replicator hears the applied LSN from a checkpoint.
+	if _, err := p.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.appliedLSN(); got != 2 {
+		t.Fatalf("replicator told applied %d, want 2", got)
 	}
 }
 
@@ -277,8 +289,133 @@ func TestApplyReplicatedSkipsApplied(t *testing.T) {
 	if _, err := p.Get(ctx, []byte("a")); err != nil {
 		t.Fatalf("an already-applied lsn was applied again: %v", err)
 	}
-	if f.applied != 2 {
-		t.Fatalf("applied %d", f.applied)
+	if _, err := p.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.appliedLSN(); got != 2 {
+		t.Fatalf("applied %d", got)
+	}
+}
+
+// flushRecorder is a real engine (rowfile opened LogBacked) whose Flush
+// results are recorded; unsupported makes its Flush fail as an engine
+// without one does.
+type flushRecorder struct {
+	engines.Engine
+	unsupported bool
+
+	mu      sync.Mutex
+	flushed []uint64 // what each Flush returned
+}
+
+func (f *flushRecorder) Flush(ctx context.Context) (uint64, error) {
+	if f.unsupported {
+		return 0, fmt.Errorf("no flush here: %w", errors.ErrUnsupported)
+	}
+	lsn, err := f.Engine.(engines.Flusher).Flush(ctx)
+	if err == nil {
+		f.mu.Lock()
+		f.flushed = append(f.flushed, lsn)
+		f.mu.Unlock()
+	}
+	return lsn, err
+}
+
+// reportRecorder is a fakeRepl that records every LSN Applied hears.
+type reportRecorder struct {
+	fakeRepl
+	reported []uint64
+}
+
+func (r *reportRecorder) Applied(ctx context.Context, lsn uint64) error {
+	r.mu.Lock()
+	r.reported = append(r.reported, lsn)
+	r.mu.Unlock()
+	return r.fakeRepl.Applied(ctx, lsn)
+}
+
+// TestReplicaReportsOnlyFlushedLSN checks that the replicator hears of
+// applied writes only through checkpoints (an LSN some Flush returned), not
+// after each apply; that Checkpoint reports the engine's applied LSN once
+// flushed; and that Close checkpoints the last writes.
+func TestReplicaReportsOnlyFlushedLSN(t *testing.T) {
+	ctx := context.Background()
+	eng, err := rowfile.Open(ctx, engines.Options{Dir: t.TempDir(), LogBacked: true, Params: map[string]string{"compact_interval": "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &flushRecorder{Engine: eng}
+	r := &reportRecorder{}
+	p, err := OpenReplica(ctx, 0, e, r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Lead(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := p.Write(ctx, []Write{put(fmt.Sprint("k", i), "v", Always)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lsn, err := p.Checkpoint(ctx)
+	if err != nil || lsn != 20 {
+		t.Fatalf("checkpoint: got %d, %v; want 20", lsn, err)
+	}
+	for i := range 5 {
+		if _, err := p.Write(ctx, []Write{put(fmt.Sprint("late", i), "v", Always)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	flushed := slices.Clone(e.flushed)
+	e.mu.Unlock()
+	r.mu.Lock()
+	reported := slices.Clone(r.reported)
+	r.mu.Unlock()
+	if len(reported) == 0 || reported[len(reported)-1] != 25 {
+		t.Fatalf("the replicator heard %v; want the last report to be 25, from the checkpoint at Close", reported)
+	}
+	for _, l := range reported {
+		if !slices.Contains(flushed, l) {
+			t.Errorf("the replicator heard lsn %d, which no Flush returned (flushes returned %v)", l, flushed)
+		}
+	}
+	if len(reported) > len(flushed) {
+		t.Errorf("the replicator heard %d reports for %d flushes: it must hear only checkpoints", len(reported), len(flushed))
+	}
+}
+
+// TestReplicaCheckpointWithoutFlush checks that an engine without Flush is
+// checkpointed by its AppliedLSN (its own sync mode made it durable).
+func TestReplicaCheckpointWithoutFlush(t *testing.T) {
+	ctx := context.Background()
+	eng, err := rowfile.Open(ctx, engines.Options{Dir: t.TempDir(), Params: map[string]string{"compact_interval": "0", "sync": "always"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &flushRecorder{Engine: eng, unsupported: true}
+	r := &reportRecorder{}
+	p, err := OpenReplica(ctx, 0, e, r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Lead(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Write(ctx, []Write{put("a", "1", Always), put("b", "2", Always)}); err != nil {
+		t.Fatal(err)
+	}
+	if lsn, err := p.Checkpoint(ctx); err != nil || lsn != 2 {
+		t.Fatalf("checkpoint: got %d, %v; want the applied lsn 2", lsn, err)
+	}
+	if got := r.appliedLSN(); got != 2 {
+		t.Fatalf("the replicator heard %d, want 2", got)
 	}
 }
 

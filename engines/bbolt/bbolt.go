@@ -21,6 +21,8 @@
 //	                   none: no fsync (bbolt's NoSync); the file is fsynced at
 //	                   Close. A process crash loses nothing, an OS crash or power
 //	                   loss can lose recent commits or leave the file unusable.
+//	                   An engine opened LogBacked commits so whatever sync says,
+//	                   and Flush (engines.Flusher) fsyncs the file.
 //	max_key_size       largest key in bytes: 1 to 32768 (bbolt's limit), default 1024
 //	max_value_size     largest value in bytes: 1 to 1GiB, default 1MiB
 //	initial_mmap_size  bytes of address space bbolt maps at Open, default 1GiB;
@@ -74,6 +76,9 @@ type Engine struct {
 	path string
 	opts options
 	caps engines.Capabilities
+	// logBacked: opened with engines.Options.LogBacked, so commits are not
+	// fsynced (bbolt's NoSync) whatever sync says; Flush and Close fsync.
+	logBacked bool
 
 	// mu guards db, which is nil once closed. Every transaction but a
 	// Snapshot's runs under mu.RLock, so Close, under mu.Lock, waits for them.
@@ -97,7 +102,10 @@ type Engine struct {
 	restoreMu sync.Mutex
 }
 
-var _ engines.Engine = (*Engine)(nil)
+var (
+	_ engines.Engine  = (*Engine)(nil)
+	_ engines.Flusher = (*Engine)(nil)
+)
 
 // Open opens (creating if need be) the bbolt engine in opts.Dir. It matches
 // engines.OpenFunc.
@@ -125,6 +133,9 @@ func open(ctx context.Context, opts engines.Options) (*Engine, error) {
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("bbolt: %s is not a folder: %w", opts.Dir, engines.ErrInvalidArgument)
 	}
+	if opts.LogBacked {
+		o.noSync = true
+	}
 	path := filepath.Join(opts.Dir, FileName)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:         lockTimeout,
@@ -146,11 +157,12 @@ func open(ctx context.Context, opts engines.Options) (*Engine, error) {
 		return nil, fmt.Errorf("bbolt: open %s: %w", path, err)
 	}
 	return &Engine{
-		path:  path,
-		opts:  o,
-		caps:  engines.Capabilities{Durable: true, MaxKeySize: o.maxKeySize, MaxValueSize: o.maxValueSize},
-		db:    db,
-		snaps: map[*snapshot]struct{}{},
+		path:      path,
+		opts:      o,
+		logBacked: opts.LogBacked,
+		caps:      engines.Capabilities{Durable: true, MaxKeySize: o.maxKeySize, MaxValueSize: o.maxValueSize},
+		db:        db,
+		snaps:     map[*snapshot]struct{}{},
 	}, nil
 }
 
@@ -290,6 +302,25 @@ func (e *Engine) AppliedLSN(ctx context.Context) (uint64, error) {
 		return err
 	})
 	return lsn, err
+}
+
+// Flush makes every commit before the call durable and returns the applied
+// LSN it covers (engines.Flusher): with sync: always every commit was fsynced
+// already; with sync: none or LogBacked it fsyncs the file (bbolt's Sync).
+func (e *Engine) Flush(ctx context.Context) (uint64, error) {
+	lsn, err := e.AppliedLSN(ctx)
+	if err != nil || !e.opts.noSync {
+		return lsn, err
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if err := e.usable("flush"); err != nil {
+		return 0, err
+	}
+	if err := e.db.Sync(); err != nil {
+		return 0, e.fail(fmt.Errorf("flush: fsync: %w", err))
+	}
+	return lsn, nil
 }
 
 // Stats returns the live keys (a counter kept in the meta bucket), the size of

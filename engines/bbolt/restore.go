@@ -55,7 +55,7 @@ func (e *Engine) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[engines
 		_ = e.update("restore", func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketRestore) })
 		return err
 	}
-	return e.update("restore", func(tx *bolt.Tx) error {
+	err = e.update("restore", func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket(bucketRows); err != nil {
 			return fmt.Errorf("delete bucket %q: %w", bucketRows, err)
 		}
@@ -71,6 +71,13 @@ func (e *Engine) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[engines
 		}
 		return putUint(meta, metaLSN, lsn)
 	})
+	if err != nil || !e.logBacked {
+		return err
+	}
+	// The host restarts its log after lsn once Restore returns: the restored
+	// contents must be durable by then.
+	_, err = e.Flush(ctx)
+	return err
 }
 
 // stagedRow is a row in its stored form.

@@ -757,3 +757,79 @@ func concurrentSorted(t T, g int, rows iter.Seq2[engines.Row, error]) bool {
 	}
 	return true
 }
+
+// testLogBackedFlush checks an engine opened LogBacked that implements
+// engines.Flusher: Apply makes batches visible, Flush returns the applied LSN
+// and what was flushed survives Close and a re-Open, LogBacked or not.
+func testLogBackedFlush(t T, h Harness) {
+	lh, ok := h.(LogBackedHarness)
+	if !ok {
+		t.Skipf("the harness cannot open an engine LogBacked (it is not an enginetest.LogBackedHarness)")
+	}
+	ctx := t.Context()
+	dir := t.TempDir()
+	openLogBacked := func() engines.Engine {
+		t.Helper()
+		e, err := lh.OpenLogBacked(ctx, dir, nil)
+		if err != nil {
+			t.Fatalf("open %s LogBacked: %v", dir, err)
+		}
+		t.Cleanup(func() {
+			if err := e.Close(); err != nil && !errors.Is(err, engines.ErrClosed) {
+				t.Errorf("close: %v", err)
+			}
+		})
+		return e
+	}
+	e := openLogBacked()
+	f, ok := e.(engines.Flusher)
+	if !ok {
+		t.Skipf("engine does not implement engines.Flusher")
+	}
+	flush := func(want uint64) {
+		t.Helper()
+		got, err := f.Flush(ctx)
+		if err != nil {
+			t.Fatalf("flush: %v", err)
+		}
+		if got != want {
+			t.Errorf("flush: got durable lsn %d, want the applied lsn %d", got, want)
+		}
+	}
+	flush(0) // a new engine
+	w := newWriter(t, e)
+	for i := range 20 {
+		w.apply(put(key(i), value(i, 1)))
+	}
+	w.apply(put(key(3), value(3, 2)), del(key(4)))
+	checkRows(t, e, w.want()) // visible before any Flush
+	flush(w.lsn)
+	w.apply(put(key(30), value(30, 1)), del(key(5)))
+	flush(w.lsn)
+	flush(w.lsn) // nothing new: the same lsn
+	if !e.Capabilities().Durable {
+		closeEngine(t, e)
+		_, err := f.Flush(ctx)
+		wantClosed(t, "flush", err)
+		return
+	}
+	w.apply(put(key(31), value(31, 1))) // not flushed: Close makes it durable
+	closeEngine(t, e)
+	_, err := f.Flush(ctx)
+	wantClosed(t, "flush", err)
+
+	e = openLogBacked()
+	w.e = e
+	checkRows(t, e, w.want())
+	checkLSN(t, e, w.lsn)
+	f = e.(engines.Flusher)
+	flush(w.lsn)
+	w.apply(put(key(32), value(32, 1)))
+	flush(w.lsn)
+	closeEngine(t, e)
+
+	// The files are the engine's usual ones: an Open without LogBacked reads them.
+	e = open(t, h, dir)
+	checkRows(t, e, w.want())
+	checkLSN(t, e, w.lsn)
+}

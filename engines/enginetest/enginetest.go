@@ -57,15 +57,42 @@ func (f HarnessFunc) Open(ctx context.Context, dir string, params map[string]str
 	return f(ctx, dir, params)
 }
 
-// FromOpenFunc returns a Harness that opens engines with open, passing params
-// merged over defaults and a logger that discards everything.
-func FromOpenFunc(open engines.OpenFunc, defaults map[string]string) Harness {
-	return HarnessFunc(func(ctx context.Context, dir string, params map[string]string) (engines.Engine, error) {
-		p := make(map[string]string, len(defaults)+len(params))
-		maps.Copy(p, defaults)
-		maps.Copy(p, params)
-		return open(ctx, engines.Options{Dir: dir, Params: p, Logger: hclog.NewNullLogger()})
-	})
+// LogBackedHarness is a Harness that can also open an engine with
+// engines.Options.LogBacked; the kit's LogBacked cases skip a harness that
+// cannot.
+type LogBackedHarness interface {
+	Harness
+	// OpenLogBacked is Open with engines.Options.LogBacked set.
+	OpenLogBacked(ctx context.Context, dir string, params map[string]string) (engines.Engine, error)
+}
+
+// FromOpenFunc returns a LogBackedHarness that opens engines with open,
+// passing params merged over defaults and a logger that discards everything.
+func FromOpenFunc(open engines.OpenFunc, defaults map[string]string) LogBackedHarness {
+	return openFuncHarness{open: open, defaults: defaults}
+}
+
+// openFuncHarness is FromOpenFunc's harness.
+type openFuncHarness struct {
+	open     engines.OpenFunc
+	defaults map[string]string
+}
+
+func (h openFuncHarness) Open(ctx context.Context, dir string, params map[string]string) (engines.Engine, error) {
+	return h.open(ctx, h.options(dir, params))
+}
+
+func (h openFuncHarness) OpenLogBacked(ctx context.Context, dir string, params map[string]string) (engines.Engine, error) {
+	opts := h.options(dir, params)
+	opts.LogBacked = true
+	return h.open(ctx, opts)
+}
+
+func (h openFuncHarness) options(dir string, params map[string]string) engines.Options {
+	p := make(map[string]string, len(h.defaults)+len(params))
+	maps.Copy(p, h.defaults)
+	maps.Copy(p, params)
+	return engines.Options{Dir: dir, Params: p, Logger: hclog.NewNullLogger()}
 }
 
 // Case is one behaviour the kit checks.
@@ -93,6 +120,7 @@ func Cases() []Case {
 		{"Stats", testStats},
 		{"Closed", testClosed},
 		{"Concurrent", testConcurrent},
+		{"LogBackedFlush", testLogBackedFlush},
 	}
 }
 

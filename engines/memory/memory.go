@@ -55,7 +55,10 @@ type Engine struct {
 	applied uint64
 }
 
-var _ engines.Engine = (*Engine)(nil)
+var (
+	_ engines.Engine  = (*Engine)(nil)
+	_ engines.Flusher = (*Engine)(nil)
+)
 
 // Open opens an empty engine; opts.Dir is not used. It matches engines.OpenFunc.
 func Open(ctx context.Context, opts engines.Options) (engines.Engine, error) {
@@ -237,6 +240,11 @@ func (e *Engine) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[engines
 	e.tree, e.applied = t, lsn
 	return nil
 }
+
+// Flush returns AppliedLSN (engines.Flusher): a memory engine holds nothing
+// durably, so there is nothing to make durable; after a restart it starts
+// empty, and a replica is rebuilt from its leader.
+func (e *Engine) Flush(ctx context.Context) (uint64, error) { return e.AppliedLSN(ctx) }
 
 // AppliedLSN returns the highest LSN applied, or the LSN last restored.
 func (e *Engine) AppliedLSN(ctx context.Context) (uint64, error) {

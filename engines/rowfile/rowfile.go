@@ -11,7 +11,8 @@
 //
 // Options (engines.Options.Params): index (hash | btree), sync (always | batch |
 // none), segment_size, max_key_size, max_value_size, compact_threshold,
-// compact_interval; see the Opt constants.
+// compact_interval; see the Opt constants. An engine opened LogBacked commits
+// as with sync: none whatever sync says, and Flush (engines.Flusher) fsyncs.
 package rowfile
 
 import (
@@ -66,7 +67,10 @@ type Engine struct {
 	compactDone chan struct{}
 }
 
-var _ engines.Engine = (*Engine)(nil)
+var (
+	_ engines.Engine  = (*Engine)(nil)
+	_ engines.Flusher = (*Engine)(nil)
+)
 
 // Open opens (creating or recovering) the rowfile engine in opts.Dir. It matches
 // engines.OpenFunc.
@@ -93,6 +97,11 @@ func open(ctx context.Context, opts engines.Options) (*Engine, error) {
 		return nil, fmt.Errorf("rowfile: open folder: %w", err)
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("rowfile: %s is not a folder: %w", opts.Dir, engines.ErrInvalidArgument)
+	}
+	if opts.LogBacked {
+		// A durable log backs the engine: commit as with sync: none (written
+		// to the segment, not fsynced); Flush and Close make it durable.
+		o.sync = syncNone
 	}
 	e := &Engine{
 		dir:   opts.Dir,
@@ -181,6 +190,36 @@ func (e *Engine) AppliedLSN(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return e.applied, nil
+}
+
+// Flush makes every group committed before the call durable and returns the
+// applied LSN it covers (engines.Flusher). With sync always or batch (and not
+// LogBacked) every group was fsynced when it was committed and Flush fsyncs
+// nothing; otherwise it fsyncs the active segment (sealed ones were fsynced
+// when they were rolled), holding the writer role for that fsync. A failed
+// fsync stops the engine.
+func (e *Engine) Flush(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("rowfile: flush: %w", err)
+	}
+	if err := e.check(); err != nil {
+		return 0, err
+	}
+	e.lockWriter()
+	defer e.wmu.Unlock()
+	if err := e.check(); err != nil {
+		return 0, err
+	}
+	e.mu.RLock()
+	lsn := e.applied
+	e.mu.RUnlock()
+	if e.opts.sync != syncNone || e.active == nil {
+		return lsn, nil
+	}
+	if err := e.fsync(e.active.f); err != nil {
+		return 0, e.fail(fmt.Errorf("flush: fsync segment %s: %w", e.active.name(), err))
+	}
+	return lsn, nil
 }
 
 // Stats returns the live keys, the bytes of all segment files and the share of

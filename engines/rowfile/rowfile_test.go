@@ -1277,3 +1277,46 @@ func TestConcurrentCompaction(t *testing.T) {
 		})
 	}
 }
+
+// TestLogBackedFsyncsOnlyInFlush checks that an engine opened LogBacked writes
+// each Apply without an fsync, whatever its sync option, and that Flush fsyncs
+// once; without LogBacked, sync: batch fsyncs each group and Flush has nothing
+// left to fsync.
+func TestLogBackedFsyncsOnlyInFlush(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		logBacked        bool
+		applies, flushes int64 // fsyncs per Apply, per Flush
+	}{
+		{"log backed", true, 0, 1},
+		{"sync batch", false, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			e, err := open(ctx, engines.Options{Dir: t.TempDir(), LogBacked: tc.logBacked,
+				Params: map[string]string{"compact_interval": "0", "sync": "batch"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			var fsyncs atomic.Int64
+			e.fsync = func(f *os.File) error { fsyncs.Add(1); return f.Sync() }
+			for i := range 5 {
+				m := engines.Mutation{Op: engines.OpPut, Key: []byte(key(i)), Value: []byte(val(i, 0)), LSN: uint64(i + 1)}
+				if err := e.Apply(ctx, []engines.Mutation{m}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := fsyncs.Load(); got != 5*tc.applies {
+				t.Errorf("fsyncs after 5 applies: got %d, want %d", got, 5*tc.applies)
+			}
+			lsn, err := e.Flush(ctx)
+			if err != nil || lsn != 5 {
+				t.Fatalf("flush: got %d, %v; want 5", lsn, err)
+			}
+			if got := fsyncs.Load(); got != 5*tc.applies+tc.flushes {
+				t.Errorf("fsyncs after flush: got %d, want %d", got, 5*tc.applies+tc.flushes)
+			}
+		})
+	}
+}

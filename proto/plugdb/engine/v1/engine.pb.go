@@ -26,9 +26,12 @@ const (
 )
 
 type OpenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Dir           string                 `protobuf:"bytes,1,opt,name=dir,proto3" json:"dir,omitempty"`
-	Params        map[string]string      `protobuf:"bytes,2,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Dir    string                 `protobuf:"bytes,1,opt,name=dir,proto3" json:"dir,omitempty"`
+	Params map[string]string      `protobuf:"bytes,2,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// log_backed is engines.Options.LogBacked: a durable log backs the engine,
+	// so Apply need not fsync.
+	LogBacked     bool `protobuf:"varint,3,opt,name=log_backed,json=logBacked,proto3" json:"log_backed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -75,6 +78,13 @@ func (x *OpenRequest) GetParams() map[string]string {
 		return x.Params
 	}
 	return nil
+}
+
+func (x *OpenRequest) GetLogBacked() bool {
+	if x != nil {
+		return x.LogBacked
+	}
+	return false
 }
 
 type Capabilities struct {
@@ -707,6 +717,86 @@ func (x *AppliedLSNResponse) GetLsn() uint64 {
 	return 0
 }
 
+type FlushRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushRequest) Reset() {
+	*x = FlushRequest{}
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushRequest) ProtoMessage() {}
+
+func (x *FlushRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
+func (*FlushRequest) Descriptor() ([]byte, []int) {
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{13}
+}
+
+type FlushResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lsn           uint64                 `protobuf:"varint,1,opt,name=lsn,proto3" json:"lsn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlushResponse) Reset() {
+	*x = FlushResponse{}
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlushResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlushResponse) ProtoMessage() {}
+
+func (x *FlushResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
+func (*FlushResponse) Descriptor() ([]byte, []int) {
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FlushResponse) GetLsn() uint64 {
+	if x != nil {
+		return x.Lsn
+	}
+	return 0
+}
+
 type StatsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -715,7 +805,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +817,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +830,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{13}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{15}
 }
 
 type StatsResponse struct {
@@ -754,7 +844,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +856,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +869,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{14}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatsResponse) GetKeys() int64 {
@@ -811,7 +901,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +913,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +926,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{15}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{17}
 }
 
 type CloseResponse struct {
@@ -847,7 +937,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +949,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,17 +962,19 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{16}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{18}
 }
 
 var File_plugdb_engine_v1_engine_proto protoreflect.FileDescriptor
 
 const file_plugdb_engine_v1_engine_proto_rawDesc = "" +
 	"\n" +
-	"\x1dplugdb/engine/v1/engine.proto\x12\x10plugdb.engine.v1\"\x9d\x01\n" +
+	"\x1dplugdb/engine/v1/engine.proto\x12\x10plugdb.engine.v1\"\xbc\x01\n" +
 	"\vOpenRequest\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\x12A\n" +
-	"\x06params\x18\x02 \x03(\v2).plugdb.engine.v1.OpenRequest.ParamsEntryR\x06params\x1a9\n" +
+	"\x06params\x18\x02 \x03(\v2).plugdb.engine.v1.OpenRequest.ParamsEntryR\x06params\x12\x1d\n" +
+	"\n" +
+	"log_backed\x18\x03 \x01(\bR\tlogBacked\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"p\n" +
@@ -922,13 +1014,16 @@ const file_plugdb_engine_v1_engine_proto_rawDesc = "" +
 	"\x11AppliedLSNRequest\"&\n" +
 	"\x12AppliedLSNResponse\x12\x10\n" +
 	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\"\x0e\n" +
+	"\fFlushRequest\"!\n" +
+	"\rFlushResponse\x12\x10\n" +
+	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\"\x0e\n" +
 	"\fStatsRequest\"l\n" +
 	"\rStatsResponse\x12\x12\n" +
 	"\x04keys\x18\x01 \x01(\x03R\x04keys\x12\"\n" +
 	"\rbytes_on_disk\x18\x02 \x01(\x03R\vbytesOnDisk\x12#\n" +
 	"\rgarbage_ratio\x18\x03 \x01(\x01R\fgarbageRatio\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
-	"\rCloseResponse2\xe3\x04\n" +
+	"\rCloseResponse2\xad\x05\n" +
 	"\x06Engine\x12E\n" +
 	"\x04Open\x12\x1d.plugdb.engine.v1.OpenRequest\x1a\x1e.plugdb.engine.v1.OpenResponse\x12G\n" +
 	"\x05Calls\x12\x1b.plugdb.engine.v1.CallBatch\x1a\x1d.plugdb.engine.v1.ResultBatch(\x010\x01\x12C\n" +
@@ -937,6 +1032,7 @@ const file_plugdb_engine_v1_engine_proto_rawDesc = "" +
 	"\aRestore\x12\x1a.plugdb.engine.v1.RowChunk\x1a!.plugdb.engine.v1.RestoreResponse(\x01\x12W\n" +
 	"\n" +
 	"AppliedLSN\x12#.plugdb.engine.v1.AppliedLSNRequest\x1a$.plugdb.engine.v1.AppliedLSNResponse\x12H\n" +
+	"\x05Flush\x12\x1e.plugdb.engine.v1.FlushRequest\x1a\x1f.plugdb.engine.v1.FlushResponse\x12H\n" +
 	"\x05Stats\x12\x1e.plugdb.engine.v1.StatsRequest\x1a\x1f.plugdb.engine.v1.StatsResponse\x12H\n" +
 	"\x05Close\x12\x1e.plugdb.engine.v1.CloseRequest\x1a\x1f.plugdb.engine.v1.CloseResponseB:Z8github.com/plugdb/plugdb/proto/plugdb/engine/v1;enginev1b\x06proto3"
 
@@ -952,7 +1048,7 @@ func file_plugdb_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_plugdb_engine_v1_engine_proto_rawDescData
 }
 
-var file_plugdb_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_plugdb_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_plugdb_engine_v1_engine_proto_goTypes = []any{
 	(*OpenRequest)(nil),        // 0: plugdb.engine.v1.OpenRequest
 	(*Capabilities)(nil),       // 1: plugdb.engine.v1.Capabilities
@@ -967,14 +1063,16 @@ var file_plugdb_engine_v1_engine_proto_goTypes = []any{
 	(*RestoreResponse)(nil),    // 10: plugdb.engine.v1.RestoreResponse
 	(*AppliedLSNRequest)(nil),  // 11: plugdb.engine.v1.AppliedLSNRequest
 	(*AppliedLSNResponse)(nil), // 12: plugdb.engine.v1.AppliedLSNResponse
-	(*StatsRequest)(nil),       // 13: plugdb.engine.v1.StatsRequest
-	(*StatsResponse)(nil),      // 14: plugdb.engine.v1.StatsResponse
-	(*CloseRequest)(nil),       // 15: plugdb.engine.v1.CloseRequest
-	(*CloseResponse)(nil),      // 16: plugdb.engine.v1.CloseResponse
-	nil,                        // 17: plugdb.engine.v1.OpenRequest.ParamsEntry
+	(*FlushRequest)(nil),       // 13: plugdb.engine.v1.FlushRequest
+	(*FlushResponse)(nil),      // 14: plugdb.engine.v1.FlushResponse
+	(*StatsRequest)(nil),       // 15: plugdb.engine.v1.StatsRequest
+	(*StatsResponse)(nil),      // 16: plugdb.engine.v1.StatsResponse
+	(*CloseRequest)(nil),       // 17: plugdb.engine.v1.CloseRequest
+	(*CloseResponse)(nil),      // 18: plugdb.engine.v1.CloseResponse
+	nil,                        // 19: plugdb.engine.v1.OpenRequest.ParamsEntry
 }
 var file_plugdb_engine_v1_engine_proto_depIdxs = []int32{
-	17, // 0: plugdb.engine.v1.OpenRequest.params:type_name -> plugdb.engine.v1.OpenRequest.ParamsEntry
+	19, // 0: plugdb.engine.v1.OpenRequest.params:type_name -> plugdb.engine.v1.OpenRequest.ParamsEntry
 	1,  // 1: plugdb.engine.v1.OpenResponse.capabilities:type_name -> plugdb.engine.v1.Capabilities
 	4,  // 2: plugdb.engine.v1.CallBatch.applies:type_name -> plugdb.engine.v1.ApplyCall
 	3,  // 3: plugdb.engine.v1.RowChunk.rows:type_name -> plugdb.engine.v1.Row
@@ -984,18 +1082,20 @@ var file_plugdb_engine_v1_engine_proto_depIdxs = []int32{
 	9,  // 7: plugdb.engine.v1.Engine.Snapshot:input_type -> plugdb.engine.v1.SnapshotRequest
 	8,  // 8: plugdb.engine.v1.Engine.Restore:input_type -> plugdb.engine.v1.RowChunk
 	11, // 9: plugdb.engine.v1.Engine.AppliedLSN:input_type -> plugdb.engine.v1.AppliedLSNRequest
-	13, // 10: plugdb.engine.v1.Engine.Stats:input_type -> plugdb.engine.v1.StatsRequest
-	15, // 11: plugdb.engine.v1.Engine.Close:input_type -> plugdb.engine.v1.CloseRequest
-	2,  // 12: plugdb.engine.v1.Engine.Open:output_type -> plugdb.engine.v1.OpenResponse
-	6,  // 13: plugdb.engine.v1.Engine.Calls:output_type -> plugdb.engine.v1.ResultBatch
-	8,  // 14: plugdb.engine.v1.Engine.Scan:output_type -> plugdb.engine.v1.RowChunk
-	8,  // 15: plugdb.engine.v1.Engine.Snapshot:output_type -> plugdb.engine.v1.RowChunk
-	10, // 16: plugdb.engine.v1.Engine.Restore:output_type -> plugdb.engine.v1.RestoreResponse
-	12, // 17: plugdb.engine.v1.Engine.AppliedLSN:output_type -> plugdb.engine.v1.AppliedLSNResponse
-	14, // 18: plugdb.engine.v1.Engine.Stats:output_type -> plugdb.engine.v1.StatsResponse
-	16, // 19: plugdb.engine.v1.Engine.Close:output_type -> plugdb.engine.v1.CloseResponse
-	12, // [12:20] is the sub-list for method output_type
-	4,  // [4:12] is the sub-list for method input_type
+	13, // 10: plugdb.engine.v1.Engine.Flush:input_type -> plugdb.engine.v1.FlushRequest
+	15, // 11: plugdb.engine.v1.Engine.Stats:input_type -> plugdb.engine.v1.StatsRequest
+	17, // 12: plugdb.engine.v1.Engine.Close:input_type -> plugdb.engine.v1.CloseRequest
+	2,  // 13: plugdb.engine.v1.Engine.Open:output_type -> plugdb.engine.v1.OpenResponse
+	6,  // 14: plugdb.engine.v1.Engine.Calls:output_type -> plugdb.engine.v1.ResultBatch
+	8,  // 15: plugdb.engine.v1.Engine.Scan:output_type -> plugdb.engine.v1.RowChunk
+	8,  // 16: plugdb.engine.v1.Engine.Snapshot:output_type -> plugdb.engine.v1.RowChunk
+	10, // 17: plugdb.engine.v1.Engine.Restore:output_type -> plugdb.engine.v1.RestoreResponse
+	12, // 18: plugdb.engine.v1.Engine.AppliedLSN:output_type -> plugdb.engine.v1.AppliedLSNResponse
+	14, // 19: plugdb.engine.v1.Engine.Flush:output_type -> plugdb.engine.v1.FlushResponse
+	16, // 20: plugdb.engine.v1.Engine.Stats:output_type -> plugdb.engine.v1.StatsResponse
+	18, // 21: plugdb.engine.v1.Engine.Close:output_type -> plugdb.engine.v1.CloseResponse
+	13, // [13:22] is the sub-list for method output_type
+	4,  // [4:13] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -1012,7 +1112,7 @@ func file_plugdb_engine_v1_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_engine_v1_engine_proto_rawDesc), len(file_plugdb_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

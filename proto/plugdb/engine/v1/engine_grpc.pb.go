@@ -29,6 +29,7 @@ const (
 	Engine_Snapshot_FullMethodName   = "/plugdb.engine.v1.Engine/Snapshot"
 	Engine_Restore_FullMethodName    = "/plugdb.engine.v1.Engine/Restore"
 	Engine_AppliedLSN_FullMethodName = "/plugdb.engine.v1.Engine/AppliedLSN"
+	Engine_Flush_FullMethodName      = "/plugdb.engine.v1.Engine/Flush"
 	Engine_Stats_FullMethodName      = "/plugdb.engine.v1.Engine/Stats"
 	Engine_Close_FullMethodName      = "/plugdb.engine.v1.Engine/Close"
 )
@@ -51,6 +52,10 @@ type EngineClient interface {
 	// carries the LSN.
 	Restore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RowChunk, RestoreResponse], error)
 	AppliedLSN(ctx context.Context, in *AppliedLSNRequest, opts ...grpc.CallOption) (*AppliedLSNResponse, error)
+	// Flush makes every batch applied before it durable and returns the applied
+	// LSN it covers (engines.Flusher); UNIMPLEMENTED when the engine has no
+	// Flush.
+	Flush(ctx context.Context, in *FlushRequest, opts ...grpc.CallOption) (*FlushResponse, error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
 }
@@ -147,6 +152,16 @@ func (c *engineClient) AppliedLSN(ctx context.Context, in *AppliedLSNRequest, op
 	return out, nil
 }
 
+func (c *engineClient) Flush(ctx context.Context, in *FlushRequest, opts ...grpc.CallOption) (*FlushResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FlushResponse)
+	err := c.cc.Invoke(ctx, Engine_Flush_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *engineClient) Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatsResponse)
@@ -185,6 +200,10 @@ type EngineServer interface {
 	// carries the LSN.
 	Restore(grpc.ClientStreamingServer[RowChunk, RestoreResponse]) error
 	AppliedLSN(context.Context, *AppliedLSNRequest) (*AppliedLSNResponse, error)
+	// Flush makes every batch applied before it durable and returns the applied
+	// LSN it covers (engines.Flusher); UNIMPLEMENTED when the engine has no
+	// Flush.
+	Flush(context.Context, *FlushRequest) (*FlushResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
 	mustEmbedUnimplementedEngineServer()
@@ -214,6 +233,9 @@ func (UnimplementedEngineServer) Restore(grpc.ClientStreamingServer[RowChunk, Re
 }
 func (UnimplementedEngineServer) AppliedLSN(context.Context, *AppliedLSNRequest) (*AppliedLSNResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AppliedLSN not implemented")
+}
+func (UnimplementedEngineServer) Flush(context.Context, *FlushRequest) (*FlushResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Flush not implemented")
 }
 func (UnimplementedEngineServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
@@ -314,6 +336,24 @@ func _Engine_AppliedLSN_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Engine_Flush_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FlushRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).Flush(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_Flush_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).Flush(ctx, req.(*FlushRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Engine_Stats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StatsRequest)
 	if err := dec(in); err != nil {
@@ -364,6 +404,10 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AppliedLSN",
 			Handler:    _Engine_AppliedLSN_Handler,
+		},
+		{
+			MethodName: "Flush",
+			Handler:    _Engine_Flush_Handler,
 		},
 		{
 			MethodName: "Stats",
