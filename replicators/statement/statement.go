@@ -564,15 +564,16 @@ func (r *Replicator) deliverLoop(ctx context.Context) {
 			}
 			continue
 		}
-		for _, rec := range recs {
-			if rec.First > to {
-				break
-			}
-			st, err := decode(rec)
+		// Consecutive statements of one epoch travel as one delivery: the
+		// host applies them as one engine batch either way, and one message
+		// to it costs less than one each.
+		for len(recs) > 0 && recs[0].First <= to {
+			st, n, err := mergeDelivery(recs, to)
 			if err != nil {
-				r.logger.Error("decode a logged statement", "lsn", rec.First, "error", err)
+				r.logger.Error("decode a logged statement", "error", err)
 				return
 			}
+			recs = recs[n:]
 			select {
 			case r.out <- replicators.Delivery{Statement: st}:
 			case <-ctx.Done():
@@ -580,13 +581,32 @@ func (r *Replicator) deliverLoop(ctx context.Context) {
 			}
 			r.mu.Lock()
 			// A rebuild or a new lead may have moved delivery meanwhile.
-			if r.delivered == rec.First-1 || r.delivered < rec.Last {
-				r.delivered = max(r.delivered, rec.Last)
+			if r.delivered == st.First()-1 || r.delivered < st.Last() {
+				r.delivered = max(r.delivered, st.Last())
 			}
 			r.applyMax = max(r.applyMax, r.delivered)
 			r.mu.Unlock()
 		}
 	}
+}
+
+// mergeDelivery decodes the leading records of recs that end at or before
+// to and share the first one's epoch into one statement; it returns the
+// statement and how many records it took (at least one).
+func mergeDelivery(recs []wal.Record, to uint64) (replicators.Statement, int, error) {
+	st, err := decode(recs[0])
+	if err != nil {
+		return st, 0, err
+	}
+	n := 1
+	for ; n < len(recs) && recs[n].Epoch == st.Epoch && recs[n].Last <= to && recs[n].First == st.Last()+1; n++ {
+		next, err := decode(recs[n])
+		if err != nil {
+			return st, 0, err
+		}
+		st.Mutations = append(st.Mutations, next.Mutations...)
+	}
+	return st, n, nil
 }
 
 // Applied records the host's applied LSN.

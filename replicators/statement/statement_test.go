@@ -493,3 +493,43 @@ func TestCloseWaitsForShippers(t *testing.T) {
 		t.Fatal("Close returned while a shipper still ran")
 	}
 }
+
+func TestConsecutiveStatementsOfOneEpochAreDeliveredTogether(t *testing.T) {
+	var recs []wal.Record
+	lsn := uint64(0)
+	for _, epoch := range []uint64{1, 1, 1, 2, 2} {
+		st := replicators.Statement{Epoch: epoch}
+		for range 2 {
+			lsn++
+			st.Mutations = append(st.Mutations, engines.Mutation{Op: engines.OpPut, Key: []byte(fmt.Sprint("k", lsn)), Value: []byte("v"), LSN: lsn})
+		}
+		rec, err := encode(st, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	for _, tc := range []struct {
+		recs        []wal.Record
+		to          uint64
+		first, last uint64
+		epoch       uint64
+		took        int
+	}{
+		{recs, 10, 1, 6, 1, 3},      // the first epoch's three statements
+		{recs[3:], 10, 7, 10, 2, 2}, // the second epoch's two
+		{recs, 4, 1, 4, 1, 2},       // only what is committed
+		{recs, 1, 1, 2, 1, 1},       // at least one, as before
+	} {
+		st, n, err := mergeDelivery(tc.recs, tc.to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != tc.took || st.First() != tc.first || st.Last() != tc.last || st.Epoch != tc.epoch {
+			t.Errorf("to %d: took %d records, lsns %d..%d epoch %d; want %d, %d..%d epoch %d", tc.to, n, st.First(), st.Last(), st.Epoch, tc.took, tc.first, tc.last, tc.epoch)
+		}
+		if err := st.Check(); err != nil {
+			t.Errorf("to %d: %v", tc.to, err)
+		}
+	}
+}
