@@ -52,6 +52,9 @@ type Replicator struct {
 	// shippers tracks every shipper goroutine (see startShipperLocked),
 	// stopped or not, so Close can wait for them before closing the log.
 	shippers sync.WaitGroup
+	// receivers tracks the goroutines that read follower streams ahead
+	// (see peerServer.Ship); Close waits for them once the server stopped.
+	receivers sync.WaitGroup
 	// writeMu serialises changes to the log (the leader's appends, a
 	// follower's appends, truncation, reset); never held under mu's waiters.
 	writeMu sync.Mutex
@@ -87,9 +90,9 @@ type testHooks struct {
 	// sync, if set, runs each fsync of the appender and of follower streams;
 	// it must call (or stand in for) sync.
 	sync func(sync func() error) error
-	// queued, if set, hears how many messages a follower stream holds after
-	// its receiver queued one.
-	queued func(n int)
+	// queued, if set, is called each time a follower stream's receiver
+	// queued a message.
+	queued func()
 }
 
 // syncLog fsyncs the log (through the test hook, if set).
@@ -727,6 +730,7 @@ func (r *Replicator) Close() error {
 	r.srv.Stop()
 	r.loops.Wait()
 	r.shippers.Wait() // stopped above; they take r.mu, so not waited for under it
+	r.receivers.Wait()
 	return r.log.Close()
 }
 

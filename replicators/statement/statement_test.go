@@ -376,8 +376,11 @@ func TestDuplicatedAndReorderedDeliveries(t *testing.T) {
 	f.r.Follow(ctx, 1, l.r.Addr())
 	ps := &peerServer{r: f.r}
 	held := map[uint64]wal.Record{}
+	f.r.mu.Lock()
+	in := inStream{id: f.r.inbound, epoch: 1}
+	f.r.mu.Unlock()
 	for _, m := range msgs {
-		if _, err := ps.append(m, held); err != nil {
+		if _, err := ps.append(in, []*statementv1.Append{m}, held); err != nil {
 			t.Fatal(err)
 		}
 	}
