@@ -22,7 +22,41 @@ type peerServer struct {
 // maxReorder bounds the entries a follower holds back waiting for a gap.
 const maxReorder = 4096
 
-// Ship receives a leader's stream.
+// shipQueue bounds the messages a follower's stream reads ahead of the
+// writer that logs them.
+const shipQueue = 16
+
+// inStream is one leader stream into this follower.
+type inStream struct {
+	id     uint64 // r.inbound when it connected
+	epoch  uint64
+	leader string
+}
+
+// staleLocked says why a message of in may no longer be taken, or nil:
+// the replica knows a newer epoch (the leader is deposed: Aborted), or a
+// newer stream or a restart of the log replaced in (Unavailable: the leader
+// connects again). r.mu is held.
+func (r *Replicator) staleLocked(in inStream) error {
+	if r.epoch > in.epoch {
+		return status.Errorf(codes.Aborted, "replica at %s knows epoch %d; leader %s of epoch %d is deposed", r.Addr(), r.epoch, in.leader, in.epoch)
+	}
+	if r.inbound != in.id || r.epoch != in.epoch || r.closed {
+		return status.Errorf(codes.Unavailable, "replica at %s replaced this stream; connect again", r.Addr())
+	}
+	return nil
+}
+
+func (r *Replicator) stale(in inStream) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.staleLocked(in)
+}
+
+// Ship receives a leader's stream. A receiver goroutine reads ahead into a
+// bounded queue while the writer logs: it takes a message and every Append
+// already waiting behind it, and logs them with one append, one fsync and
+// one ack (acks are cumulative).
 func (s *peerServer) Ship(stream statementv1.Peer_ShipServer) error {
 	r := s.r
 	req, err := stream.Recv()
@@ -58,47 +92,113 @@ func (s *peerServer) Ship(stream statementv1.Peer_ShipServer) error {
 	}
 	r.role, r.epoch = roleFollower, epoch
 	r.inbound++
-	id := r.inbound
+	in := inStream{id: r.inbound, epoch: epoch, leader: hello.GetLeader()}
 	state := &statementv1.State{Epochs: toEpochs(r.log.Epochs()), Last: r.log.Last(), Applied: r.applyMax, Epoch: r.epoch}
+	r.receivers.Add(1) // under r.mu, not closed: before Close waits
 	r.notifyLocked()
 	r.mu.Unlock()
+
+	msgs := make(chan *statementv1.ShipRequest, shipQueue)
+	quit := make(chan struct{})
+	recvDone := make(chan struct{})
+	var recvErr error
+	go func() {
+		defer r.receivers.Done()
+		defer close(recvDone)
+		defer close(msgs)
+		recvErr = s.receive(stream, msgs, quit)
+	}()
+	defer close(quit)
 	if err := stream.Send(&statementv1.ShipResponse{Msg: &statementv1.ShipResponse_State{State: state}}); err != nil {
 		return err
 	}
-
-	held := map[uint64]wal.Record{} // entries that arrived ahead of a gap
-	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
+	err = s.write(stream, in, msgs)
+	if errors.Is(err, errStreamEnded) {
+		// The leader ended the stream: the receiver has returned.
+		<-recvDone
+		if errors.Is(recvErr, io.EOF) {
 			return nil
 		}
+		return recvErr
+	}
+	// Ending the stream ourselves: the receiver's Recv returns once this
+	// handler has (r.receivers tracks it for Close).
+	return err
+}
+
+// errStreamEnded says the receiver queued everything the leader sent.
+var errStreamEnded = errors.New("the leader ended the stream")
+
+// receive queues the stream's messages until it ends or quit is closed.
+func (s *peerServer) receive(stream statementv1.Peer_ShipServer, msgs chan<- *statementv1.ShipRequest, quit <-chan struct{}) error {
+	for {
+		req, err := stream.Recv()
 		if err != nil {
 			return err
 		}
-		r.mu.Lock()
-		current, known := r.inbound == id && r.epoch == epoch && !r.closed, r.epoch
-		r.mu.Unlock()
-		if known > epoch {
-			return status.Errorf(codes.Aborted, "replica at %s knows epoch %d; leader %s of epoch %d is deposed", r.Addr(), known, hello.GetLeader(), epoch)
+		select {
+		case msgs <- req:
+		case <-quit:
+			return nil
 		}
-		if !current {
-			// Replaced by a newer stream of the same term, or the replica
-			// restarted its log (rebuild): not fencing, just reconnect.
-			return status.Errorf(codes.Unavailable, "replica at %s replaced this stream; connect again", r.Addr())
+		if s.r.test.queued != nil {
+			s.r.test.queued()
+		}
+	}
+}
+
+// write logs the queued messages of in, in order, until the queue ends
+// (errStreamEnded) or a message fails.
+func (s *peerServer) write(stream statementv1.Peer_ShipServer, in inStream, msgs <-chan *statementv1.ShipRequest) error {
+	r := s.r
+	held := map[uint64]wal.Record{}   // entries that arrived ahead of a gap
+	var next *statementv1.ShipRequest // taken from the queue, not yet handled
+	for {
+		req := next
+		next = nil
+		if req == nil {
+			var ok bool
+			if req, ok = <-msgs; !ok {
+				return errStreamEnded
+			}
+		}
+		if err := r.stale(in); err != nil {
+			return err
 		}
 		switch m := req.Msg.(type) {
 		case *statementv1.ShipRequest_Truncate:
-			if err := s.truncate(m.Truncate.GetAfter()); err != nil {
-				return status.Error(codes.Internal, err.Error())
+			if err := s.truncate(in, m.Truncate.GetAfter()); err != nil {
+				return shipErr(err)
 			}
 			clear(held)
 		case *statementv1.ShipRequest_Rebuild:
-			s.askRebuild(m.Rebuild.GetReason(), hello.GetLeader())
+			s.askRebuild(m.Rebuild.GetReason(), in.leader)
 			return nil
 		case *statementv1.ShipRequest_Append:
-			ack, err := s.append(m.Append, held)
+			group := []*statementv1.Append{m.Append}
+		drain: // every Append already queued joins the group
+			for {
+				select {
+				case more, ok := <-msgs:
+					if !ok {
+						break drain
+					}
+					a := more.GetAppend()
+					if a == nil { // a Truncate or Rebuild keeps its place
+						next = more
+						break drain
+					}
+					if err := r.stale(in); err != nil {
+						return err
+					}
+					group = append(group, a)
+				default:
+					break drain
+				}
+			}
+			ack, err := s.append(in, group, held)
 			if err != nil {
-				return status.Error(codes.Internal, err.Error())
+				return shipErr(err)
 			}
 			if err := stream.Send(&statementv1.ShipResponse{Msg: &statementv1.ShipResponse_Ack{Ack: ack}}); err != nil {
 				return err
@@ -107,13 +207,24 @@ func (s *peerServer) Ship(stream statementv1.Peer_ShipServer) error {
 	}
 }
 
-// truncate drops the log's suffix after lsn.
-func (s *peerServer) truncate(after uint64) error {
+// shipErr is err as a gRPC status: as it is if it is one, else Internal.
+func shipErr(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// truncate drops the log's suffix after lsn, for stream in.
+func (s *peerServer) truncate(in inStream, after uint64) error {
 	r := s.r
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.staleLocked(in); err != nil {
+		return err
+	}
 	if r.applyMax > after {
 		return fmt.Errorf("truncate after lsn %d: lsn %d may already be applied", after, r.applyMax)
 	}
@@ -126,12 +237,18 @@ func (s *peerServer) truncate(after uint64) error {
 	return nil
 }
 
-// append persists the entries that continue the log (holding back those
-// after a gap, dropping duplicates) and moves the commit point.
-func (s *peerServer) append(m *statementv1.Append, held map[uint64]wal.Record) (*statementv1.Ack, error) {
+// append persists, with one fsync, the entries of group that continue the
+// log (holding back those after a gap, dropping duplicates) and moves the
+// commit point. It fails with stream in's staleness error, acknowledging
+// nothing, if in is no longer current before the append or after the
+// fsync (a newer leader may have read this log's end meanwhile).
+func (s *peerServer) append(in inStream, group []*statementv1.Append, held map[uint64]wal.Record) (*statementv1.Ack, error) {
 	r := s.r
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
+	if err := r.stale(in); err != nil {
+		return nil, err
+	}
 	// Entries that continue the log are appended; duplicates of what it
 	// holds are dropped; those after a gap wait (bounded) for the gap.
 	var recs []wal.Record
@@ -149,22 +266,26 @@ func (s *peerServer) append(m *statementv1.Append, held map[uint64]wal.Record) (
 			next = h.Last + 1
 		}
 	}
-	for _, e := range m.GetEntries() {
-		rec := fromEntry(e)
-		switch {
-		case rec.Last < rec.First || rec.First == 0:
-			return nil, fmt.Errorf("malformed entry %d..%d", rec.First, rec.Last)
-		case rec.Last < next:
-			// a duplicate
-		case rec.First == next:
-			take(rec)
-		case rec.First > next:
-			if len(held) >= maxReorder {
-				return nil, fmt.Errorf("more than %d entries wait for lsn %d; reconnect to resend from it", maxReorder, next)
+	var commit uint64
+	for _, m := range group {
+		commit = max(commit, m.GetCommit())
+		for _, e := range m.GetEntries() {
+			rec := fromEntry(e)
+			switch {
+			case rec.Last < rec.First || rec.First == 0:
+				return nil, fmt.Errorf("malformed entry %d..%d", rec.First, rec.Last)
+			case rec.Last < next:
+				// a duplicate
+			case rec.First == next:
+				take(rec)
+			case rec.First > next:
+				if len(held) >= maxReorder {
+					return nil, fmt.Errorf("more than %d entries wait for lsn %d; reconnect to resend from it", maxReorder, next)
+				}
+				held[rec.First] = rec
+			default:
+				return nil, fmt.Errorf("entry %d..%d overlaps the log's end %d", rec.First, rec.Last, next-1)
 			}
-			held[rec.First] = rec
-		default:
-			return nil, fmt.Errorf("entry %d..%d overlaps the log's end %d", rec.First, rec.Last, next-1)
 		}
 	}
 	for first, rec := range held { // duplicates of what is now logged
@@ -176,14 +297,17 @@ func (s *peerServer) append(m *statementv1.Append, held map[uint64]wal.Record) (
 		if err := r.log.Append(recs...); err != nil {
 			return nil, fmt.Errorf("append %d..%d: %w", recs[0].First, recs[len(recs)-1].Last, err)
 		}
-		if err := r.log.Sync(); err != nil {
-			return nil, fmt.Errorf("sync the log: %w", err)
+		if err := r.syncLog(); err != nil {
+			return nil, fmt.Errorf("sync the log through lsn %d: %w", recs[len(recs)-1].Last, err)
 		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.persisted = r.log.Last()
-	r.commit = max(r.commit, m.GetCommit())
+	if err := r.staleLocked(in); err != nil {
+		return nil, err
+	}
+	r.commit = max(r.commit, commit)
 	if !r.rebuild {
 		r.deliverTo = max(r.deliverTo, min(r.commit, r.persisted))
 	}

@@ -52,6 +52,9 @@ type Replicator struct {
 	// shippers tracks every shipper goroutine (see startShipperLocked),
 	// stopped or not, so Close can wait for them before closing the log.
 	shippers sync.WaitGroup
+	// receivers tracks the goroutines that read follower streams ahead
+	// (see peerServer.Ship); Close waits for them once the server stopped.
+	receivers sync.WaitGroup
 	// writeMu serialises changes to the log (the leader's appends, a
 	// follower's appends, truncation, reset); never held under mu's waiters.
 	writeMu sync.Mutex
@@ -77,6 +80,27 @@ type Replicator struct {
 	isrAbsent int    // in-sync replicas that are not running (SetPeers)
 	leadCtx   context.Context
 	leadStop  context.CancelFunc
+
+	test testHooks // set by tests only
+}
+
+// testHooks let tests stall or observe the replicator; nil fields do
+// nothing. Tests set them under r.mu before the paths that use them start.
+type testHooks struct {
+	// sync, if set, runs each fsync of the appender and of follower streams;
+	// it must call (or stand in for) sync.
+	sync func(sync func() error) error
+	// queued, if set, is called each time a follower stream's receiver
+	// queued a message.
+	queued func()
+}
+
+// syncLog fsyncs the log (through the test hook, if set).
+func (r *Replicator) syncLog() error {
+	if r.test.sync != nil {
+		return r.test.sync(r.log.Sync)
+	}
+	return r.log.Sync()
 }
 
 // Open opens the statement replicator: its log in opts.Dir, its listener on
@@ -444,7 +468,9 @@ func (r *Replicator) advanceCommitLocked() {
 }
 
 // appendLoop writes the leader's pending statements to the log in LSN order,
-// one fsync per group.
+// one fsync per group. The shippers are woken as soon as a group is
+// appended, so they send it while it is fsynced here; it counts for acks
+// only once r.persisted covers it, after the fsync.
 func (r *Replicator) appendLoop(ctx context.Context) {
 	for {
 		select {
@@ -470,36 +496,43 @@ func (r *Replicator) appendLoop(ctx context.Context) {
 			if len(recs) == 0 {
 				break
 			}
-			r.writeMu.Lock()
-			r.mu.Lock()
-			still := r.role == roleLeader && r.epoch == epoch && r.fencedBy == "" && r.log.Last()+1 == recs[0].First
-			r.mu.Unlock()
-			var err error
-			if still {
-				err = r.log.Append(recs...)
-				if err == nil {
-					err = r.log.Sync()
-				}
-			}
-			r.writeMu.Unlock()
-			if !still {
-				continue // no longer leading this term: the waiters fail
-			}
-			r.mu.Lock()
-			if err != nil {
-				// The log cannot take writes: stop acknowledging them.
-				r.logger.Error("append to the statement log failed; stepping down", "error", err)
-				if r.role == roleLeader && r.epoch == epoch {
-					r.stopLeadingLocked(fmt.Sprintf("the statement log failed: %v", err))
-				}
-			} else {
-				r.persisted = r.log.Last()
-				r.advanceCommitLocked()
-				r.notifyLocked()
-			}
-			r.mu.Unlock()
+			r.appendGroup(epoch, recs)
 		}
 	}
+}
+
+// appendGroup appends and fsyncs one group of the leader of epoch, waking
+// the shippers between the two. If the log fails, the leader steps down:
+// what followers already persisted of the group was never acknowledged.
+func (r *Replicator) appendGroup(epoch uint64, recs []wal.Record) {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	r.mu.Lock()
+	still := r.role == roleLeader && r.epoch == epoch && r.fencedBy == "" && r.log.Last()+1 == recs[0].First
+	r.mu.Unlock()
+	if !still {
+		return // no longer leading this term: the waiters fail
+	}
+	err := r.log.Append(recs...)
+	if err == nil {
+		r.mu.Lock()
+		r.notifyLocked() // the shippers send the group during the fsync
+		r.mu.Unlock()
+		err = r.syncLog()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		// The log cannot take writes: stop acknowledging them.
+		r.logger.Error("append to the statement log failed; stepping down", "error", err)
+		if r.role == roleLeader && r.epoch == epoch {
+			r.stopLeadingLocked(fmt.Sprintf("the statement log failed: %v", err))
+		}
+		return
+	}
+	r.persisted = r.log.Last() // writeMu is held: nothing changed the log since the fsync
+	r.advanceCommitLocked()
+	r.notifyLocked()
 }
 
 // Follow makes this replica a follower in epoch.
@@ -717,6 +750,7 @@ func (r *Replicator) Close() error {
 	r.srv.Stop()
 	r.loops.Wait()
 	r.shippers.Wait() // stopped above; they take r.mu, so not waited for under it
+	r.receivers.Wait()
 	return r.log.Close()
 }
 

@@ -25,7 +25,7 @@ import (
 // host is a test host: a replicator, an engine, and the loop that applies
 // deliveries the way core/node does.
 type host struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	r    *Replicator
 	eng  engines.Engine
@@ -35,7 +35,7 @@ type host struct {
 	next uint64 // leader: last LSN assigned
 }
 
-func newHost(t *testing.T, params map[string]string) *host {
+func newHost(t testing.TB, params map[string]string) *host {
 	t.Helper()
 	h := &host{t: t, dir: t.TempDir()}
 	eng, err := memory.Open(context.Background(), engines.Options{Dir: t.TempDir(), Logger: hclog.NewNullLogger()})
@@ -97,7 +97,7 @@ func (h *host) close() {
 	h.r = nil
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
@@ -137,7 +137,7 @@ func (h *host) write(ctx context.Context, epoch uint64, key, value string, ack r
 	return err
 }
 
-func waitFor(t *testing.T, what string, ok func() bool) {
+func waitFor(t testing.TB, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !ok() {
@@ -376,8 +376,11 @@ func TestDuplicatedAndReorderedDeliveries(t *testing.T) {
 	f.r.Follow(ctx, 1, l.r.Addr())
 	ps := &peerServer{r: f.r}
 	held := map[uint64]wal.Record{}
+	f.r.mu.Lock()
+	in := inStream{id: f.r.inbound, epoch: 1}
+	f.r.mu.Unlock()
 	for _, m := range msgs {
-		if _, err := ps.append(m, held); err != nil {
+		if _, err := ps.append(in, []*statementv1.Append{m}, held); err != nil {
 			t.Fatal(err)
 		}
 	}
