@@ -153,6 +153,7 @@ func (s *peerServer) write(stream statementv1.Peer_ShipServer, in inStream, msgs
 	r := s.r
 	held := map[uint64]wal.Record{}   // entries that arrived ahead of a gap
 	var next *statementv1.ShipRequest // taken from the queue, not yet handled
+	var lastAck *statementv1.Ack      // the last ack sent on this stream
 	for {
 		req := next
 		next = nil
@@ -200,9 +201,15 @@ func (s *peerServer) write(stream statementv1.Peer_ShipServer, in inStream, msgs
 			if err != nil {
 				return shipErr(err)
 			}
+			if lastAck != nil && ack.GetPersisted() == lastAck.GetPersisted() && ack.GetApplied() == lastAck.GetApplied() {
+				// A commit point or heartbeat that changed nothing the
+				// leader counts: an ack would only wake it.
+				continue
+			}
 			if err := stream.Send(&statementv1.ShipResponse{Msg: &statementv1.ShipResponse_Ack{Ack: ack}}); err != nil {
 				return err
 			}
+			lastAck = ack
 		}
 	}
 }

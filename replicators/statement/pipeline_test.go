@@ -217,3 +217,58 @@ func TestFollowerGroupCommit(t *testing.T) {
 		}
 	}
 }
+
+func TestFollowerDoesNotAckACommitPointThatChangedNothing(t *testing.T) {
+	f := newHost(t, nil)
+	conn, err := grpc.NewClient(f.r.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stream, err := statementv1.NewPeerClient(conn).Ship(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(m *statementv1.Append) {
+		t.Helper()
+		if err := stream.Send(&statementv1.ShipRequest{Msg: &statementv1.ShipRequest_Append{Append: m}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entry := func(lsn uint64) []*statementv1.Entry {
+		return []*statementv1.Entry{{Epoch: 1, First: lsn, Last: lsn, Payload: fmt.Appendf(nil, "p%d", lsn)}}
+	}
+	ack := func() uint64 {
+		t.Helper()
+		resp, err := stream.Recv()
+		if err != nil || resp.GetAck() == nil {
+			t.Fatalf("want an ack, got %v, %v", resp, err)
+		}
+		return resp.GetAck().GetPersisted()
+	}
+	hello := &statementv1.Hello{Epoch: 1, Leader: "test", Partition: uint32(f.r.part)}
+	if err := stream.Send(&statementv1.ShipRequest{Msg: &statementv1.ShipRequest_Hello{Hello: hello}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := stream.Recv(); err != nil || resp.GetState() == nil {
+		t.Fatalf("hello answered %v, %v", resp, err)
+	}
+	send(&statementv1.Append{Entries: entry(1)})
+	if p := ack(); p != 1 {
+		t.Fatalf("ack of lsn 1 says persisted %d", p)
+	}
+	send(&statementv1.Append{Commit: 1}) // a commit point: nothing new persisted
+	send(&statementv1.Append{Commit: 1}) // a heartbeat
+	send(&statementv1.Append{Entries: entry(2), Commit: 1})
+	if p := ack(); p != 2 {
+		t.Fatalf("the ack after two commit points says persisted %d, want 2: the commit points were acknowledged", p)
+	}
+	f.r.mu.Lock()
+	commit := f.r.commit
+	f.r.mu.Unlock()
+	if commit != 1 {
+		t.Fatalf("the follower's commit point is %d, want 1", commit)
+	}
+}
