@@ -29,12 +29,16 @@ type Replication interface {
 }
 
 // maxInFlight bounds the groups handed to the replicator and not yet
-// applied. The writer loop waits for a free slot before it takes the waiting
-// requests, so under load requests gather into a few large groups (each one
-// replicated statement: one log fsync per replica, one message per hop)
-// rather than many small ones; a few in flight keep the replicas' fsyncs and
-// the network overlapped.
-const maxInFlight = 4
+// replicated. The writer loop waits for a free slot before it takes the
+// waiting requests, so under load requests gather into large groups (each
+// one replicated statement: one log fsync per replica, one message per hop)
+// rather than many small ones. One at a time measured best (default
+// cluster, 2 cpus, kvload put: 64 clients 2,620 and 2,118/s against 1,863
+// and 1,640 with 2 and 1,866 and 2,109 with 4; 8 clients 542 and 478
+// against 520/469 and 513/454): the replicator pipelines on its own (the
+// leader ships while it fsyncs, a follower fsyncs what queued in one
+// group), and each extra statement in flight costs messages at every hop.
+const maxInFlight = 1
 
 // checkpointEvery is how often a replicated partition checkpoints its engine
 // (Checkpoint).
