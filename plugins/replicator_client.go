@@ -27,6 +27,7 @@ import (
 type ReplicatorClient struct {
 	rpc  replicatorv1.ReplicatorClient
 	addr string
+	mux  *replicateMux // Replicate's calls, over one Replicates stream
 }
 
 var _ replicators.Replicator = (*ReplicatorClient)(nil)
@@ -35,7 +36,8 @@ var _ replicators.Replicator = (*ReplicatorClient)(nil)
 // loader gets one from go-plugin (ReplicatorPlugin.GRPCClient); tests and
 // tools that dial a replicator service themselves use this.
 func NewReplicatorClient(conn grpc.ClientConnInterface) *ReplicatorClient {
-	return &ReplicatorClient{rpc: replicatorv1.NewReplicatorClient(conn)}
+	rpc := replicatorv1.NewReplicatorClient(conn)
+	return &ReplicatorClient{rpc: rpc, mux: &replicateMux{rpc: rpc}}
 }
 
 // Open opens the plugin's replicator with opts (its Logger stays on the host:
@@ -78,11 +80,16 @@ func (c *ReplicatorClient) Replicate(ctx context.Context, st replicators.Stateme
 	if err := st.Check(); err != nil {
 		return err
 	}
-	_, err := c.rpc.Replicate(ctx, &replicatorv1.ReplicateRequest{Statement: statementToProto(st), Ack: ackToProto(ack)})
+	req := &replicatorv1.ReplicateRequest{Statement: statementToProto(st), Ack: ackToProto(ack)}
+	err := c.mux.replicate(ctx, req)
+	if errors.Is(err, errReplicateUnary) {
+		if _, err = c.rpc.Replicate(ctx, req); err != nil {
+			err = fromStatus(ctx, err)
+		}
+	}
 	if err == nil {
 		return nil
 	}
-	err = fromStatus(ctx, err)
 	if ctxEnded(ctx) && !errors.Is(err, replicators.ErrUnavailable) &&
 		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return fmt.Errorf("replicate lsn %d..%d: ack %s not met before the context ended (the write may still commit): %w: %w",
@@ -176,6 +183,7 @@ func (c *ReplicatorClient) Status(ctx context.Context) (replicators.Status, erro
 // Close closes the plugin's replicator. It does not end the plugin process;
 // the loader does that.
 func (c *ReplicatorClient) Close() error {
+	c.mux.close()
 	_, err := c.rpc.Close(context.Background(), &replicatorv1.CloseRequest{})
 	if err != nil {
 		return fmt.Errorf("close replicator: %w", fromStatus(context.Background(), err))

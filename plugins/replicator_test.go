@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -411,5 +412,76 @@ func TestReplicatorServerRefusesUnopenedAndReopen(t *testing.T) {
 	}
 	if _, err := c.Status(ctx); !errors.Is(err, replicators.ErrClosed) {
 		t.Fatalf("status after close: %v", err)
+	}
+}
+
+// countingReplicates counts the Replicates streams a replicator server got,
+// or answers UNIMPLEMENTED for them (a plugin built before the method).
+type countingReplicates struct {
+	replicatorv1.ReplicatorServer
+	unimplemented bool
+	streams       atomic.Int32
+}
+
+func (c *countingReplicates) Replicates(stream replicatorv1.Replicator_ReplicatesServer) error {
+	if c.unimplemented {
+		return status.Error(codes.Unimplemented, "unknown method Replicates")
+	}
+	c.streams.Add(1)
+	return c.ReplicatorServer.Replicates(stream)
+}
+
+func TestReplicateTravelsOverOneStreamOrUnaryToAnOlderPlugin(t *testing.T) {
+	for _, older := range []bool{false, true} {
+		f := &fakeReplicator{}
+		srv := &countingReplicates{ReplicatorServer: newReplicatorServer(openFake(f), nil), unimplemented: older}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs := grpc.NewServer()
+		replicatorv1.RegisterReplicatorServer(gs, srv)
+		go gs.Serve(lis)
+		t.Cleanup(gs.Stop)
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		c := NewReplicatorClient(conn)
+		ctx := context.Background()
+		if err := c.Open(ctx, replicators.Options{Dir: t.TempDir(), Listen: "127.0.0.1:0"}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for g := range 16 {
+			wg.Go(func() {
+				st := replicators.Statement{Epoch: 1, Mutations: []engines.Mutation{{Op: engines.OpPut, Key: []byte(fmt.Sprint("k", g)), Value: []byte("v"), LSN: uint64(g + 1)}}}
+				if err := c.Replicate(ctx, st, replicators.AckDefault); err != nil {
+					t.Errorf("replicate %d (older plugin %v): %v", g, older, err)
+				}
+			})
+		}
+		wg.Wait()
+		// An error maps to its sentinel either way.
+		st := replicators.Statement{Epoch: 1, Mutations: []engines.Mutation{{Op: engines.OpPut, Key: []byte("fenced"), Value: []byte("v"), LSN: 99}}}
+		if err := c.Replicate(ctx, st, replicators.AckDefault); !errors.Is(err, replicators.ErrFenced) {
+			t.Fatalf("replicate of a fenced leader (older plugin %v): %v", older, err)
+		}
+		f.mu.Lock()
+		got := len(f.replicated)
+		f.mu.Unlock()
+		if got != 17 {
+			t.Fatalf("the replicator got %d statements, want 17 (older plugin %v)", got, older)
+		}
+		switch n := srv.streams.Load(); {
+		case older && !c.mux.unary.Load():
+			t.Fatal("a plugin without Replicates did not switch the client to unary calls")
+		case !older && n != 1:
+			t.Fatalf("17 statements took %d Replicates streams, want 1", n)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -574,6 +574,128 @@ func (*ReplicateResponse) Descriptor() ([]byte, []int) {
 	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{9}
 }
 
+type ReplicateCall struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Request       *ReplicateRequest      `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	TimeoutUs     int64                  `protobuf:"varint,3,opt,name=timeout_us,json=timeoutUs,proto3" json:"timeout_us,omitempty"` // 0: no deadline
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateCall) Reset() {
+	*x = ReplicateCall{}
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateCall) ProtoMessage() {}
+
+func (x *ReplicateCall) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateCall.ProtoReflect.Descriptor instead.
+func (*ReplicateCall) Descriptor() ([]byte, []int) {
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReplicateCall) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ReplicateCall) GetRequest() *ReplicateRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ReplicateCall) GetTimeoutUs() int64 {
+	if x != nil {
+		return x.TimeoutUs
+	}
+	return 0
+}
+
+// ReplicateResult is a call's outcome: code 0 (OK), or the code and message
+// its error maps to (plugins/errors.go's table).
+type ReplicateResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Code          uint32                 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateResult) Reset() {
+	*x = ReplicateResult{}
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateResult) ProtoMessage() {}
+
+func (x *ReplicateResult) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateResult.ProtoReflect.Descriptor instead.
+func (*ReplicateResult) Descriptor() ([]byte, []int) {
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReplicateResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ReplicateResult) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ReplicateResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type FollowRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
@@ -584,7 +706,7 @@ type FollowRequest struct {
 
 func (x *FollowRequest) Reset() {
 	*x = FollowRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[10]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +718,7 @@ func (x *FollowRequest) String() string {
 func (*FollowRequest) ProtoMessage() {}
 
 func (x *FollowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[10]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +731,7 @@ func (x *FollowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FollowRequest.ProtoReflect.Descriptor instead.
 func (*FollowRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{10}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FollowRequest) GetEpoch() uint64 {
@@ -634,7 +756,7 @@ type FollowResponse struct {
 
 func (x *FollowResponse) Reset() {
 	*x = FollowResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[11]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +768,7 @@ func (x *FollowResponse) String() string {
 func (*FollowResponse) ProtoMessage() {}
 
 func (x *FollowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[11]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +781,7 @@ func (x *FollowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FollowResponse.ProtoReflect.Descriptor instead.
 func (*FollowResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{11}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{13}
 }
 
 type DeliveriesRequest struct {
@@ -670,7 +792,7 @@ type DeliveriesRequest struct {
 
 func (x *DeliveriesRequest) Reset() {
 	*x = DeliveriesRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[12]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +804,7 @@ func (x *DeliveriesRequest) String() string {
 func (*DeliveriesRequest) ProtoMessage() {}
 
 func (x *DeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[12]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +817,7 @@ func (x *DeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*DeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{12}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{14}
 }
 
 // Delivery is one item of the Deliveries sequence: a replicators.Delivery, or
@@ -713,7 +835,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[13]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +847,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[13]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +860,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{13}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Delivery) GetStatement() *Statement {
@@ -778,7 +900,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[14]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +912,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[14]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +925,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{14}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AppliedRequest) GetLsn() uint64 {
@@ -821,7 +943,7 @@ type AppliedResponse struct {
 
 func (x *AppliedResponse) Reset() {
 	*x = AppliedResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[15]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +955,7 @@ func (x *AppliedResponse) String() string {
 func (*AppliedResponse) ProtoMessage() {}
 
 func (x *AppliedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[15]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +968,7 @@ func (x *AppliedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedResponse.ProtoReflect.Descriptor instead.
 func (*AppliedResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{15}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{17}
 }
 
 type EpochAtRequest struct {
@@ -858,7 +980,7 @@ type EpochAtRequest struct {
 
 func (x *EpochAtRequest) Reset() {
 	*x = EpochAtRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[16]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +992,7 @@ func (x *EpochAtRequest) String() string {
 func (*EpochAtRequest) ProtoMessage() {}
 
 func (x *EpochAtRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[16]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1005,7 @@ func (x *EpochAtRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochAtRequest.ProtoReflect.Descriptor instead.
 func (*EpochAtRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{16}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EpochAtRequest) GetLsn() uint64 {
@@ -902,7 +1024,7 @@ type EpochAtResponse struct {
 
 func (x *EpochAtResponse) Reset() {
 	*x = EpochAtResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[17]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1036,7 @@ func (x *EpochAtResponse) String() string {
 func (*EpochAtResponse) ProtoMessage() {}
 
 func (x *EpochAtResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[17]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1049,7 @@ func (x *EpochAtResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochAtResponse.ProtoReflect.Descriptor instead.
 func (*EpochAtResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{17}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EpochAtResponse) GetEpoch() uint64 {
@@ -947,7 +1069,7 @@ type RestoredRequest struct {
 
 func (x *RestoredRequest) Reset() {
 	*x = RestoredRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[18]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1081,7 @@ func (x *RestoredRequest) String() string {
 func (*RestoredRequest) ProtoMessage() {}
 
 func (x *RestoredRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[18]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1094,7 @@ func (x *RestoredRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoredRequest.ProtoReflect.Descriptor instead.
 func (*RestoredRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{18}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RestoredRequest) GetLsn() uint64 {
@@ -997,7 +1119,7 @@ type RestoredResponse struct {
 
 func (x *RestoredResponse) Reset() {
 	*x = RestoredResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[19]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1131,7 @@ func (x *RestoredResponse) String() string {
 func (*RestoredResponse) ProtoMessage() {}
 
 func (x *RestoredResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[19]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1144,7 @@ func (x *RestoredResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoredResponse.ProtoReflect.Descriptor instead.
 func (*RestoredResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{19}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{21}
 }
 
 type StatusRequest struct {
@@ -1033,7 +1155,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[20]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1167,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[20]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1180,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{20}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{22}
 }
 
 type FollowerStatus struct {
@@ -1078,7 +1200,7 @@ type FollowerStatus struct {
 
 func (x *FollowerStatus) Reset() {
 	*x = FollowerStatus{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[21]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1212,7 @@ func (x *FollowerStatus) String() string {
 func (*FollowerStatus) ProtoMessage() {}
 
 func (x *FollowerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[21]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1225,7 @@ func (x *FollowerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FollowerStatus.ProtoReflect.Descriptor instead.
 func (*FollowerStatus) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{21}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FollowerStatus) GetAddr() string {
@@ -1188,7 +1310,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[22]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1322,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[22]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1335,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{22}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StatusResponse) GetRole() string {
@@ -1301,7 +1423,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[23]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1435,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[23]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1448,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{23}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{25}
 }
 
 type CloseResponse struct {
@@ -1337,7 +1459,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[24]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1471,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[24]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1484,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{24}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{26}
 }
 
 var File_plugdb_replicator_v1_replicator_proto protoreflect.FileDescriptor
@@ -1398,7 +1520,16 @@ const file_plugdb_replicator_v1_replicator_proto_rawDesc = "" +
 	"\x10ReplicateRequest\x12=\n" +
 	"\tstatement\x18\x01 \x01(\v2\x1f.plugdb.replicator.v1.StatementR\tstatement\x12+\n" +
 	"\x03ack\x18\x02 \x01(\x0e2\x19.plugdb.replicator.v1.AckR\x03ack\"\x13\n" +
-	"\x11ReplicateResponse\"=\n" +
+	"\x11ReplicateResponse\"\x80\x01\n" +
+	"\rReplicateCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12@\n" +
+	"\arequest\x18\x02 \x01(\v2&.plugdb.replicator.v1.ReplicateRequestR\arequest\x12\x1d\n" +
+	"\n" +
+	"timeout_us\x18\x03 \x01(\x03R\ttimeoutUs\"O\n" +
+	"\x0fReplicateResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"=\n" +
 	"\rFollowRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\"\x10\n" +
@@ -1452,13 +1583,15 @@ const file_plugdb_replicator_v1_replicator_proto_rawDesc = "" +
 	"\vACK_DEFAULT\x10\x00\x12\r\n" +
 	"\tACK_ASYNC\x10\x01\x12\x11\n" +
 	"\rACK_SEMI_SYNC\x10\x02\x12\f\n" +
-	"\bACK_SYNC\x10\x032\xc3\a\n" +
+	"\bACK_SYNC\x10\x032\xa1\b\n" +
 	"\n" +
 	"Replicator\x12M\n" +
 	"\x04Open\x12!.plugdb.replicator.v1.OpenRequest\x1a\".plugdb.replicator.v1.OpenResponse\x12M\n" +
 	"\x04Lead\x12!.plugdb.replicator.v1.LeadRequest\x1a\".plugdb.replicator.v1.LeadResponse\x12Y\n" +
 	"\bSetPeers\x12%.plugdb.replicator.v1.SetPeersRequest\x1a&.plugdb.replicator.v1.SetPeersResponse\x12\\\n" +
-	"\tReplicate\x12&.plugdb.replicator.v1.ReplicateRequest\x1a'.plugdb.replicator.v1.ReplicateResponse\x12S\n" +
+	"\tReplicate\x12&.plugdb.replicator.v1.ReplicateRequest\x1a'.plugdb.replicator.v1.ReplicateResponse\x12\\\n" +
+	"\n" +
+	"Replicates\x12#.plugdb.replicator.v1.ReplicateCall\x1a%.plugdb.replicator.v1.ReplicateResult(\x010\x01\x12S\n" +
 	"\x06Follow\x12#.plugdb.replicator.v1.FollowRequest\x1a$.plugdb.replicator.v1.FollowResponse\x12W\n" +
 	"\n" +
 	"Deliveries\x12'.plugdb.replicator.v1.DeliveriesRequest\x1a\x1e.plugdb.replicator.v1.Delivery0\x01\x12V\n" +
@@ -1481,7 +1614,7 @@ func file_plugdb_replicator_v1_replicator_proto_rawDescGZIP() []byte {
 }
 
 var file_plugdb_replicator_v1_replicator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugdb_replicator_v1_replicator_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_plugdb_replicator_v1_replicator_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_plugdb_replicator_v1_replicator_proto_goTypes = []any{
 	(Ack)(0),                  // 0: plugdb.replicator.v1.Ack
 	(*OpenRequest)(nil),       // 1: plugdb.replicator.v1.OpenRequest
@@ -1494,58 +1627,63 @@ var file_plugdb_replicator_v1_replicator_proto_goTypes = []any{
 	(*Statement)(nil),         // 8: plugdb.replicator.v1.Statement
 	(*ReplicateRequest)(nil),  // 9: plugdb.replicator.v1.ReplicateRequest
 	(*ReplicateResponse)(nil), // 10: plugdb.replicator.v1.ReplicateResponse
-	(*FollowRequest)(nil),     // 11: plugdb.replicator.v1.FollowRequest
-	(*FollowResponse)(nil),    // 12: plugdb.replicator.v1.FollowResponse
-	(*DeliveriesRequest)(nil), // 13: plugdb.replicator.v1.DeliveriesRequest
-	(*Delivery)(nil),          // 14: plugdb.replicator.v1.Delivery
-	(*AppliedRequest)(nil),    // 15: plugdb.replicator.v1.AppliedRequest
-	(*AppliedResponse)(nil),   // 16: plugdb.replicator.v1.AppliedResponse
-	(*EpochAtRequest)(nil),    // 17: plugdb.replicator.v1.EpochAtRequest
-	(*EpochAtResponse)(nil),   // 18: plugdb.replicator.v1.EpochAtResponse
-	(*RestoredRequest)(nil),   // 19: plugdb.replicator.v1.RestoredRequest
-	(*RestoredResponse)(nil),  // 20: plugdb.replicator.v1.RestoredResponse
-	(*StatusRequest)(nil),     // 21: plugdb.replicator.v1.StatusRequest
-	(*FollowerStatus)(nil),    // 22: plugdb.replicator.v1.FollowerStatus
-	(*StatusResponse)(nil),    // 23: plugdb.replicator.v1.StatusResponse
-	(*CloseRequest)(nil),      // 24: plugdb.replicator.v1.CloseRequest
-	(*CloseResponse)(nil),     // 25: plugdb.replicator.v1.CloseResponse
-	nil,                       // 26: plugdb.replicator.v1.OpenRequest.ParamsEntry
+	(*ReplicateCall)(nil),     // 11: plugdb.replicator.v1.ReplicateCall
+	(*ReplicateResult)(nil),   // 12: plugdb.replicator.v1.ReplicateResult
+	(*FollowRequest)(nil),     // 13: plugdb.replicator.v1.FollowRequest
+	(*FollowResponse)(nil),    // 14: plugdb.replicator.v1.FollowResponse
+	(*DeliveriesRequest)(nil), // 15: plugdb.replicator.v1.DeliveriesRequest
+	(*Delivery)(nil),          // 16: plugdb.replicator.v1.Delivery
+	(*AppliedRequest)(nil),    // 17: plugdb.replicator.v1.AppliedRequest
+	(*AppliedResponse)(nil),   // 18: plugdb.replicator.v1.AppliedResponse
+	(*EpochAtRequest)(nil),    // 19: plugdb.replicator.v1.EpochAtRequest
+	(*EpochAtResponse)(nil),   // 20: plugdb.replicator.v1.EpochAtResponse
+	(*RestoredRequest)(nil),   // 21: plugdb.replicator.v1.RestoredRequest
+	(*RestoredResponse)(nil),  // 22: plugdb.replicator.v1.RestoredResponse
+	(*StatusRequest)(nil),     // 23: plugdb.replicator.v1.StatusRequest
+	(*FollowerStatus)(nil),    // 24: plugdb.replicator.v1.FollowerStatus
+	(*StatusResponse)(nil),    // 25: plugdb.replicator.v1.StatusResponse
+	(*CloseRequest)(nil),      // 26: plugdb.replicator.v1.CloseRequest
+	(*CloseResponse)(nil),     // 27: plugdb.replicator.v1.CloseResponse
+	nil,                       // 28: plugdb.replicator.v1.OpenRequest.ParamsEntry
 }
 var file_plugdb_replicator_v1_replicator_proto_depIdxs = []int32{
-	26, // 0: plugdb.replicator.v1.OpenRequest.params:type_name -> plugdb.replicator.v1.OpenRequest.ParamsEntry
+	28, // 0: plugdb.replicator.v1.OpenRequest.params:type_name -> plugdb.replicator.v1.OpenRequest.ParamsEntry
 	5,  // 1: plugdb.replicator.v1.SetPeersRequest.peers:type_name -> plugdb.replicator.v1.Peer
 	8,  // 2: plugdb.replicator.v1.ReplicateRequest.statement:type_name -> plugdb.replicator.v1.Statement
 	0,  // 3: plugdb.replicator.v1.ReplicateRequest.ack:type_name -> plugdb.replicator.v1.Ack
-	8,  // 4: plugdb.replicator.v1.Delivery.statement:type_name -> plugdb.replicator.v1.Statement
-	0,  // 5: plugdb.replicator.v1.StatusResponse.ack:type_name -> plugdb.replicator.v1.Ack
-	22, // 6: plugdb.replicator.v1.StatusResponse.followers:type_name -> plugdb.replicator.v1.FollowerStatus
-	1,  // 7: plugdb.replicator.v1.Replicator.Open:input_type -> plugdb.replicator.v1.OpenRequest
-	3,  // 8: plugdb.replicator.v1.Replicator.Lead:input_type -> plugdb.replicator.v1.LeadRequest
-	6,  // 9: plugdb.replicator.v1.Replicator.SetPeers:input_type -> plugdb.replicator.v1.SetPeersRequest
-	9,  // 10: plugdb.replicator.v1.Replicator.Replicate:input_type -> plugdb.replicator.v1.ReplicateRequest
-	11, // 11: plugdb.replicator.v1.Replicator.Follow:input_type -> plugdb.replicator.v1.FollowRequest
-	13, // 12: plugdb.replicator.v1.Replicator.Deliveries:input_type -> plugdb.replicator.v1.DeliveriesRequest
-	15, // 13: plugdb.replicator.v1.Replicator.Applied:input_type -> plugdb.replicator.v1.AppliedRequest
-	17, // 14: plugdb.replicator.v1.Replicator.EpochAt:input_type -> plugdb.replicator.v1.EpochAtRequest
-	19, // 15: plugdb.replicator.v1.Replicator.Restored:input_type -> plugdb.replicator.v1.RestoredRequest
-	21, // 16: plugdb.replicator.v1.Replicator.Status:input_type -> plugdb.replicator.v1.StatusRequest
-	24, // 17: plugdb.replicator.v1.Replicator.Close:input_type -> plugdb.replicator.v1.CloseRequest
-	2,  // 18: plugdb.replicator.v1.Replicator.Open:output_type -> plugdb.replicator.v1.OpenResponse
-	4,  // 19: plugdb.replicator.v1.Replicator.Lead:output_type -> plugdb.replicator.v1.LeadResponse
-	7,  // 20: plugdb.replicator.v1.Replicator.SetPeers:output_type -> plugdb.replicator.v1.SetPeersResponse
-	10, // 21: plugdb.replicator.v1.Replicator.Replicate:output_type -> plugdb.replicator.v1.ReplicateResponse
-	12, // 22: plugdb.replicator.v1.Replicator.Follow:output_type -> plugdb.replicator.v1.FollowResponse
-	14, // 23: plugdb.replicator.v1.Replicator.Deliveries:output_type -> plugdb.replicator.v1.Delivery
-	16, // 24: plugdb.replicator.v1.Replicator.Applied:output_type -> plugdb.replicator.v1.AppliedResponse
-	18, // 25: plugdb.replicator.v1.Replicator.EpochAt:output_type -> plugdb.replicator.v1.EpochAtResponse
-	20, // 26: plugdb.replicator.v1.Replicator.Restored:output_type -> plugdb.replicator.v1.RestoredResponse
-	23, // 27: plugdb.replicator.v1.Replicator.Status:output_type -> plugdb.replicator.v1.StatusResponse
-	25, // 28: plugdb.replicator.v1.Replicator.Close:output_type -> plugdb.replicator.v1.CloseResponse
-	18, // [18:29] is the sub-list for method output_type
-	7,  // [7:18] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	9,  // 4: plugdb.replicator.v1.ReplicateCall.request:type_name -> plugdb.replicator.v1.ReplicateRequest
+	8,  // 5: plugdb.replicator.v1.Delivery.statement:type_name -> plugdb.replicator.v1.Statement
+	0,  // 6: plugdb.replicator.v1.StatusResponse.ack:type_name -> plugdb.replicator.v1.Ack
+	24, // 7: plugdb.replicator.v1.StatusResponse.followers:type_name -> plugdb.replicator.v1.FollowerStatus
+	1,  // 8: plugdb.replicator.v1.Replicator.Open:input_type -> plugdb.replicator.v1.OpenRequest
+	3,  // 9: plugdb.replicator.v1.Replicator.Lead:input_type -> plugdb.replicator.v1.LeadRequest
+	6,  // 10: plugdb.replicator.v1.Replicator.SetPeers:input_type -> plugdb.replicator.v1.SetPeersRequest
+	9,  // 11: plugdb.replicator.v1.Replicator.Replicate:input_type -> plugdb.replicator.v1.ReplicateRequest
+	11, // 12: plugdb.replicator.v1.Replicator.Replicates:input_type -> plugdb.replicator.v1.ReplicateCall
+	13, // 13: plugdb.replicator.v1.Replicator.Follow:input_type -> plugdb.replicator.v1.FollowRequest
+	15, // 14: plugdb.replicator.v1.Replicator.Deliveries:input_type -> plugdb.replicator.v1.DeliveriesRequest
+	17, // 15: plugdb.replicator.v1.Replicator.Applied:input_type -> plugdb.replicator.v1.AppliedRequest
+	19, // 16: plugdb.replicator.v1.Replicator.EpochAt:input_type -> plugdb.replicator.v1.EpochAtRequest
+	21, // 17: plugdb.replicator.v1.Replicator.Restored:input_type -> plugdb.replicator.v1.RestoredRequest
+	23, // 18: plugdb.replicator.v1.Replicator.Status:input_type -> plugdb.replicator.v1.StatusRequest
+	26, // 19: plugdb.replicator.v1.Replicator.Close:input_type -> plugdb.replicator.v1.CloseRequest
+	2,  // 20: plugdb.replicator.v1.Replicator.Open:output_type -> plugdb.replicator.v1.OpenResponse
+	4,  // 21: plugdb.replicator.v1.Replicator.Lead:output_type -> plugdb.replicator.v1.LeadResponse
+	7,  // 22: plugdb.replicator.v1.Replicator.SetPeers:output_type -> plugdb.replicator.v1.SetPeersResponse
+	10, // 23: plugdb.replicator.v1.Replicator.Replicate:output_type -> plugdb.replicator.v1.ReplicateResponse
+	12, // 24: plugdb.replicator.v1.Replicator.Replicates:output_type -> plugdb.replicator.v1.ReplicateResult
+	14, // 25: plugdb.replicator.v1.Replicator.Follow:output_type -> plugdb.replicator.v1.FollowResponse
+	16, // 26: plugdb.replicator.v1.Replicator.Deliveries:output_type -> plugdb.replicator.v1.Delivery
+	18, // 27: plugdb.replicator.v1.Replicator.Applied:output_type -> plugdb.replicator.v1.AppliedResponse
+	20, // 28: plugdb.replicator.v1.Replicator.EpochAt:output_type -> plugdb.replicator.v1.EpochAtResponse
+	22, // 29: plugdb.replicator.v1.Replicator.Restored:output_type -> plugdb.replicator.v1.RestoredResponse
+	25, // 30: plugdb.replicator.v1.Replicator.Status:output_type -> plugdb.replicator.v1.StatusResponse
+	27, // 31: plugdb.replicator.v1.Replicator.Close:output_type -> plugdb.replicator.v1.CloseResponse
+	20, // [20:32] is the sub-list for method output_type
+	8,  // [8:20] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_replicator_v1_replicator_proto_init() }
@@ -1559,7 +1697,7 @@ func file_plugdb_replicator_v1_replicator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_replicator_v1_replicator_proto_rawDesc), len(file_plugdb_replicator_v1_replicator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

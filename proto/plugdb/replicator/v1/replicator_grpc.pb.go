@@ -31,6 +31,7 @@ const (
 	Replicator_Lead_FullMethodName       = "/plugdb.replicator.v1.Replicator/Lead"
 	Replicator_SetPeers_FullMethodName   = "/plugdb.replicator.v1.Replicator/SetPeers"
 	Replicator_Replicate_FullMethodName  = "/plugdb.replicator.v1.Replicator/Replicate"
+	Replicator_Replicates_FullMethodName = "/plugdb.replicator.v1.Replicator/Replicates"
 	Replicator_Follow_FullMethodName     = "/plugdb.replicator.v1.Replicator/Follow"
 	Replicator_Deliveries_FullMethodName = "/plugdb.replicator.v1.Replicator/Deliveries"
 	Replicator_Applied_FullMethodName    = "/plugdb.replicator.v1.Replicator/Applied"
@@ -51,6 +52,12 @@ type ReplicatorClient interface {
 	SetPeers(ctx context.Context, in *SetPeersRequest, opts ...grpc.CallOption) (*SetPeersResponse, error)
 	// Replicate carries the caller's deadline; it returns once the ack is met.
 	Replicate(ctx context.Context, in *ReplicateRequest, opts ...grpc.CallOption) (*ReplicateResponse, error)
+	// Replicates is Replicate for every concurrent statement of the host over
+	// one stream: a call carries an id and the time its caller still waits,
+	// and its result comes back with that id, in any order. One unary call
+	// per statement costs each a new HTTP/2 stream on both sides; a host
+	// falls back to Replicate when a plugin answers UNIMPLEMENTED.
+	Replicates(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReplicateCall, ReplicateResult], error)
 	Follow(ctx context.Context, in *FollowRequest, opts ...grpc.CallOption) (*FollowResponse, error)
 	// Deliveries streams what the follower's host must apply or do, in order,
 	// until the call's context ends or the replicator closes (the stream then
@@ -111,6 +118,19 @@ func (c *replicatorClient) Replicate(ctx context.Context, in *ReplicateRequest, 
 	return out, nil
 }
 
+func (c *replicatorClient) Replicates(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReplicateCall, ReplicateResult], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Replicator_ServiceDesc.Streams[0], Replicator_Replicates_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReplicateCall, ReplicateResult]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replicator_ReplicatesClient = grpc.BidiStreamingClient[ReplicateCall, ReplicateResult]
+
 func (c *replicatorClient) Follow(ctx context.Context, in *FollowRequest, opts ...grpc.CallOption) (*FollowResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FollowResponse)
@@ -123,7 +143,7 @@ func (c *replicatorClient) Follow(ctx context.Context, in *FollowRequest, opts .
 
 func (c *replicatorClient) Deliveries(ctx context.Context, in *DeliveriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Delivery], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Replicator_ServiceDesc.Streams[0], Replicator_Deliveries_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Replicator_ServiceDesc.Streams[1], Replicator_Deliveries_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -201,6 +221,12 @@ type ReplicatorServer interface {
 	SetPeers(context.Context, *SetPeersRequest) (*SetPeersResponse, error)
 	// Replicate carries the caller's deadline; it returns once the ack is met.
 	Replicate(context.Context, *ReplicateRequest) (*ReplicateResponse, error)
+	// Replicates is Replicate for every concurrent statement of the host over
+	// one stream: a call carries an id and the time its caller still waits,
+	// and its result comes back with that id, in any order. One unary call
+	// per statement costs each a new HTTP/2 stream on both sides; a host
+	// falls back to Replicate when a plugin answers UNIMPLEMENTED.
+	Replicates(grpc.BidiStreamingServer[ReplicateCall, ReplicateResult]) error
 	Follow(context.Context, *FollowRequest) (*FollowResponse, error)
 	// Deliveries streams what the follower's host must apply or do, in order,
 	// until the call's context ends or the replicator closes (the stream then
@@ -232,6 +258,9 @@ func (UnimplementedReplicatorServer) SetPeers(context.Context, *SetPeersRequest)
 }
 func (UnimplementedReplicatorServer) Replicate(context.Context, *ReplicateRequest) (*ReplicateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Replicate not implemented")
+}
+func (UnimplementedReplicatorServer) Replicates(grpc.BidiStreamingServer[ReplicateCall, ReplicateResult]) error {
+	return status.Error(codes.Unimplemented, "method Replicates not implemented")
 }
 func (UnimplementedReplicatorServer) Follow(context.Context, *FollowRequest) (*FollowResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Follow not implemented")
@@ -346,6 +375,13 @@ func _Replicator_Replicate_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Replicator_Replicates_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ReplicatorServer).Replicates(&grpc.GenericServerStream[ReplicateCall, ReplicateResult]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replicator_ReplicatesServer = grpc.BidiStreamingServer[ReplicateCall, ReplicateResult]
 
 func _Replicator_Follow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(FollowRequest)
@@ -515,6 +551,12 @@ var Replicator_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Replicates",
+			Handler:       _Replicator_Replicates_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "Deliveries",
 			Handler:       _Replicator_Deliveries_Handler,
