@@ -28,6 +28,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // errBadFrame marks a frame that failed validation while scanning or reading.
 var errBadFrame = errors.New("bad frame")
 
+// errZeroTail marks the end of the frames in a segment whose file goes on
+// with zeros: preallocated space (Log.preallocate), not damage.
+var errZeroTail = fmt.Errorf("zero-filled space after the last frame: %w", errBadFrame)
+
 // index locates one record: its last LSN and its frame's offset in its
 // segment. Its first LSN is the previous record's last + 1 (or the segment's
 // first LSN) and its frame ends where the next one starts (or at the
@@ -174,6 +178,9 @@ func (s *segment) scan(minEpoch uint64, onRecord func(Record)) (fileSize int64, 
 			return 0, nil, fmt.Errorf("read segment %s at offset %d: %w", s.path, off, err)
 		}
 		n := int64(binary.LittleEndian.Uint32(hdr[0:]))
+		if hdr == [frameHeader]byte{} {
+			return fileSize, errZeroTail, nil
+		}
 		if n < recordHeader || n > recordHeader+MaxPayload {
 			return fileSize, fmt.Errorf("frame length %d: %w", n, errBadFrame), nil
 		}
