@@ -37,7 +37,7 @@ var optionDocs = []struct{ name, def, doc string }{
 	{"isr_lag", "2s", "a follower not caught up for this long leaves the in-sync set"},
 	{"retain_bytes", "268435456", "keep at most this many bytes of statement log (a follower further behind is rebuilt from a snapshot)"},
 	{"retain_age", "24h", "keep statements at most this long"},
-	{"segment_bytes", "16777216", "size of one log segment file"},
+	{"segment_bytes", "16777216", "size of one log segment file (the active one is preallocated to it)"},
 	{"batch_bytes", "1048576", "bytes of statements per message to a follower"},
 	{"heartbeat", "100ms", "how often an idle leader tells its followers the commit point"},
 }
