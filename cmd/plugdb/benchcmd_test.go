@@ -454,6 +454,6 @@ func btree(c config.Config) bool {
 
 func ackIs(ack string) func(config.Config) bool {
 	return func(c config.Config) bool {
-		return c.Replicator.Plugin == "statement" && c.Replicator.Options["ack"] == ack && c.Nodes.Replicas == 2
+		return c.Replicator.Plugin == "statement" && c.Replicator.Options["ack"] == ack && c.Nodes.Replicas == 3
 	}
 }
