@@ -184,7 +184,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
-	part, err := partition.OpenReplica(ctx, p, eng, repl, log)
+	part, err := partition.OpenReplica(ctx, p, eng, repl, partition.ReplicaOptions{Logger: log, AnswerAtCommit: repl.Addr() != ""})
 	if err != nil {
 		eng.Close()
 		return err

@@ -5,9 +5,12 @@
 //
 // A replicated partition (OpenReplica) hands each group to its replicator
 // first and applies it only once the replicator says its ack mode is met, so
-// no reader sees a write a failover could lose. Several groups are in flight
-// at once (pipelined); conditions of later groups see the writes of earlier
-// ones that are not applied yet.
+// no reader sees a write a failover could lose. Where the replicator's log is
+// the commit point (ReplicaOptions.AnswerAtCommit) it answers the group's
+// writes then, and applies them to the engine just after; a read of a key
+// with an answered write not yet applied (or a scan, while any is) waits
+// for it. While a group replicates, the writes that arrive gather into the
+// next one; conditions see the writes of earlier groups not applied yet.
 package partition
 
 import (
@@ -114,13 +117,31 @@ func (p *Partition) Get(ctx context.Context, key []byte) (engines.Row, error) {
 	if err := checkUserKey(key); err != nil {
 		return engines.Row{}, err
 	}
+	if p.rep != nil {
+		// A write is answered once committed: the read waits for it to
+		// reach the engine.
+		if err := p.rep.awaitVisible(ctx, key); err != nil {
+			return engines.Row{}, err
+		}
+	}
 	return p.eng.Get(ctx, key)
 }
 
-// Scan reads a range in key order, leaving out the internal rows.
+// Scan reads a range in key order, leaving out the internal rows. On a
+// replicated partition it starts once every answered write is applied.
 func (p *Partition) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
 	p.scans.Add(1)
-	return hideReserved(ctx, r, p.eng.Scan)
+	rows := hideReserved(ctx, r, p.eng.Scan)
+	if p.rep == nil {
+		return rows
+	}
+	return func(yield func(engines.Row, error) bool) {
+		if err := p.rep.awaitVisible(ctx, nil); err != nil {
+			yield(engines.Row{}, err)
+			return
+		}
+		rows(yield)
+	}
 }
 
 // ScansServed is how many scans the partition served since it was opened.

@@ -44,15 +44,28 @@ const maxInFlight = 1
 // (Checkpoint).
 const checkpointEvery = time.Second
 
+// ReplicaOptions are how a replicated partition runs.
+type ReplicaOptions struct {
+	// Logger hears of checkpoints that failed; nil: nothing is logged.
+	Logger hclog.Logger
+	// AnswerAtCommit: the replicator's log is the commit point (a committed
+	// statement survives without the engine, which replays it from the
+	// log), so a write is answered once its statement committed and applied
+	// to the engine just after; a read of a key with an answered write not
+	// yet applied waits for it. Without it (replicator none, whose Replicate
+	// returns at once) a write is answered once the engine applied it, and
+	// is as durable as the engine's sync mode makes it.
+	AnswerAtCommit bool
+}
+
 // OpenReplica starts a partition whose writes are committed through repl
 // before they are applied. It takes writes only after Lead. Every
-// checkpointEvery, and once at Close, it checkpoints the engine (Checkpoint);
-// log, which may be nil, hears of a checkpoint that failed.
-func OpenReplica(ctx context.Context, id int, eng engines.Engine, repl Replication, log hclog.Logger) (*Partition, error) {
-	if log == nil {
-		log = hclog.NewNullLogger()
+// checkpointEvery, and once at Close, it checkpoints the engine (Checkpoint).
+func OpenReplica(ctx context.Context, id int, eng engines.Engine, repl Replication, opts ReplicaOptions) (*Partition, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
 	}
-	return open(ctx, id, eng, &replica{repl: repl, log: log})
+	return open(ctx, id, eng, &replica{repl: repl, log: opts.Logger, answerAtCommit: opts.AnswerAtCommit})
 }
 
 // replica is the replicated write path of a partition.
@@ -63,6 +76,8 @@ type replica struct {
 	flight chan *group   // groups in LSN order, to the apply loop
 	slots  chan struct{} // one per group in flight (acquire, release)
 	loop   sync.WaitGroup
+
+	answerAtCommit bool // see ReplicaOptions.AnswerAtCommit
 
 	stopCheckpoints chan struct{} // closed by close: the checkpoint loop ends
 	checkpoints     sync.WaitGroup
@@ -78,7 +93,12 @@ type replica struct {
 	renumber bool
 	pending  map[string]pendingWrite // keys written by groups not yet applied
 	applied  uint64                  // the engine's applied LSN
-	last     *group                  // the group handed to the replicator last (writer loop only)
+	// committed: the leader knows every statement through it committed, and
+	// has answered its writes; the engine holds them once applied reaches it.
+	committed uint64
+	applyErr  error         // the engine failed to apply committed writes
+	moved     chan struct{} // closed and replaced when applied moves or applyErr is set
+	last      *group        // the group handed to the replicator last (writer loop only)
 
 	applyMu sync.Mutex // one engine Apply at a time (leader groups, follower deliveries)
 }
@@ -165,6 +185,7 @@ func (r *replica) init(p *Partition, applied uint64) {
 	r.p = p
 	r.applied = applied
 	r.pending = map[string]pendingWrite{}
+	r.moved = make(chan struct{})
 	r.flight = make(chan *group, maxInFlight)
 	r.slots = make(chan struct{}, maxInFlight)
 	r.loop.Add(1)
@@ -311,6 +332,8 @@ func (p *Partition) Restored(lsn uint64) {
 	if r := p.rep; r != nil {
 		r.mu.Lock()
 		r.applied = lsn
+		r.committed = min(r.committed, lsn) // a follower's restore: nothing of its own is pending
+		r.notifyAppliedLocked()
 		r.mu.Unlock()
 	}
 }
@@ -336,7 +359,60 @@ func (p *Partition) LockApply() func() {
 func (r *replica) setApplied(lsn uint64) {
 	r.mu.Lock()
 	r.applied = max(r.applied, lsn)
+	r.notifyAppliedLocked()
 	r.mu.Unlock()
+}
+
+// notifyAppliedLocked wakes the reads waiting for applied writes; r.mu is held.
+func (r *replica) notifyAppliedLocked() {
+	close(r.moved)
+	r.moved = make(chan struct{})
+}
+
+// answerCommitted answers the writes of g, whose statement committed: they
+// are durable on a majority, in the leader's log, and any leader after it
+// applies them. The engine applies them next (applyLoop); until then a read
+// of one of their keys waits (awaitVisible).
+func (r *replica) answerCommitted(g *group) {
+	if !r.answerAtCommit {
+		return // apply answers them
+	}
+	r.mu.Lock()
+	r.committed = max(r.committed, g.batch[len(g.batch)-1].LSN)
+	r.mu.Unlock()
+	for _, q := range g.members {
+		close(q.done)
+	}
+}
+
+// awaitVisible waits until the engine holds every answered write of key,
+// or, for a nil key (a scan), every answered write: a write is answered
+// once its statement committed, and applied to the engine just after.
+func (r *replica) awaitVisible(ctx context.Context, key []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		if key != nil {
+			if _, ok := r.pending[string(key)]; !ok {
+				return nil // no write of key waits to be applied
+			}
+		}
+		if r.applied >= r.committed {
+			return nil
+		}
+		if r.applyErr != nil {
+			return fmt.Errorf("partition %d: %v; the writes are committed and a new leader applies them: %w", r.p.id, r.applyErr, replicators.ErrUnavailable)
+		}
+		moved := r.moved
+		r.mu.Unlock()
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			r.mu.Lock()
+			return fmt.Errorf("partition %d: waiting for committed writes to reach the engine: %w", r.p.id, ctx.Err())
+		}
+		r.mu.Lock()
+	}
 }
 
 // pendingExists reports whether a group in flight writes key, and whether
@@ -451,6 +527,7 @@ func (r *replica) applyLoop() {
 		r.release() // replicated or failed: the writer loop may start another
 		switch {
 		case g.err == nil:
+			r.answerCommitted(g)
 			// Groups already committed behind it join the same engine
 			// batch: one engine write (one fsync) for all of them.
 			run := append(held, g)
@@ -465,6 +542,7 @@ func (r *replica) applyLoop() {
 					case <-g2.done:
 						if g2.err == nil {
 							r.release()
+							r.answerCommitted(g2)
 							run = append(run, g2)
 							continue
 						}
@@ -500,8 +578,10 @@ func (r *replica) applyLoop() {
 const maxCoalesce = 256
 
 // apply writes committed groups, in LSN order, to the engine as one batch
-// and answers the requests that still wait (those of groups whose Replicate
-// succeeded; a held group's requests were answered with its error).
+// and answers the requests that still wait: those deferred to them, and,
+// unless they were answered when they committed (answerAtCommit), the
+// writes of groups whose Replicate succeeded (a held group's were answered
+// with its error).
 func (r *replica) apply(run []*group) {
 	p := r.p
 	var batch []engines.Mutation
@@ -517,6 +597,8 @@ func (r *replica) apply(run []*group) {
 		// rather than serve reads that miss it.
 		r.mu.Lock()
 		r.leading = false
+		r.applyErr = err
+		r.notifyAppliedLocked()
 		r.mu.Unlock()
 	} else {
 		r.mu.Lock()
@@ -530,8 +612,8 @@ func (r *replica) apply(run []*group) {
 	}
 	for _, g := range run {
 		r.finish(g, err)
-		if g.err != nil {
-			continue
+		if g.err != nil || r.answerAtCommit {
+			continue // answered with its error, or when it committed
 		}
 		for _, q := range g.members {
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func openReplica(t *testing.T, f *fakeRepl) *Partition {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := OpenReplica(context.Background(), 0, eng, f, nil)
+	p, err := OpenReplica(context.Background(), 0, eng, f, ReplicaOptions{AnswerAtCommit: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +344,7 @@ func TestReplicaReportsOnlyFlushedLSN(t *testing.T) {
 	}
 	e := &flushRecorder{Engine: eng}
 	r := &reportRecorder{}
-	p, err := OpenReplica(ctx, 0, e, r, nil)
+	p, err := OpenReplica(ctx, 0, e, r, ReplicaOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,6 +356,10 @@ func TestReplicaReportsOnlyFlushedLSN(t *testing.T) {
 		if _, err := p.Write(ctx, []Write{put(fmt.Sprint("k", i), "v", Always)}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A write is answered once committed; a read of it waits for its apply.
+	if _, err := p.Get(ctx, []byte("k19")); err != nil {
+		t.Fatal(err)
 	}
 	lsn, err := p.Checkpoint(ctx)
 	if err != nil || lsn != 20 {
@@ -397,7 +402,7 @@ func TestReplicaCheckpointWithoutFlush(t *testing.T) {
 	}
 	e := &flushRecorder{Engine: eng, unsupported: true}
 	r := &reportRecorder{}
-	p, err := OpenReplica(ctx, 0, e, r, nil)
+	p, err := OpenReplica(ctx, 0, e, r, ReplicaOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,6 +411,9 @@ func TestReplicaCheckpointWithoutFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := p.Write(ctx, []Write{put("a", "1", Always), put("b", "2", Always)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Get(ctx, []byte("b")); err != nil { // waits for the apply
 		t.Fatal(err)
 	}
 	if lsn, err := p.Checkpoint(ctx); err != nil || lsn != 2 {
@@ -470,5 +478,134 @@ func TestWritesArrivingWhileTheWindowIsFullShareOneStatement(t *testing.T) {
 	}
 	if n := len(f.seen[maxInFlight].Mutations); n != later {
 		t.Fatalf("the later statement carries %d writes, want %d", n, later)
+	}
+}
+
+// gatedEngine holds every Apply until its gate is opened (or fails them
+// with failWith).
+type gatedEngine struct {
+	engines.Engine
+	gate     chan struct{}
+	once     sync.Once
+	failWith error
+}
+
+func (e *gatedEngine) open() { e.once.Do(func() { close(e.gate) }) }
+
+func (e *gatedEngine) Apply(ctx context.Context, batch []engines.Mutation) error {
+	<-e.gate
+	if e.failWith != nil {
+		return e.failWith
+	}
+	return e.Engine.Apply(ctx, batch)
+}
+
+func openGatedReplica(t *testing.T, failWith error, opts ReplicaOptions) (*Partition, *gatedEngine) {
+	t.Helper()
+	mem, err := memory.Open(context.Background(), engines.Options{Dir: t.TempDir(), Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := &gatedEngine{Engine: mem, gate: make(chan struct{}), failWith: failWith}
+	p, err := OpenReplica(context.Background(), 0, eng, &fakeRepl{}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.open(); p.Close() })
+	if err := p.Lead(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	return p, eng
+}
+
+func TestAWriteIsAnsweredOnceCommittedAndReadsWaitForItsApply(t *testing.T) {
+	p, eng := openGatedReplica(t, nil, ReplicaOptions{AnswerAtCommit: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Answered while the engine has not applied it (its Apply is held).
+	lsns, err := p.Write(ctx, []Write{put("k", "v", Always)})
+	if err != nil || len(lsns) != 1 {
+		t.Fatalf("write: %v %v", lsns, err)
+	}
+	// A read of k must not miss the answered write: it waits for the apply.
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err = p.Get(short, []byte("k"))
+	stop()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a read of k while its answered write is not applied: %v, want it to wait (and here time out)", err)
+	}
+	short, stop = context.WithTimeout(ctx, 50*time.Millisecond)
+	for _, err := range p.Scan(short, engines.ScanRange{}) {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a scan while an answered write is not applied: %v, want it to wait", err)
+		}
+	}
+	stop()
+	// A key without a write in flight is read at once.
+	if _, err := p.Get(ctx, []byte("other")); !errors.Is(err, engines.ErrNotFound) {
+		t.Fatalf("a read of another key: %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		row, err := p.Get(ctx, []byte("k"))
+		if err == nil && (string(row.Value) != "v" || row.LSN != lsns[0]) {
+			err = fmt.Errorf("k = %q at lsn %d, want v at %d", row.Value, row.LSN, lsns[0])
+		}
+		got <- err
+	}()
+	eng.open()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for row, err := range p.Scan(ctx, engines.ScanRange{}) {
+		if err != nil || string(row.Key) != "k" {
+			t.Fatalf("scan: %q %v", row.Key, err)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("scan saw %d rows, want 1", n)
+	}
+}
+
+func TestAReadOfAWriteTheEngineFailedToApplyFails(t *testing.T) {
+	p, eng := openGatedReplica(t, errors.New("disk full"), ReplicaOptions{AnswerAtCommit: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.Write(ctx, []Write{put("k", "v", Always)}); err != nil {
+		t.Fatalf("write: %v", err) // committed: answered before the apply fails
+	}
+	got := make(chan error, 1)
+	go func() { _, err := p.Get(ctx, []byte("k")); got <- err }()
+	eng.open()
+	if err := <-got; !errors.Is(err, replicators.ErrUnavailable) || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("a read of a write the engine failed to apply: %v, want Unavailable naming the cause", err)
+	}
+	if _, leading := p.Leading(); leading {
+		t.Fatal("the partition still leads after its engine failed a committed write")
+	}
+}
+
+// Without a log as the commit point (replicator none), a write is answered
+// only once the engine applied it: its sync mode is what makes it durable.
+func TestWithoutALogAWriteIsAnsweredOnceApplied(t *testing.T) {
+	p, eng := openGatedReplica(t, nil, ReplicaOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err := p.Write(short, []Write{put("k", "v", Always)})
+	stop()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a write whose apply is held: %v, want it to wait (and here time out)", err)
+	}
+	eng.open()
+	// The timed-out write still applies (its outcome was unknown); a later
+	// one is answered after it.
+	if _, err := p.Write(ctx, []Write{put("k2", "v", Always)}); err != nil {
+		t.Fatal(err)
+	}
+	if row, err := p.Get(ctx, []byte("k")); err != nil || string(row.Value) != "v" {
+		t.Fatalf("k = %q, %v", row.Value, err)
 	}
 }

@@ -186,7 +186,7 @@ func TestRequestTableSurvivesFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	follower, err := OpenReplica(context.Background(), 0, eng, &fakeRepl{}, nil)
+	follower, err := OpenReplica(context.Background(), 0, eng, &fakeRepl{}, ReplicaOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
