@@ -37,7 +37,7 @@ var _ replicators.Replicator = (*ReplicatorClient)(nil)
 // tools that dial a replicator service themselves use this.
 func NewReplicatorClient(conn grpc.ClientConnInterface) *ReplicatorClient {
 	rpc := replicatorv1.NewReplicatorClient(conn)
-	return &ReplicatorClient{rpc: rpc, mux: &replicateMux{rpc: rpc}}
+	return &ReplicatorClient{rpc: rpc, mux: newReplicateMux(rpc)}
 }
 
 // Open opens the plugin's replicator with opts (its Logger stays on the host:

@@ -175,16 +175,18 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}()
 	// A replicator that makes copies (it has an address) keeps a durable log
 	// and replays it from the engine's applied LSN: the log is the commit
-	// point, and the engine need not fsync each write.
+	// point, so the engine need not fsync each write, and a write is
+	// answered once committed.
+	logIsCommitPoint := repl.Addr() != ""
 	openEngine := l.OpenEngine
-	if repl.Addr() != "" {
+	if logIsCommitPoint {
 		openEngine = l.OpenLogBackedEngine
 	}
 	eng, err := openEngine(ctx, cfg.Engine.Block(), dir)
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
-	part, err := partition.OpenReplica(ctx, p, eng, repl, partition.ReplicaOptions{Logger: log, AnswerAtCommit: repl.Addr() != ""})
+	part, err := partition.OpenReplica(ctx, p, eng, repl, partition.ReplicaOptions{Logger: log, AnswerAtCommit: logIsCommitPoint})
 	if err != nil {
 		eng.Close()
 		return err

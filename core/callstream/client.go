@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"runtime"
-	"sync"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/plugdb/plugdb/plugins/streamcall"
 	nodev1 "github.com/plugdb/plugdb/proto/plugdb/node/v1"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
@@ -29,18 +28,23 @@ import (
 // KVCalls (an older plugdb) is called unary.
 type Client struct {
 	plugdbv1.KVClient
-	rpc    nodev1.KVCallsClient
-	nextID atomic.Uint64
-	unary  atomic.Bool // the node has no KVCalls service
-
-	mu     sync.Mutex
-	cur    *callStream
-	closed bool
+	calls *streamcall.Client[*nodev1.Call, *nodev1.Result, *nodev1.CallBatch, *nodev1.ResultBatch]
+	unary atomic.Bool // the node has no KVCalls service
 }
 
 // NewClient returns a client of the node at the other end of cc.
 func NewClient(cc grpc.ClientConnInterface) *Client {
-	return &Client{KVClient: plugdbv1.NewKVClient(cc), rpc: nodev1.NewKVCallsClient(cc)}
+	rpc := nodev1.NewKVCallsClient(cc)
+	return &Client{KVClient: plugdbv1.NewKVClient(cc), calls: streamcall.New(streamcall.Codec[*nodev1.Call, *nodev1.Result, *nodev1.CallBatch, *nodev1.ResultBatch]{
+		Open: func(ctx context.Context) (streamcall.Stream[*nodev1.CallBatch, *nodev1.ResultBatch], error) {
+			return rpc.Calls(ctx)
+		},
+		SetID:    func(c *nodev1.Call, id uint64) { c.Id = id },
+		ID:       func(r *nodev1.Result) uint64 { return r.GetId() },
+		Pack:     func(calls []*nodev1.Call) *nodev1.CallBatch { return &nodev1.CallBatch{Calls: slices.Clone(calls)} },
+		Unpack:   func(b *nodev1.ResultBatch) []*nodev1.Result { return b.GetResults() },
+		MaxBatch: maxBatch,
+	})}
 }
 
 // errUnary: the node does not serve KVCalls; the caller falls back to unary.
@@ -48,14 +52,7 @@ var errUnary = errors.New("the node does not serve KVCalls")
 
 // Close ends the stream; later calls fail with Unavailable. It does not close
 // the connection, which its owner closes.
-func (c *Client) Close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
-	if c.cur != nil {
-		c.cur.fail(status.Error(codes.Unavailable, "the client is closed"))
-	}
-}
+func (c *Client) Close() { c.calls.Close() }
 
 // Get is plugdb.v1.KV's Get.
 func (c *Client) Get(ctx context.Context, req *plugdbv1.GetRequest, opts ...grpc.CallOption) (*plugdbv1.GetResponse, error) {
@@ -123,7 +120,8 @@ func errNoResponse(what string) error {
 }
 
 // call sends one call over the stream and waits for its result; a failed
-// call's error is its status error.
+// call's error is its status error (Unavailable if its stream broke, as a
+// unary call whose connection broke).
 func (c *Client) call(ctx context.Context, call *nodev1.Call) (*nodev1.Result, error) {
 	if c.unary.Load() {
 		return nil, errUnary
@@ -135,37 +133,20 @@ func (c *Client) call(ctx context.Context, call *nodev1.Call) (*nodev1.Result, e
 		}
 		call.TimeoutUs = max(1, left.Microseconds())
 	}
-	s, err := c.stream(ctx)
-	if err != nil {
-		return nil, err
+	r, err := c.calls.Do(ctx, call)
+	var broke *streamcall.StreamError
+	switch {
+	case errors.Is(err, streamcall.ErrClosed):
+		return nil, status.Error(codes.Unavailable, "the client is closed")
+	case errors.As(err, &broke) && status.Code(broke.Err) == codes.Unimplemented:
+		c.unary.Store(true) // a node without the KVCalls service
+		return nil, errUnary
+	case errors.As(err, &broke):
+		return nil, unavailable(broke.Err)
+	case err != nil:
+		return nil, status.FromContextError(err).Err()
 	}
-	call.Id = c.nextID.Add(1)
-	result := make(chan *nodev1.Result, 1)
-	s.mu.Lock()
-	s.pending[call.Id] = result
-	s.mu.Unlock()
-	select {
-	case s.queue <- call:
-	case <-s.done:
-		return nil, c.streamErr(s)
-	case <-ctx.Done():
-		s.forget(call.Id)
-		return nil, status.FromContextError(ctx.Err()).Err()
-	}
-	select {
-	case r := <-result:
-		return r, resultErr(r)
-	case <-s.done:
-		select { // the result may have arrived just before the stream broke
-		case r := <-result:
-			return r, resultErr(r)
-		default:
-			return nil, c.streamErr(s)
-		}
-	case <-ctx.Done():
-		s.forget(call.Id)
-		return nil, status.FromContextError(ctx.Err()).Err()
-	}
+	return r, resultErr(r)
 }
 
 // resultErr is a result's status as an error (nil for success).
@@ -183,150 +164,10 @@ func resultErr(r *nodev1.Result) error {
 	return status.FromProto(&sp).Err()
 }
 
-// streamErr is the error of a call whose stream broke; a node without the
-// KVCalls service switches the client to unary calls.
-func (c *Client) streamErr(s *callStream) error {
-	if status.Code(s.err) == codes.Unimplemented {
-		c.unary.Store(true)
-		return errUnary
-	}
-	return s.err
-}
-
-// callStream is one open Calls stream; once broken it is replaced.
-type callStream struct {
-	stream nodev1.KVCalls_CallsClient
-	cancel context.CancelFunc
-	queue  chan *nodev1.Call
-	done   chan struct{} // closed when the stream broke
-	err    error         // why, as an Unavailable status; set before done is closed
-	once   sync.Once
-
-	mu      sync.Mutex
-	pending map[uint64]chan *nodev1.Result // by call id
-}
-
-// stream returns the open stream, opening one when there is none. Opening
-// waits for the connection at most until ctx ends.
-func (c *Client) stream(ctx context.Context) (*callStream, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, status.Error(codes.Unavailable, "the client is closed")
-	}
-	if s := c.cur; s != nil {
-		select {
-		case <-s.done:
-			if status.Code(s.err) == codes.Unimplemented {
-				c.unary.Store(true)
-				return nil, errUnary
-			}
-		default:
-			return s, nil
-		}
-	}
-	sctx, cancel := context.WithCancel(context.Background())
-	stopWatch := context.AfterFunc(ctx, cancel) // the caller gave up: stop opening
-	stream, err := c.rpc.Calls(sctx)
-	if !stopWatch() {
-		cancel()
-		return nil, status.FromContextError(ctx.Err()).Err()
-	}
-	if err != nil {
-		cancel()
-		return nil, unavailable(err)
-	}
-	s := &callStream{
-		stream:  stream,
-		cancel:  cancel,
-		queue:   make(chan *nodev1.Call, maxBatch),
-		done:    make(chan struct{}),
-		pending: map[uint64]chan *nodev1.Result{},
-	}
-	go s.send()
-	go s.receive()
-	c.cur = s
-	return s, nil
-}
-
-func (s *callStream) forget(id uint64) {
-	s.mu.Lock()
-	delete(s.pending, id)
-	s.mu.Unlock()
-}
-
-// send packs every waiting call into one message.
-func (s *callStream) send() {
-	calls := make([]*nodev1.Call, 0, 64)
-	for {
-		var call *nodev1.Call
-		select {
-		case call = <-s.queue:
-		case <-s.done:
-			return
-		}
-		calls = append(calls[:0], call)
-		if len(s.queue) == 0 {
-			// Yield once, so that callers already runnable queue their calls
-			// and join this message: under load, most messages would carry
-			// one call otherwise.
-			runtime.Gosched()
-		}
-	more:
-		for len(calls) < maxBatch {
-			select {
-			case call = <-s.queue:
-				calls = append(calls, call)
-			default:
-				break more
-			}
-		}
-		err := s.stream.Send(&nodev1.CallBatch{Calls: calls})
-		clear(calls)
-		if errors.Is(err, io.EOF) {
-			return // the node ended the stream: receive learns why
-		}
-		if err != nil {
-			s.fail(err)
-			return
-		}
-	}
-}
-
-// receive hands each result to its caller.
-func (s *callStream) receive() {
-	for {
-		batch, err := s.stream.Recv()
-		if err != nil {
-			s.fail(err)
-			return
-		}
-		for _, r := range batch.GetResults() {
-			s.mu.Lock()
-			ch, ok := s.pending[r.GetId()]
-			delete(s.pending, r.GetId())
-			s.mu.Unlock()
-			if ok {
-				ch <- r // buffered for one result
-			}
-		}
-	}
-}
-
-// fail marks the stream broken: every waiting caller gets err.
-func (s *callStream) fail(err error) {
-	s.once.Do(func() {
-		s.err = unavailable(err)
-		s.cancel()
-		close(s.done)
-	})
-}
-
 // unavailable makes a stream error an Unavailable status (which the router
-// retries), keeping Unimplemented (a node without KVCalls) as it is.
+// retries).
 func unavailable(err error) error {
-	st, ok := status.FromError(err)
-	if ok && (st.Code() == codes.Unavailable || st.Code() == codes.Unimplemented) {
+	if status.Code(err) == codes.Unavailable {
 		return err
 	}
 	return status.Error(codes.Unavailable, fmt.Sprintf("the call stream to the node broke: %v", err))

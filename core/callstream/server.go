@@ -10,10 +10,8 @@ package callstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"sync"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/plugdb/plugdb/plugins/streamcall"
 	nodev1 "github.com/plugdb/plugdb/proto/plugdb/node/v1"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
@@ -44,65 +43,16 @@ func Register(kv plugdbv1.KVServer) func(*grpc.Server) {
 }
 
 // Calls runs every call it receives, each in its own goroutine, and sends the
-// results as they are ready. It returns once the caller closed the stream (or
-// it broke) and every call it started has been answered or dropped.
+// results as they are ready (streamcall.Serve). It returns once the caller
+// closed the stream (or it broke) and every call it started has been
+// answered or dropped.
 func (s *Server) Calls(stream nodev1.KVCalls_CallsServer) error {
 	ctx := stream.Context()
-	results := make(chan *nodev1.Result, maxBatch)
-	sent := make(chan error, 1)
-	go func() { sent <- sendResults(stream, results) }()
-
-	var calls sync.WaitGroup
-	var recvErr error
-	for {
-		batch, err := stream.Recv()
-		if err != nil {
-			recvErr = err
-			break
-		}
-		for _, c := range batch.GetCalls() {
-			calls.Add(1)
-			go func() {
-				defer calls.Done()
-				results <- s.serve(ctx, c)
-			}()
-		}
-	}
-	calls.Wait()
-	close(results)
-	sendErr := <-sent
-	if errors.Is(recvErr, io.EOF) {
-		return sendErr
-	}
-	return recvErr
-}
-
-// sendResults packs the results that are ready into one message at a time
-// until results is closed. After a failed send it keeps draining results (so
-// no call blocks) and returns the error.
-func sendResults(stream nodev1.KVCalls_CallsServer, results <-chan *nodev1.Result) error {
-	var err error
-	batch := make([]*nodev1.Result, 0, 64)
-	for r := range results {
-		batch = append(batch[:0], r)
-	more:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-results:
-				if !ok {
-					break more
-				}
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
-		if err == nil {
-			err = stream.Send(&nodev1.ResultBatch{Results: batch})
-		}
-		clear(batch)
-	}
-	return err
+	return streamcall.Serve(stream,
+		func(b *nodev1.CallBatch) []*nodev1.Call { return b.GetCalls() },
+		func(c *nodev1.Call) *nodev1.Result { return s.serve(ctx, c) },
+		func(rs []*nodev1.Result) *nodev1.ResultBatch { return &nodev1.ResultBatch{Results: slices.Clone(rs)} },
+		maxBatch)
 }
 
 // serve answers one call through the KV server, within the call's timeout.
