@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"go.uber.org/goleak"
 
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
 )
 
-func TestMain(m *testing.M) { zktest.Main(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(zktest.M{M: m}) }
 
 const session = 2 * time.Second
 

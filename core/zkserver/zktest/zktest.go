@@ -47,7 +47,12 @@ var shared struct {
 // Main runs the package's tests, then stops the shared server and removes
 // its data. It exits with the tests' exit code (1 when they passed but the
 // server could not be stopped).
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit: it runs the package's tests, stops the
+// shared server and returns the exit code, for a TestMain that checks more
+// afterwards (goleak's VerifyTestMain, through a wrapper of m).
+func Run(m interface{ Run() int }) int {
 	shared.mu.Lock()
 	shared.main = true
 	shared.mu.Unlock()
@@ -58,8 +63,16 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
+
+// M wraps a package's *testing.M so that running it also stops the shared
+// server: goleak.VerifyTestMain(zktest.M{M: m}) checks for leaked goroutines
+// once ZooKeeper is stopped.
+type M struct{ M *testing.M }
+
+// Run runs the tests and stops the shared server.
+func (m M) Run() int { return Run(m.M) }
 
 func stopShared() error {
 	shared.mu.Lock()
