@@ -174,11 +174,14 @@ func (c *EngineClient) Stats(ctx context.Context) (engines.Stats, error) {
 }
 
 // Close closes the plugin's engine. It does not end the plugin process; the
-// loader does that.
-func (c *EngineClient) Close() error {
+// loader does that (with CloseContext and a deadline).
+func (c *EngineClient) Close() error { return c.CloseContext(context.Background()) }
+
+// CloseContext is Close bounded by ctx.
+func (c *EngineClient) CloseContext(ctx context.Context) error {
 	if c.mux != nil {
 		c.mux.close()
 	}
-	_, err := c.rpc.Close(context.Background(), &enginev1.CloseRequest{})
-	return fromStatus(context.Background(), err)
+	_, err := c.rpc.Close(ctx, &enginev1.CloseRequest{})
+	return fromStatus(ctx, err)
 }

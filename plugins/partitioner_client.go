@@ -72,12 +72,15 @@ func (c *PartitionerClient) Range(ctx context.Context, start, end []byte) ([]int
 }
 
 // Close closes the plugin's partitioner. It does not end the plugin process;
-// the loader does that.
-func (c *PartitionerClient) Close() error {
+// the loader does that (with CloseContext and a deadline).
+func (c *PartitionerClient) Close() error { return c.CloseContext(context.Background()) }
+
+// CloseContext is Close bounded by ctx.
+func (c *PartitionerClient) CloseContext(ctx context.Context) error {
 	c.mux.close()
-	_, err := c.rpc.Close(context.Background(), &partitionerv1.CloseRequest{})
+	_, err := c.rpc.Close(ctx, &partitionerv1.CloseRequest{})
 	if err != nil {
-		return fmt.Errorf("close partitioner: %w", fromStatus(context.Background(), err))
+		return fmt.Errorf("close partitioner: %w", fromStatus(ctx, err))
 	}
 	return nil
 }

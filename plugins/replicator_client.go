@@ -181,12 +181,15 @@ func (c *ReplicatorClient) Status(ctx context.Context) (replicators.Status, erro
 }
 
 // Close closes the plugin's replicator. It does not end the plugin process;
-// the loader does that.
-func (c *ReplicatorClient) Close() error {
+// the loader does that (with CloseContext and a deadline).
+func (c *ReplicatorClient) Close() error { return c.CloseContext(context.Background()) }
+
+// CloseContext is Close bounded by ctx.
+func (c *ReplicatorClient) CloseContext(ctx context.Context) error {
 	c.mux.close()
-	_, err := c.rpc.Close(context.Background(), &replicatorv1.CloseRequest{})
+	_, err := c.rpc.Close(ctx, &replicatorv1.CloseRequest{})
 	if err != nil {
-		return fmt.Errorf("close replicator: %w", fromStatus(context.Background(), err))
+		return fmt.Errorf("close replicator: %w", fromStatus(ctx, err))
 	}
 	return nil
 }

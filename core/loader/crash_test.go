@@ -312,7 +312,7 @@ func TestCallOnRestartedPluginNamesIt(t *testing.T) {
 	}
 	defer eng.Close()
 	pe := eng.(*processEngine)
-	old, gen, err := pe.current() // what a call in flight holds
+	old, gen, err := pe.current(ctx) // what a call in flight holds
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"iter"
 	"sync"
-	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
@@ -43,9 +42,12 @@ func (l *Loader) openEngine(ctx context.Context, b Block, dir string, logBacked 
 		return eng, nil
 	}
 	p := &processEngine{l: l, block: b, opts: opts}
-	if err := p.start(ctx); err != nil {
+	client, eng, stderr, err := p.launch(ctx)
+	if err != nil {
 		return nil, err
 	}
+	p.client, p.eng, p.stderr = client, eng, stderr
+	p.closing, p.closeNow = context.WithCancel(context.Background())
 	return p, nil
 }
 
@@ -55,49 +57,72 @@ var _ engines.Flusher = (*processEngine)(nil)
 // dies, the call in flight fails with an error naming the plugin, and the
 // process is restarted (bounded attempts) and its engine reopened, which
 // recovers every durably acknowledged write.
+//
+// A restart does not hold mu while it starts the new process or waits
+// between attempts: it marks the engine restarting (calls wait for that
+// with their ctx), starts the process without the lock, and swaps the new
+// client in under the lock.
 type processEngine struct {
 	l     *Loader
 	block Block
 	opts  engines.Options
 
-	mu     sync.RWMutex
-	client *goplugin.Client
-	eng    *plugins.EngineClient
-	stderr *tailBuffer
-	gen    int   // incremented by each restart
-	failed error // set when restarts are exhausted or after Close
+	// closing ends at Close: a restart in progress stops starting and
+	// waiting.
+	closing  context.Context
+	closeNow context.CancelFunc
+
+	mu         sync.RWMutex
+	client     *goplugin.Client
+	eng        *plugins.EngineClient
+	stderr     *tailBuffer
+	gen        int           // incremented by each restart
+	restarting chan struct{} // non-nil while a restart runs; closed when it ends
+	closed     bool
+	failed     error // set when restarts are exhausted or after Close
 }
 
-func (p *processEngine) start(ctx context.Context) error {
+// launch starts a plugin process and opens its engine.
+func (p *processEngine) launch(ctx context.Context) (*goplugin.Client, *plugins.EngineClient, *tailBuffer, error) {
 	stderr := newTailBuffer(20)
 	client, raw, err := p.l.startClient(plugins.KindEngine, p.block, plugins.EnginePluginSet(nil, nil), stderr)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	eng, ok := raw.(*plugins.EngineClient)
 	if !ok {
 		client.Kill()
-		return fmt.Errorf("plugin %s dispensed %T, not an engine", p.block.Plugin, raw)
+		return nil, nil, nil, fmt.Errorf("plugin %s dispensed %T, not an engine", p.block.Plugin, raw)
 	}
 	if err := eng.Open(ctx, p.opts); err != nil {
 		client.Kill()
 		if status.Code(err) == codes.Unimplemented {
-			return fmt.Errorf("plugin %s is not %s plugin (it does not serve the engine service): %w", p.block.Plugin, article(plugins.KindEngine), wrongKind{err})
+			return nil, nil, nil, fmt.Errorf("plugin %s is not %s plugin (it does not serve the engine service): %w", p.block.Plugin, article(plugins.KindEngine), wrongKind{err})
 		}
-		return fmt.Errorf("engine plugin %s: open %s: %w", p.block.Plugin, p.opts.Dir, err)
+		return nil, nil, nil, fmt.Errorf("engine plugin %s: open %s: %w", p.block.Plugin, p.opts.Dir, err)
 	}
-	p.client, p.eng, p.stderr = client, eng, stderr
-	return nil
+	return client, eng, stderr, nil
 }
 
-// current returns the live engine client and its generation.
-func (p *processEngine) current() (*plugins.EngineClient, int, error) {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.failed != nil {
-		return nil, p.gen, p.failed
+// current returns the live engine client and its generation; while a
+// restart runs it waits for it, or for ctx.
+func (p *processEngine) current(ctx context.Context) (*plugins.EngineClient, int, error) {
+	for {
+		p.mu.RLock()
+		eng, gen, failed, restarting := p.eng, p.gen, p.failed, p.restarting
+		p.mu.RUnlock()
+		if failed != nil {
+			return nil, gen, failed
+		}
+		if restarting == nil {
+			return eng, gen, nil
+		}
+		select {
+		case <-restarting:
+		case <-ctx.Done():
+			return nil, gen, fmt.Errorf("engine plugin %s is restarting: %w", p.block.Plugin, ctx.Err())
+		}
 	}
-	return p.eng, p.gen, nil
 }
 
 // check inspects err from a call made on generation gen: a dead or
@@ -130,34 +155,65 @@ func (p *processEngine) exited(gen int) bool {
 	return gen == p.gen && p.client != nil && p.client.Exited()
 }
 
-// restart replaces the plugin of generation gen, unless another caller already did.
+// restart replaces the plugin of generation gen, unless another caller
+// already did or is doing it (then it waits for that restart to end). The
+// slow part, starting processes and waiting between attempts, runs without
+// mu; Close ends it early.
 func (p *processEngine) restart(gen int) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if gen != p.gen || p.failed != nil {
+		p.mu.Unlock()
 		return
 	}
+	if ch := p.restarting; ch != nil {
+		p.mu.Unlock()
+		<-ch
+		return
+	}
+	done := make(chan struct{})
+	p.restarting = done
+	old, tail := p.client, p.stderr.String()
+	p.mu.Unlock()
+	defer close(done) // after the lock is released and any new process killed
+
 	log := p.l.logger().Named("engine." + p.block.Plugin)
-	log.Error("engine plugin died; restarting", "last_output", p.stderr.String())
-	p.client.Kill()
+	log.Error("engine plugin died; restarting", "last_output", tail)
+	old.Kill()
 	var err error
 	for attempt := 1; attempt <= p.l.maxRestarts(); attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*p.l.startTimeout())
-		err = p.start(ctx)
+		ctx, cancel := context.WithTimeout(p.closing, 2*p.l.startTimeout())
+		client, eng, stderr, startErr := p.launch(ctx)
 		cancel()
+		err = startErr
 		if err == nil {
+			p.mu.Lock()
+			p.restarting = nil
+			if p.closed {
+				p.mu.Unlock()
+				client.Kill()
+				return
+			}
+			p.client, p.eng, p.stderr = client, eng, stderr
 			p.gen++
+			p.mu.Unlock()
 			log.Info("engine plugin restarted", "attempt", attempt)
 			return
 		}
 		log.Error("engine plugin restart failed", "attempt", attempt, "max", p.l.maxRestarts(), "error", err)
-		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		if attempt == p.l.maxRestarts() || !backoff(p.closing, attempt) {
+			break
+		}
 	}
-	p.failed = fmt.Errorf("engine plugin %s: gave up after %d restarts: %v: %w", p.block.Plugin, p.l.maxRestarts(), err, engines.ErrClosed)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.restarting = nil
+	if p.failed == nil { // Close sets its own
+		p.failed = fmt.Errorf("engine plugin %s: gave up after %d restarts: %v: %w", p.block.Plugin, p.l.maxRestarts(), err, engines.ErrClosed)
+	}
 }
 
 func (p *processEngine) Get(ctx context.Context, key []byte) (engines.Row, error) {
-	eng, gen, err := p.current()
+	eng, gen, err := p.current(ctx)
 	if err != nil {
 		return engines.Row{}, err
 	}
@@ -166,7 +222,7 @@ func (p *processEngine) Get(ctx context.Context, key []byte) (engines.Row, error
 }
 
 func (p *processEngine) Apply(ctx context.Context, batch []engines.Mutation) error {
-	eng, gen, err := p.current()
+	eng, gen, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -175,7 +231,7 @@ func (p *processEngine) Apply(ctx context.Context, batch []engines.Mutation) err
 
 func (p *processEngine) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
 	return func(yield func(engines.Row, error) bool) {
-		eng, gen, err := p.current()
+		eng, gen, err := p.current(ctx)
 		if err != nil {
 			yield(engines.Row{}, err)
 			return
@@ -189,7 +245,7 @@ func (p *processEngine) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2
 }
 
 func (p *processEngine) Snapshot(ctx context.Context) (uint64, iter.Seq2[engines.Row, error], error) {
-	eng, gen, err := p.current()
+	eng, gen, err := p.current(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -208,7 +264,7 @@ func (p *processEngine) Snapshot(ctx context.Context) (uint64, iter.Seq2[engines
 }
 
 func (p *processEngine) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[engines.Row, error]) error {
-	eng, gen, err := p.current()
+	eng, gen, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -216,7 +272,7 @@ func (p *processEngine) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[
 }
 
 func (p *processEngine) AppliedLSN(ctx context.Context) (uint64, error) {
-	eng, gen, err := p.current()
+	eng, gen, err := p.current(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -227,7 +283,7 @@ func (p *processEngine) AppliedLSN(ctx context.Context) (uint64, error) {
 // Flush is the plugin's Flush (engines.Flusher); an error wrapping
 // errors.ErrUnsupported when its engine has none.
 func (p *processEngine) Flush(ctx context.Context) (uint64, error) {
-	eng, gen, err := p.current()
+	eng, gen, err := p.current(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -236,7 +292,7 @@ func (p *processEngine) Flush(ctx context.Context) (uint64, error) {
 }
 
 func (p *processEngine) Stats(ctx context.Context) (engines.Stats, error) {
-	eng, gen, err := p.current()
+	eng, gen, err := p.current(ctx)
 	if err != nil {
 		return engines.Stats{}, err
 	}
@@ -250,17 +306,35 @@ func (p *processEngine) Capabilities() engines.Capabilities {
 	return p.eng.Capabilities()
 }
 
-// Close closes the engine and ends the plugin process.
+// Close closes the engine and ends the plugin process. The plugin's Close
+// is bounded by the loader's close timeout, and runs without mu; a restart
+// in progress is stopped and waited for.
 func (p *processEngine) Close() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.client == nil {
+	if p.closed {
+		p.mu.Unlock()
 		return nil
 	}
-	err := p.eng.Close()
-	p.client.Kill()
-	p.client = nil
+	p.closed = true
+	p.closeNow()
+	restarting := p.restarting
+	failed := p.failed
 	p.failed = fmt.Errorf("engine plugin %s: %w", p.block.Plugin, engines.ErrClosed)
+	p.mu.Unlock()
+	if restarting != nil {
+		<-restarting // it found Close, and killed what it started
+	}
+	p.mu.Lock()
+	client, eng := p.client, p.eng
+	p.client = nil
+	p.mu.Unlock()
+	var err error
+	if restarting == nil && failed == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), p.l.closeTimeout())
+		err = eng.CloseContext(ctx)
+		cancel()
+	}
+	client.Kill()
 	if err != nil {
 		return fmt.Errorf("close engine plugin %s: %w", p.block.Plugin, err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
 	"github.com/plugdb/plugdb/engines"
@@ -83,7 +84,7 @@ func TestMain(m *testing.M) {
 		runHost()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // otherKindPlugin stands for a plugin of another kind: it serves no engine service.

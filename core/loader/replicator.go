@@ -45,6 +45,7 @@ func (l *Loader) OpenReplicator(ctx context.Context, b Block, opts replicators.O
 	if err := p.start(ctx, opts); err != nil {
 		return nil, err
 	}
+	p.closing, p.closeNow = context.WithCancel(context.Background())
 	return p, nil
 }
 
@@ -58,6 +59,10 @@ type processReplicator struct {
 	client *goplugin.Client
 	r      *plugins.ReplicatorClient
 	stderr *tailBuffer
+
+	// closing ends at Close.
+	closing  context.Context
+	closeNow context.CancelFunc
 
 	mu     sync.Mutex
 	failed error // set when the plugin died, and by Close
@@ -107,9 +112,7 @@ func (p *processReplicator) check(op string, err error) error {
 	}
 	// Once the process is gone its stderr is read to the end: wait a little
 	// for that, so the report quotes its last words.
-	for deadline := time.Now().Add(2 * time.Second); !p.client.Exited() && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	p.awaitExit(exitWait)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.failed != nil {
@@ -121,6 +124,32 @@ func (p *processReplicator) check(op string, err error) error {
 	p.l.logger().Named("replicator."+p.block.Plugin).Error("replicator plugin died", "during", op, "last_output", tail, "error", err)
 	p.client.Kill()
 	return p.failed
+}
+
+// exitWait bounds how long a failed call waits for the plugin process to
+// be seen exited, so that its stderr is read to the end.
+const exitWait = 2 * time.Second
+
+// awaitExit waits until the plugin process is seen exited, for at most d or
+// until the replicator closes. go-plugin offers no exit channel, so it looks
+// every 10ms.
+func (p *processReplicator) awaitExit(d time.Duration) {
+	if p.client.Exited() {
+		return
+	}
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !p.client.Exited() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return
+		case <-p.closing.Done():
+			return
+		}
+	}
 }
 
 // Addr is the address the plugin's replicator reported when it opened.
@@ -229,18 +258,27 @@ func (p *processReplicator) Status(ctx context.Context) (replicators.Status, err
 }
 
 // Close closes the replicator and ends the plugin process. Closing one whose
-// plugin died only ends the process: the death was reported already.
+// plugin died only ends the process: the death was reported already. The
+// plugin's Close is bounded by the loader's close timeout, and runs without
+// mu.
 func (p *processReplicator) Close() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		return nil
 	}
 	p.closed = true
-	var err error
-	if p.failed == nil {
-		err = p.r.Close()
+	p.closeNow()
+	alive := p.failed == nil
+	if alive {
 		p.failed = fmt.Errorf("replicator plugin %s: %w", p.block.Plugin, replicators.ErrClosed)
+	}
+	p.mu.Unlock()
+	var err error
+	if alive {
+		ctx, cancel := context.WithTimeout(context.Background(), p.l.closeTimeout())
+		err = p.r.CloseContext(ctx)
+		cancel()
 	}
 	p.client.Kill()
 	if err != nil {
