@@ -161,11 +161,16 @@ func (k *Candidate) setRole(role string, epoch uint64, session int64) {
 
 // Run takes part until ctx ends, then withdraws (deletes its znodes).
 func (k *Candidate) Run(ctx context.Context) error {
-	go k.publish(ctx)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		k.publish(ctx)
+	}()
 	for {
 		err := k.runSession(ctx)
 		k.setRole(RoleFollower, 0, 0)
 		if ctx.Err() != nil {
+			<-published // it publishes nothing after the withdrawal
 			k.withdraw()
 			return nil
 		}

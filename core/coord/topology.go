@@ -44,24 +44,37 @@ func (v View) Followers() []Member {
 // Topology keeps a view of every partition, refreshed by ZooKeeper watches on
 // the leader, members and isr znodes, after every reconnect, and on request.
 type Topology struct {
-	c     *Client
-	p     Paths
-	kicks []chan struct{}
+	c       *Client
+	p       Paths
+	kicks   []chan struct{}
+	stop    context.CancelFunc // ends the watchers (Close)
+	watches sync.WaitGroup     // the watchers, one per partition
 
 	mu      sync.Mutex
 	views   []View
 	changed chan struct{}
 }
 
-// WatchTopology starts watching partitions partitions until ctx ends.
+// WatchTopology starts watching partitions partitions until ctx ends or
+// Close is called; Close waits for the watchers to return.
 func WatchTopology(ctx context.Context, c *Client, partitions int) *Topology {
-	t := &Topology{c: c, p: PathsOf(c.cfg), views: make([]View, partitions), changed: make(chan struct{})}
+	ctx, stop := context.WithCancel(ctx)
+	t := &Topology{c: c, p: PathsOf(c.cfg), views: make([]View, partitions), changed: make(chan struct{}), stop: stop}
 	for n := range partitions {
 		t.views[n].Partition = n
 		t.kicks = append(t.kicks, make(chan struct{}, 1))
-		go t.watch(ctx, n)
+	}
+	for n := range partitions {
+		t.watches.Go(func() { t.watch(ctx, n) })
 	}
 	return t
+}
+
+// Close stops watching and waits for the watchers to return. The views keep
+// their last state.
+func (t *Topology) Close() {
+	t.stop()
+	t.watches.Wait()
 }
 
 // Partition returns partition n's current view.

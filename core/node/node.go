@@ -116,6 +116,7 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Go(func() { n.runDeliveries(ctx) })
 	err := n.cand.Run(ctx)
 	wg.Wait()
+	n.topo.Close()
 	return err
 }
 

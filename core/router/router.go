@@ -74,8 +74,10 @@ func New(ctx context.Context, client *coord.Client, part partitioners.Partitione
 // Topology is the router's view of the cluster.
 func (r *Router) Topology() *coord.Topology { return r.top }
 
-// Close closes the connections to the nodes.
+// Close stops watching the topology and closes the connections to the
+// nodes.
 func (r *Router) Close() error {
+	r.top.Close()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var errs []error
