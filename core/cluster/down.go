@@ -139,21 +139,26 @@ func Down(ctx context.Context, dir string, out io.Writer, grace time.Duration) e
 // waitGone waits until none of ps is alive, for at most d; it reports
 // whether they are all gone.
 func waitGone(ctx context.Context, ps []Process, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		alive := false
+	gone := func() bool {
 		for _, p := range ps {
 			if p.Alive() {
-				alive = true
-				break
+				return false
 			}
 		}
-		if !alive {
-			return true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
+		return true
 	}
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !gone() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return gone()
+		case <-ctx.Done():
+			return gone()
+		}
+	}
+	return true
 }

@@ -25,6 +25,13 @@ import (
 // the in-sync set even when nothing signalled a change.
 const reconcileEvery = 200 * time.Millisecond
 
+// A new leader waits for its engine to apply the log's end for at most
+// catchUpTimeout, looking at its applied LSN every catchUpPoll.
+const (
+	catchUpTimeout = time.Minute
+	catchUpPoll    = 5 * time.Millisecond
+)
+
 // runRoles keeps the replicator's and the partition's role in step with the
 // election, and, on the leader, the in-sync set in ZooKeeper in step with the
 // replicator's judgement.
@@ -96,15 +103,24 @@ func (n *Node) becomeLeader(ctx context.Context, epoch uint64) {
 		return
 	}
 	// Deliveries bring the engine to the end of the log.
-	deadline := time.Now().Add(time.Minute)
-	for applied < end {
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			n.logger.Error("the engine did not catch up with the log in time", "applied", applied, "end", end)
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-		if applied, err = n.part.AppliedLSN(ctx); err != nil {
-			return
+	if applied < end {
+		deadline := time.NewTimer(catchUpTimeout)
+		defer deadline.Stop()
+		tick := time.NewTicker(catchUpPoll)
+		defer tick.Stop()
+		for applied < end {
+			select {
+			case <-tick.C:
+			case <-deadline.C:
+				n.logger.Error("the engine did not catch up with the log in time", "applied", applied, "end", end)
+				return
+			case <-ctx.Done():
+				n.logger.Error("the engine did not catch up with the log in time", "applied", applied, "end", end)
+				return
+			}
+			if applied, err = n.part.AppliedLSN(ctx); err != nil {
+				return
+			}
 		}
 	}
 	if role, e := n.cand.Role(); role != coord.RoleLeader || e != epoch {
