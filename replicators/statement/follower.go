@@ -332,12 +332,23 @@ func (s *peerServer) askRebuild(reason, leader string) {
 	}
 	r.rebuild = true
 	r.deliverTo = r.delivered // deliver nothing more from the old log
+	// Counted under r.mu while not closed, so that Close, which waits for
+	// r.loops once it set closed, waits for the hand-off below too.
+	track := !r.closed
+	if track {
+		r.loops.Add(1)
+	}
 	r.mu.Unlock()
+	if !track {
+		return
+	}
 	r.logger.Warn("rebuilding from a snapshot of the leader", "leader", leader, "reason", reason)
 	select {
 	case r.out <- replicators.Delivery{Rebuild: true}:
+		r.loops.Done()
 	default:
 		go func() {
+			defer r.loops.Done()
 			select {
 			case r.out <- replicators.Delivery{Rebuild: true}:
 			case <-r.bg.Done():
