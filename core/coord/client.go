@@ -105,16 +105,12 @@ func (c *Client) Close() {
 	default:
 	}
 	close(c.done)
-	// go-zookeeper's Close waits up to 2s to send its close request when the
-	// server is gone; the session then simply expires.
-	closed := make(chan struct{})
-	go func() {
-		c.conn.Close()
-		close(closed)
-	}()
-	select {
-	case <-closed:
-	case <-time.After(time.Second):
+	// go-zookeeper's Close bounds itself: it waits at most a second to send
+	// its close request when the server is gone; the session then simply
+	// expires.
+	start := time.Now()
+	c.conn.Close()
+	if time.Since(start) >= time.Second {
 		c.log.Warn("ZooKeeper unreachable while closing; the session will expire on its own")
 	}
 	c.stopped.Wait()
