@@ -153,7 +153,7 @@ func (p *processPartitioner) restart(gen int) {
 		log.Error("partitioner plugin restart failed", "attempt", attempt, "max", p.l.maxRestarts(), "error", err)
 		time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 	}
-	p.failed = fmt.Errorf("partitioner plugin %s: gave up after %d restarts: %w", p.block.Plugin, p.l.maxRestarts(), err)
+	p.failed = fmt.Errorf("partitioner plugin %s: gave up after %d restarts: %v: %w", p.block.Plugin, p.l.maxRestarts(), err, partitioners.ErrClosed)
 }
 
 // Configure is refused: OpenPartitioner configured the partitioner, and a
@@ -188,7 +188,7 @@ func (p *processPartitioner) Close() error {
 	err := p.p.Close()
 	p.client.Kill()
 	p.client = nil
-	p.failed = fmt.Errorf("partitioner plugin %s: closed", p.block.Plugin)
+	p.failed = fmt.Errorf("partitioner plugin %s: %w", p.block.Plugin, partitioners.ErrClosed)
 	if err != nil {
 		return fmt.Errorf("close partitioner plugin %s: %w", p.block.Plugin, err)
 	}
