@@ -11,27 +11,31 @@ package engines
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/plugdb/plugdb/errdefs"
 )
 
-// Sentinel errors. Engines wrap them with context (fmt.Errorf("...: %w", ErrNotFound));
-// callers test them with errors.Is, which keeps working across the plugin boundary.
+// Sentinel errors, plugdb's own (package errdefs) re-exported: they are the same
+// values as partitioners' and replicators'. Engines wrap them with context
+// (fmt.Errorf("...: %w", ErrNotFound)); callers test them with errors.Is, which
+// keeps working across the plugin boundary.
 var (
 	// ErrNotFound: the key has no live row.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errdefs.ErrNotFound
 	// ErrInvalidArgument: a malformed request, such as an empty or oversized key or
 	// value; the wrapping message names the limit.
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrInvalidArgument = errdefs.ErrInvalidArgument
 	// ErrCorrupt: stored data failed verification (a CRC mismatch in the middle of a
 	// file, say). Never returned as a value.
-	ErrCorrupt = errors.New("data corrupt")
+	ErrCorrupt = errdefs.ErrCorrupt
 	// ErrClosed: the engine is closed, or stopped itself after an unrecoverable I/O
-	// error (a failed fsync).
-	ErrClosed = errors.New("engine closed")
+	// error (a failed fsync). Its text is "closed": the wrapping message names the
+	// engine ("memory engine: get: closed").
+	ErrClosed = errdefs.ErrClosed
 )
 
 // Op is the kind of a mutation.

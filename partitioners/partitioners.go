@@ -12,25 +12,31 @@ package partitioners
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/plugdb/plugdb/errdefs"
 )
 
 // MaxPartitions is the largest partition count a partitioner is configured with.
 const MaxPartitions = 1024
 
-// Sentinel errors. Partitioners wrap them with context; callers test them with
-// errors.Is, which keeps working across the plugin boundary.
+// Sentinel errors, plugdb's own (package errdefs) re-exported: they are the same
+// values as engines' and replicators'. Partitioners wrap them with context;
+// callers test them with errors.Is, which keeps working across the plugin
+// boundary.
 var (
 	// ErrInvalidArgument: a bad partition count or option (the wrapping message
 	// names the option and its allowed values), or a malformed call such as
 	// len(out) != len(keys) in Locate.
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrInvalidArgument = errdefs.ErrInvalidArgument
+	// ErrClosed: the partitioner is closed, or (loaded as a plugin) its
+	// process failed for good; the wrapping message names the partitioner.
+	ErrClosed = errdefs.ErrClosed
 )
 
 // OpenFunc returns a new partitioner, not yet configured. It is what a plugin's

@@ -12,48 +12,16 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/engines"
-	"github.com/plugdb/plugdb/partitioners"
-	"github.com/plugdb/plugdb/replicators"
+	"github.com/plugdb/plugdb/errdefs/errgrpc"
 )
 
-// errorCodes maps each sentinel error of the contracts to the gRPC code it
-// travels as. It is the one table both directions use; an error received with
-// a code matches every sentinel of that code (engines.ErrInvalidArgument and
-// partitioners.ErrInvalidArgument, say). An error is sent with the code of the
-// first sentinel it matches, so the contracts' sentinels come before the
-// context errors: a replicator's "acks not met before ctx ended" that wraps
-// both ErrUnavailable and context.DeadlineExceeded stays ErrUnavailable.
-//
-// The replicator sentinels each have a code of their own, so that each one
-// survives the round trip: ErrFenced is Aborted (gRPC's code for a lost
-// sequencer check), ErrNotLeader PermissionDenied (this replica may not take
-// writes; FailedPrecondition is ErrClosed's), ErrTooFewInSync OutOfRange (the
-// in-sync count is below the range the ack mode needs), and ErrUnavailable is
-// Unavailable — which otherwise means the transport failed (the plugin died),
-// so a plugin's own Unavailable answer carries a marker (answerStatus) and
-// only an unmarked Unavailable is a TransportError. Every code here but
-// Canceled and DeadlineExceeded is one gRPC itself never produces.
-var errorCodes = []struct {
-	err  error
-	code codes.Code
-}{
-	{engines.ErrNotFound, codes.NotFound},
-	{engines.ErrInvalidArgument, codes.InvalidArgument},
-	{partitioners.ErrInvalidArgument, codes.InvalidArgument},
-	{replicators.ErrInvalidArgument, codes.InvalidArgument},
-	{engines.ErrCorrupt, codes.DataLoss},
-	{engines.ErrClosed, codes.FailedPrecondition},
-	{replicators.ErrClosed, codes.FailedPrecondition},
-	{replicators.ErrTooFewInSync, codes.OutOfRange}, // before ErrUnavailable, which it wraps
-	{replicators.ErrUnavailable, codes.Unavailable},
-	{replicators.ErrFenced, codes.Aborted},
-	{replicators.ErrNotLeader, codes.PermissionDenied},
-	// An optional capability the plugin lacks (engines.Flusher, say), or an
-	// RPC an older plugin does not know: gRPC answers those Unimplemented too.
-	{errors.ErrUnsupported, codes.Unimplemented},
-	{context.Canceled, codes.Canceled},
-	{context.DeadlineExceeded, codes.DeadlineExceeded},
-}
+// Errors travel as gRPC codes by the one table of errdefs/errgrpc: each of
+// plugdb's sentinels (errdefs, re-exported by the contract packages) has a code
+// of its own, so an error received from a plugin matches, with errors.Is, the
+// same sentinel as in process, and no other. Unavailable is also what gRPC
+// answers when the transport failed (the plugin died), so a plugin's own
+// Unavailable answer (a replicator's ErrUnavailable) carries a marker
+// (answerStatus), and only an unmarked Unavailable is a TransportError.
 
 // The marker of an Unavailable status that is a plugin's answer (a
 // replicator's ErrUnavailable) rather than the transport failing.
@@ -86,14 +54,7 @@ func isAnswer(st *status.Status) bool {
 }
 
 // codeOf returns the gRPC code for err, by the table, or Unknown.
-func codeOf(err error) codes.Code {
-	for _, e := range errorCodes {
-		if errors.Is(err, e.err) {
-			return e.code
-		}
-	}
-	return codes.Unknown
-}
+func codeOf(err error) codes.Code { return errgrpc.Code(err) }
 
 // toStatus turns an error from an implementation into a gRPC status error.
 func toStatus(err error) error {
@@ -118,15 +79,15 @@ func toStatusByTable(err error) error {
 }
 
 // remoteError is an error that came back from a plugin: its text is the plugin's
-// message, and it matches the sentinels of its code with errors.Is.
+// message, and it matches the one sentinel of its code with errors.Is.
 type remoteError struct {
-	code      codes.Code
-	msg       string
-	sentinels []error
+	code     codes.Code
+	msg      string
+	sentinel error
 }
 
-func (e *remoteError) Error() string   { return e.msg }
-func (e *remoteError) Unwrap() []error { return e.sentinels }
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
 
 // GRPCStatus lets the error travel on as the same gRPC status.
 func (e *remoteError) GRPCStatus() *status.Status { return answerStatus(e.code, e.msg) }
@@ -136,16 +97,11 @@ func fromCode(code codes.Code, msg string) error {
 	if code == codes.OK {
 		return nil
 	}
-	var sentinels []error
-	for _, e := range errorCodes {
-		if e.code == code {
-			sentinels = append(sentinels, e.err)
-		}
+	sentinel := errgrpc.Sentinel(code)
+	if sentinel == nil {
+		sentinel = fmt.Errorf("plugin error (%s)", strings.ToLower(code.String()))
 	}
-	if sentinels == nil {
-		sentinels = []error{fmt.Errorf("plugin error (%s)", strings.ToLower(code.String()))}
-	}
-	return &remoteError{code: code, msg: msg, sentinels: sentinels}
+	return &remoteError{code: code, msg: msg, sentinel: sentinel}
 }
 
 // fromStatus converts an error returned by a gRPC call made with ctx back into a
@@ -198,5 +154,5 @@ func IsTransport(err error) bool {
 	return errors.As(err, &t)
 }
 
-// errClosedClient is returned by a plugin client used after Close.
-var errClosedClient = fmt.Errorf("plugin client closed: %w", engines.ErrClosed)
+// errClosedClient is returned by an engine plugin client used after Close.
+var errClosedClient = fmt.Errorf("engine plugin client: %w", engines.ErrClosed)

@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/plugdb/plugdb/partitioners"
 	partitionerv1 "github.com/plugdb/plugdb/proto/plugdb/partitioner/v1"
 )
 
@@ -22,7 +24,7 @@ const (
 )
 
 // errClosedPartitioner is returned by a partitioner client used after Close.
-var errClosedPartitioner = errors.New("partitioner plugin client closed")
+var errClosedPartitioner = fmt.Errorf("partitioner plugin client: %w", partitioners.ErrClosed)
 
 // locateMux multiplexes the Locate calls of concurrent callers over one bidi
 // stream, as callMux does for an engine's gets and applies: a sender goroutine

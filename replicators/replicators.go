@@ -19,7 +19,6 @@ package replicators
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"strings"
@@ -27,31 +26,35 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/plugdb/plugdb/errdefs"
+
 	"github.com/plugdb/plugdb/engines"
 )
 
-// Sentinel errors. Replicators wrap them with context; callers test them with
-// errors.Is, which keeps working across the plugin boundary.
+// Sentinel errors, plugdb's own (package errdefs) re-exported: they are the same
+// values as engines' and partitioners'. Replicators wrap them with context;
+// callers test them with errors.Is, which keeps working across the plugin
+// boundary.
 var (
 	// ErrInvalidArgument: a bad option (the wrapping message names it and its
 	// allowed values) or a malformed call, such as a statement whose LSNs do
 	// not follow the last one.
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrInvalidArgument = errdefs.ErrInvalidArgument
 	// ErrUnavailable: the ack mode could not be met in time (no in-sync
 	// follower persisted the statement). The statement stays in the log and
 	// may still commit: the write's outcome is unknown to the client.
-	ErrUnavailable = errors.New("unavailable")
+	ErrUnavailable = errdefs.ErrUnavailable
 	// ErrTooFewInSync: fewer replicas are in sync than the ack mode needs,
 	// so the write failed at once rather than wait for acks that cannot
 	// come. It is an ErrUnavailable too: the statement may be in the log.
-	ErrTooFewInSync = fmt.Errorf("too few replicas in sync: %w", ErrUnavailable)
+	ErrTooFewInSync = errdefs.ErrTooFewInSync
 	// ErrFenced: a follower has seen a newer epoch, so this replica no longer
 	// leads; the host must step down and stop acknowledging writes.
-	ErrFenced = errors.New("fenced by a newer epoch")
+	ErrFenced = errdefs.ErrFenced
 	// ErrNotLeader: a leader-side call on a replica that does not lead.
-	ErrNotLeader = errors.New("not leader")
-	// ErrClosed: the replicator is closed.
-	ErrClosed = errors.New("replicator closed")
+	ErrNotLeader = errdefs.ErrNotLeader
+	// ErrClosed: the replicator is closed; the wrapping message names it.
+	ErrClosed = errdefs.ErrClosed
 )
 
 // Ack is when a leader acknowledges a write.

@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
+	"os"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -76,7 +79,11 @@ func (f *clientFlags) call(cmd *cobra.Command, key string, fn func(ctx context.C
 	if f.timeout < 0 {
 		return fmt.Errorf("--timeout %s: must not be negative (0: no limit)", f.timeout)
 	}
-	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dial := &recordingDialer{}
+	// passthrough: the dialer resolves the name, so a lookup failure is a dial
+	// error it records (*net.DNSError) rather than a resolver's message.
+	conn, err := grpc.NewClient("passthrough:///"+f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(dial.dial))
 	if err != nil {
 		return fmt.Errorf("cannot reach plugdb at %s: %v", f.addr, err)
 	}
@@ -88,7 +95,7 @@ func (f *clientFlags) call(cmd *cobra.Command, key string, fn func(ctx context.C
 		defer cancel()
 	}
 	if err := fn(ctx, plugdbv1.NewKVClient(conn)); err != nil {
-		return f.cliError(cmd, key, err)
+		return f.cliError(cmd, key, err, dial.failure())
 	}
 	return nil
 }
@@ -96,8 +103,9 @@ func (f *clientFlags) call(cmd *cobra.Command, key string, fn func(ctx context.C
 // cliError maps an error of a call to what the CLI reports. NotFound for a
 // key (key != "") is printed here as "not found: KEY" and exits 1; everything
 // else exits 2 with the server's message, or a clearer one when the server
-// could not be reached or did not answer in time.
-func (f *clientFlags) cliError(cmd *cobra.Command, key string, err error) error {
+// could not be reached (Unavailable, and dialErr, the connection's last dial,
+// failed) or did not answer in time.
+func (f *clientFlags) cliError(cmd *cobra.Command, key string, err, dialErr error) error {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return err
@@ -114,8 +122,8 @@ func (f *clientFlags) cliError(cmd *cobra.Command, key string, err error) error 
 			return &exitError{code: 1, err: &reportedError{msg: "not found: " + key}}
 		}
 	case codes.Unavailable:
-		if reason, ok := dialFailure(msg); ok {
-			return fmt.Errorf("cannot reach plugdb at %s: %s", f.addr, reason)
+		if dialErr != nil {
+			return fmt.Errorf("cannot reach plugdb at %s: %s", f.addr, dialReason(dialErr))
 		}
 	case codes.DeadlineExceeded:
 		if f.timeout > 0 {
@@ -132,24 +140,47 @@ func (f *clientFlags) cliError(cmd *cobra.Command, key string, err error) error 
 	return errors.New(msg)
 }
 
-// dialFailure reports whether an Unavailable message from grpc-go says that
-// the connection could not be made, and then the short reason ("connection
-// refused", "no such host", …) instead of the transport's full text.
-func dialFailure(msg string) (string, bool) {
-	const dialing = "Error while dialing: "
-	if i := strings.Index(msg, dialing); i >= 0 {
-		reason := strings.TrimRight(msg[i+len(dialing):], `"`)
-		if j := strings.LastIndex(reason, ": "); j >= 0 {
-			reason = reason[j+2:]
-		}
-		return reason, true
+// recordingDialer dials TCP for the CLI's gRPC connection and keeps the error
+// of the last dial that failed, cleared by one that succeeds: when a call then
+// fails with Unavailable, that error (a *net.OpError, say) says why plugdb could
+// not be reached, with no need to read grpc-go's message.
+type recordingDialer struct {
+	mu   sync.Mutex
+	last error
+}
+
+func (d *recordingDialer) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var nd net.Dialer
+	conn, err := nd.DialContext(ctx, "tcp", addr)
+	d.mu.Lock()
+	d.last = err
+	d.mu.Unlock()
+	return conn, err
+}
+
+// failure returns the error of the last dial if it failed, else nil.
+func (d *recordingDialer) failure() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.last
+}
+
+// dialReason is the short reason of a dial error ("connection refused", "no
+// such host", …): the address is already in the CLI's message.
+func dialReason(err error) string {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns.Err
 	}
-	for _, s := range []string{"connection refused", "produced zero addresses", "name resolver error", "no such host"} {
-		if strings.Contains(msg, s) {
-			return msg, true
-		}
+	var sys *os.SyscallError
+	if errors.As(err, &sys) {
+		return sys.Err.Error()
 	}
-	return "", false
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	return err.Error()
 }
 
 // reportedError is an error the command has already printed on stderr (such

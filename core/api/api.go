@@ -385,7 +385,9 @@ func checkKey(key []byte) error {
 const RetryAfter = time.Second
 
 // toStatus maps a backend error to the gRPC status a client sees. A user's
-// mistake is never Unknown or Internal.
+// mistake is never Unknown or Internal. These are the public API's codes, not
+// the plugin boundary's (errdefs/errgrpc): a closed engine or a write short of
+// in-sync replicas is Unavailable here, with a retry hint or the reason.
 func toStatus(err error, key []byte) error {
 	msg := err.Error()
 	var nl *NotLeaderError
@@ -404,7 +406,7 @@ func toStatus(err error, key []byte) error {
 		return status.Errorf(codes.AlreadyExists, "already exists: %s", key)
 	case errors.Is(err, partition.ErrStaleRequest):
 		return status.Error(codes.FailedPrecondition, msg)
-	case errors.Is(err, engines.ErrInvalidArgument), errors.Is(err, replicators.ErrInvalidArgument):
+	case errors.Is(err, engines.ErrInvalidArgument): // replicators' and partitioners' too (errdefs)
 		return status.Error(codes.InvalidArgument, msg)
 	case errors.Is(err, replicators.ErrTooFewInSync):
 		return tooFewInSyncStatus(msg)

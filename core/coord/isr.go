@@ -8,11 +8,14 @@ import (
 	"slices"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/plugdb/plugdb/errdefs"
 )
 
 // ErrNotLeader is returned by leader-only calls on a candidate that does not
-// lead, or whose epoch is over (another replica took the partition).
-var ErrNotLeader = errors.New("not leader")
+// lead, or whose epoch is over (another replica took the partition). It is
+// errdefs.ErrNotLeader.
+var ErrNotLeader = errdefs.ErrNotLeader
 
 // ISRInfo is the content of a partition's isr znode: the in-sync replicas (by
 // member address, sorted; the leader always among them) and the epoch of the

@@ -204,7 +204,7 @@ func (p *processPartitioner) restart(gen int) {
 	defer p.mu.Unlock()
 	p.restarting = nil
 	if p.failed == nil { // Close sets its own
-		p.failed = fmt.Errorf("partitioner plugin %s: gave up after %d restarts: %w", p.block.Plugin, p.l.maxRestarts(), err)
+		p.failed = fmt.Errorf("partitioner plugin %s: gave up after %d restarts: %v: %w", p.block.Plugin, p.l.maxRestarts(), err, partitioners.ErrClosed)
 	}
 }
 
@@ -243,7 +243,7 @@ func (p *processPartitioner) Close() error {
 	p.closeNow()
 	restarting := p.restarting
 	failed := p.failed
-	p.failed = fmt.Errorf("partitioner plugin %s: closed", p.block.Plugin)
+	p.failed = fmt.Errorf("partitioner plugin %s: %w", p.block.Plugin, partitioners.ErrClosed)
 	p.mu.Unlock()
 	if restarting != nil {
 		<-restarting // it found Close, and killed what it started

@@ -11,12 +11,21 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/errdefs"
 	"github.com/plugdb/plugdb/replicators"
 )
 
 // ErrNotLeading: a replicated partition takes writes only between Lead and
-// StepDown.
-var ErrNotLeading = errors.New("not leading")
+// StepDown; a write refused with it never reached the replicator. It is an
+// errdefs.ErrNotLeader, but a distinct one: the replicator's ErrNotLeader (the
+// write may be in its log) does not match ErrNotLeading.
+var ErrNotLeading error = notLeading{}
+
+// notLeading is ErrNotLeading: "not leading", a kind of errdefs.ErrNotLeader.
+type notLeading struct{}
+
+func (notLeading) Error() string { return "not leading" }
+func (notLeading) Unwrap() error { return errdefs.ErrNotLeader }
 
 // Replication is what a replicated partition needs of its replicator.
 type Replication interface {

@@ -12,6 +12,11 @@
 //
 // Outside go test (plugdb plugin check), run each of Cases with RunCase, which
 // returns a Result per case.
+//
+// An error the kit expects (ErrNotFound for a missing key, ErrInvalidArgument
+// for a key over the limit, ErrClosed after Close) must match that sentinel
+// with errors.Is and no other of plugdb's sentinels (WantError), in process and
+// through a plugin alike.
 package enginetest
 
 import (

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/errdefs"
 )
 
 // maxAlloc bounds the keys and values the kit builds to test size limits.
@@ -200,7 +201,9 @@ func checkNotFound(t T, e engines.Engine, k []byte) {
 	r, err := e.Get(t.Context(), k)
 	if !errors.Is(err, engines.ErrNotFound) {
 		t.Errorf("get %q: got %s, %v; want an error wrapping ErrNotFound", k, fmtRow(r), err)
+		return
 	}
+	WantError(t, fmt.Sprintf("get %q", k), err, engines.ErrNotFound)
 }
 
 func checkLSN(t T, e engines.Engine, want uint64) {
@@ -233,9 +236,40 @@ func checkKeys(t T, e engines.Engine, want int) {
 
 func wantInvalid(t T, what string, err error) {
 	t.Helper()
-	if !errors.Is(err, engines.ErrInvalidArgument) {
-		t.Errorf("%s: got error %v, want one wrapping ErrInvalidArgument", what, err)
+	WantError(t, what, err, engines.ErrInvalidArgument)
+}
+
+// WantError checks that err is an answer of one of want, plugdb's sentinel
+// errors (package errdefs, re-exported by the contract packages): it matches
+// one of them with errors.Is, and no sentinel that one does not match itself
+// (errdefs.Matching), so an error means what it should and nothing else, the
+// same in process and through a plugin. List a sentinel before one it wraps
+// (ErrTooFewInSync before ErrUnavailable). The partitioner and replicator kits
+// use it too.
+func WantError(t T, what string, err error, want ...error) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: no error, want one wrapping %s", what, sentinelNames(want))
+		return
 	}
+	for _, w := range want {
+		if errors.Is(err, w) {
+			if got, exp := errdefs.Matching(err), errdefs.Matching(w); !slices.Equal(got, exp) {
+				t.Errorf("%s: error %q matches the sentinels %s, want %s", what, err, sentinelNames(got), sentinelNames(exp))
+			}
+			return
+		}
+	}
+	t.Errorf("%s: got error %v (matching %s), want one wrapping %s", what, err, sentinelNames(errdefs.Matching(err)), sentinelNames(want))
+}
+
+// sentinelNames lists errs' texts, quoted: ["not found" "closed"].
+func sentinelNames(errs []error) string {
+	names := make([]string, len(errs))
+	for i, e := range errs {
+		names[i] = strconv.Quote(e.Error())
+	}
+	return "[" + strings.Join(names, " ") + "]"
 }
 
 // wantLimitError checks that err wraps ErrInvalidArgument and names limit.
@@ -249,9 +283,7 @@ func wantLimitError(t T, what string, err error, limit int) {
 
 func wantClosed(t T, what string, err error) {
 	t.Helper()
-	if !errors.Is(err, engines.ErrClosed) {
-		t.Errorf("%s after Close: got error %v, want one wrapping ErrClosed", what, err)
-	}
+	WantError(t, what+" after Close", err, engines.ErrClosed)
 }
 
 func scribble(b []byte) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/plugdb/plugdb/engines/enginetest"
 	"github.com/plugdb/plugdb/partitioners"
 )
 
@@ -119,9 +120,7 @@ func testConfigure(t T, h Harness) {
 	for _, n := range []int{0, -1, partitioners.MaxPartitions + 1, 1 << 20} {
 		p := open(t, h.Open)
 		err := p.Configure(t.Context(), n, maps.Clone(h.Options))
-		if !errors.Is(err, partitioners.ErrInvalidArgument) {
-			t.Errorf("configure %d partitions: %v, want ErrInvalidArgument", n, err)
-		}
+		enginetest.WantError(t, fmt.Sprintf("configure %d partitions", n), err, partitioners.ErrInvalidArgument)
 	}
 	const bad = "plugdb_kit_no_such_option"
 	opts := maps.Clone(h.Options)
@@ -131,10 +130,8 @@ func testConfigure(t T, h Harness) {
 	opts[bad] = "1"
 	p := open(t, h.Open)
 	err := p.Configure(t.Context(), 4, opts)
-	switch {
-	case !errors.Is(err, partitioners.ErrInvalidArgument):
-		t.Errorf("configure with unknown option %q: %v, want ErrInvalidArgument", bad, err)
-	case !strings.Contains(err.Error(), bad):
+	enginetest.WantError(t, fmt.Sprintf("configure with unknown option %q", bad), err, partitioners.ErrInvalidArgument)
+	if err != nil && !strings.Contains(err.Error(), bad) {
 		t.Errorf("configure with unknown option: error %q does not name the option %q", err, bad)
 	}
 	for _, n := range []int{1, partitioners.MaxPartitions} {
@@ -209,13 +206,10 @@ func testLengthMismatch(t T, h Harness) {
 	p := configured(t, h, 4)
 	keys := randomKeys(3, 3)
 	for _, n := range []int{0, 2, 4} {
-		if err := p.Locate(t.Context(), keys, make([]int, n)); !errors.Is(err, partitioners.ErrInvalidArgument) {
-			t.Errorf("locate 3 keys into %d: %v, want ErrInvalidArgument", n, err)
-		}
+		err := p.Locate(t.Context(), keys, make([]int, n))
+		enginetest.WantError(t, fmt.Sprintf("locate 3 keys into %d", n), err, partitioners.ErrInvalidArgument)
 	}
-	if err := p.Locate(t.Context(), nil, make([]int, 1)); !errors.Is(err, partitioners.ErrInvalidArgument) {
-		t.Errorf("locate 0 keys into 1: %v, want ErrInvalidArgument", err)
-	}
+	enginetest.WantError(t, "locate 0 keys into 1", p.Locate(t.Context(), nil, make([]int, 1)), partitioners.ErrInvalidArgument)
 }
 
 // checkRange checks that parts is sorted, distinct and within 0..n-1.

@@ -9,7 +9,8 @@
 // same keys twice, one key at a time or in a batch, two instances) and maps
 // every key, including the empty key and a 64 KiB key, to 0..N-1 for N in
 // {1, 2, 3, 7, 64}; Locate with len(out) != len(keys) fails with
-// ErrInvalidArgument; Range returns sorted, distinct, valid partitions that
+// ErrInvalidArgument (and matches no other of plugdb's sentinels:
+// enginetest.WantError); Range returns sorted, distinct, valid partitions that
 // include the partition of every key inside the range; concurrent Locate calls
 // get their own answers; and, if the harness gives a reference implementation,
 // the partitioner agrees with it key for key (the same partitioner in process

@@ -17,6 +17,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/plugdb/plugdb/errdefs"
 )
 
 // Stream is the client side of a bidi stream that sends Out and receives In.
@@ -40,8 +42,12 @@ type Codec[C, R, Out, In any] struct {
 	MaxBatch int
 }
 
-// ErrClosed: the client is closed.
-var ErrClosed = errors.New("the call stream's client is closed")
+// ErrClosed: the client is closed. It is errdefs.ErrClosed; the error a
+// closed client returns wraps it.
+var ErrClosed = errdefs.ErrClosed
+
+// errClosed is the error of a call on a closed client.
+var errClosed = fmt.Errorf("the call stream's client is %w", ErrClosed)
 
 // StreamError is the error of a call whose stream could not be opened or
 // broke before its result came: Err is what the stream failed with (a gRPC
@@ -126,7 +132,7 @@ func (c *Client[C, R, Out, In]) Close() {
 	defer c.mu.Unlock()
 	c.closed = true
 	if c.cur != nil {
-		c.cur.fail(ErrClosed)
+		c.cur.fail(errClosed)
 	}
 }
 
@@ -136,7 +142,7 @@ func (c *Client[C, R, Out, In]) stream(ctx context.Context) (*stream[C, R, Out, 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, ErrClosed
+		return nil, errClosed
 	}
 	if s := c.cur; s != nil {
 		select {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/plugdb/plugdb/engines/enginetest"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -31,7 +32,8 @@ func testParseAck(t T, _ Harness) {
 	}
 	for _, s := range []string{"fastest", "semisync", " async"} {
 		_, err := replicators.ParseAck(s)
-		if !errors.Is(err, replicators.ErrInvalidArgument) || !strings.Contains(err.Error(), "semi-sync") {
+		enginetest.WantError(t, fmt.Sprintf("ParseAck(%q)", s), err, replicators.ErrInvalidArgument)
+		if err != nil && !strings.Contains(err.Error(), "semi-sync") {
 			t.Errorf("ParseAck(%q): %v, want ErrInvalidArgument naming the allowed values", s, err)
 		}
 	}
@@ -63,9 +65,8 @@ func testBadOptions(t T, h Harness) {
 			t.Errorf("open with options %v succeeded, want ErrInvalidArgument", c.params)
 			continue
 		}
-		if !errors.Is(err, replicators.ErrInvalidArgument) {
-			t.Errorf("open with options %v: %v, want ErrInvalidArgument", c.params, err)
-		} else if !strings.Contains(err.Error(), c.name) {
+		enginetest.WantError(t, fmt.Sprintf("open with options %v", c.params), err, replicators.ErrInvalidArgument)
+		if !strings.Contains(err.Error(), c.name) {
 			t.Errorf("open with options %v: error %q does not name %q", c.params, err, c.name)
 		}
 	}
@@ -75,15 +76,11 @@ func testReplicateNeedsLead(t T, h Harness) {
 	r := open(t, h, t.TempDir())
 	ctx, cancel := ctxFor(t, callTimeout)
 	defer cancel()
-	if err := r.Replicate(ctx, statement(1, 1, 1), replicators.AckAsync); !errors.Is(err, replicators.ErrNotLeader) {
-		t.Errorf("Replicate before Lead: %v, want ErrNotLeader", err)
-	}
+	enginetest.WantError(t, "Replicate before Lead", r.Replicate(ctx, statement(1, 1, 1), replicators.AckAsync), replicators.ErrNotLeader)
 	if err := r.Follow(ctx, 2, "127.0.0.1:9"); err != nil {
 		t.Fatalf("Follow(2, 127.0.0.1:9): %v", err)
 	}
-	if err := r.Replicate(ctx, statement(2, 1, 1), replicators.AckAsync); !errors.Is(err, replicators.ErrNotLeader) {
-		t.Errorf("Replicate on a follower: %v, want ErrNotLeader", err)
-	}
+	enginetest.WantError(t, "Replicate on a follower", r.Replicate(ctx, statement(2, 1, 1), replicators.AckAsync), replicators.ErrNotLeader)
 }
 
 func testLead(t T, h Harness) {
@@ -102,9 +99,7 @@ func testLead(t T, h Harness) {
 	replicate(t, r2, statement(1, 11, 3), replicators.AckAsync)
 	ctx, cancel := ctxFor(t, callTimeout)
 	defer cancel()
-	if err := r2.Replicate(ctx, statement(1, 5, 1), replicators.AckAsync); !errors.Is(err, replicators.ErrInvalidArgument) {
-		t.Errorf("Replicate lsn 5 after Lead(1, applied 10): %v, want ErrInvalidArgument", err)
-	}
+	enginetest.WantError(t, "Replicate lsn 5 after Lead(1, applied 10)", r2.Replicate(ctx, statement(1, 5, 1), replicators.AckAsync), replicators.ErrInvalidArgument)
 }
 
 func testReplicateAsync(t T, h Harness) {
@@ -183,9 +178,7 @@ func testMalformed(t T, h Harness) {
 		ctx, cancel := ctxFor(t, callTimeout)
 		err := r.Replicate(ctx, c.st, replicators.AckAsync)
 		cancel()
-		if !errors.Is(err, replicators.ErrInvalidArgument) {
-			t.Errorf("Replicate %s: %v, want ErrInvalidArgument", c.what, err)
-		}
+		enginetest.WantError(t, "Replicate "+c.what, err, replicators.ErrInvalidArgument)
 	}
 	ctx, cancel := ctxFor(t, callTimeout)
 	if err := r.Replicate(ctx, statement(2, 4, 1), replicators.AckAsync); err == nil {
@@ -202,8 +195,8 @@ func testMalformed(t T, h Harness) {
 	switch {
 	case err == nil:
 		t.Errorf("Replicate lsn 8 with lsn 6 and 7 never replicated succeeded")
-	case !errors.Is(err, replicators.ErrUnavailable) && !errors.Is(err, replicators.ErrInvalidArgument):
-		t.Errorf("Replicate lsn 8 with lsn 6 and 7 never replicated: %v, want ErrUnavailable (waited) or ErrInvalidArgument (refused)", err)
+	default: // ErrUnavailable (waited) or ErrInvalidArgument (refused)
+		enginetest.WantError(t, "Replicate lsn 8 with lsn 6 and 7 never replicated", err, replicators.ErrUnavailable, replicators.ErrInvalidArgument)
 	}
 }
 
@@ -324,9 +317,7 @@ func testClosed(t T, h Harness) {
 	defer cancel()
 	check := func(call string, err error) {
 		t.Helper()
-		if !errors.Is(err, replicators.ErrClosed) {
-			t.Errorf("%s after Close: %v, want ErrClosed", call, err)
-		}
+		enginetest.WantError(t, call+" after Close", err, replicators.ErrClosed)
 	}
 	_, err := r.Lead(ctx, 2, 1)
 	check("Lead", err)

@@ -2,9 +2,11 @@ package replicatortest
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/engines/enginetest"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -82,6 +84,7 @@ func testSemiSyncNeedsISR(t T, h Harness) {
 		if !errors.Is(err, replicators.ErrUnavailable) {
 			t.Fatalf("%s: Replicate with ack semi-sync: %v, want ErrUnavailable", why, err)
 		}
+		enginetest.WantError(t, why+": Replicate with ack semi-sync", err, replicators.ErrTooFewInSync, replicators.ErrUnavailable)
 		next++ // the statement stays in the log
 	}
 	setPeers(t, leader, replicators.Peer{Addr: follower.Addr(), ISR: false})
@@ -113,15 +116,15 @@ func testFencing(t T, h Harness) {
 	defer rcancel()
 	if err := leader.Replicate(rctx, statement(1, next, 1), replicators.AckSemiSync); !errors.Is(err, replicators.ErrFenced) {
 		t.Fatalf("leader of epoch 1, with its follower at epoch 5: Replicate with ack semi-sync: %v, want ErrFenced", err)
+	} else {
+		enginetest.WantError(t, "leader of epoch 1, with its follower at epoch 5: Replicate with ack semi-sync", err, replicators.ErrFenced)
 	}
 	// A deposed leader acknowledges nothing more, not even with ack async.
 	for _, ack := range []replicators.Ack{replicators.AckAsync, replicators.AckSemiSync} {
 		actx, acancel := ctxFor(t, shortTimeout)
 		err := leader.Replicate(actx, statement(1, next+1, 1), ack)
 		acancel()
-		if !errors.Is(err, replicators.ErrFenced) && !errors.Is(err, replicators.ErrNotLeader) {
-			t.Errorf("fenced leader: Replicate with ack %s: %v, want ErrFenced or ErrNotLeader", ack, err)
-		}
+		enginetest.WantError(t, fmt.Sprintf("fenced leader: Replicate with ack %s", ack), err, replicators.ErrFenced, replicators.ErrNotLeader)
 	}
 }
 

@@ -25,6 +25,10 @@
 // resumes right after the LSN its host applied, redelivering nothing applied
 // and losing nothing persisted.
 //
+// Each error the kit expects must match its sentinel with errors.Is and no
+// other of plugdb's sentinels (enginetest.WantError), in process and through a
+// plugin alike.
+//
 // The kit opens every replicator with the harness's Params plus ack: async
 // (a replicator under test must accept that option), listening on
 // 127.0.0.1:0; cases that need a stronger ack ask for it per call. It plays

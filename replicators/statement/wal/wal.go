@@ -35,18 +35,25 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/plugdb/plugdb/errdefs"
 )
 
 var (
 	// ErrInvalid marks a call with bad arguments: a record that does not
 	// continue the log, a truncation point that is not a record boundary.
-	ErrInvalid = errors.New("wal: invalid argument")
+	// It is errdefs.ErrInvalidArgument.
+	ErrInvalid = errdefs.ErrInvalidArgument
 	// ErrCompacted marks a request for LSNs no longer retained (trimmed, or
 	// before the base set by Reset).
 	ErrCompacted = errors.New("wal: lsn compacted")
-	// ErrClosed is returned by a Log after Close.
-	ErrClosed = errors.New("wal: closed")
+	// ErrClosed is wrapped by the errors of a Log after Close. It is
+	// errdefs.ErrClosed.
+	ErrClosed = errdefs.ErrClosed
 )
+
+// errClosed is the error of a Log after Close.
+var errClosed = fmt.Errorf("wal: %w", ErrClosed)
 
 // DefaultSegmentBytes is the segment size used when Options.SegmentBytes is 0.
 const DefaultSegmentBytes = 16 << 20
@@ -259,7 +266,7 @@ func (l *Log) lastEpochLocked() uint64 {
 
 func (l *Log) usable() error {
 	if l.closed {
-		return ErrClosed
+		return errClosed
 	}
 	if l.err != nil {
 		return fmt.Errorf("wal failed earlier, reopen it: %w", l.err)
@@ -295,15 +302,15 @@ func (l *Log) Append(recs ...Record) error {
 		r := &recs[i]
 		switch {
 		case r.Epoch == 0:
-			return fmt.Errorf("append record %d..%d without an epoch: %w", r.First, r.Last, ErrInvalid)
+			return fmt.Errorf("wal: append record %d..%d without an epoch: %w", r.First, r.Last, ErrInvalid)
 		case r.First != next:
-			return fmt.Errorf("append record %d..%d: want first lsn %d: %w", r.First, r.Last, next, ErrInvalid)
+			return fmt.Errorf("wal: append record %d..%d: want first lsn %d: %w", r.First, r.Last, next, ErrInvalid)
 		case r.Last < r.First:
-			return fmt.Errorf("append record %d..%d: last before first: %w", r.First, r.Last, ErrInvalid)
+			return fmt.Errorf("wal: append record %d..%d: last before first: %w", r.First, r.Last, ErrInvalid)
 		case r.Epoch < epoch:
-			return fmt.Errorf("append record %d..%d of epoch %d after epoch %d: %w", r.First, r.Last, r.Epoch, epoch, ErrInvalid)
+			return fmt.Errorf("wal: append record %d..%d of epoch %d after epoch %d: %w", r.First, r.Last, r.Epoch, epoch, ErrInvalid)
 		case len(r.Payload) > MaxPayload:
-			return fmt.Errorf("append record %d..%d: payload of %d bytes: %w", r.First, r.Last, len(r.Payload), ErrInvalid)
+			return fmt.Errorf("wal: append record %d..%d: payload of %d bytes: %w", r.First, r.Last, len(r.Payload), ErrInvalid)
 		}
 		next, epoch = r.Last+1, r.Epoch
 	}
@@ -482,7 +489,7 @@ func (l *Log) Read(from uint64, maxBytes int) ([]Record, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		return nil, ErrClosed
+		return nil, errClosed
 	}
 	if from > l.lastLocked() {
 		return nil, nil
@@ -527,7 +534,7 @@ func (l *Log) EpochAt(lsn uint64) (uint64, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if last := l.lastLocked(); lsn > last {
-		return 0, fmt.Errorf("epoch of lsn %d: past the last lsn %d: %w", lsn, last, ErrInvalid)
+		return 0, fmt.Errorf("wal: epoch of lsn %d: past the last lsn %d: %w", lsn, last, ErrInvalid)
 	}
 	e, ok := epochOf(l.hist, lsn)
 	if !ok {
@@ -572,7 +579,7 @@ func (l *Log) TruncateAfter(lsn uint64) error {
 	s := l.segs[si]
 	ri := s.find(lsn)
 	if s.recs[ri].last != lsn {
-		return fmt.Errorf("truncate after lsn %d: inside record %d..%d: %w", lsn, s.recFirst(ri), s.recs[ri].last, ErrInvalid)
+		return fmt.Errorf("wal: truncate after lsn %d: inside record %d..%d: %w", lsn, s.recFirst(ri), s.recs[ri].last, ErrInvalid)
 	}
 	// Remove later segments last first, so a crash leaves a prefix.
 	for len(l.segs) > si+1 {
@@ -693,7 +700,7 @@ func (l *Log) TrimBefore(lsn uint64) error {
 // new again; lsn and epoch must be both zero or both non-zero.
 func (l *Log) Reset(lsn, epoch uint64) error {
 	if (lsn == 0) != (epoch == 0) {
-		return fmt.Errorf("reset to lsn %d epoch %d: %w", lsn, epoch, ErrInvalid)
+		return fmt.Errorf("wal: reset to lsn %d epoch %d: %w", lsn, epoch, ErrInvalid)
 	}
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
