@@ -34,8 +34,11 @@ var (
 	// names the option and its allowed values), or a malformed call such as
 	// len(out) != len(keys) in Locate.
 	ErrInvalidArgument = errdefs.ErrInvalidArgument
-	// ErrClosed: the partitioner is closed, or (loaded as a plugin) its
+	// ErrClosed: (loaded as a plugin) the partitioner was closed or its
 	// process failed for good; the wrapping message names the partitioner.
+	// A partitioner in process may keep answering after Close: a pure
+	// function of its configuration has nothing to release, so the
+	// bundled ones do, and the kit does not require ErrClosed.
 	ErrClosed = errdefs.ErrClosed
 )
 
