@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,43 +13,20 @@ import (
 	"time"
 
 	"github.com/plugdb/plugdb/core/cluster"
+	"github.com/plugdb/plugdb/internal/testutil"
 )
 
 // End-to-end tests of `plugdb cluster up|down`: the real binary, a real
 // ZooKeeper, the router and four nodes, on free 127.0.0.1 ports (never the
 // defaults 7070, 8080, 2181) and a temp cluster folder.
 
-// freePortRun returns the first of n consecutive 127.0.0.1 ports that were
-// free a moment ago, below the kernel's ephemeral range so that no port the
-// kernel hands out meanwhile takes one of them.
-func freePortRun(t *testing.T, n int) int {
-	t.Helper()
-	for range 100 {
-		base := 20000 + rand.IntN(12000-n)
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if err != nil {
-				ok = false
-				continue
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
-}
-
 // clusterConfig writes a cluster config on free ports and returns its path
 // and the router's gRPC address.
 func clusterConfig(t *testing.T, zookeepers int) (path, grpcAddr string) {
 	t.Helper()
-	zk := freePortRun(t, zookeepers)
-	nodes := freePortRun(t, 4)
-	grpcAddr = freeAddr(t)
+	zk := testutil.FreePortRun(t, zookeepers)
+	nodes := testutil.FreePortRun(t, 4)
+	grpcAddr = testutil.FreeAddr(t)
 	text := fmt.Sprintf(`cluster: e2e
 partitions: 2
 zookeeper: {servers: ["127.0.0.1:%d"], session_timeout: 2s}
@@ -59,7 +34,7 @@ engine: {plugin: rowfile, options: {sync: batch}}
 replicator: {plugin: none}
 router: {grpc: "%s", http: "%s"}
 nodes: {replicas: 2, base_port: %d}
-`, zk, grpcAddr, freeAddr(t), nodes)
+`, zk, grpcAddr, testutil.FreeAddr(t), nodes)
 	path = filepath.Join(t.TempDir(), "cluster.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)

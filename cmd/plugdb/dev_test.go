@@ -30,20 +30,13 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/plugdb/plugdb/core/zkserver/zktest"
+	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/plugins"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
 // End-to-end tests of `plugdb dev`: the real binary built by TestMain, on free
 // loopback ports and a temp data folder, driven through the CLI, REST and gRPC.
-
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago
-// and that no other test of this process was given.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	return zktest.FreeAddr(t)
-}
 
 // syncBuffer is a bytes.Buffer safe for the exec copy goroutine and the test.
 type syncBuffer struct {
@@ -104,7 +97,7 @@ func (d *devProc) exited() bool {
 // if the test did not stop it.
 func startDev(t testing.TB, data string, env []string, args ...string) *devProc {
 	t.Helper()
-	d := &devProc{grpcAddr: freeAddr(t), http: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	d := &devProc{grpcAddr: testutil.FreeAddr(t), http: testutil.FreeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	all := append([]string{"dev", "--data", data, "--grpc", d.grpcAddr, "--http", d.http}, args...)
 	d.cmd = exec.Command(plugdbBin, all...)
 	d.cmd.Env = devEnv(env...)
@@ -844,7 +837,7 @@ func TestDevBadInput(t *testing.T) {
 			k, v, _ := strings.Cut(kv, "=")
 			t.Setenv(k, v)
 		}
-		all := append([]string{"dev", "--grpc", freeAddr(t), "--http", freeAddr(t)}, args...)
+		all := append([]string{"dev", "--grpc", testutil.FreeAddr(t), "--http", testutil.FreeAddr(t)}, args...)
 		start := time.Now()
 		res := runPlugdb(t, 30*time.Second, all...)
 		if res.code == 0 {

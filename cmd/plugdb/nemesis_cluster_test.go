@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
+	"github.com/plugdb/plugdb/internal/testutil"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
@@ -72,7 +73,7 @@ func startNemesisCluster(t testing.TB, partitions, replicas int, ack string) *ne
 	t.Helper()
 	zk := zktest.Start(t, 1)
 	c := &nemesisCluster{
-		testCluster: &testCluster{t: t, dir: t.TempDir(), zk: zk, grpc: freeAddr(t), http: freeAddr(t),
+		testCluster: &testCluster{t: t, dir: t.TempDir(), zk: zk, grpc: testutil.FreeAddr(t), http: testutil.FreeAddr(t),
 			nodes: map[string]*proc{}, dataOf: map[string]string{}, partOf: map[string]int{}},
 		replicas: map[string]*nemesisReplica{},
 		earlier:  map[string]string{},
@@ -86,7 +87,7 @@ func startNemesisCluster(t testing.TB, partitions, replicas int, ack string) *ne
 	for p := range partitions {
 		for r := range replicas {
 			name := fmt.Sprintf("p%d-r%d", p, r)
-			rep := &nemesisReplica{part: p, listen: freeAddr(t), replListen: freeAddr(t)}
+			rep := &nemesisReplica{part: p, listen: testutil.FreeAddr(t), replListen: testutil.FreeAddr(t)}
 			rep.client = newFaultProxy(t, name+"/client", rep.listen)
 			rep.repl = newFaultProxy(t, name+"/repl", rep.replListen)
 			rep.zk = newFaultProxy(t, name+"/zk", c.zkAddr)

@@ -1,0 +1,151 @@
+// Package testutil is the shared support of plugdb's tests: waiting for an
+// observable state instead of sleeping, and free 127.0.0.1 ports that no
+// other test of the process was given.
+//
+// It imports only the standard library, so any package's tests (and the
+// kit packages such as zktest and replicatortest) can use it.
+package testutil
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pollEvery is how often WaitFor checks its condition.
+const pollEvery = 10 * time.Millisecond
+
+// WaitFor checks cond until it holds, and fails t, naming what it waited
+// for, when it still does not hold after timeout (or when t's context ends).
+// cond runs on the calling goroutine; WaitFor must be called from the test's
+// goroutine, like t.Fatal.
+func WaitFor(t testing.TB, timeout time.Duration, cond func() bool, what string) {
+	t.Helper()
+	if !Eventually(t, timeout, cond) {
+		t.Fatalf("waited %v for %s; it did not happen", timeout, what)
+	}
+}
+
+// Eventually checks cond until it holds or timeout passes (or t's context
+// ends), and reports whether it held. For a test that handles the timeout
+// itself, such as a helper that returns an error.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool) bool {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return cond()
+		case <-t.Context().Done():
+			return false
+		}
+	}
+}
+
+// handedOut are the ports this test process was given. A port closed after
+// listening on 127.0.0.1:0 is free again, and the kernel may give it to the
+// next caller before the first one's server binds it; parallel tests that
+// each start a server could then share one. So no port is handed out twice
+// in one process.
+var handedOut struct {
+	mu    sync.Mutex
+	ports map[int]bool
+}
+
+// FreePorts returns n distinct 127.0.0.1 ports that were free a moment ago
+// and that no other caller in this process was given: it listens on
+// 127.0.0.1:0, keeping the listeners open until all n are chosen, and closes
+// them. A port is free only until someone else binds it, so a test that
+// starts a process on one must retry the start on "address in use" when it
+// can (zktest does), or accept that rare conflict; a test that can pass a
+// listener to the server should listen on 127.0.0.1:0 itself instead.
+func FreePorts(n int) ([]int, error) {
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 100*n {
+			return nil, fmt.Errorf("free port: %d tries found only %d ports not handed out before", tries, len(ports))
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		defer l.Close()
+		p := l.Addr().(*net.TCPAddr).Port
+		if handedOut.ports[p] {
+			continue
+		}
+		mark(p)
+		ports = append(ports, p)
+	}
+	return ports, nil
+}
+
+// FreeAddr returns one port as FreePorts chooses, as "127.0.0.1:port", and
+// fails t when there is none.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ports, err := FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+}
+
+// FreePortRun returns the first of n consecutive 127.0.0.1 ports that were
+// free a moment ago and that no other caller in this process was given, for
+// a process that takes a base port and counts up from it. The run is chosen
+// below the kernel's ephemeral range (20000-32000), so that no port the
+// kernel hands out to a 127.0.0.1:0 listener meanwhile takes one of them.
+func FreePortRun(t testing.TB, n int) int {
+	t.Helper()
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	for range 100 {
+		base := 20000 + rand.IntN(12000-n)
+		if runFree(base, n) {
+			for p := base; p < base+n; p++ {
+				mark(p)
+			}
+			return base
+		}
+	}
+	t.Fatalf("free port run: no %d consecutive free ports", n)
+	return 0
+}
+
+// runFree reports whether ports base to base+n-1 are free and not handed
+// out. handedOut.mu is held.
+func runFree(base, n int) bool {
+	for p := base; p < base+n; p++ {
+		if handedOut.ports[p] {
+			return false
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
+}
+
+// mark records p as handed out. handedOut.mu is held.
+func mark(p int) {
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
+	handedOut.ports[p] = true
+}
