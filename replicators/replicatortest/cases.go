@@ -12,7 +12,7 @@ import (
 )
 
 func testParseAck(t T, _ Harness) {
-	for i, name := range replicators.AckNames {
+	for i, name := range replicators.AckNames() {
 		want := replicators.Ack(i + 1)
 		for _, s := range []string{name, strings.ToUpper(name)} {
 			got, err := replicators.ParseAck(s)
