@@ -302,10 +302,10 @@ func TestChildDeathReportedAndLeftDown(t *testing.T) {
 	}
 	syscall.Kill(leader.PID, syscall.SIGKILL)
 	death := "node-p0-r0 (" + nodeAddr(opts, 0, 0) + ", pid"
-	if !testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(out.String(), death) }) {
+	if !testutil.Eventually(t.Context(), 10*time.Second, func() bool { return strings.Contains(out.String(), death) }) {
 		t.Fatalf("death not reported:\n%s", out)
 	}
-	if !testutil.Eventually(t, 10*time.Second, func() bool {
+	if !testutil.Eventually(t.Context(), 10*time.Second, func() bool {
 		return strings.Contains(out.String(), "exited: signal: killed; it stays down")
 	}) {
 		t.Fatalf("report:\n%s", out)

@@ -7,6 +7,7 @@
 package testutil
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -16,6 +17,16 @@ import (
 	"time"
 )
 
+// TB is what the helpers need of a test: *testing.T and *testing.B, and the
+// test kits' own T (enginetest.T), have it.
+type TB interface {
+	Helper()
+	Context() context.Context
+	Fatalf(format string, args ...any)
+}
+
+var _ TB = testing.TB(nil)
+
 // pollEvery is how often WaitFor checks its condition.
 const pollEvery = 10 * time.Millisecond
 
@@ -23,18 +34,18 @@ const pollEvery = 10 * time.Millisecond
 // for, when it still does not hold after timeout (or when t's context ends).
 // cond runs on the calling goroutine; WaitFor must be called from the test's
 // goroutine, like t.Fatal.
-func WaitFor(t testing.TB, timeout time.Duration, cond func() bool, what string) {
+func WaitFor(t TB, timeout time.Duration, cond func() bool, what string) {
 	t.Helper()
-	if !Eventually(t, timeout, cond) {
+	if !Eventually(t.Context(), timeout, cond) {
 		t.Fatalf("waited %v for %s; it did not happen", timeout, what)
 	}
 }
 
-// Eventually checks cond until it holds or timeout passes (or t's context
-// ends), and reports whether it held. For a test that handles the timeout
-// itself, such as a helper that returns an error.
-func Eventually(t testing.TB, timeout time.Duration, cond func() bool) bool {
-	t.Helper()
+// Eventually checks cond until it holds, or timeout passes, or ctx ends, and
+// reports whether it held. For a caller that handles the timeout itself: a
+// helper that returns an error, a goroutine that is not the test's, or a
+// failure message that shows more than what was awaited.
+func Eventually(ctx context.Context, timeout time.Duration, cond func() bool) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(pollEvery)
@@ -47,7 +58,7 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool) bool {
 		case <-tick.C:
 		case <-deadline.C:
 			return cond()
-		case <-t.Context().Done():
+		case <-ctx.Done():
 			return false
 		}
 	}
@@ -95,11 +106,11 @@ func FreePorts(n int) ([]int, error) {
 
 // FreeAddr returns one port as FreePorts chooses, as "127.0.0.1:port", and
 // fails t when there is none.
-func FreeAddr(t testing.TB) string {
+func FreeAddr(t TB) string {
 	t.Helper()
 	ports, err := FreePorts(1)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 }
@@ -109,7 +120,7 @@ func FreeAddr(t testing.TB) string {
 // a process that takes a base port and counts up from it. The run is chosen
 // below the kernel's ephemeral range (20000-32000), so that no port the
 // kernel hands out to a 127.0.0.1:0 listener meanwhile takes one of them.
-func FreePortRun(t testing.TB, n int) int {
+func FreePortRun(t TB, n int) int {
 	t.Helper()
 	handedOut.mu.Lock()
 	defer handedOut.mu.Unlock()

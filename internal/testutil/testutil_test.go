@@ -20,7 +20,7 @@ func TestWaitForSeesTheState(t *testing.T) {
 
 func TestEventuallyTimesOut(t *testing.T) {
 	start := time.Now()
-	if Eventually(t, 50*time.Millisecond, func() bool { return false }) {
+	if Eventually(t.Context(), 50*time.Millisecond, func() bool { return false }) {
 		t.Fatal("a condition that never holds held")
 	}
 	if d := time.Since(start); d < 50*time.Millisecond || d > 5*time.Second {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -255,6 +258,53 @@ func drain(seq func(yield func(replicators.Delivery, error) bool)) <-chan error 
 	return out
 }
 
+// drainTracked is drain that also sends the id of the goroutine that ranges
+// over seq, just before it calls seq.
+func drainTracked(seq func(yield func(replicators.Delivery, error) bool)) (<-chan error, <-chan uint64) {
+	gid := make(chan uint64, 1)
+	items := drain(func(yield func(replicators.Delivery, error) bool) {
+		gid <- goroutineID()
+		seq(yield)
+	})
+	return items, gid
+}
+
+// goroutineID is the calling goroutine's id, from its stack's header line
+// "goroutine N [running]:".
+func goroutineID() uint64 {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	f := strings.Fields(string(buf))
+	if len(f) < 2 {
+		return 0
+	}
+	id, _ := strconv.ParseUint(f[1], 10, 64)
+	return id
+}
+
+// goroutineWaiting reports whether goroutine id exists and is blocked (on a
+// channel, select, lock, condition or I/O), not running or runnable.
+func goroutineWaiting(id uint64) bool {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	prefix := fmt.Sprintf("goroutine %d [", id)
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if rest, ok := strings.CutPrefix(g, prefix); ok {
+			state, _, _ := strings.Cut(rest, "]")
+			state, _, _ = strings.Cut(state, ",") // "select, 2 minutes"
+			return state != "running" && state != "runnable" && state != "syscall"
+		}
+	}
+	return false
+}
+
 // errDelivery stands for a delivery in drain's channel.
 type errDelivery struct{ d replicators.Delivery }
 
@@ -312,8 +362,19 @@ func testClosed(t T, h Harness) {
 	r := open(t, h, t.TempDir())
 	lead(t, r, 1, 0, 0)
 	replicate(t, r, statement(1, 1, 1), replicators.AckAsync)
-	running := drain(r.Deliveries(t.Context()))
-	time.Sleep(50 * time.Millisecond) // let the sequence start
+	running, gid := drainTracked(r.Deliveries(t.Context()))
+	// Close only once the sequence runs: its goroutine is blocked inside it,
+	// waiting for something to deliver. Closing before would test a Deliveries
+	// called after Close (checked below), not a running one.
+	var id uint64
+	select {
+	case id = <-gid:
+	case <-time.After(endTimeout):
+		t.Fatalf("Deliveries was not ranged over within %v", endTimeout)
+	}
+	if !testutil.Eventually(t.Context(), endTimeout, func() bool { return goroutineWaiting(id) }) {
+		t.Fatalf("a Deliveries sequence did not start and wait within %v", endTimeout)
+	}
 	if err := r.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

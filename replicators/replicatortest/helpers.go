@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -364,18 +365,16 @@ func checkDelivered(t T, h *host, want []replicators.Statement, who string) {
 // persisted through lsn.
 func waitPersisted(t T, leader replicators.Replicator, addr string, lsn uint64) {
 	t.Helper()
-	deadline := time.Now().Add(endTimeout)
 	var last replicators.Status
-	for {
+	if !testutil.Eventually(t.Context(), endTimeout, func() bool {
 		last = status(t, leader)
 		for _, f := range last.Followers {
 			if f.Addr == addr && f.PersistedLSN >= lsn {
-				return
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("leader Status does not show follower %s persisted through lsn %d within %v: %+v", addr, lsn, endTimeout, last)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("leader Status does not show follower %s persisted through lsn %d within %v: %+v", addr, lsn, endTimeout, last)
 	}
 }
