@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,6 +64,45 @@ func Eventually(ctx context.Context, timeout time.Duration, cond func() bool) bo
 			return false
 		}
 	}
+}
+
+// GoroutineID is the calling goroutine's id, from its stack's header line
+// "goroutine N [running]:".
+func GoroutineID() uint64 {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	f := strings.Fields(string(buf))
+	if len(f) < 2 {
+		return 0
+	}
+	id, _ := strconv.ParseUint(f[1], 10, 64)
+	return id
+}
+
+// GoroutineBlocked reports whether goroutine id exists and is blocked (on a
+// channel, select, lock, condition or I/O), not running or runnable. With
+// GoroutineID it lets a test wait until a goroutine it started reached a
+// wait inside the code under test, such as a running iterator, instead of
+// sleeping and hoping it did.
+func GoroutineBlocked(id uint64) bool {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	prefix := fmt.Sprintf("goroutine %d [", id)
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if rest, ok := strings.CutPrefix(g, prefix); ok {
+			state, _, _ := strings.Cut(rest, "]")
+			state, _, _ = strings.Cut(state, ",") // "select, 2 minutes"
+			return state != "running" && state != "runnable" && state != "syscall"
+		}
+	}
+	return false
 }
 
 // handedOut are the ports this test process was given. A port closed after

@@ -59,3 +59,22 @@ func TestFreePortsDistinctAndBindable(t *testing.T) {
 		l.Close()
 	}
 }
+
+func TestGoroutineBlocked(t *testing.T) {
+	ids := make(chan uint64)
+	release := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ids <- GoroutineID()
+		<-release
+	}()
+	id := <-ids
+	if id == 0 || id == GoroutineID() {
+		t.Fatalf("goroutine id %d, the test's is %d", id, GoroutineID())
+	}
+	WaitFor(t, 5*time.Second, func() bool { return GoroutineBlocked(id) }, "the goroutine to block on release")
+	close(release)
+	<-done
+	WaitFor(t, 5*time.Second, func() bool { return !GoroutineBlocked(id) }, "the goroutine to end")
+}

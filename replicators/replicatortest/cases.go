@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -263,46 +261,10 @@ func drain(seq func(yield func(replicators.Delivery, error) bool)) <-chan error 
 func drainTracked(seq func(yield func(replicators.Delivery, error) bool)) (<-chan error, <-chan uint64) {
 	gid := make(chan uint64, 1)
 	items := drain(func(yield func(replicators.Delivery, error) bool) {
-		gid <- goroutineID()
+		gid <- testutil.GoroutineID()
 		seq(yield)
 	})
 	return items, gid
-}
-
-// goroutineID is the calling goroutine's id, from its stack's header line
-// "goroutine N [running]:".
-func goroutineID() uint64 {
-	buf := make([]byte, 64)
-	buf = buf[:runtime.Stack(buf, false)]
-	f := strings.Fields(string(buf))
-	if len(f) < 2 {
-		return 0
-	}
-	id, _ := strconv.ParseUint(f[1], 10, 64)
-	return id
-}
-
-// goroutineWaiting reports whether goroutine id exists and is blocked (on a
-// channel, select, lock, condition or I/O), not running or runnable.
-func goroutineWaiting(id uint64) bool {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	prefix := fmt.Sprintf("goroutine %d [", id)
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if rest, ok := strings.CutPrefix(g, prefix); ok {
-			state, _, _ := strings.Cut(rest, "]")
-			state, _, _ = strings.Cut(state, ",") // "select, 2 minutes"
-			return state != "running" && state != "runnable" && state != "syscall"
-		}
-	}
-	return false
 }
 
 // errDelivery stands for a delivery in drain's channel.
@@ -372,7 +334,7 @@ func testClosed(t T, h Harness) {
 	case <-time.After(endTimeout):
 		t.Fatalf("Deliveries was not ranged over within %v", endTimeout)
 	}
-	if !testutil.Eventually(t.Context(), endTimeout, func() bool { return goroutineWaiting(id) }) {
+	if !testutil.Eventually(t.Context(), endTimeout, func() bool { return testutil.GoroutineBlocked(id) }) {
 		t.Fatalf("a Deliveries sequence did not start and wait within %v", endTimeout)
 	}
 	if err := r.Close(); err != nil {
