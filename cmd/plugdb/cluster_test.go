@@ -94,20 +94,18 @@ func startClusterUp(t *testing.T, dir, cfg string, zookeepers int) *upProc {
 			<-u.done
 		}
 	})
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if m := readyLine.FindStringSubmatch(u.stdout.String()); m != nil {
-			t.Logf("plugdb cluster up --zookeepers %d: ready in %s", zookeepers, m[1])
-			return u
-		}
-		if u.exited() {
-			t.Fatalf("plugdb cluster up exited before ready: %v\n%s", u.waitErr, u.output())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("plugdb cluster up not ready after 2 minutes\n%s", u.output())
-		}
-		time.Sleep(50 * time.Millisecond)
+	var m []string
+	if !testutil.Eventually(t.Context(), 2*time.Minute, func() bool {
+		m = readyLine.FindStringSubmatch(u.stdout.String())
+		return m != nil || u.exited()
+	}) {
+		t.Fatalf("plugdb cluster up not ready after 2 minutes\n%s", u.output())
 	}
+	if m == nil {
+		t.Fatalf("plugdb cluster up exited before ready: %v\n%s", u.waitErr, u.output())
+	}
+	t.Logf("plugdb cluster up --zookeepers %d: ready in %s", zookeepers, m[1])
+	return u
 }
 
 // waitExit waits (bounded) for `plugdb cluster up` to exit and returns its code.
@@ -164,9 +162,9 @@ func runningWith(s string) []string {
 // environment to their plugins) is left.
 func assertAllGone(t *testing.T, procs []cluster.Process, dir string, zk []string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var left []string
+	var left []string
+	if !testutil.Eventually(t.Context(), 10*time.Second, func() bool {
+		left = nil
 		for _, p := range procs {
 			if p.Alive() {
 				left = append(left, p.String())
@@ -174,13 +172,9 @@ func assertAllGone(t *testing.T, procs []cluster.Process, dir string, zk []strin
 		}
 		left = append(left, runningWith(dir)...)
 		left = append(left, runningWith("PLUGDB_ZOOKEEPER_SERVERS="+strings.Join(zk, ",")+"\x00")...)
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still running after down:\n%s", strings.Join(left, "\n"))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return len(left) == 0
+	}) {
+		t.Fatalf("still running after down:\n%s", strings.Join(left, "\n"))
 	}
 }
 

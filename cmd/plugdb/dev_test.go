@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -119,15 +120,12 @@ func startDev(t testing.TB, data string, env []string, args ...string) *devProc 
 			<-d.done
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains("\n"+d.stdout.String(), "\nready") {
-		if d.exited() {
-			t.Fatalf("plugdb dev exited before ready: %v\n%s", d.waitErr, d.output())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("plugdb dev not ready after 30s\n%s", d.output())
-		}
-		time.Sleep(10 * time.Millisecond)
+	ready := func() bool { return strings.Contains("\n"+d.stdout.String(), "\nready") }
+	if !testutil.Eventually(t.Context(), 30*time.Second, func() bool { return ready() || d.exited() }) {
+		t.Fatalf("plugdb dev not ready after 30s\n%s", d.output())
+	}
+	if !ready() {
+		t.Fatalf("plugdb dev exited before ready: %v\n%s", d.waitErr, d.output())
 	}
 	conn := dial(t, d.grpcAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -183,18 +181,20 @@ func running(pid int) (bool, string) {
 // waitGone waits (bounded) until none of pids runs and fails the test otherwise.
 func waitGone(t *testing.T, pids []int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	gone := func() bool {
+		for _, pid := range pids {
+			if alive, _ := running(pid); alive {
+				return false
+			}
+		}
+		return true
+	}
+	if testutil.Eventually(t.Context(), 5*time.Second, gone) {
+		return
+	}
 	for _, pid := range pids {
-		for {
-			alive, cmdline := running(pid)
-			if !alive {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("child %d (%s) still running after plugdb dev stopped", pid, cmdline)
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
+		if alive, cmdline := running(pid); alive {
+			t.Errorf("child %d (%s) still running after plugdb dev stopped", pid, cmdline)
 		}
 	}
 }
@@ -731,6 +731,7 @@ func TestDevDurabilityKill9(t *testing.T) {
 
 	const writers, perWriter = 8, 5000
 	acked := make([][]string, writers)
+	var ackedN atomic.Int64 // acked's length, for the test's goroutine
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -750,11 +751,13 @@ func TestDevDurabilityKill9(t *testing.T) {
 					return // killed (or failing): stop this writer
 				}
 				acked[w] = append(acked[w], key)
+				ackedN.Add(1)
 			}
 		}()
 	}
-	time.Sleep(time.Second)
-	// kill -9 the whole process group while the writers still write.
+	// kill -9 the whole process group while the writers still write, once
+	// they have a good number of acknowledged writes (of 40000).
+	testutil.WaitFor(t, 30*time.Second, func() bool { return ackedN.Load() >= 1000 }, "1000 acknowledged writes")
 	if err := syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -766,7 +769,7 @@ func TestDevDurabilityKill9(t *testing.T) {
 		total += len(a)
 	}
 	if total == 0 {
-		t.Fatalf("no write acknowledged in 1s\n%s", d.output())
+		t.Fatalf("no write acknowledged before the kill\n%s", d.output())
 	}
 
 	d2 := startDev(t, data, nil)

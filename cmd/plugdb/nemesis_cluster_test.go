@@ -131,14 +131,11 @@ func (c *nemesisCluster) signal(addr string, sig syscall.Signal) error {
 	return nil
 }
 
-// waitUntil polls cond every 50 ms until it holds or timeout passes.
+// waitUntil polls cond until it holds or timeout passes; it returns an error
+// instead of failing the test, for the nemesis's own goroutines.
 func waitUntil(timeout time.Duration, what string, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testutil.Eventually(context.Background(), timeout, cond) {
+		return fmt.Errorf("timed out after %v waiting for %s", timeout, what)
 	}
 	return nil
 }
@@ -184,7 +181,7 @@ func (c *nemesisCluster) waitHealthy(timeout time.Duration) error {
 // startZooKeeperAfter waits down, then starts the stopped ZooKeeper server
 // again on the same port and data.
 func (c *nemesisCluster) startZooKeeperAfter(down time.Duration) error {
-	time.Sleep(down)
+	time.Sleep(down) // not a synchronisation: the fault's duration
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := c.zk.StartServer(ctx, 0); err != nil {

@@ -182,12 +182,8 @@ func (c *testCluster) leaderOf(st *plugdbv1.StatusResponse, p int) (string, uint
 // waitFor polls cond with a generous deadline, failing with the logs.
 func (c *testCluster) waitFor(what string, cond func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out waiting for %s\n%s", what, c.logs())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testutil.Eventually(c.t.Context(), 60*time.Second, cond) {
+		c.t.Fatalf("timed out waiting for %s\n%s", what, c.logs())
 	}
 }
 
@@ -520,7 +516,7 @@ func TestClusterPausedLeaderDoesNotAcceptWritesAfterResume(t *testing.T) {
 		if status.Code(err) != codes.Unavailable {
 			t.Fatalf("deposed leader answered %v, want Unavailable (not leader)", err)
 		}
-		time.Sleep(40 * time.Millisecond)
+		time.Sleep(40 * time.Millisecond) // not a synchronisation: spreads the probes over the time the deposed leader must keep refusing
 	}
 	c.waitFor("the old leader to rejoin as follower", func() bool {
 		for _, r := range mustStatus(t, c).GetPartitions()[0].GetReplicas() {
