@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -256,17 +255,6 @@ func drain(seq func(yield func(replicators.Delivery, error) bool)) <-chan error 
 	return out
 }
 
-// drainTracked is drain that also sends the id of the goroutine that ranges
-// over seq, just before it calls seq.
-func drainTracked(seq func(yield func(replicators.Delivery, error) bool)) (<-chan error, <-chan uint64) {
-	gid := make(chan uint64, 1)
-	items := drain(func(yield func(replicators.Delivery, error) bool) {
-		gid <- testutil.GoroutineID()
-		seq(yield)
-	})
-	return items, gid
-}
-
 // errDelivery stands for a delivery in drain's channel.
 type errDelivery struct{ d replicators.Delivery }
 
@@ -328,15 +316,7 @@ func testClosed(t T, h Harness) {
 	// Close only once the sequence runs: its goroutine is blocked inside it,
 	// waiting for something to deliver. Closing before would test a Deliveries
 	// called after Close (checked below), not a running one.
-	var id uint64
-	select {
-	case id = <-gid:
-	case <-time.After(endTimeout):
-		t.Fatalf("Deliveries was not ranged over within %v", endTimeout)
-	}
-	if !testutil.Eventually(t.Context(), endTimeout, func() bool { return testutil.GoroutineBlocked(id) }) {
-		t.Fatalf("a Deliveries sequence did not start and wait within %v", endTimeout)
-	}
+	waitBlocked(t, gid, "a Deliveries sequence to start and wait")
 	if err := r.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

@@ -378,3 +378,27 @@ func waitPersisted(t T, leader replicators.Replicator, addr string, lsn uint64) 
 		t.Fatalf("leader Status does not show follower %s persisted through lsn %d within %v: %+v", addr, lsn, endTimeout, last)
 	}
 }
+
+// drainTracked is drain that also sends the id of the goroutine that ranges
+// over seq, just before it calls seq.
+func drainTracked(seq func(yield func(replicators.Delivery, error) bool)) (<-chan error, <-chan uint64) {
+	gid := make(chan uint64, 1)
+	items := drain(func(yield func(replicators.Delivery, error) bool) {
+		gid <- testutil.GoroutineID()
+		seq(yield)
+	})
+	return items, gid
+}
+
+// waitBlocked waits until the goroutine whose id gid sends is blocked, and
+// fails t, naming what, if it is not within endTimeout.
+func waitBlocked(t T, gid <-chan uint64, what string) {
+	t.Helper()
+	var id uint64
+	select {
+	case id = <-gid:
+	case <-time.After(endTimeout):
+		t.Fatalf("waited %v for %s: the goroutine did not start", endTimeout, what)
+	}
+	testutil.WaitFor(t, endTimeout, func() bool { return testutil.GoroutineBlocked(id) }, what)
+}
