@@ -1,6 +1,12 @@
 // Package testutil is the shared support of plugdb's tests: waiting for an
-// observable state instead of sleeping, and free 127.0.0.1 ports that no
-// other test of the process was given.
+// observable state instead of sleeping (WaitFor, Eventually, and
+// GoroutineID with GoroutineBlocked for "a goroutine reached its wait"), and
+// free 127.0.0.1 ports that no other test of the process was given
+// (FreePorts, FreeAddr, FreePortRun).
+//
+// A test sleeps only when time passing is the point (a load's pace, a
+// fault's duration, a window in which something must not happen), and says
+// so in a comment beside the sleep.
 //
 // It imports only the standard library, so any package's tests (and the
 // kit packages such as zktest and replicatortest) can use it.
