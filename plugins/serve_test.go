@@ -15,7 +15,14 @@ func TestExitWithParentEndsWithServe(t *testing.T) {
 		defer close(ended)
 		exitWithParent(hclog.NewNullLogger(), done)
 	}()
-	time.Sleep(parentPoll + parentPoll/2) // at least one check of a live parent
+	// Not a synchronisation: time for at least one check of the live parent,
+	// which must not end the watch.
+	time.Sleep(parentPoll + parentPoll/2)
+	select {
+	case <-ended:
+		t.Fatal("exitWithParent returned while its parent lives and done is open")
+	default:
+	}
 	close(done)
 	select {
 	case <-ended:

@@ -71,16 +71,23 @@ const (
 	AckSync
 )
 
-// AckNames are the accepted spellings of the ack modes, weakest first.
-var AckNames = []string{"async", "semi-sync", "sync"}
+// AckNames returns the accepted spellings of the ack modes, weakest first, in
+// a fresh slice.
+func AckNames() []string {
+	return []string{AckAsync.String(), AckSemiSync.String(), AckSync.String()}
+}
 
 // String returns "default", "async", "semi-sync" or "sync".
 func (a Ack) String() string {
 	switch a {
 	case AckDefault:
 		return "default"
-	case AckAsync, AckSemiSync, AckSync:
-		return AckNames[a-1]
+	case AckAsync:
+		return "async"
+	case AckSemiSync:
+		return "semi-sync"
+	case AckSync:
+		return "sync"
 	}
 	return fmt.Sprintf("ack(%d)", uint8(a))
 }
@@ -90,12 +97,12 @@ func ParseAck(s string) (Ack, error) {
 	if s == "" || s == "default" {
 		return AckDefault, nil
 	}
-	for i, n := range AckNames {
+	for i, n := range AckNames() {
 		if strings.EqualFold(s, n) {
 			return Ack(i + 1), nil
 		}
 	}
-	return 0, fmt.Errorf("ack %q: allowed values are %s: %w", s, strings.Join(AckNames, ", "), ErrInvalidArgument)
+	return 0, fmt.Errorf("ack %q: allowed values are %s: %w", s, strings.Join(AckNames(), ", "), ErrInvalidArgument)
 }
 
 // Stronger returns the stronger of a and b (AckDefault is weakest).

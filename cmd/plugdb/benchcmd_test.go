@@ -225,7 +225,7 @@ func wantReportRenders(t *testing.T, page string, rows, partitions int) {
 		t.Fatal(err)
 	}
 	want := map[string]int{"throughput": rows, "load-throughput": rows, "latency": 3 * rows, "partition-keys": partitions * rows, "keys-moved": rows}
-	for _, chart := range benchreport.Charts {
+	for _, chart := range benchreport.Charts() {
 		if n, ok := got[chart]; !ok || n != want[chart] {
 			t.Errorf("rendered chart %s: %d bars (present %v), want %d", chart, n, ok, want[chart])
 		}

@@ -238,7 +238,7 @@ func (a *ackFlags) value() (plugdbv1.Ack, error) {
 	case "sync":
 		return plugdbv1.Ack_ACK_SYNC, nil
 	}
-	return 0, fmt.Errorf("--ack %q: allowed values are %s", a.ack, strings.Join(replicators.AckNames, ", "))
+	return 0, fmt.Errorf("--ack %q: allowed values are %s", a.ack, strings.Join(replicators.AckNames(), ", "))
 }
 
 func getCommand() *cobra.Command {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,43 +13,20 @@ import (
 	"time"
 
 	"github.com/plugdb/plugdb/core/cluster"
+	"github.com/plugdb/plugdb/internal/testutil"
 )
 
 // End-to-end tests of `plugdb cluster up|down`: the real binary, a real
 // ZooKeeper, the router and four nodes, on free 127.0.0.1 ports (never the
 // defaults 7070, 8080, 2181) and a temp cluster folder.
 
-// freePortRun returns the first of n consecutive 127.0.0.1 ports that were
-// free a moment ago, below the kernel's ephemeral range so that no port the
-// kernel hands out meanwhile takes one of them.
-func freePortRun(t *testing.T, n int) int {
-	t.Helper()
-	for range 100 {
-		base := 20000 + rand.IntN(12000-n)
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if err != nil {
-				ok = false
-				continue
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
-}
-
 // clusterConfig writes a cluster config on free ports and returns its path
 // and the router's gRPC address.
 func clusterConfig(t *testing.T, zookeepers int) (path, grpcAddr string) {
 	t.Helper()
-	zk := freePortRun(t, zookeepers)
-	nodes := freePortRun(t, 4)
-	grpcAddr = freeAddr(t)
+	zk := testutil.FreePortRun(t, zookeepers)
+	nodes := testutil.FreePortRun(t, 4)
+	grpcAddr = testutil.FreeAddr(t)
 	text := fmt.Sprintf(`cluster: e2e
 partitions: 2
 zookeeper: {servers: ["127.0.0.1:%d"], session_timeout: 2s}
@@ -59,7 +34,7 @@ engine: {plugin: rowfile, options: {sync: batch}}
 replicator: {plugin: none}
 router: {grpc: "%s", http: "%s"}
 nodes: {replicas: 2, base_port: %d}
-`, zk, grpcAddr, freeAddr(t), nodes)
+`, zk, grpcAddr, testutil.FreeAddr(t), nodes)
 	path = filepath.Join(t.TempDir(), "cluster.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -119,20 +94,18 @@ func startClusterUp(t *testing.T, dir, cfg string, zookeepers int) *upProc {
 			<-u.done
 		}
 	})
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if m := readyLine.FindStringSubmatch(u.stdout.String()); m != nil {
-			t.Logf("plugdb cluster up --zookeepers %d: ready in %s", zookeepers, m[1])
-			return u
-		}
-		if u.exited() {
-			t.Fatalf("plugdb cluster up exited before ready: %v\n%s", u.waitErr, u.output())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("plugdb cluster up not ready after 2 minutes\n%s", u.output())
-		}
-		time.Sleep(50 * time.Millisecond)
+	var m []string
+	if !testutil.Eventually(t.Context(), 2*time.Minute, func() bool {
+		m = readyLine.FindStringSubmatch(u.stdout.String())
+		return m != nil || u.exited()
+	}) {
+		t.Fatalf("plugdb cluster up not ready after 2 minutes\n%s", u.output())
 	}
+	if m == nil {
+		t.Fatalf("plugdb cluster up exited before ready: %v\n%s", u.waitErr, u.output())
+	}
+	t.Logf("plugdb cluster up --zookeepers %d: ready in %s", zookeepers, m[1])
+	return u
 }
 
 // waitExit waits (bounded) for `plugdb cluster up` to exit and returns its code.
@@ -189,9 +162,9 @@ func runningWith(s string) []string {
 // environment to their plugins) is left.
 func assertAllGone(t *testing.T, procs []cluster.Process, dir string, zk []string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var left []string
+	var left []string
+	if !testutil.Eventually(t.Context(), 10*time.Second, func() bool {
+		left = nil
 		for _, p := range procs {
 			if p.Alive() {
 				left = append(left, p.String())
@@ -199,13 +172,9 @@ func assertAllGone(t *testing.T, procs []cluster.Process, dir string, zk []strin
 		}
 		left = append(left, runningWith(dir)...)
 		left = append(left, runningWith("PLUGDB_ZOOKEEPER_SERVERS="+strings.Join(zk, ",")+"\x00")...)
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still running after down:\n%s", strings.Join(left, "\n"))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return len(left) == 0
+	}) {
+		t.Fatalf("still running after down:\n%s", strings.Join(left, "\n"))
 	}
 }
 

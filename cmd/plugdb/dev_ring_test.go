@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/partitioners/hash"
 	"github.com/plugdb/plugdb/partitioners/ring"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
@@ -97,7 +98,7 @@ func TestDevRingPartitioner(t *testing.T) {
 		if err := os.WriteFile(other, []byte(tc.config), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		res := runPlugdb(t, 30*time.Second, "dev", "--config", other, "--data", data, "--grpc", freeAddr(t), "--http", freeAddr(t))
+		res := runPlugdb(t, 30*time.Second, "dev", "--config", other, "--data", data, "--grpc", testutil.FreeAddr(t), "--http", testutil.FreeAddr(t))
 		if res.code == 0 || !strings.Contains(res.stderr, tc.want) {
 			t.Errorf("plugdb dev on the ring's folder with %q: want a non-zero exit and %q\n%s", tc.config, tc.want, res)
 		}
@@ -115,7 +116,7 @@ func TestDevRingBadVnodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(t.TempDir(), "data")
-	res := runPlugdb(t, 30*time.Second, "dev", "--config", cfg, "--data", data, "--grpc", freeAddr(t), "--http", freeAddr(t))
+	res := runPlugdb(t, 30*time.Second, "dev", "--config", cfg, "--data", data, "--grpc", testutil.FreeAddr(t), "--http", testutil.FreeAddr(t))
 	want := `option vnodes: bad value "0": allowed values are 1..4096 (default 1024)`
 	if res.code == 0 || !strings.Contains(res.stderr, "plugdb: ") || !strings.Contains(res.stderr, want) {
 		t.Errorf("plugdb dev with vnodes 0: want a non-zero exit and %q\n%s", want, res)

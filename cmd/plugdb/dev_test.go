@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -30,20 +31,13 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/plugdb/plugdb/core/zkserver/zktest"
+	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/plugins"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
 // End-to-end tests of `plugdb dev`: the real binary built by TestMain, on free
 // loopback ports and a temp data folder, driven through the CLI, REST and gRPC.
-
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago
-// and that no other test of this process was given.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	return zktest.FreeAddr(t)
-}
 
 // syncBuffer is a bytes.Buffer safe for the exec copy goroutine and the test.
 type syncBuffer struct {
@@ -104,7 +98,7 @@ func (d *devProc) exited() bool {
 // if the test did not stop it.
 func startDev(t testing.TB, data string, env []string, args ...string) *devProc {
 	t.Helper()
-	d := &devProc{grpcAddr: freeAddr(t), http: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	d := &devProc{grpcAddr: testutil.FreeAddr(t), http: testutil.FreeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	all := append([]string{"dev", "--data", data, "--grpc", d.grpcAddr, "--http", d.http}, args...)
 	d.cmd = exec.Command(plugdbBin, all...)
 	d.cmd.Env = devEnv(env...)
@@ -126,15 +120,12 @@ func startDev(t testing.TB, data string, env []string, args ...string) *devProc 
 			<-d.done
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains("\n"+d.stdout.String(), "\nready") {
-		if d.exited() {
-			t.Fatalf("plugdb dev exited before ready: %v\n%s", d.waitErr, d.output())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("plugdb dev not ready after 30s\n%s", d.output())
-		}
-		time.Sleep(10 * time.Millisecond)
+	ready := func() bool { return strings.Contains("\n"+d.stdout.String(), "\nready") }
+	if !testutil.Eventually(t.Context(), 30*time.Second, func() bool { return ready() || d.exited() }) {
+		t.Fatalf("plugdb dev not ready after 30s\n%s", d.output())
+	}
+	if !ready() {
+		t.Fatalf("plugdb dev exited before ready: %v\n%s", d.waitErr, d.output())
 	}
 	conn := dial(t, d.grpcAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -190,18 +181,20 @@ func running(pid int) (bool, string) {
 // waitGone waits (bounded) until none of pids runs and fails the test otherwise.
 func waitGone(t *testing.T, pids []int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	gone := func() bool {
+		for _, pid := range pids {
+			if alive, _ := running(pid); alive {
+				return false
+			}
+		}
+		return true
+	}
+	if testutil.Eventually(t.Context(), 5*time.Second, gone) {
+		return
+	}
 	for _, pid := range pids {
-		for {
-			alive, cmdline := running(pid)
-			if !alive {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("child %d (%s) still running after plugdb dev stopped", pid, cmdline)
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
+		if alive, cmdline := running(pid); alive {
+			t.Errorf("child %d (%s) still running after plugdb dev stopped", pid, cmdline)
 		}
 	}
 }
@@ -738,6 +731,7 @@ func TestDevDurabilityKill9(t *testing.T) {
 
 	const writers, perWriter = 8, 5000
 	acked := make([][]string, writers)
+	var ackedN atomic.Int64 // acked's length, for the test's goroutine
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -757,11 +751,13 @@ func TestDevDurabilityKill9(t *testing.T) {
 					return // killed (or failing): stop this writer
 				}
 				acked[w] = append(acked[w], key)
+				ackedN.Add(1)
 			}
 		}()
 	}
-	time.Sleep(time.Second)
-	// kill -9 the whole process group while the writers still write.
+	// kill -9 the whole process group while the writers still write, once
+	// they have a good number of acknowledged writes (of 40000).
+	testutil.WaitFor(t, 30*time.Second, func() bool { return ackedN.Load() >= 1000 }, "1000 acknowledged writes")
 	if err := syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -773,7 +769,7 @@ func TestDevDurabilityKill9(t *testing.T) {
 		total += len(a)
 	}
 	if total == 0 {
-		t.Fatalf("no write acknowledged in 1s\n%s", d.output())
+		t.Fatalf("no write acknowledged before the kill\n%s", d.output())
 	}
 
 	d2 := startDev(t, data, nil)
@@ -844,7 +840,7 @@ func TestDevBadInput(t *testing.T) {
 			k, v, _ := strings.Cut(kv, "=")
 			t.Setenv(k, v)
 		}
-		all := append([]string{"dev", "--grpc", freeAddr(t), "--http", freeAddr(t)}, args...)
+		all := append([]string{"dev", "--grpc", testutil.FreeAddr(t), "--http", testutil.FreeAddr(t)}, args...)
 		start := time.Now()
 		res := runPlugdb(t, 30*time.Second, all...)
 		if res.code == 0 {

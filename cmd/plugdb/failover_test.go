@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/core/api"
+	"github.com/plugdb/plugdb/internal/testutil"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
@@ -166,7 +167,7 @@ func startWriteLoad(c *testCluster, prefix string, workers int, pause time.Durat
 					l.mu.Unlock()
 				}
 				if pause > 0 {
-					time.Sleep(pause)
+					time.Sleep(pause) // not a synchronisation: the load's pace
 				}
 			}
 		})
@@ -220,7 +221,7 @@ func (c *testCluster) readThroughRouter(want map[string]string) (found int, miss
 					if status.Code(err) != codes.Unavailable && status.Code(err) != codes.DeadlineExceeded {
 						break
 					}
-					time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+					time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond) // not a synchronisation: a bounded retry's backoff while the partition is unavailable
 				}
 				mu.Lock()
 				switch {
@@ -325,7 +326,8 @@ func runKillsUnderLoad(t *testing.T, ack string, kills int) failoverRun {
 	}
 	// Some writes after the last rejoin, then stop.
 	c.waitInSync(0)
-	time.Sleep(500 * time.Millisecond)
+	afterRejoin := load.ackedCount()
+	c.waitFor("writes acknowledged after the last rejoin", func() bool { return load.ackedCount() >= afterRejoin+50 })
 	acked := load.halt()
 	run.sent, run.acked, run.loadFailed = int(load.sent.Load()), len(acked), load.failed.Load()
 	if run.acked == 0 {
@@ -477,16 +479,26 @@ func TestDeposedLeaderPausedCannotAcknowledge(t *testing.T) {
 				mu.Lock()
 				writes = append(writes, dw)
 				mu.Unlock()
-				time.Sleep(10 * time.Millisecond)
+				time.Sleep(10 * time.Millisecond) // not a synchronisation: the direct writers' pace
 			}
 		})
 	}
-	time.Sleep(500 * time.Millisecond)
+	c.waitFor("direct writes acknowledged by the old leader before the pause", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, w := range writes {
+			if w.err == nil {
+				n++
+			}
+		}
+		return n >= 20
+	})
 
 	// The distinctive write: sent with a short deadline just before the freeze.
 	pendingCh := make(chan directWrite, 1)
 	go func() { pendingCh <- putDirect("deposed-pending", 1500*time.Millisecond) }()
-	time.Sleep(200 * time.Microsecond)
+	time.Sleep(200 * time.Microsecond) // not a synchronisation: the fault injection's moment, just after the write left
 	c.signalGroup(old, syscall.SIGSTOP)
 	stopped := time.Now()
 	leader, epoch := c.waitLeaderAfter(0, old, oldEpoch)
@@ -498,9 +510,14 @@ func TestDeposedLeaderPausedCannotAcknowledge(t *testing.T) {
 	for i := range 8 {
 		ch := make(chan directWrite, 1)
 		queued = append(queued, ch)
-		go func() { ch <- putDirect(fmt.Sprintf("queued/%d", i), 10*time.Second) }()
+		gid := make(chan uint64, 1)
+		go func() {
+			gid <- testutil.GoroutineID()
+			ch <- putDirect(fmt.Sprintf("queued/%d", i), 10*time.Second)
+		}()
+		g := <-gid
+		c.waitFor(fmt.Sprintf("queued write %d to wait for the frozen leader", i), func() bool { return testutil.GoroutineBlocked(g) })
 	}
-	time.Sleep(500 * time.Millisecond)
 	c.signalGroup(old, syscall.SIGCONT)
 	resumed := time.Now()
 	// Straight after it resumes: a burst of writes to it.
@@ -585,19 +602,14 @@ func TestDeposedLeaderPausedCannotAcknowledge(t *testing.T) {
 	// The replicas converge on the same rows; none of the writes sent to the
 	// deposed leader after the takeover is on either.
 	var rowsOld, rowsNew map[string]string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var errOld, errNew error
+	var errOld, errNew error
+	if !testutil.Eventually(t.Context(), 30*time.Second, func() bool {
 		rowsNew, errNew = scanNode(t, leader)
 		rowsOld, errOld = scanNode(t, old)
-		if errOld == nil && errNew == nil && maps.Equal(rowsOld, rowsNew) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replicas differ 30s after the rejoin: %d rows on the old leader %s (%v), %d on the new %s (%v); e.g. %s\n%s",
-				len(rowsOld), old, errOld, len(rowsNew), leader, errNew, firstDiff(rowsOld, rowsNew), c.logs())
-		}
-		time.Sleep(200 * time.Millisecond)
+		return errOld == nil && errNew == nil && maps.Equal(rowsOld, rowsNew)
+	}) {
+		t.Fatalf("replicas differ 30s after the rejoin: %d rows on the old leader %s (%v), %d on the new %s (%v); e.g. %s\n%s",
+			len(rowsOld), old, errOld, len(rowsNew), leader, errNew, firstDiff(rowsOld, rowsNew), c.logs())
 	}
 	for _, w := range writes {
 		if w.sent.After(tookOver) {

@@ -230,7 +230,7 @@ func runLinClient(c *testCluster, h *linHistory, id int, keys []string, stop <-c
 		cancel()
 		h.add(id, in, call, out)
 		h.count(in.op + " " + out.kind)
-		time.Sleep(time.Duration(2+rng.IntN(6)) * time.Millisecond)
+		time.Sleep(time.Duration(2+rng.IntN(6)) * time.Millisecond) // not a synchronisation: the client's think time
 	}
 }
 
@@ -263,12 +263,13 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 			for i := range kills {
 				// Kill at evenly spread points of the run.
 				at := begin.Add(time.Duration(i+1) * duration / time.Duration(kills+1))
-				time.Sleep(time.Until(at))
+				time.Sleep(time.Until(at)) // not a synchronisation: the fault injection's planned moment
 				k := c.killLeaderAndRejoin(0)
 				t.Logf("kill %d at +%v: %s (epoch %d) killed; %s leads epoch %d after %v; rejoined after %v",
 					i+1, time.Since(begin).Round(100*time.Millisecond), k.old, k.oldEpoch, k.leader, k.epoch, k.failover.Round(time.Millisecond), k.rejoined.Round(time.Millisecond))
 			}
-			// Operations go on for a while after the last rejoin.
+			// Operations go on for a while after the last rejoin. Not a
+			// synchronisation: the history's planned length.
 			time.Sleep(max(time.Until(begin.Add(duration)), 2*time.Second))
 			halt()
 			ops := h.finish()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
+	"github.com/plugdb/plugdb/internal/testutil"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
@@ -72,7 +73,7 @@ func startNemesisCluster(t testing.TB, partitions, replicas int, ack string) *ne
 	t.Helper()
 	zk := zktest.Start(t, 1)
 	c := &nemesisCluster{
-		testCluster: &testCluster{t: t, dir: t.TempDir(), zk: zk, grpc: freeAddr(t), http: freeAddr(t),
+		testCluster: &testCluster{t: t, dir: t.TempDir(), zk: zk, grpc: testutil.FreeAddr(t), http: testutil.FreeAddr(t),
 			nodes: map[string]*proc{}, dataOf: map[string]string{}, partOf: map[string]int{}},
 		replicas: map[string]*nemesisReplica{},
 		earlier:  map[string]string{},
@@ -86,7 +87,7 @@ func startNemesisCluster(t testing.TB, partitions, replicas int, ack string) *ne
 	for p := range partitions {
 		for r := range replicas {
 			name := fmt.Sprintf("p%d-r%d", p, r)
-			rep := &nemesisReplica{part: p, listen: freeAddr(t), replListen: freeAddr(t)}
+			rep := &nemesisReplica{part: p, listen: testutil.FreeAddr(t), replListen: testutil.FreeAddr(t)}
 			rep.client = newFaultProxy(t, name+"/client", rep.listen)
 			rep.repl = newFaultProxy(t, name+"/repl", rep.replListen)
 			rep.zk = newFaultProxy(t, name+"/zk", c.zkAddr)
@@ -130,14 +131,11 @@ func (c *nemesisCluster) signal(addr string, sig syscall.Signal) error {
 	return nil
 }
 
-// waitUntil polls cond every 50 ms until it holds or timeout passes.
+// waitUntil polls cond until it holds or timeout passes; it returns an error
+// instead of failing the test, for the nemesis's own goroutines.
 func waitUntil(timeout time.Duration, what string, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testutil.Eventually(context.Background(), timeout, cond) {
+		return fmt.Errorf("timed out after %v waiting for %s", timeout, what)
 	}
 	return nil
 }
@@ -183,7 +181,7 @@ func (c *nemesisCluster) waitHealthy(timeout time.Duration) error {
 // startZooKeeperAfter waits down, then starts the stopped ZooKeeper server
 // again on the same port and data.
 func (c *nemesisCluster) startZooKeeperAfter(down time.Duration) error {
-	time.Sleep(down)
+	time.Sleep(down) // not a synchronisation: the fault's duration
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := c.zk.StartServer(ctx, 0); err != nil {

@@ -61,7 +61,7 @@ func (g *groupIsolation) owns(port int) bool {
 		return true
 	}
 	if wait := rescanEvery - time.Since(g.scanned); wait > 0 {
-		time.Sleep(wait)
+		time.Sleep(wait) // not a synchronisation: rate-limits the rescans of the group's ports
 	}
 	if ports, err := groupPorts(g.pgid); err == nil {
 		g.ports, g.scanned = ports, time.Now()

@@ -41,7 +41,7 @@ type link struct {
 // t's cleanup closes it and its connections.
 func newFaultProxy(t testing.TB, name, target string) *faultProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", freeAddr(t))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("proxy %s: listen: %v", name, err)
 	}

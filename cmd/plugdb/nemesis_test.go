@@ -134,7 +134,8 @@ func TestNemesis(t *testing.T) {
 	n := &nemesis{c: c, w: w, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), kinds: kinds}
 	runBegin := time.Now()
 	n.run(runBegin.Add(*nemesisDuration))
-	// A quiet moment after the last fault, then the load stops.
+	// A quiet moment after the last fault, then the load stops. Not a
+	// synchronisation: the nemesis schedule's last quiet period.
 	time.Sleep(time.Second)
 	w.halt()
 	runTook := time.Since(runBegin)
@@ -217,7 +218,8 @@ type nemesis struct {
 func (n *nemesis) run(end time.Time) {
 	t := n.c.t
 	for time.Now().Before(end) && !n.w.done() {
-		// A quiet moment between faults: 0.5–2 s.
+		// A quiet moment between faults: 0.5–2 s. Not a synchronisation: the
+		// nemesis schedule.
 		time.Sleep(time.Duration(500+n.rng.IntN(1500)) * time.Millisecond)
 		if !time.Now().Before(end) {
 			return
@@ -295,7 +297,7 @@ func (n *nemesis) inject(kind string, part int) (nemesisFault, error) {
 		if f.leader {
 			err = newLeader()
 		} else {
-			time.Sleep(time.Duration(500+n.rng.IntN(1500)) * time.Millisecond)
+			time.Sleep(time.Duration(500+n.rng.IntN(1500)) * time.Millisecond) // not a synchronisation: how long the killed follower stays down
 		}
 		c.startReplica(f.target)
 	case faultStopLeader:
@@ -304,7 +306,7 @@ func (n *nemesis) inject(kind string, part int) (nemesisFault, error) {
 			return f, err
 		}
 		startProbe()
-		time.Sleep(hold)
+		time.Sleep(hold) // not a synchronisation: the fault's duration
 		f.note = "(seen stopped: " + c.describe(part, leader) + ")"
 		if err := c.signal(leader, syscall.SIGCONT); err != nil {
 			return f, err
@@ -332,7 +334,7 @@ func (n *nemesis) inject(kind string, part int) (nemesisFault, error) {
 		}
 		injected = time.Now()
 		startProbe()
-		time.Sleep(hold)
+		time.Sleep(hold) // not a synchronisation: the fault's duration
 		seen := c.describe(part, f.target)
 		f.note = fmt.Sprintf("(seen cut off: %s; %d of its outbound connections cut)", seen, heal())
 	default:
@@ -666,7 +668,7 @@ func (w *nemesisWorkload) readBack() durability {
 					if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
 						break
 					}
-					time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+					time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond) // not a synchronisation: a bounded retry's backoff while the partition is unavailable
 				}
 				v := string(resp.GetValue())
 				seq, unknown := kl.unknown[v]

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plugdb/plugdb/internal/testutil"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
@@ -248,9 +249,9 @@ func BenchmarkFollowerCatchUp(b *testing.B) {
 	c.startNode(follower)
 	var up, firstApply time.Duration
 	var from, firstLSN, last uint64
-	deadline := start.Add(2 * time.Minute)
 	moved := start // the last time the follower's applied LSN moved
-	for {
+	caughtUp, stalled := false, false
+	testutil.Eventually(b.Context(), 2*time.Minute, func() bool {
 		lsn, err := applied(followerKV)
 		if err == nil {
 			if up == 0 {
@@ -259,19 +260,20 @@ func BenchmarkFollowerCatchUp(b *testing.B) {
 			if firstApply == 0 && lsn > before {
 				firstApply, firstLSN = time.Since(start), lsn
 			}
-			if lsn >= target {
-				break
+			if caughtUp = lsn >= target; caughtUp {
+				return true
 			}
 			if lsn != last {
 				last, moved = lsn, time.Now()
 			}
 		}
-		if stalled := time.Since(moved) > 15*time.Second; stalled || time.Now().After(deadline) {
-			st, err := c.status()
-			b.Fatalf("follower %s did not catch up with the leader's lsn %d (stalled: %v): applied lsn %d, unchanged for %v; router status: %v %v\n%s",
-				follower, target, stalled, last, time.Since(moved).Round(time.Millisecond), st, err, c.logs())
-		}
-		time.Sleep(5 * time.Millisecond)
+		stalled = time.Since(moved) > 15*time.Second
+		return stalled
+	})
+	if !caughtUp {
+		st, err := c.status()
+		b.Fatalf("follower %s did not catch up with the leader's lsn %d (stalled: %v): applied lsn %d, unchanged for %v; router status: %v %v\n%s",
+			follower, target, stalled, last, time.Since(moved).Round(time.Millisecond), st, err, c.logs())
 	}
 	took := time.Since(start)
 	b.StopTimer()

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -235,7 +237,8 @@ func TestReplicationEveryAckMode(t *testing.T) {
 
 // downFollowerScenario is the common part of a follower that misses writes
 // while down: returns the cluster, the follower and what it must hold once back.
-func downFollowerScenario(t *testing.T, replicator string, n, valueSize int) (*testCluster, string, map[string]string) {
+// It also returns the follower's applied LSN when it went down.
+func downFollowerScenario(t *testing.T, replicator string, n, valueSize int) (*testCluster, string, map[string]string, uint64) {
 	t.Helper()
 	c := newReplicatedCluster(t, 1, 2, replicator)
 	// Rows the follower has before it goes down.
@@ -249,7 +252,7 @@ func downFollowerScenario(t *testing.T, replicator string, n, valueSize int) (*t
 		t.Fatalf("followers %v, want one", fs)
 	}
 	follower := fs[0]
-	c.waitCaughtUp(0, follower)
+	applied := replicaIn(c.waitCaughtUp(0, follower), 0, follower).GetAppliedLsn()
 	c.nodes[follower].kill()
 
 	// While it is down: new rows, overwrites and deletes of old ones.
@@ -273,11 +276,34 @@ func downFollowerScenario(t *testing.T, replicator string, n, valueSize int) (*t
 		want[k] = ""
 	}
 	t.Logf("%d writes and 100 deletes with the follower down in %v", n+100, time.Since(start).Round(time.Millisecond))
-	return c, follower, want
+	return c, follower, want, applied
+}
+
+// statementLogStart is the first LSN of the oldest segment of the statement
+// log under a node's data folder (its files are named by their first LSN,
+// 20 digits and .log), and whether there is one.
+func statementLogStart(t *testing.T, dataDir string) (uint64, bool) {
+	t.Helper()
+	var start uint64
+	found := false
+	filepath.WalkDir(dataDir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		base, ok := strings.CutSuffix(d.Name(), ".log")
+		if !ok || len(base) != 20 {
+			return nil
+		}
+		if n, err := strconv.ParseUint(base, 10, 64); err == nil && (!found || n < start) {
+			start, found = n, true
+		}
+		return nil
+	})
+	return start, found
 }
 
 func TestReplicationFollowerCatchesUpFromLog(t *testing.T) {
-	c, follower, want := downFollowerScenario(t, "{plugin: statement, options: {ack: async}}", 5000, 32)
+	c, follower, want, _ := downFollowerScenario(t, "{plugin: statement, options: {ack: async}}", 5000, 32)
 	start := time.Now()
 	c.startNode(follower)
 	c.waitCaughtUp(0, follower)
@@ -289,9 +315,18 @@ func TestReplicationFollowerCatchesUpFromLog(t *testing.T) {
 }
 
 func TestReplicationFollowerRebuiltFromSnapshot(t *testing.T) {
-	c, follower, want := downFollowerScenario(t,
+	c, follower, want, applied := downFollowerScenario(t,
 		"{plugin: statement, options: {ack: async, retain_bytes: 65536, segment_bytes: 16384}}", 5000, 200)
-	time.Sleep(2500 * time.Millisecond) // the leader trims its log every second
+	// The leader trims its log every second: wait until it no longer holds
+	// the statement after the follower's last, so only a rebuild can help.
+	leader, _ := c.leaderOf(mustStatus(t, c), 0)
+	var logStart uint64
+	c.waitFor(fmt.Sprintf("the leader to trim its log past lsn %d", applied+1), func() bool {
+		var ok bool
+		logStart, ok = statementLogStart(t, c.dataOf[leader])
+		return ok && logStart > applied+1
+	})
+	t.Logf("the leader's log starts at lsn %d; the follower applied through %d", logStart, applied)
 
 	// Writes keep flowing while the follower comes back and is rebuilt.
 	type span struct {
@@ -322,7 +357,7 @@ func TestReplicationFollowerRebuiltFromSnapshot(t *testing.T) {
 				mu.Lock()
 				during = append(during, span{k, s, time.Now()})
 				mu.Unlock()
-				time.Sleep(2 * time.Millisecond)
+				time.Sleep(2 * time.Millisecond) // not a synchronisation: the writers' pace
 			}
 		})
 	}
@@ -332,7 +367,14 @@ func TestReplicationFollowerRebuiltFromSnapshot(t *testing.T) {
 		return strings.Contains(c.nodes[follower].out.String(), "rebuilt from a snapshot: rows=")
 	})
 	rebuilt := time.Since(start)
-	time.Sleep(300 * time.Millisecond) // and some writes after it
+	mu.Lock()
+	atRebuild := len(during)
+	mu.Unlock()
+	c.waitFor("some writes after the rebuild", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(during) >= min(atRebuild+50, 4*5000) || len(errs) > 0
+	})
 	close(stop)
 	wg.Wait()
 	if len(errs) > 0 {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/plugdb/plugdb/core/zkserver"
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
+	"github.com/plugdb/plugdb/internal/testutil"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
@@ -105,7 +106,7 @@ func newReplicatedCluster(t testing.TB, partitions, replicas int, replicator str
 func startCluster(t testing.TB, partitions, replicas int, partitioner, replicator string) *testCluster {
 	t.Helper()
 	zk := zktest.Start(t, 1)
-	c := &testCluster{t: t, dir: t.TempDir(), zk: zk, grpc: freeAddr(t), http: freeAddr(t),
+	c := &testCluster{t: t, dir: t.TempDir(), zk: zk, grpc: testutil.FreeAddr(t), http: testutil.FreeAddr(t),
 		nodes: map[string]*proc{}, dataOf: map[string]string{}, partOf: map[string]int{}}
 	c.cfg = filepath.Join(c.dir, "cluster.yaml")
 	servers, _ := json.Marshal(zk.Servers())
@@ -124,7 +125,7 @@ nodes: {replicas: %d}
 	c.router = startProc(t, "router", "router", "--config", c.cfg)
 	for p := range partitions {
 		for r := range replicas {
-			addr := freeAddr(t)
+			addr := testutil.FreeAddr(t)
 			c.dataOf[addr] = filepath.Join(c.dir, fmt.Sprintf("p%d-r%d", p, r))
 			c.partOf[addr] = p
 			c.startNode(addr)
@@ -181,12 +182,8 @@ func (c *testCluster) leaderOf(st *plugdbv1.StatusResponse, p int) (string, uint
 // waitFor polls cond with a generous deadline, failing with the logs.
 func (c *testCluster) waitFor(what string, cond func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out waiting for %s\n%s", what, c.logs())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testutil.Eventually(c.t.Context(), 60*time.Second, cond) {
+		c.t.Fatalf("timed out waiting for %s\n%s", what, c.logs())
 	}
 }
 
@@ -519,7 +516,7 @@ func TestClusterPausedLeaderDoesNotAcceptWritesAfterResume(t *testing.T) {
 		if status.Code(err) != codes.Unavailable {
 			t.Fatalf("deposed leader answered %v, want Unavailable (not leader)", err)
 		}
-		time.Sleep(40 * time.Millisecond)
+		time.Sleep(40 * time.Millisecond) // not a synchronisation: spreads the probes over the time the deposed leader must keep refusing
 	}
 	c.waitFor("the old leader to rejoin as follower", func() bool {
 		for _, r := range mustStatus(t, c).GetPartitions()[0].GetReplicas() {

@@ -67,7 +67,7 @@ func readOf(c plugdbv1.Consistency) (Read, error) {
 }
 
 // ackHelp names the accepted ack modes, for error messages.
-var ackHelp = "allowed values are " + strings.Join(replicators.AckNames, ", ") + " (or unset: the partition's configured mode)"
+var ackHelp = "allowed values are " + strings.Join(replicators.AckNames(), ", ") + " (or unset: the partition's configured mode)"
 
 // AckFromProto returns the replicators.Ack of a request's ack field; an
 // unknown value is InvalidArgument naming the allowed ones.

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/plugdb/plugdb/internal/testutil"
 	nodev1 "github.com/plugdb/plugdb/proto/plugdb/node/v1"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
@@ -234,18 +235,11 @@ func TestABrokenStreamFailsItsCallsAsUnavailableAndTheNextCallReconnects(t *test
 		done <- err
 	}()
 	// Wait until the blocked call reached the node, then stop the server.
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	testutil.WaitFor(t, 5*time.Second, func() bool {
 		kv.mu.Lock()
-		n := len(kv.deadlines)
-		kv.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the blocked call never reached the node")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer kv.mu.Unlock()
+		return len(kv.deadlines) == 1
+	}, "the blocked call to reach the node")
 	srv.Stop()
 	err := <-done
 	if status.Code(err) != codes.Unavailable {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/plugdb/plugdb/core/config"
+	"github.com/plugdb/plugdb/internal/testutil"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
@@ -147,22 +148,12 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func testOptions(t *testing.T, zookeepers int, env ...string) (Options, *lockedBuffer) {
 	t.Helper()
 	cfg := config.Default()
-	cfg.Router.GRPC, cfg.Router.HTTP = freeAddr(t), freeAddr(t)
-	cfg.Nodes = config.Nodes{Replicas: 2, BasePort: 40100}
-	cfg.ZooKeeper.Servers = []string{"127.0.0.1:40090"}
+	cfg.Router.GRPC, cfg.Router.HTTP = testutil.FreeAddr(t), testutil.FreeAddr(t)
+	cfg.Nodes = config.Nodes{Replicas: 2, BasePort: testutil.FreePortRun(t, 4)}
+	cfg.ZooKeeper.Servers = []string{addr(testutil.FreePortRun(t, 3))}
 	out := &lockedBuffer{}
 	return Options{
 		Config:     cfg,
@@ -176,6 +167,27 @@ func testOptions(t *testing.T, zookeepers int, env ...string) (Options, *lockedB
 		ReadyTimeout:   30 * time.Second,
 		StopGrace:      5 * time.Second,
 	}, out
+}
+
+// addr is 127.0.0.1:port.
+func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// nodeAddr is the address of partition p's replica r under opts (2 replicas
+// a partition, counted up from the base port).
+func nodeAddr(opts Options, p, r int) string {
+	return addr(opts.Config.Nodes.BasePort + p*opts.Config.Nodes.Replicas + r)
+}
+
+// zkAddrs are the addresses of n ZooKeeper servers under opts: the
+// configured one and the ports after it.
+func zkAddrs(opts Options, n int) []string {
+	_, port, _ := net.SplitHostPort(opts.Config.ZooKeeper.Servers[0])
+	first, _ := strconv.Atoi(port)
+	var out []string
+	for i := range n {
+		out = append(out, addr(first+i))
+	}
+	return out
 }
 
 func startTest(t *testing.T, opts Options) *Cluster {
@@ -205,7 +217,7 @@ func TestStartStop(t *testing.T) {
 			if len(rec.Children) != zks+1+4 {
 				t.Fatalf("record has %d children, want %d: %+v", len(rec.Children), zks+5, rec.Children)
 			}
-			wantZK := []string{"127.0.0.1:40090", "127.0.0.1:40091", "127.0.0.1:40092"}[:zks]
+			wantZK := zkAddrs(opts, zks)
 			if strings.Join(rec.ZooKeeper, ",") != strings.Join(wantZK, ",") {
 				t.Fatalf("zookeeper %v, want %v", rec.ZooKeeper, wantZK)
 			}
@@ -217,17 +229,17 @@ func TestStartStop(t *testing.T) {
 			// Nodes got their addresses, data folders and every ZooKeeper server.
 			// (The fake node may not have written its line yet.)
 			var log []byte
-			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !bytes.Contains(log, []byte("zk=")); {
-				time.Sleep(20 * time.Millisecond)
+			testutil.WaitFor(t, 10*time.Second, func() bool {
 				log, _ = os.ReadFile(filepath.Join(opts.Dir, "logs", "node-p1-r1.log"))
-			}
-			for _, want := range []string{"--partition 1 --addr 127.0.0.1:40103 --data " + filepath.Join(opts.Dir, "data", "p1-r1"),
+				return bytes.Contains(log, []byte("zk="))
+			}, "node-p1-r1.log to name its ZooKeeper servers")
+			for _, want := range []string{"--partition 1 --addr " + nodeAddr(opts, 1, 1) + " --data " + filepath.Join(opts.Dir, "data", "p1-r1"),
 				"zk=" + strings.Join(wantZK, ",")} {
 				if !strings.Contains(string(log), want) {
 					t.Errorf("node-p1-r1.log does not say %q:\n%s", want, log)
 				}
 			}
-			for _, want := range []string{"ready in", "status: cluster test; partition 0 leader a + 1 follower(s)", "node-p1-r0   127.0.0.1:40102"} {
+			for _, want := range []string{"ready in", "status: cluster test; partition 0 leader a + 1 follower(s)", "node-p1-r0   " + nodeAddr(opts, 1, 0)} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("output does not say %q:\n%s", want, out)
 				}
@@ -254,7 +266,8 @@ func TestStartStop(t *testing.T) {
 }
 
 func TestChildFailsDuringStart(t *testing.T) {
-	opts, _ := testOptions(t, 1, "CLUSTER_TEST_FAIL=--addr 127.0.0.1:40103", "CLUSTER_TEST_DELAY=2s")
+	opts, _ := testOptions(t, 1, "CLUSTER_TEST_DELAY=2s")
+	opts.Env = append(opts.Env, "CLUSTER_TEST_FAIL=--addr "+nodeAddr(opts, 1, 1))
 	_, err := Start(context.Background(), opts)
 	if err == nil {
 		t.Fatal("Start succeeded although node-p1-r1 failed")
@@ -288,15 +301,13 @@ func TestChildDeathReportedAndLeftDown(t *testing.T) {
 		}
 	}
 	syscall.Kill(leader.PID, syscall.SIGKILL)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "node-p0-r0 (127.0.0.1:40100, pid") {
-		if time.Now().After(deadline) {
-			t.Fatalf("death not reported:\n%s", out)
-		}
-		time.Sleep(20 * time.Millisecond)
+	death := "node-p0-r0 (" + nodeAddr(opts, 0, 0) + ", pid"
+	if !testutil.Eventually(t.Context(), 10*time.Second, func() bool { return strings.Contains(out.String(), death) }) {
+		t.Fatalf("death not reported:\n%s", out)
 	}
-	time.Sleep(500 * time.Millisecond)
-	if !strings.Contains(out.String(), "exited: signal: killed; it stays down") {
+	if !testutil.Eventually(t.Context(), 10*time.Second, func() bool {
+		return strings.Contains(out.String(), "exited: signal: killed; it stays down")
+	}) {
 		t.Fatalf("report:\n%s", out)
 	}
 	if leader.Alive() {

@@ -12,13 +12,15 @@ import (
 // EnvPrefix starts every environment variable plugdb reads.
 const EnvPrefix = "PLUGDB_"
 
-// IgnoredEnv are the PLUGDB_ variables that are not configuration and that Load
-// ignores: go-plugin's magic cookie key (set in every plugin process), and the
-// variables of benchmarks and tests.
-var IgnoredEnv = []string{
-	plugins.Handshake.MagicCookieKey, // PLUGDB_PLUGIN
-	"PLUGDB_BENCH_KEYS",
-	"PLUGDB_TEST_ROLE",
+// IgnoredEnv returns, in a fresh slice, the PLUGDB_ variables that are not
+// configuration and that Load ignores: go-plugin's magic cookie key (set in
+// every plugin process), and the variables of benchmarks and tests.
+func IgnoredEnv() []string {
+	return []string{
+		plugins.Handshake.MagicCookieKey, // PLUGDB_PLUGIN
+		"PLUGDB_BENCH_KEYS",
+		"PLUGDB_TEST_ROLE",
+	}
 }
 
 // EnvName returns the environment variable of a key: PLUGDB_ + the key
@@ -71,7 +73,7 @@ func newEnvState() *envState {
 // transform is the env provider's TransformFunc: it returns the variable's key
 // and value, or "" to skip it.
 func (st *envState) transform(name, val string) (string, any) {
-	if slices.Contains(IgnoredEnv, name) || st.seen[name] {
+	if slices.Contains(IgnoredEnv(), name) || st.seen[name] {
 		return "", nil // a repeated variable: the first one counts, as for os.Getenv
 	}
 	st.seen[name] = true
@@ -112,7 +114,7 @@ func (st *envState) err() error {
 		what = "variables " + strings.Join(st.unknown, ", ")
 	}
 	return fmt.Errorf("environment %s: not a plugdb setting (allowed: %s; ignored: %s)",
-		what, strings.Join(EnvNames(), ", "), strings.Join(IgnoredEnv, ", "))
+		what, strings.Join(EnvNames(), ", "), strings.Join(IgnoredEnv(), ", "))
 }
 
 // envKey returns the key of variable name, "" if it names none.

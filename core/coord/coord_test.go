@@ -14,6 +14,7 @@ import (
 
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
+	"github.com/plugdb/plugdb/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(zktest.M{M: m}) }
@@ -48,18 +49,6 @@ func connect(t *testing.T, cfg coord.Config) *coord.Client {
 	}
 	t.Cleanup(c.Close)
 	return c
-}
-
-// eventually polls cond until it holds or a generous deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 var meta = coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}
@@ -135,21 +124,21 @@ func TestOneLeaderAndFailoverWithHigherEpoch(t *testing.T) {
 	rs := []*replica{startReplica(t, cfg, "127.0.0.1:1"), startReplica(t, cfg, "127.0.0.1:2"), startReplica(t, cfg, "127.0.0.1:3")}
 	var first *replica
 	var epoch1 uint64
-	eventually(t, "a leader", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		var n int
 		n, first, epoch1 = leaders(rs)
 		return n == 1
-	})
+	}, "a leader")
 	// Every replica is in sync (only in-sync replicas may take over).
 	if err := first.k.SetISR(t.Context(), []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}); err != nil {
 		t.Fatal(err)
 	}
 	// The router's view agrees.
 	top := coord.WatchTopology(t.Context(), connect(t, cfg), 2)
-	eventually(t, "topology shows the leader and 3 members", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		v := top.Partition(0)
 		return v.Leader.Epoch == epoch1 && len(v.Members) == 3 && len(v.Followers()) == 2
-	})
+	}, "topology shows the leader and 3 members")
 	// The leader withdraws: exactly one other replica takes over, in a later epoch.
 	first.stop()
 	<-first.done
@@ -161,18 +150,18 @@ func TestOneLeaderAndFailoverWithHigherEpoch(t *testing.T) {
 		}
 	}
 	var epoch2 uint64
-	eventually(t, "a new leader", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		var n int
 		n, _, epoch2 = leaders(rest)
 		return n == 1
-	})
+	}, "a new leader")
 	if epoch2 <= epoch1 {
 		t.Fatalf("new epoch %d, want above %d", epoch2, epoch1)
 	}
-	eventually(t, "topology shows the new leader", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		v := top.Partition(0)
 		return v.Leader.Epoch == epoch2 && len(v.Members) == 2
-	})
+	}, "topology shows the new leader")
 }
 
 func TestLeaderStopsBeforeAnotherIsElectedAndRejoinsAfterExpiry(t *testing.T) {
@@ -183,13 +172,13 @@ func TestLeaderStopsBeforeAnotherIsElectedAndRejoinsAfterExpiry(t *testing.T) {
 	cfgDirect.Servers = zkSrv.Servers()
 
 	a := startReplica(t, cfgProxied, "127.0.0.1:1")
-	eventually(t, "a leads", func() bool { _, ok := a.k.Leader(); return ok })
+	testutil.WaitFor(t, 20*time.Second, func() bool { _, ok := a.k.Leader(); return ok }, "a leads")
 	epochA, _ := a.k.Leader()
 	b := startReplica(t, cfgDirect, "127.0.0.1:2")
 	top := coord.WatchTopology(t.Context(), b.c, 1)
-	eventually(t, "b registered", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		return len(top.Partition(0).Members) == 2
-	})
+	}, "b registered")
 	// b is in sync (only in-sync replicas may take over).
 	if err := a.k.SetISR(t.Context(), []string{"127.0.0.1:2"}); err != nil {
 		t.Fatal(err)
@@ -199,7 +188,7 @@ func TestLeaderStopsBeforeAnotherIsElectedAndRejoinsAfterExpiry(t *testing.T) {
 	// be elected (b waits for a's session to expire).
 	px.Cut()
 	var aStopped, bLead time.Time
-	eventually(t, "b leads", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		now := time.Now()
 		if _, ok := a.k.Leader(); !ok && aStopped.IsZero() {
 			aStopped = now
@@ -209,7 +198,7 @@ func TestLeaderStopsBeforeAnotherIsElectedAndRejoinsAfterExpiry(t *testing.T) {
 			return true
 		}
 		return false
-	})
+	}, "b leads")
 	if aStopped.IsZero() || aStopped.After(bLead) {
 		t.Fatalf("a stopped leading at %v, b was elected at %v: a must stop first", aStopped, bLead)
 	}
@@ -220,7 +209,7 @@ func TestLeaderStopsBeforeAnotherIsElectedAndRejoinsAfterExpiry(t *testing.T) {
 	// Heal: a finds its session expired, registers again under a new one and
 	// follows b; it does not lead.
 	px.Heal()
-	eventually(t, "a registered again as follower", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		v := top.Partition(0)
 		for _, m := range v.Members {
 			if m.Addr == "127.0.0.1:1" && m.Role == coord.RoleFollower {
@@ -228,26 +217,26 @@ func TestLeaderStopsBeforeAnotherIsElectedAndRejoinsAfterExpiry(t *testing.T) {
 			}
 		}
 		return false
-	})
+	}, "a registered again as follower")
 	if _, ok := a.k.Leader(); ok {
 		t.Fatal("a leads after rejoining while b holds the partition")
 	}
 	// b withdraws: a leads again, in a later epoch still.
 	b.stop()
 	<-b.done
-	eventually(t, "a leads again", func() bool { e, ok := a.k.Leader(); return ok && e > epochB })
+	testutil.WaitFor(t, 20*time.Second, func() bool { e, ok := a.k.Leader(); return ok && e > epochB }, "a leads again")
 }
 
 func TestZooKeeperDownStopsLeaderAndRecovers(t *testing.T) {
 	zkSrv := zktest.Start(t, 1)
 	cfg := newCluster(t, zkSrv.Servers())
 	a := startReplica(t, cfg, "127.0.0.1:1")
-	eventually(t, "a leads", func() bool { _, ok := a.k.Leader(); return ok })
+	testutil.WaitFor(t, 20*time.Second, func() bool { _, ok := a.k.Leader(); return ok }, "a leads")
 	e1, _ := a.k.Leader()
 	if err := zkSrv.StopServer(0); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a stops leading", func() bool { _, ok := a.k.Leader(); return !ok })
+	testutil.WaitFor(t, 20*time.Second, func() bool { _, ok := a.k.Leader(); return !ok }, "a stops leading")
 	short, cancelShort := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancelShort()
 	if _, err := coord.Connect(short, coord.Config{Servers: zkSrv.Servers(), SessionTimeout: session, Root: "/x", Cluster: "y"}); err == nil {
@@ -260,5 +249,5 @@ func TestZooKeeperDownStopsLeaderAndRecovers(t *testing.T) {
 	if err := zkSrv.StartServer(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a leads again", func() bool { e, ok := a.k.Leader(); return ok && e > e1 })
+	testutil.WaitFor(t, 20*time.Second, func() bool { e, ok := a.k.Leader(); return ok && e > e1 }, "a leads again")
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
+	"github.com/plugdb/plugdb/internal/testutil"
 )
 
 const (
@@ -25,10 +26,10 @@ const (
 func inElection(t *testing.T, c *coord.Client, n int) {
 	t.Helper()
 	dir := coord.PathsOf(c.Config()).Election(0)
-	eventually(t, strconv.Itoa(n)+" candidates in the election", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		children, _, err := c.Conn().Children(dir)
 		return err == nil && len(children) == n
-	})
+	}, strconv.Itoa(n)+" candidates in the election")
 }
 
 func readISR(t *testing.T, c *coord.Client) coord.ISRInfo {
@@ -51,7 +52,7 @@ func TestISRSetByLeaderAndRefusedOnceItsEpochIsOver(t *testing.T) {
 	zkSrv := zktest.Shared(t)
 	cfg := newCluster(t, zkSrv.Servers())
 	a := startCandidate(t, cfg, coord.CandidateConfig{Addr: addr1, Repl: "127.0.0.1:11"})
-	eventually(t, "a leads", func() bool { _, ok := a.k.Leader(); return ok })
+	testutil.WaitFor(t, 20*time.Second, func() bool { _, ok := a.k.Leader(); return ok }, "a leads")
 	e1, _ := a.k.Leader()
 	b := startCandidate(t, cfg, coord.CandidateConfig{Addr: addr2, Repl: "127.0.0.1:12"})
 	inElection(t, a.c, 2)
@@ -83,13 +84,13 @@ func TestISRSetByLeaderAndRefusedOnceItsEpochIsOver(t *testing.T) {
 
 	// The router sees the set and the replicator addresses.
 	top := coord.WatchTopology(t.Context(), connect(t, cfg), 1)
-	eventually(t, "topology shows ISR and replicator addresses", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		v := top.Partition(0)
 		if v.Leader.Addr != addr1 || v.Leader.Repl != "127.0.0.1:11" || !slices.Equal(v.ISR, want) || v.ISREpoch != e1 || len(v.Members) != 2 {
 			return false
 		}
 		return v.Members[0].Repl == "127.0.0.1:11" && v.Members[1].Repl == "127.0.0.1:12"
-	})
+	}, "topology shows ISR and replicator addresses")
 
 	// Another writer bumps the epoch (as a new leader would): a's writes are
 	// refused, a steps down, and b — in the set — takes over.
@@ -105,7 +106,7 @@ func TestISRSetByLeaderAndRefusedOnceItsEpochIsOver(t *testing.T) {
 	if err := a.k.SetISR(ctx, []string{addr1}); !errors.Is(err, coord.ErrNotLeader) {
 		t.Fatalf("SetISR after the epoch changed: %v, want ErrNotLeader", err)
 	}
-	eventually(t, "b leads in a later epoch", func() bool { e, ok := b.k.Leader(); return ok && e > cur+5 })
+	testutil.WaitFor(t, 20*time.Second, func() bool { e, ok := b.k.Leader(); return ok && e > cur+5 }, "b leads in a later epoch")
 	e2, _ := b.k.Leader()
 	if _, ok := a.k.Leader(); ok {
 		t.Fatal("a still leads")
@@ -117,24 +118,24 @@ func TestISRSetByLeaderAndRefusedOnceItsEpochIsOver(t *testing.T) {
 	if got := readISR(t, a.c); got.Epoch != e2 || !slices.Equal(got.Members, want) {
 		t.Fatalf("ISR after failover = %+v, want epoch %d, %v", got, e2, want)
 	}
-	eventually(t, "topology shows b leading with its replicator", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		v := top.Partition(0)
 		return v.Leader.Addr == addr2 && v.Leader.Repl == "127.0.0.1:12" && v.ISREpoch == e2
-	})
+	}, "topology shows b leading with its replicator")
 	if err := b.k.SetISR(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := readISR(t, a.c); got.Epoch != e2 || !slices.Equal(got.Members, []string{addr2}) {
 		t.Fatalf("ISR shrunk by b = %+v, want epoch %d, [%s]", got, e2, addr2)
 	}
-	eventually(t, "topology shows the shrunk set", func() bool { return slices.Equal(top.Partition(0).ISR, []string{addr2}) })
+	testutil.WaitFor(t, 20*time.Second, func() bool { return slices.Equal(top.Partition(0).ISR, []string{addr2}) }, "topology shows the shrunk set")
 }
 
 func TestOnlyInSyncReplicasWin(t *testing.T) {
 	zkSrv := zktest.Shared(t)
 	cfg := newCluster(t, zkSrv.Servers())
 	a := startCandidate(t, cfg, coord.CandidateConfig{Addr: addr1})
-	eventually(t, "a leads", func() bool { _, ok := a.k.Leader(); return ok })
+	testutil.WaitFor(t, 20*time.Second, func() bool { _, ok := a.k.Leader(); return ok }, "a leads")
 	// In line behind a: b (not in the set), u (not in the set, unclean
 	// election allowed), then c (in the set).
 	b := startCandidate(t, cfg, coord.CandidateConfig{Addr: addr2})
@@ -153,13 +154,13 @@ func TestOnlyInSyncReplicasWin(t *testing.T) {
 	stop(a)
 	// b and u are first in turn; they step aside (u because c, in sync, is
 	// running) and c wins.
-	eventually(t, "c leads", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		if n, _, _ := leaders([]*replica{b, u}); n > 0 {
 			t.Fatal("b or u leads although not in the in-sync set")
 		}
 		_, ok := c.k.Leader()
 		return ok
-	})
+	}, "c leads")
 	took := time.Since(stopped)
 	t.Logf("c led %v after a withdrew", took)
 	if took > 5*time.Second {
@@ -169,7 +170,8 @@ func TestOnlyInSyncReplicasWin(t *testing.T) {
 	if got := readISR(t, c.c); got.Epoch != e || !slices.Equal(got.Members, []string{addr1, addr3}) {
 		t.Fatalf("ISR = %+v, want epoch %d, [%s %s]", got, e, addr1, addr3)
 	}
-	// They stay behind c.
+	// They stay behind c. Not a synchronisation: time passes (three ZooKeeper
+	// session ticks) to show that no other candidate takes over.
 	time.Sleep(1500 * time.Millisecond)
 	if n, _, _ := leaders([]*replica{b, u, c}); n != 1 {
 		t.Fatalf("%d leaders, want c alone", n)
@@ -204,7 +206,7 @@ func TestNoLeaderOutsideTheISRUnlessUnclean(t *testing.T) {
 	zkSrv := zktest.Shared(t)
 	cfg := newCluster(t, zkSrv.Servers())
 	a := startCandidate(t, cfg, coord.CandidateConfig{Addr: addr1})
-	eventually(t, "a leads", func() bool { _, ok := a.k.Leader(); return ok })
+	testutil.WaitFor(t, 20*time.Second, func() bool { _, ok := a.k.Leader(); return ok }, "a leads")
 	cfgB := cfg
 	logB := &countWriter{t: t, want: "not in the in-sync replica set: stepping aside"}
 	cfgB.Logger = hclog.New(&hclog.LoggerOptions{Name: "b", Level: hclog.Info, Output: logB})
@@ -223,7 +225,7 @@ func TestNoLeaderOutsideTheISRUnlessUnclean(t *testing.T) {
 		if role, _ := b.k.Role(); role != coord.RoleFollower {
 			t.Fatalf("b's role is %s while waiting", role)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // not a synchronisation: samples the 3 s window in which nobody may lead
 	}
 	if v := top.Partition(0); v.Leader.Addr != "" || !slices.Equal(v.ISR, []string{addr1}) {
 		t.Fatalf("topology shows leader %q, ISR %v; want none, [%s]", v.Leader.Addr, v.ISR, addr1)
@@ -234,7 +236,7 @@ func TestNoLeaderOutsideTheISRUnlessUnclean(t *testing.T) {
 
 	// A replica allowed an unclean election takes over; the set restarts as it alone.
 	d := startCandidate(t, cfg, coord.CandidateConfig{Addr: addr4, Unclean: true, Repl: "127.0.0.1:14"})
-	eventually(t, "d leads", func() bool { _, ok := d.k.Leader(); return ok })
+	testutil.WaitFor(t, 20*time.Second, func() bool { _, ok := d.k.Leader(); return ok }, "d leads")
 	e, _ := d.k.Leader()
 	if got := readISR(t, d.c); got.Epoch != e || !slices.Equal(got.Members, []string{addr4}) {
 		t.Fatalf("ISR after unclean election = %+v, want epoch %d, [%s]", got, e, addr4)
@@ -242,8 +244,8 @@ func TestNoLeaderOutsideTheISRUnlessUnclean(t *testing.T) {
 	if n, _, _ := leaders([]*replica{b, c, d}); n != 1 {
 		t.Fatalf("%d leaders, want d alone", n)
 	}
-	eventually(t, "topology shows d", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		v := top.Partition(0)
 		return v.Leader.Addr == addr4 && v.Leader.Repl == "127.0.0.1:14" && slices.Equal(v.ISR, []string{addr4})
-	})
+	}, "topology shows d")
 }

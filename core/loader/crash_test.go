@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/internal/testutil"
 )
 
 // Crash tests: writers hammer a rowfile plugin process while the test kills it
@@ -159,7 +160,7 @@ func testCrashMode(t *testing.T, mode string) {
 		}
 
 		delay := time.Duration(2+rng.IntN(crashMaxKillDelay-1)) * time.Millisecond
-		time.Sleep(delay)
+		time.Sleep(delay) // not a synchronisation: the fault injection's random moment, under the writers' load
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			stop.Store(true)
 			wg.Wait()
@@ -168,35 +169,31 @@ func testCrashMode(t *testing.T, mode string) {
 		ackedAtKill := rec.acks()
 		// Keep writing until the restarted plugin acknowledged a few writes, or a bound.
 		acksAtRestart := -1
-		for time.Since(start) < crashRoundTime && writes.Load() < crashRoundWrites {
+		testutil.Eventually(t.Context(), crashRoundTime-time.Since(start), func() bool {
+			if writes.Load() >= crashRoundWrites {
+				return true
+			}
 			if acksAtRestart < 0 {
 				if p := pe.PID(); p != 0 && p != pid {
 					acksAtRestart = rec.acks()
 				}
-			} else if rec.acks()-acksAtRestart >= crashAfterRestart {
-				break
+				return false
 			}
-			time.Sleep(2 * time.Millisecond)
-		}
+			return rec.acks()-acksAtRestart >= crashAfterRestart
+		})
 		stop.Store(true)
 		wg.Wait()
 
 		// The plugin must be back: a write goes through (the first may still see
 		// the crash if no writer noticed it).
-		probeDeadline := time.Now().Add(crashProbeTime)
-		for n := 0; ; n++ {
-			_, err := func() (crashWrite, error) {
-				w, err := put(fmt.Sprintf("r%02d/probe%d", round, n))
-				rec.record(w, err)
-				return w, err
-			}()
-			if err == nil {
-				break
-			}
-			if time.Now().After(probeDeadline) {
-				t.Fatalf("round %d: plugin not back %v after the kill: %v", round, crashProbeTime, err)
-			}
-			time.Sleep(20 * time.Millisecond)
+		n, probeErr := 0, error(nil)
+		if !testutil.Eventually(t.Context(), crashProbeTime, func() bool {
+			w, err := put(fmt.Sprintf("r%02d/probe%d", round, n))
+			rec.record(w, err)
+			n, probeErr = n+1, err
+			return err == nil
+		}) {
+			t.Fatalf("round %d: plugin not back %v after the kill: %v", round, crashProbeTime, probeErr)
 		}
 		newPID := pe.PID()
 		acks, errs := rec.round()

@@ -28,6 +28,7 @@ import (
 	"github.com/plugdb/plugdb/engines/enginetest"
 	"github.com/plugdb/plugdb/engines/memory"
 	"github.com/plugdb/plugdb/engines/rowfile"
+	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/partitioners/hash"
 	"github.com/plugdb/plugdb/plugins"
 	"github.com/plugdb/plugdb/replicators/none"
@@ -116,7 +117,7 @@ func runHost() {
 		return
 	}
 	fmt.Println(eng.(*processEngine).PID())
-	time.Sleep(time.Minute)
+	time.Sleep(time.Minute) // not a synchronisation: this child waits to be killed; the minute bounds it if the test dies first
 }
 
 func testLoader(log hclog.Logger) *Loader {
@@ -175,10 +176,7 @@ func TestProcessAndInProcessServeTheSameEngine(t *testing.T) {
 			t.Fatalf("%s: close: %v", mode, err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), "memory engine opening") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t.Context(), 5*time.Second, func() bool { return strings.Contains(logs.String(), "memory engine opening") })
 	if !strings.Contains(logs.String(), "engine.memory") || !strings.Contains(logs.String(), "memory engine opening") {
 		t.Fatalf("plugin log line not in host log under the plugin's name:\n%s", logs)
 	}
@@ -285,10 +283,7 @@ func TestPluginExitsWithHost(t *testing.T) {
 	}
 	cmd.Process.Kill() // SIGKILL: the host gets no chance to clean up
 	cmd.Wait()
-	deadline := time.Now().Add(10 * time.Second)
-	for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(t.Context(), 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
 	if err := syscall.Kill(pid, 0); err == nil {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("plugin %d still running after its host was killed", pid)

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/replicators"
 	"github.com/plugdb/plugdb/replicators/none"
 	"github.com/plugdb/plugdb/replicators/replicatortest"
@@ -146,13 +147,16 @@ func TestCrashedReplicatorIsClosed(t *testing.T) {
 	// A plugin killed under a running Deliveries: the sequence reports it and ends.
 	r = open()
 	items := make(chan error, 10)
+	gid := make(chan uint64, 1)
 	go func() {
 		defer close(items)
+		gid <- testutil.GoroutineID()
 		for _, err := range r.Deliveries(ctx) {
 			items <- err
 		}
 	}()
-	time.Sleep(100 * time.Millisecond)
+	id := <-gid // the sequence runs once its goroutine waits inside it for a delivery
+	testutil.WaitFor(t, 10*time.Second, func() bool { return testutil.GoroutineBlocked(id) }, "the Deliveries sequence to start and wait")
 	if err := syscall.Kill(r.PID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/engines/memory"
 	"github.com/plugdb/plugdb/engines/rowfile"
+	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -147,19 +148,11 @@ func TestReplicaConditionOnInFlightWriteAnsweredAfterIt(t *testing.T) {
 	}
 	putDone := make(chan error, 1)
 	go func() { _, err := p.Write(ctx, []Write{put("k", "v1", Always)}); putDone <- err }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.WaitFor(t, 5*time.Second, func() bool {
 		f.mu.Lock()
-		n := len(f.seen)
-		f.mu.Unlock()
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the put never reached the replicator")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer f.mu.Unlock()
+		return len(f.seen) > 0
+	}, "the put to reach the replicator")
 	createDone := make(chan error, 1)
 	go func() { _, err := p.Write(ctx, []Write{put("k", "v2", MustNotExist)}); createDone <- err }()
 	deleteDone := make(chan error, 1)
@@ -203,16 +196,7 @@ func TestReplicaFencedStopsLeading(t *testing.T) {
 	if _, err := p.Write(ctx, []Write{put("a", "1", Always)}); !errors.Is(err, replicators.ErrFenced) {
 		t.Fatalf("fenced write: %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, ok := p.Leading(); !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("still leading after a fenced statement")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 5*time.Second, func() bool { _, ok := p.Leading(); return !ok }, "the replica to stop leading after a fenced statement")
 	if _, err := p.Get(ctx, []byte("a")); !errors.Is(err, engines.ErrNotFound) {
 		t.Fatalf("fenced write applied: %v", err)
 	}
@@ -234,6 +218,8 @@ func TestReplicaGivesUpAtDeadline(t *testing.T) {
 }
 
 func TestReplicaConcurrentWritesPipelined(t *testing.T) {
+	// Not a synchronisation: each statement takes a replication's time, so
+	// that concurrent writes overlap and pipeline.
 	f := &fakeRepl{decide: func(replicators.Statement) error { time.Sleep(time.Millisecond); return nil }}
 	p := openReplica(t, f)
 	ctx := context.Background()
@@ -464,9 +450,7 @@ func TestWritesArrivingWhileTheWindowIsFullShareOneStatement(t *testing.T) {
 		go write(fmt.Sprintf("later-%d", i))
 	}
 	// Wait until every later write is queued or taken by the writer loop.
-	for len(p.reqs) < later-1 && ctx.Err() == nil {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitFor(t, 10*time.Second, func() bool { return len(p.reqs) >= later-1 }, "every later write queued or taken by the writer loop")
 	close(release)
 	wg.Wait()
 	f.mu.Lock()

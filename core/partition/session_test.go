@@ -12,6 +12,7 @@ import (
 
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/engines/memory"
+	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -222,13 +223,29 @@ func TestRetryOfWriteInFlight(t *testing.T) {
 		err  error
 	}
 	results := make(chan result, 2)
-	for range 2 {
+	for attempt := range 2 {
+		gid := make(chan uint64, 1)
 		go func() {
+			gid <- testutil.GoroutineID()
 			lsns, err := p.WriteOnce(context.Background(), []Write{put("k", "v", MustNotExist)}, replicators.AckDefault, id)
 			results <- result{lsns, err}
 		}()
-		time.Sleep(50 * time.Millisecond) // the first one is in flight
+		g := <-gid
+		if attempt == 0 {
+			testutil.WaitFor(t, 5*time.Second, func() bool {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				return len(f.seen) == 1
+			}, "the first attempt to reach the replicator")
+		} else {
+			testutil.WaitFor(t, 5*time.Second, func() bool { return testutil.GoroutineBlocked(g) }, "the retry to wait")
+		}
 	}
+	f.mu.Lock()
+	if len(f.seen) != 1 {
+		t.Errorf("the retry of a write in flight replicated again: %d statements", len(f.seen))
+	}
+	f.mu.Unlock()
 	select {
 	case r := <-results:
 		t.Fatalf("answered before the write committed: %v %v", r.lsns, r.err)

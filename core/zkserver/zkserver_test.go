@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/plugdb/plugdb/internal/testutil"
 )
 
 // testTimeout bounds every start and wait in these tests (never asserted on).
@@ -139,7 +141,7 @@ func TestRestartOnSameDirKeepsZnodes(t *testing.T) {
 	c.Close()
 
 	// The Dir is ours while running.
-	if _, err := Start(testCtx(t), Options{Dir: dir, Clients: []string{freeAddr(t)}}); err == nil || !strings.Contains(err.Error(), "locked") {
+	if _, err := Start(testCtx(t), Options{Dir: dir, Clients: []string{testutil.FreeAddr(t)}}); err == nil || !strings.Contains(err.Error(), "locked") {
 		t.Fatalf("second Start on a running Dir: err = %v, want locked", err)
 	}
 	if err := e.Stop(); err != nil {
@@ -178,7 +180,7 @@ func TestStartFailureStopsWhatItStarted(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "zk1", "data", "version-2"), []byte("not a folder"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Start(testCtx(t), Options{Dir: dir, Clients: []string{freeAddr(t)}})
+	_, err = Start(testCtx(t), Options{Dir: dir, Clients: []string{testutil.FreeAddr(t)}})
 	if err == nil {
 		t.Fatal("Start with a broken data folder succeeded")
 	}
@@ -196,7 +198,7 @@ func TestStartFailureStopsWhatItStarted(t *testing.T) {
 	dir = t.TempDir()
 	ctx, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
 	defer cancel()
-	_, err = Start(ctx, Options{Dir: dir, Clients: []string{freeAddr(t)}})
+	_, err = Start(ctx, Options{Dir: dir, Clients: []string{testutil.FreeAddr(t)}})
 	if err == nil {
 		t.Skip("ZooKeeper served within 50ms; cannot test a timed-out start here")
 	}
@@ -357,7 +359,7 @@ func start(t *testing.T, dir string, n int) *Ensemble {
 	t.Helper()
 	clients := make([]string, n)
 	for i := range clients {
-		clients[i] = freeAddr(t)
+		clients[i] = testutil.FreeAddr(t)
 	}
 	e, err := Start(testCtx(t), Options{Dir: dir, Clients: clients})
 	if err != nil {
@@ -375,15 +377,6 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	p, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "127.0.0.1:" + strconv.Itoa(p)
 }
 
 type nopLogger struct{}

@@ -251,7 +251,7 @@ func (e *Engine) compactSegment(ctx context.Context, s *segment) (err error) {
 	if err := w.Flush(); err != nil {
 		return wrap(err)
 	}
-	if err := hookStep("compact:written"); err != nil {
+	if err := e.hookStep("compact:written"); err != nil {
 		return err
 	}
 	if len(kept) > 0 {
@@ -269,7 +269,7 @@ func (e *Engine) compactSegment(ctx context.Context, s *segment) (err error) {
 	if err != nil {
 		return e.fail(fmt.Errorf("fsync segment %s: %w", last.name(), err))
 	}
-	if err := hookStep("compact:synced"); err != nil {
+	if err := e.hookStep("compact:synced"); err != nil {
 		return err
 	}
 	if len(kept) > 0 {
@@ -287,7 +287,7 @@ func (e *Engine) compactSegment(ctx context.Context, s *segment) (err error) {
 	if err := syncDir(e.dir); err != nil {
 		return e.fail(err)
 	}
-	if err := hookStep("compact:renamed"); err != nil {
+	if err := e.hookStep("compact:renamed"); err != nil {
 		return e.fail(err)
 	}
 
@@ -328,13 +328,11 @@ func (e *Engine) compactSegment(ctx context.Context, s *segment) (err error) {
 	return nil
 }
 
-// testHook, when set by a test, runs at named steps of compaction and Restore and
-// may fail them there.
-var testHook func(step string) error
-
-func hookStep(step string) error {
-	if testHook != nil {
-		return testHook(step)
+// hookStep runs the engine's test hook, if a test opened it with one, at a named
+// step of compaction or Restore; the hook may fail the step.
+func (e *Engine) hookStep(step string) error {
+	if e.hook != nil {
+		return e.hook(step)
 	}
 	return nil
 }

@@ -134,14 +134,14 @@ func (e *Engine) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[engines
 	if err := syncDir(tmp); err != nil {
 		return wrap(err)
 	}
-	if err := hookStep("restore:written"); err != nil {
+	if err := e.hookStep("restore:written"); err != nil {
 		return wrap(err)
 	}
 	if err := writeFileAtomic(e.dir, restoreMarker, fmt.Sprintf("base %d\n", segs[0].id), e.fsync); err != nil {
 		return wrap(err)
 	}
 	committed = true
-	if err := hookStep("restore:committed"); err != nil {
+	if err := e.hookStep("restore:committed"); err != nil {
 		return e.fail(err)
 	}
 	if err := rollForwardRestore(e.dir, segs[0].id); err != nil {

@@ -36,6 +36,9 @@ type Engine struct {
 
 	// fsync is f.Sync; tests replace it to inject failures.
 	fsync func(*os.File) error
+	// hook, set only by tests through withHook, runs at named steps of
+	// compaction and Restore and may fail them there. Fixed at open.
+	hook func(step string) error
 
 	// cmu serializes compaction and Restore. Lock order: cmu, wmu, mu.
 	cmu sync.Mutex
@@ -82,7 +85,17 @@ func Open(ctx context.Context, opts engines.Options) (engines.Engine, error) {
 	return e, nil
 }
 
-func open(ctx context.Context, opts engines.Options) (*Engine, error) {
+// openOption sets an unexported field of an engine being opened; only tests
+// use them.
+type openOption func(*Engine)
+
+// withHook makes the engine call hook at the named steps of compaction and
+// Restore (see Engine.hookStep).
+func withHook(hook func(step string) error) openOption {
+	return func(e *Engine) { e.hook = hook }
+}
+
+func open(ctx context.Context, opts engines.Options, with ...openOption) (*Engine, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -113,6 +126,9 @@ func open(ctx context.Context, opts engines.Options) (*Engine, error) {
 	}
 	if e.log == nil {
 		e.log = hclog.NewNullLogger()
+	}
+	for _, w := range with {
+		w(e)
 	}
 	e.widle = sync.NewCond(&e.wmu)
 	if err := e.recover(); err != nil {

@@ -17,15 +17,16 @@ import (
 	"time"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/internal/testutil"
 )
 
 // --- helpers ---------------------------------------------------------------
 
-func openT(t testing.TB, dir string, params map[string]string) *Engine {
+func openT(t testing.TB, dir string, params map[string]string, with ...openOption) *Engine {
 	t.Helper()
 	p := map[string]string{"compact_interval": "0"}
 	maps.Copy(p, params)
-	e, err := open(context.Background(), engines.Options{Dir: dir, Params: p})
+	e, err := open(context.Background(), engines.Options{Dir: dir, Params: p}, with...)
 	if err != nil {
 		t.Fatalf("open %s: %v", dir, err)
 	}
@@ -336,15 +337,11 @@ func TestGroupCommitShares(t *testing.T) {
 		wg.Add(1)
 		go apply(i)
 	}
-	for { // wait until every other writer is queued
+	testutil.WaitFor(t, 30*time.Second, func() bool {
 		e.wmu.Lock()
-		n := len(e.queue)
-		e.wmu.Unlock()
-		if n == writers-1 {
-			break
-		}
-		runtimeYield()
-	}
+		defer e.wmu.Unlock()
+		return len(e.queue) == writers-1
+	}, "every other writer to queue behind the leader")
 	close(release)
 	wg.Wait()
 	close(errs)
@@ -786,7 +783,14 @@ func TestCompactionKeepsTombstones(t *testing.T) {
 func TestCompactionCrash(t *testing.T) {
 	dir := t.TempDir()
 	params := map[string]string{"segment_size": "4KiB"}
-	e := openT(t, dir, params)
+	copies := map[string]string{}
+	copyAtStep := withHook(func(step string) error {
+		if _, ok := copies[step]; !ok {
+			copies[step] = copyDir(t, dir)
+		}
+		return nil
+	})
+	e := openT(t, dir, params, copyAtStep)
 	m := newModel(t, e)
 	for gen := range 3 {
 		for i := range 60 {
@@ -796,18 +800,9 @@ func TestCompactionCrash(t *testing.T) {
 	for i := 0; i < 60; i += 4 {
 		m.apply(del(key(i)))
 	}
-	copies := map[string]string{}
-	testHook = func(step string) error {
-		if _, ok := copies[step]; !ok {
-			copies[step] = copyDir(t, dir)
-		}
-		return nil
-	}
-	defer func() { testHook = nil }()
 	if err := e.Compact(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	testHook = nil
 	for _, step := range []string{"compact:written", "compact:synced", "compact:renamed"} {
 		d, ok := copies[step]
 		if !ok {
@@ -829,25 +824,24 @@ func TestCompactionCrash(t *testing.T) {
 	segs := segFiles(t, dir)
 	data, _ := os.ReadFile(filepath.Join(dir, segs[0]))
 	os.WriteFile(filepath.Join(dir, strings.TrimSuffix(segs[0], segExt)+compactExt), data[:len(data)/2], 0o644)
-	e = openT(t, dir, params)
+	e = openT(t, dir, params, withHook(func(step string) error {
+		if step == "compact:synced" {
+			return errors.New("injected")
+		}
+		return nil
+	}))
 	m.e = e
 	check(t, e, m.rows)
 	if hasSuffix(t, dir, compactExt) {
 		t.Fatalf("Open left a %s file", compactExt)
 	}
 
-	// A failed compaction step leaves the engine as it was.
+	// A failed compaction step (this engine's hook fails compact:synced)
+	// leaves the engine as it was.
 	m.apply(put(key(1), "x"), put(key(2), "y"))
-	testHook = func(step string) error {
-		if step == "compact:synced" {
-			return errors.New("injected")
-		}
-		return nil
-	}
 	if err := e.Compact(context.Background()); err == nil {
 		t.Fatal("compact with a failing step: nil error")
 	}
-	testHook = nil
 	check(t, e, m.rows)
 	if hasSuffix(t, dir, compactExt) {
 		t.Fatalf("failed compaction left a %s file", compactExt)
@@ -976,7 +970,11 @@ func TestSnapshotRestore(t *testing.T) {
 func TestRestoreCrash(t *testing.T) {
 	params := map[string]string{"segment_size": "4KiB"}
 	dir := t.TempDir()
-	e := openT(t, dir, params)
+	copies := map[string]string{}
+	e := openT(t, dir, params, withHook(func(step string) error {
+		copies[step] = copyDir(t, dir)
+		return nil
+	}))
 	m := newModel(t, e)
 	for i := range 100 {
 		m.apply(put(key(i), val(i, 0)))
@@ -987,16 +985,9 @@ func TestRestoreCrash(t *testing.T) {
 		k := fmt.Sprintf("new-%03d", i)
 		fresh[k] = engines.Row{Key: []byte(k), Value: []byte(val(i, 9)), LSN: uint64(i + 1)}
 	}
-	copies := map[string]string{}
-	testHook = func(step string) error {
-		copies[step] = copyDir(t, dir)
-		return nil
-	}
-	defer func() { testHook = nil }()
 	if err := e.Restore(context.Background(), 500, seq(sorted(fresh))); err != nil {
 		t.Fatal(err)
 	}
-	testHook = nil
 	check(t, e, fresh)
 	checkLSN(t, e, 500)
 
@@ -1129,24 +1120,16 @@ func TestBackgroundCompaction(t *testing.T) {
 			m.apply(put(key(i), val(i, gen)))
 		}
 	}
-	deadline := time.Now().Add(time.Minute)
-	for { // wait for the loop to get the garbage of the sealed segments
-		if time.Now().After(deadline) {
-			t.Fatal("background compaction did not run within a minute")
-		}
+	testutil.WaitFor(t, time.Minute, func() bool {
 		e.mu.RLock()
-		done := true
+		defer e.mu.RUnlock()
 		for _, s := range e.segs[:len(e.segs)-1] {
 			if float64(s.garbage()) >= 0.3*float64(s.size-fileHeaderSize) {
-				done = false
+				return false
 			}
 		}
-		e.mu.RUnlock()
-		if done {
-			break
-		}
-		runtimeYield()
-	}
+		return true
+	}, "background compaction to collect the garbage of the sealed segments")
 	check(t, e, m.rows)
 	closeT(t, e)
 }
@@ -1160,9 +1143,6 @@ func seq(rows []engines.Row) func(func(engines.Row, error) bool) {
 		}
 	}
 }
-
-// runtimeYield lets other goroutines run while a test waits for a condition.
-func runtimeYield() { time.Sleep(100 * time.Microsecond) }
 
 func iterPull(s iter.Seq2[engines.Row, error]) (func() (engines.Row, error, bool), func()) {
 	return iter.Pull2(s)

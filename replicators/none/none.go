@@ -115,7 +115,7 @@ func (r *Replicator) Replicate(ctx context.Context, st replicators.Statement, ac
 	case replicators.AckSemiSync, replicators.AckSync:
 		return fmt.Errorf("replicator none keeps no copies: ack %s needs the statement replicator (ack allowed with none: default, async): %w", ack, replicators.ErrUnavailable)
 	default:
-		return fmt.Errorf("replicator none: %s: allowed values are default, %s: %w", ack, strings.Join(replicators.AckNames, ", "), replicators.ErrInvalidArgument)
+		return fmt.Errorf("replicator none: %s: allowed values are default, %s: %w", ack, strings.Join(replicators.AckNames(), ", "), replicators.ErrInvalidArgument)
 	}
 
 	r.mu.Lock()

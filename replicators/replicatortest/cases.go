@@ -13,7 +13,7 @@ import (
 )
 
 func testParseAck(t T, _ Harness) {
-	for i, name := range replicators.AckNames {
+	for i, name := range replicators.AckNames() {
 		want := replicators.Ack(i + 1)
 		for _, s := range []string{name, strings.ToUpper(name)} {
 			got, err := replicators.ParseAck(s)
@@ -305,8 +305,11 @@ func testClosed(t T, h Harness) {
 	r := open(t, h, t.TempDir())
 	lead(t, r, 1, 0, 0)
 	replicate(t, r, statement(1, 1, 1), replicators.AckAsync)
-	running := drain(r.Deliveries(t.Context()))
-	time.Sleep(50 * time.Millisecond) // let the sequence start
+	running, gid := drainTracked(r.Deliveries(t.Context()))
+	// Close only once the sequence runs: its goroutine is blocked inside it,
+	// waiting for something to deliver. Closing before would test a Deliveries
+	// called after Close (checked below), not a running one.
+	waitBlocked(t, gid, "a Deliveries sequence to start and wait")
 	if err := r.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

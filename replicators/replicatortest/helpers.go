@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -364,18 +365,40 @@ func checkDelivered(t T, h *host, want []replicators.Statement, who string) {
 // persisted through lsn.
 func waitPersisted(t T, leader replicators.Replicator, addr string, lsn uint64) {
 	t.Helper()
-	deadline := time.Now().Add(endTimeout)
 	var last replicators.Status
-	for {
+	if !testutil.Eventually(t.Context(), endTimeout, func() bool {
 		last = status(t, leader)
 		for _, f := range last.Followers {
 			if f.Addr == addr && f.PersistedLSN >= lsn {
-				return
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("leader Status does not show follower %s persisted through lsn %d within %v: %+v", addr, lsn, endTimeout, last)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("leader Status does not show follower %s persisted through lsn %d within %v: %+v", addr, lsn, endTimeout, last)
 	}
+}
+
+// drainTracked is drain that also sends the id of the goroutine that ranges
+// over seq, just before it calls seq.
+func drainTracked(seq func(yield func(replicators.Delivery, error) bool)) (<-chan error, <-chan uint64) {
+	gid := make(chan uint64, 1)
+	items := drain(func(yield func(replicators.Delivery, error) bool) {
+		gid <- testutil.GoroutineID()
+		seq(yield)
+	})
+	return items, gid
+}
+
+// waitBlocked waits until the goroutine whose id gid sends is blocked, and
+// fails t, naming what, if it is not within endTimeout.
+func waitBlocked(t T, gid <-chan uint64, what string) {
+	t.Helper()
+	var id uint64
+	select {
+	case id = <-gid:
+	case <-time.After(endTimeout):
+		t.Fatalf("waited %v for %s: the goroutine did not start", endTimeout, what)
+	}
+	testutil.WaitFor(t, endTimeout, func() bool { return testutil.GoroutineBlocked(id) }, what)
 }

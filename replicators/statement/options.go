@@ -69,7 +69,7 @@ func parseConfig(params map[string]string) (config, error) {
 		return fmt.Errorf("statement replicator: option %s = %q: want %s: %w", name, merged[name], allowed, replicators.ErrInvalidArgument)
 	}
 	if c.ack, err = replicators.ParseAck(merged["ack"]); err != nil || c.ack == replicators.AckDefault {
-		return config{}, bad("ack", strings.Join(replicators.AckNames, " | "))
+		return config{}, bad("ack", strings.Join(replicators.AckNames(), " | "))
 	}
 	switch merged["fallback"] {
 	case "none":

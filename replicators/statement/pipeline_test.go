@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/plugdb/plugdb/internal/testutil"
 	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
 	"github.com/plugdb/plugdb/replicators"
 	"github.com/plugdb/plugdb/replicators/statement/wal"
@@ -45,13 +46,13 @@ func stallLeaderSync(t *testing.T, h *host) (stalled <-chan struct{}, release ch
 // followerHas waits until f has persisted lsn and the leader l has its ack.
 func followerHas(t *testing.T, l, f *host, lsn uint64) {
 	t.Helper()
-	waitFor(t, "the follower persists the statement and acknowledges it", func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		f.r.mu.Lock()
 		persisted := f.r.persisted
 		f.r.mu.Unlock()
 		st, _ := l.r.Status(context.Background())
 		return persisted >= lsn && len(st.Followers) == 1 && st.Followers[0].PersistedLSN >= lsn
-	})
+	}, "the follower persists the statement and acknowledges it")
 }
 
 // notCommitted fails the test if l counts lsn as acknowledged in mode.

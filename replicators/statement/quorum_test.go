@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -22,7 +23,7 @@ func (h *host) setReplicas(n int) {
 
 func connected(t *testing.T, l *host, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d followers connected", n), func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		st, _ := l.r.Status(context.Background())
 		c := 0
 		for _, f := range st.Followers {
@@ -31,7 +32,7 @@ func connected(t *testing.T, l *host, n int) {
 			}
 		}
 		return c == n
-	})
+	}, fmt.Sprintf("%d followers connected", n))
 }
 
 func TestSemiSyncNeedsAMajorityOfThree(t *testing.T) {
@@ -153,7 +154,7 @@ func TestNewLeaderCopiesWhatAnotherInSyncReplicaHas(t *testing.T) {
 		}
 		acked[k] = true
 	}
-	waitFor(t, "a persists the first writes", func() bool { a.r.mu.Lock(); defer a.r.mu.Unlock(); return a.r.persisted == 5 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { a.r.mu.Lock(); defer a.r.mu.Unlock(); return a.r.persisted == 5 }, "a persists the first writes")
 	// Hold the stream to a: the leader ships to b only.
 	if err := l.r.SetPeers(ctx, []replicators.Peer{{Addr: b.r.Addr(), ISR: true}}); err != nil {
 		t.Fatal(err)
@@ -187,7 +188,7 @@ func TestNewLeaderCopiesWhatAnotherInSyncReplicaHas(t *testing.T) {
 	if err := a.write(ctx, 2, "after", "v", replicators.AckSemiSync); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b applies the new leader's write", func() bool { x, _ := b.eng.AppliedLSN(ctx); return x == 16 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { x, _ := b.eng.AppliedLSN(ctx); return x == 16 }, "b applies the new leader's write")
 	if x, y := digest(t, a.eng), digest(t, b.eng); x != y {
 		t.Fatalf("a %s, b %s", x, y)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/engines/memory"
+	"github.com/plugdb/plugdb/internal/testutil"
 	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
 	"github.com/plugdb/plugdb/replicators"
 	"github.com/plugdb/plugdb/replicators/statement/wal"
@@ -109,7 +110,7 @@ func (h *host) lead(epoch uint64, fs ...*host) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	waitFor(h.t, "the leader applies its log", func() bool { a, _ := h.eng.AppliedLSN(context.Background()); return a >= end })
+	testutil.WaitFor(h.t, 10*time.Second, func() bool { a, _ := h.eng.AppliedLSN(context.Background()); return a >= end }, "the leader applies its log")
 	h.next = end
 	var peers []replicators.Peer
 	for _, f := range fs {
@@ -137,17 +138,6 @@ func (h *host) write(ctx context.Context, epoch uint64, key, value string, ack r
 	return err
 }
 
-func waitFor(t testing.TB, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // digest hashes an engine's rows in key order.
 func digest(t *testing.T, eng engines.Engine) string {
 	t.Helper()
@@ -167,16 +157,16 @@ func TestLeaderFollowerSameState(t *testing.T) {
 	l, f := newHost(t, nil), newHost(t, nil)
 	l.lead(1, f)
 	ctx := context.Background()
-	waitFor(t, "the follower is connected", func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		st, _ := l.r.Status(ctx)
 		return len(st.Followers) == 1 && st.Followers[0].Connected
-	})
+	}, "the follower is connected")
 	for i := range 500 {
 		if err := l.write(ctx, 1, fmt.Sprintf("k%03d", i%200), fmt.Sprint(i), replicators.AckSemiSync); err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
 	}
-	waitFor(t, "the follower applies everything", func() bool { a, _ := f.eng.AppliedLSN(ctx); return a == 500 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { a, _ := f.eng.AppliedLSN(ctx); return a == 500 }, "the follower applies everything")
 	if a, b := digest(t, l.eng), digest(t, f.eng); a != b {
 		t.Fatalf("leader %s, follower %s", a, b)
 	}
@@ -248,10 +238,10 @@ func TestNewLeaderTruncatesUnacknowledgedSuffix(t *testing.T) {
 	a, b := newHost(t, nil), newHost(t, nil)
 	ctx := context.Background()
 	a.lead(1, b)
-	waitFor(t, "b is connected", func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		st, _ := a.r.Status(ctx)
 		return len(st.Followers) == 1 && st.Followers[0].Connected
-	})
+	}, "b is connected")
 	for i := range 10 {
 		if err := a.write(ctx, 1, fmt.Sprint("k", i), "a", replicators.AckSemiSync); err != nil {
 			t.Fatal(err)
@@ -281,7 +271,7 @@ func TestNewLeaderTruncatesUnacknowledgedSuffix(t *testing.T) {
 	if err := b.write(ctx, 2, "new", "b", replicators.AckSemiSync); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a applies b's write", func() bool { x, _ := a.eng.AppliedLSN(ctx); return x == 11 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { x, _ := a.eng.AppliedLSN(ctx); return x == 11 }, "a applies b's write")
 	if a.r.log.Last() != 11 {
 		t.Fatalf("a's log ends at %d, want 11: the unacknowledged suffix was not truncated", a.r.log.Last())
 	}
@@ -304,7 +294,7 @@ func TestFollowerRestartResumes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the follower applies", func() bool { a, _ := f.eng.AppliedLSN(ctx); return a == 100 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { a, _ := f.eng.AppliedLSN(ctx); return a == 100 }, "the follower applies")
 	f.close()
 	for i := range 100 { // async: the follower is down
 		if err := l.write(ctx, 1, fmt.Sprint("m", i), "v", replicators.AckAsync); err != nil {
@@ -319,7 +309,7 @@ func TestFollowerRestartResumes(t *testing.T) {
 	if err := l.r.SetPeers(ctx, []replicators.Peer{{Addr: f.r.Addr()}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the restarted follower catches up", func() bool { a, _ := f.eng.AppliedLSN(ctx); return a == 200 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { a, _ := f.eng.AppliedLSN(ctx); return a == 200 }, "the restarted follower catches up")
 	if a, b := digest(t, l.eng), digest(t, f.eng); a != b {
 		t.Fatalf("leader %s, follower %s", a, b)
 	}
@@ -384,7 +374,7 @@ func TestDuplicatedAndReorderedDeliveries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the follower applies all", func() bool { a, _ := f.eng.AppliedLSN(ctx); return a == 3000 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { a, _ := f.eng.AppliedLSN(ctx); return a == 3000 }, "the follower applies all")
 	if a, b := digest(t, l.eng), digest(t, f.eng); a != b {
 		t.Fatalf("leader %s, follower %s", a, b)
 	}
@@ -424,10 +414,10 @@ func TestRemovedFollowerCannotFenceOrAck(t *testing.T) {
 	l, f := newHost(t, map[string]string{"ack": "async"}), newHost(t, nil)
 	ctx := context.Background()
 	l.lead(1, f)
-	waitFor(t, "the follower is connected", func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		st, _ := l.r.Status(ctx)
 		return len(st.Followers) == 1 && st.Followers[0].Connected
-	})
+	}, "the follower is connected")
 	sh := shipperOf(t, l, f)
 	l.r.mu.Lock()
 	removed := l.r.peers[f.r.Addr()]

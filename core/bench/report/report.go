@@ -15,9 +15,12 @@ import (
 	"github.com/plugdb/plugdb/core/bench"
 )
 
-// Charts are the data-chart names of the report's charts, in page order; each
-// chart is an <svg> inside a <figure data-chart="NAME">.
-var Charts = []string{"throughput", "load-throughput", "latency", "partition-keys", "keys-moved"}
+// Charts returns, in a fresh slice, the data-chart names of the report's
+// charts, in page order; each chart is an <svg> inside a
+// <figure data-chart="NAME">.
+func Charts() []string {
+	return []string{"throughput", "load-throughput", "latency", "partition-keys", "keys-moved"}
+}
 
 // WriteHTML writes r as an HTML page to w.
 func WriteHTML(w io.Writer, r bench.Report) error {

@@ -44,10 +44,10 @@ func wantBars(t *testing.T, doc string) {
 		t.Fatal(err)
 	}
 	want := map[string]int{"throughput": 2, "load-throughput": 2, "latency": 2 * 3, "partition-keys": 2 + 3, "keys-moved": 2}
-	if len(perChart) != len(Charts) {
-		t.Errorf("charts %v, want %v", perChart, Charts)
+	if len(perChart) != len(Charts()) {
+		t.Errorf("charts %v, want %v", perChart, Charts())
 	}
-	for _, name := range Charts {
+	for _, name := range Charts() {
 		if n, ok := perChart[name]; n != want[name] || !ok {
 			t.Errorf("chart %s: %d bars (present %v), want %d", name, n, ok, want[name])
 		}
@@ -88,7 +88,7 @@ func TestWriteHTMLNoMeasuredRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range Charts {
+	for _, name := range Charts() {
 		if n, ok := perChart[name]; !ok || n != 0 {
 			t.Errorf("chart %s: %d bars (present %v), want an empty chart", name, n, ok)
 		}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/plugdb/plugdb/core/zkserver"
+	"github.com/plugdb/plugdb/internal/testutil"
 )
 
 const (
@@ -189,7 +190,7 @@ func options(dir string, servers int) (zkserver.Options, error) {
 	if servers > 1 {
 		perServer = 3
 	}
-	ports, err := freePorts(servers * perServer)
+	ports, err := testutil.FreePorts(servers * perServer)
 	if err != nil {
 		return zkserver.Options{}, err
 	}
@@ -202,57 +203,4 @@ func options(dir string, servers int) (zkserver.Options, error) {
 		}
 	}
 	return opts, nil
-}
-
-// handedOut are the ports freePorts gave this test process. A port closed
-// after listening on 127.0.0.1:0 is free again, and the kernel may give it to
-// the next caller before the first one's server binds it; parallel tests that
-// each start a ZooKeeper (or a node) could then share one, and a server
-// checking that its port answers would find the other's. So no port is
-// handed out twice in one process.
-var handedOut struct {
-	mu    sync.Mutex
-	ports map[int]bool
-}
-
-// freePorts returns n distinct ports that were free on 127.0.0.1 and that
-// this process has not handed out before: it listens on 127.0.0.1:0 (keeping
-// the listeners open until all n are chosen), skips ports handed out earlier,
-// and closes.
-func freePorts(n int) ([]int, error) {
-	handedOut.mu.Lock()
-	defer handedOut.mu.Unlock()
-	if handedOut.ports == nil {
-		handedOut.ports = map[int]bool{}
-	}
-	ports := make([]int, 0, n)
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 100*n {
-			return nil, fmt.Errorf("free port: %d tries found only %d ports not handed out before", tries, len(ports))
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		defer l.Close()
-		p := l.Addr().(*net.TCPAddr).Port
-		if handedOut.ports[p] {
-			continue
-		}
-		handedOut.ports[p] = true
-		ports = append(ports, p)
-	}
-	return ports, nil
-}
-
-// FreeAddr returns a 127.0.0.1 address whose port was free and that no other
-// FreeAddr or ZooKeeper of this test process was given, for a test that
-// starts a server process on it.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	ports, err := freePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 }
