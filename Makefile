@@ -27,7 +27,7 @@ test: test-deps build
 	$(GO) vet ./...
 	$(GOTEST) -race -count=1 -timeout 30m ./...
 
-# nemesis is the long fault run of TestNemesis (README, "Fault tests"): 20 minutes of
+# nemesis is the long fault run of TestNemesis (docs/replication.md, "Fault tests"): 20 minutes of
 # faults on real processes under load; the table goes to bin/nemesis-report.txt.
 NEMESIS_FLAGS ?=
 nemesis: test-deps

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the plugin-boundary benchmarks once and prints the ratios the README quotes:
+# Runs the plugin-boundary benchmarks once and prints the ratios docs/benchmarks.md quotes:
 #
 #   64 concurrent gets through the plugin vs 64 callers making one plain unary
 #   go-plugin call each (target >= 5x), and vs the raw stream ceiling (target >= 1/3);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the comparisons the README shows with `plugdb bench`, writing each
+# Runs the comparisons docs/benchmarks.md shows with `plugdb bench`, writing each
 # one's table (.txt), figures (.json) and report (.html) to docs/bench/, and a
 # screenshot of the engine and partitioner reports (docs/bench/*.png, with
 # Debian's chromium). Takes about 15 minutes on 2 cores. Usage: scripts/compare.sh [OUT]

@@ -19,7 +19,7 @@ import (
 // Benchmarks of the plugin boundary: the rowfile engine (sync none, hash index)
 // linked in process and served by a plugin process (this test binary, see
 // TestMain), with 16-byte keys and 100-byte values. scripts/bench-ratios.sh runs
-// them with plugins' BenchmarkRawStream and prints the ratios the README quotes:
+// them with plugins' BenchmarkRawStream and prints the ratios docs/benchmarks.md quotes:
 //
 //	go test -run '^$' -bench . -benchtime 2s ./core/loader ./plugins
 //
