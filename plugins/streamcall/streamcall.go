@@ -5,8 +5,9 @@
 // both sides; this way concurrent callers share them. A broken stream fails
 // the calls waiting on it, and the next call opens another.
 //
-// The router's calls to a node (core/callstream) and a host's Replicate calls
-// to its replicator plugin (plugins.ReplicatorClient) use it.
+// The router's calls to a node (core/callstream), a host's Replicate calls
+// to its replicator plugin (plugins.ReplicatorClient) and its Locate calls to
+// its partitioner plugin (plugins.PartitionerClient) use it.
 package streamcall
 
 import (
@@ -35,11 +36,17 @@ type Codec[C, R, Out, In any] struct {
 	SetID func(C, uint64)
 	ID    func(R) uint64
 	// Pack makes one message of waiting calls (at least one, at most
-	// MaxBatch); Unpack returns the results a message carries.
+	// MaxBatch, and within MaxSize if Size is set); Unpack returns the results a message carries.
 	Pack   func([]C) Out
 	Unpack func(In) []R
 	// MaxBatch bounds the calls one message carries (1: one each).
 	MaxBatch int
+	// Size, if set, is the size of a call once packed, and then a message
+	// carries calls whose sizes add up to at most MaxSize, unless its first
+	// call alone is larger (the caller splits calls that could be). A call
+	// that would pass MaxSize waits for the next message.
+	Size    func(C) int
+	MaxSize int
 }
 
 // ErrClosed: the client is closed. It is errdefs.ErrClosed; the error a
@@ -178,17 +185,29 @@ func (s *stream[C, R, Out, In]) forget(id uint64) {
 	s.mu.Unlock()
 }
 
-// send packs every waiting call into one message.
+// send packs every waiting call into one message, within MaxBatch calls
+// and, with Size, MaxSize.
 func (s *stream[C, R, Out, In]) send() {
 	calls := make([]C, 0, s.codec.MaxBatch)
+	var carry C // the call that did not fit in the last message
+	carried := false
 	for {
 		var call C
-		select {
-		case call = <-s.queue:
-		case <-s.done:
-			return
+		if carried {
+			call, carried = carry, false
+			carry = *new(C)
+		} else {
+			select {
+			case call = <-s.queue:
+			case <-s.done:
+				return
+			}
 		}
 		calls = append(calls[:0], call)
+		size := 0
+		if s.codec.Size != nil {
+			size = s.codec.Size(call)
+		}
 		if s.codec.MaxBatch > 1 && len(s.queue) == 0 {
 			// Yield once, so that callers already runnable queue their calls
 			// and join this message: under load, most messages would carry
@@ -199,6 +218,14 @@ func (s *stream[C, R, Out, In]) send() {
 		for len(calls) < s.codec.MaxBatch {
 			select {
 			case call = <-s.queue:
+				if s.codec.Size != nil {
+					n := s.codec.Size(call)
+					if size+n > s.codec.MaxSize {
+						carry, carried = call, true
+						break more
+					}
+					size += n
+				}
 				calls = append(calls, call)
 			default:
 				break more

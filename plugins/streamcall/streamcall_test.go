@@ -111,6 +111,68 @@ func TestConcurrentCallsShareMessagesAndGetTheirOwnResults(t *testing.T) {
 	}
 }
 
+func TestMessagesKeepWithinMaxSize(t *testing.T) {
+	e := &echo{in: make(chan []*call, 1), out: make(chan []*result, 1)}
+	const maxSize = 10
+	var sizes [][]int // of each message's calls
+	answered := make(chan struct{})
+	go func() { // answer like serve, noting sizes
+		defer close(answered)
+		for m := range e.in {
+			var s []int
+			rs := make([]*result, len(m))
+			for i, c := range m {
+				s = append(s, c.arg)
+				rs[i] = &result{id: c.id, val: 2 * c.arg}
+			}
+			sizes = append(sizes, s)
+			e.out <- rs
+		}
+	}()
+	c := New(Codec[*call, *result, []*call, []*result]{
+		Open:     func(context.Context) (Stream[[]*call, []*result], error) { return e, nil },
+		SetID:    func(c *call, id uint64) { c.id = id },
+		ID:       func(r *result) uint64 { return r.id },
+		Pack:     func(cs []*call) []*call { return append([]*call(nil), cs...) },
+		Unpack:   func(rs []*result) []*result { return rs },
+		MaxBatch: 64,
+		Size:     func(c *call) int { return c.arg },
+		MaxSize:  maxSize,
+	})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	args := []int{3, 4, 15, 6, 2, 9, 1, 10, 5, 7, 8, 3, 12, 1, 1, 1}
+	for round := range 20 {
+		for i, arg := range args {
+			wg.Go(func() {
+				if r, err := c.Do(ctx, &call{arg: arg}); err != nil || r.val != 2*arg {
+					t.Errorf("round %d call %d: %v, %v", round, i, r, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(e.in)
+	<-answered
+	calls, merged := 0, false
+	for _, s := range sizes {
+		total := 0
+		for _, n := range s {
+			total += n
+		}
+		if total > maxSize && len(s) > 1 {
+			t.Fatalf("a message of calls of sizes %v: more than %d", s, maxSize)
+		}
+		calls += len(s)
+		merged = merged || len(s) > 1
+	}
+	if calls != 20*len(args) || !merged {
+		t.Fatalf("%d calls sent (want %d), several in one message: %v", calls, 20*len(args), merged)
+	}
+}
+
 func TestABrokenStreamFailsItsCallsAndTheNextCallOpensAnother(t *testing.T) {
 	broken := &echo{in: make(chan []*call, 1), out: make(chan []*result)}
 	healthy := &echo{in: make(chan []*call, 1), out: make(chan []*result, 1)}
