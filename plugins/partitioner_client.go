@@ -50,7 +50,7 @@ func (c *PartitionerClient) Locate(ctx context.Context, keys [][]byte, out []int
 			size += bytesSize(keys[n])
 			n++
 		}
-		if err := c.mux.do(ctx, keys[:n], out[:n]); err != nil {
+		if err := locate(ctx, c.mux, keys[:n], size, out[:n]); err != nil {
 			return err
 		}
 		keys, out = keys[n:], out[n:]
@@ -77,7 +77,7 @@ func (c *PartitionerClient) Close() error { return c.CloseContext(context.Backgr
 
 // CloseContext is Close bounded by ctx.
 func (c *PartitionerClient) CloseContext(ctx context.Context) error {
-	c.mux.close()
+	c.mux.Close()
 	_, err := c.rpc.Close(ctx, &partitionerv1.CloseRequest{})
 	if err != nil {
 		return fmt.Errorf("close partitioner: %w", fromStatus(ctx, err))
