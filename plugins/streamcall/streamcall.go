@@ -68,6 +68,8 @@ func (e *StreamError) Unwrap() error { return e.Err }
 type Client[C, R, Out, In any] struct {
 	codec  Codec[C, R, Out, In]
 	nextID atomic.Uint64
+	chans  sync.Pool                             // of result channels, once their result was taken
+	live   atomic.Pointer[stream[C, R, Out, In]] // cur, read without mu
 
 	mu     sync.Mutex
 	cur    *stream[C, R, Out, In]
@@ -105,7 +107,10 @@ func (c *Client[C, R, Out, In]) Do(ctx context.Context, call C) (R, error) {
 	}
 	id := c.nextID.Add(1)
 	c.codec.SetID(call, id)
-	result := make(chan R, 1)
+	result, _ := c.chans.Get().(chan R)
+	if result == nil {
+		result = make(chan R, 1)
+	}
 	s.mu.Lock()
 	s.pending[id] = result
 	s.mu.Unlock()
@@ -119,6 +124,7 @@ func (c *Client[C, R, Out, In]) Do(ctx context.Context, call C) (R, error) {
 	}
 	select {
 	case r := <-result:
+		c.chans.Put(result) // receive dropped it from pending before sending r
 		return r, nil
 	case <-s.done:
 		select { // the result may have arrived just before the stream broke
@@ -146,6 +152,13 @@ func (c *Client[C, R, Out, In]) Close() {
 // stream returns the open stream, opening one when there is none; opening
 // waits at most until ctx ends.
 func (c *Client[C, R, Out, In]) stream(ctx context.Context) (*stream[C, R, Out, In], error) {
+	if s := c.live.Load(); s != nil {
+		select {
+		case <-s.done:
+		default:
+			return s, nil
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -176,6 +189,7 @@ func (c *Client[C, R, Out, In]) stream(ctx context.Context) (*stream[C, R, Out, 
 	go s.send()
 	go s.receive()
 	c.cur = s
+	c.live.Store(s)
 	return s, nil
 }
 
