@@ -62,23 +62,39 @@ func (s *partitionerServer) Configure(ctx context.Context, req *partitionerv1.Co
 	return &partitionerv1.ConfigureResponse{}, nil
 }
 
-// Locate answers each received batch of calls (streamcall.Serve, a batch at
-// a time, each in its own goroutine): it locates the keys of all the batch's
-// calls with one call of the partitioner (calling it per call only if that
-// fails, to give each call its own error), then sends the results as one
-// message. Keys are sub-slices of the received message's blob, which is this
-// side's to keep.
+// Locate answers each received batch of calls in turn (streamcall.ServeInTurn):
+// it locates the keys of all the batch's calls with one call of the
+// partitioner (calling it per call only if that fails, to give each call its
+// own error), then sends the results as one message; calls the host queues
+// meanwhile travel together in its next batch. Keys are sub-slices of the
+// received message's blob, which is this side's to keep.
 func (s *partitionerServer) Locate(stream partitionerv1.Partitioner_LocateServer) error {
 	p, err := s.partitioner()
 	if err != nil {
 		return err
 	}
 	ctx := stream.Context()
-	return streamcall.Serve(locateServerStream{stream},
-		func(b *locateBatch) []*locateBatch { return []*locateBatch{b} },
-		func(b *locateBatch) *partitionerv1.LocateResults { return locateBatchOf(ctx, p, b) },
-		func(rs []*partitionerv1.LocateResults) *partitionerv1.LocateResults { return rs[0] },
-		1)
+	var out []int
+	return streamcall.ServeInTurn(&locateServerStream{Partitioner_LocateServer: stream},
+		func(b *locateBatch) *partitionerv1.LocateResults {
+			if cap(out) < len(b.keys) {
+				out = make([]int, len(b.keys))
+			}
+			out = out[:len(b.keys)]
+			res := &partitionerv1.LocateResults{
+				Ids:    b.ids,
+				Codes:  make([]uint32, len(b.ids)),
+				Counts: make([]uint32, len(b.ids)),
+			}
+			if err := p.Locate(ctx, b.keys, out); err == nil {
+				copy(res.Counts, b.counts)
+				res.Partitions = locateParts(make([]uint32, 0, len(out)), out)
+			} else {
+				locateEach(ctx, p, b.keys, out, b.counts, res)
+			}
+			clear(b.keys) // drop the keys' blob
+			return res
+		})
 }
 
 // locateBatch is a received batch of Locate calls.
@@ -89,12 +105,14 @@ type locateBatch struct {
 }
 
 // locateServerStream is a Locate stream that reads its batches; one this
-// plugin cannot read ends the stream with the error Recv returns.
+// plugin cannot read ends the stream with the error Recv returns. Each Recv
+// reuses the batch of the last, which ServeInTurn is done with.
 type locateServerStream struct {
 	partitionerv1.Partitioner_LocateServer
+	batch locateBatch
 }
 
-func (s locateServerStream) Recv() (*locateBatch, error) {
+func (s *locateServerStream) Recv() (*locateBatch, error) {
 	batch, err := s.Partitioner_LocateServer.Recv()
 	if err != nil {
 		return nil, err
@@ -103,28 +121,12 @@ func (s locateServerStream) Recv() (*locateBatch, error) {
 	if len(ids) == 0 || len(counts) != len(ids) {
 		return nil, status.Error(codes.Unimplemented, "a locate batch in a form this plugin does not know: host built with another plugdb version?")
 	}
-	keys, err := unpackKeys(batch.GetKeys(), counts, nil)
+	keys, err := unpackKeys(batch.GetKeys(), counts, s.batch.keys[:0])
+	s.batch = locateBatch{ids: ids, counts: counts, keys: keys}
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return &locateBatch{ids: ids, counts: counts, keys: keys}, nil
-}
-
-// locateBatchOf locates the keys of b's calls.
-func locateBatchOf(ctx context.Context, p partitioners.Partitioner, b *locateBatch) *partitionerv1.LocateResults {
-	out := make([]int, len(b.keys))
-	res := &partitionerv1.LocateResults{
-		Ids:    b.ids,
-		Codes:  make([]uint32, len(b.ids)),
-		Counts: make([]uint32, len(b.ids)),
-	}
-	if err := p.Locate(ctx, b.keys, out); err == nil {
-		copy(res.Counts, b.counts)
-		res.Partitions = locateParts(make([]uint32, 0, len(out)), out)
-	} else {
-		locateEach(ctx, p, b.keys, out, b.counts, res)
-	}
-	return res
+	return &s.batch, nil
 }
 
 // locateEach locates the keys of each call separately into res.

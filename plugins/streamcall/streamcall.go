@@ -352,3 +352,25 @@ func Serve[In, Out, C, R any](stream ServerStream[In, Out], unpack func(In) []C,
 	}
 	return recvErr
 }
+
+// ServeInTurn answers the messages of a stream one at a time: handle makes
+// the message of results of all the calls a received message carries, and it
+// is sent before the next message is read. For calls that are quick to
+// answer together (a partitioner's Locate), this beats Serve: no goroutine
+// per call, and the calls a client queues meanwhile travel together in its
+// next message. It returns once the client closed the stream (nil), or it
+// broke or Recv failed (the error).
+func ServeInTurn[In, Out any](stream ServerStream[In, Out], handle func(In) Out) error {
+	for {
+		in, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(handle(in)); err != nil {
+			return err
+		}
+	}
+}

@@ -272,3 +272,44 @@ func TestServeAnswersEveryCallBeforeItReturns(t *testing.T) {
 		t.Fatalf("%d of 50 calls answered when Serve returned", len(seen))
 	}
 }
+
+func TestServeInTurnAnswersEachMessageBeforeReadingTheNext(t *testing.T) {
+	var msgs [][]*call
+	for m := range 5 {
+		msgs = append(msgs, []*call{{id: uint64(2 * m), arg: 2 * m}, {id: uint64(2*m + 1), arg: 2*m + 1}})
+	}
+	f := &fakeServerStream{in: msgs}
+	handled := 0
+	err := ServeInTurn(f, func(cs []*call) []*result {
+		f.mu.Lock()
+		sent := len(f.sent)
+		f.mu.Unlock()
+		if sent != handled {
+			t.Errorf("message %d handled after %d answers sent", handled, sent)
+		}
+		handled++
+		rs := make([]*result, len(cs))
+		for i, c := range cs {
+			rs[i] = &result{id: c.id, val: 2 * c.arg}
+		}
+		return rs
+	})
+	if err != nil || len(f.sent) != 5 {
+		t.Fatalf("ServeInTurn: %v, %d messages sent, want nil, 5", err, len(f.sent))
+	}
+	for i, m := range f.sent {
+		if len(m) != 2 || m[0].id != uint64(2*i) || m[1].val != 2*(2*i+1) {
+			t.Fatalf("message %d: %+v", i, m)
+		}
+	}
+	broken := errors.New("stream reset")
+	if err := ServeInTurn(&failingServerStream{err: broken}, func(cs []*call) []*result { return nil }); !errors.Is(err, broken) {
+		t.Fatalf("ServeInTurn on a broken stream: %v", err)
+	}
+}
+
+// failingServerStream fails every Recv with err.
+type failingServerStream struct{ err error }
+
+func (f *failingServerStream) Recv() ([]*call, error) { return nil, f.err }
+func (f *failingServerStream) Send([]*result) error   { return nil }
