@@ -13,7 +13,8 @@ import (
 // PartitionerClient is the host side of a partitioner plugin: a
 // partitioners.Partitioner whose calls travel to the plugin process. The Locate
 // calls of concurrent callers share one long-lived stream and travel in
-// batches (locatemux.go); Configure, Range and Close are unary calls.
+// batches (locatemux.go, over plugins/streamcall); Configure, Range and Close
+// are unary calls.
 type PartitionerClient struct {
 	rpc partitionerv1.PartitionerClient
 	mux *locateMux
