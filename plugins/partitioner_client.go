@@ -13,7 +13,8 @@ import (
 // PartitionerClient is the host side of a partitioner plugin: a
 // partitioners.Partitioner whose calls travel to the plugin process. The Locate
 // calls of concurrent callers share one long-lived stream and travel in
-// batches (locatemux.go); Configure, Range and Close are unary calls.
+// batches (locatemux.go, over plugins/streamcall); Configure, Range and Close
+// are unary calls.
 type PartitionerClient struct {
 	rpc partitionerv1.PartitionerClient
 	mux *locateMux
@@ -50,7 +51,7 @@ func (c *PartitionerClient) Locate(ctx context.Context, keys [][]byte, out []int
 			size += bytesSize(keys[n])
 			n++
 		}
-		if err := c.mux.do(ctx, keys[:n], out[:n]); err != nil {
+		if err := locate(ctx, c.mux, keys[:n], size, out[:n]); err != nil {
 			return err
 		}
 		keys, out = keys[n:], out[n:]
@@ -77,7 +78,7 @@ func (c *PartitionerClient) Close() error { return c.CloseContext(context.Backgr
 
 // CloseContext is Close bounded by ctx.
 func (c *PartitionerClient) CloseContext(ctx context.Context) error {
-	c.mux.close()
+	c.mux.Close()
 	_, err := c.rpc.Close(ctx, &partitionerv1.CloseRequest{})
 	if err != nil {
 		return fmt.Errorf("close partitioner: %w", fromStatus(ctx, err))

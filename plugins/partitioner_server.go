@@ -2,8 +2,6 @@ package plugins
 
 import (
 	"context"
-	"errors"
-	"io"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -11,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/partitioners"
+	"github.com/plugdb/plugdb/plugins/streamcall"
 	partitionerv1 "github.com/plugdb/plugdb/proto/plugdb/partitioner/v1"
 )
 
@@ -63,55 +62,71 @@ func (s *partitionerServer) Configure(ctx context.Context, req *partitionerv1.Co
 	return &partitionerv1.ConfigureResponse{}, nil
 }
 
-// Locate answers each received batch of calls: it locates the keys of all the
-// batch's calls with one call of the partitioner (calling it per call only if
-// that fails, to give each call its own error), then sends the results as one
-// message. Keys are sub-slices of the received message's blob, which is this
-// side's to keep.
+// Locate answers each received batch of calls in turn (streamcall.ServeInTurn):
+// it locates the keys of all the batch's calls with one call of the
+// partitioner (calling it per call only if that fails, to give each call its
+// own error), then sends the results as one message; calls the host queues
+// meanwhile travel together in its next batch. Keys are sub-slices of the
+// received message's blob, which is this side's to keep.
 func (s *partitionerServer) Locate(stream partitionerv1.Partitioner_LocateServer) error {
 	p, err := s.partitioner()
 	if err != nil {
 		return err
 	}
 	ctx := stream.Context()
-	var keys [][]byte
 	var out []int
-	for {
-		batch, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		ids, counts := batch.GetIds(), batch.GetCounts()
-		if len(ids) == 0 || len(counts) != len(ids) {
-			return status.Error(codes.Unimplemented, "a locate batch in a form this plugin does not know: host built with another plugdb version?")
-		}
-		keys, err = unpackKeys(batch.GetKeys(), counts, keys[:0])
-		if err != nil {
-			return status.Error(codes.InvalidArgument, err.Error())
-		}
-		if cap(out) < len(keys) {
-			out = make([]int, len(keys))
-		}
-		out = out[:len(keys)]
-		res := &partitionerv1.LocateResults{
-			Ids:    ids,
-			Codes:  make([]uint32, len(ids)),
-			Counts: make([]uint32, len(ids)),
-		}
-		if err := p.Locate(ctx, keys, out); err == nil {
-			copy(res.Counts, counts)
-			res.Partitions = locateParts(make([]uint32, 0, len(out)), out)
-		} else {
-			locateEach(ctx, p, keys, out, counts, res)
-		}
-		clear(keys) // drop the keys' blob
-		if err := stream.Send(res); err != nil {
-			return err
-		}
+	return streamcall.ServeInTurn(&locateServerStream{Partitioner_LocateServer: stream},
+		func(b *locateBatch) *partitionerv1.LocateResults {
+			if cap(out) < len(b.keys) {
+				out = make([]int, len(b.keys))
+			}
+			out = out[:len(b.keys)]
+			res := &partitionerv1.LocateResults{
+				Ids:    b.ids,
+				Codes:  make([]uint32, len(b.ids)),
+				Counts: make([]uint32, len(b.ids)),
+			}
+			if err := p.Locate(ctx, b.keys, out); err == nil {
+				copy(res.Counts, b.counts)
+				res.Partitions = locateParts(make([]uint32, 0, len(out)), out)
+			} else {
+				locateEach(ctx, p, b.keys, out, b.counts, res)
+			}
+			clear(b.keys) // drop the keys' blob
+			return res
+		})
+}
+
+// locateBatch is a received batch of Locate calls.
+type locateBatch struct {
+	ids    []uint64
+	counts []uint32 // keys of each call
+	keys   [][]byte // of all the calls
+}
+
+// locateServerStream is a Locate stream that reads its batches; one this
+// plugin cannot read ends the stream with the error Recv returns. Each Recv
+// reuses the batch of the last, which ServeInTurn is done with.
+type locateServerStream struct {
+	partitionerv1.Partitioner_LocateServer
+	batch locateBatch
+}
+
+func (s *locateServerStream) Recv() (*locateBatch, error) {
+	batch, err := s.Partitioner_LocateServer.Recv()
+	if err != nil {
+		return nil, err
 	}
+	ids, counts := batch.GetIds(), batch.GetCounts()
+	if len(ids) == 0 || len(counts) != len(ids) {
+		return nil, status.Error(codes.Unimplemented, "a locate batch in a form this plugin does not know: host built with another plugdb version?")
+	}
+	keys, err := unpackKeys(batch.GetKeys(), counts, s.batch.keys[:0])
+	s.batch = locateBatch{ids: ids, counts: counts, keys: keys}
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &s.batch, nil
 }
 
 // locateEach locates the keys of each call separately into res.

@@ -5,8 +5,9 @@
 // both sides; this way concurrent callers share them. A broken stream fails
 // the calls waiting on it, and the next call opens another.
 //
-// The router's calls to a node (core/callstream) and a host's Replicate calls
-// to its replicator plugin (plugins.ReplicatorClient) use it.
+// The router's calls to a node (core/callstream), a host's Replicate calls
+// to its replicator plugin (plugins.ReplicatorClient) and its Locate calls to
+// its partitioner plugin (plugins.PartitionerClient) use it.
 package streamcall
 
 import (
@@ -35,11 +36,17 @@ type Codec[C, R, Out, In any] struct {
 	SetID func(C, uint64)
 	ID    func(R) uint64
 	// Pack makes one message of waiting calls (at least one, at most
-	// MaxBatch); Unpack returns the results a message carries.
+	// MaxBatch, and within MaxSize if Size is set); Unpack returns the results a message carries.
 	Pack   func([]C) Out
 	Unpack func(In) []R
 	// MaxBatch bounds the calls one message carries (1: one each).
 	MaxBatch int
+	// Size, if set, is the size of a call once packed, and then a message
+	// carries calls whose sizes add up to at most MaxSize, unless its first
+	// call alone is larger (the caller splits calls that could be). A call
+	// that would pass MaxSize waits for the next message.
+	Size    func(C) int
+	MaxSize int
 }
 
 // ErrClosed: the client is closed. It is errdefs.ErrClosed; the error a
@@ -61,6 +68,8 @@ func (e *StreamError) Unwrap() error { return e.Err }
 type Client[C, R, Out, In any] struct {
 	codec  Codec[C, R, Out, In]
 	nextID atomic.Uint64
+	chans  sync.Pool                             // of result channels, once their result was taken
+	live   atomic.Pointer[stream[C, R, Out, In]] // cur, read without mu
 
 	mu     sync.Mutex
 	cur    *stream[C, R, Out, In]
@@ -98,7 +107,10 @@ func (c *Client[C, R, Out, In]) Do(ctx context.Context, call C) (R, error) {
 	}
 	id := c.nextID.Add(1)
 	c.codec.SetID(call, id)
-	result := make(chan R, 1)
+	result, _ := c.chans.Get().(chan R)
+	if result == nil {
+		result = make(chan R, 1)
+	}
 	s.mu.Lock()
 	s.pending[id] = result
 	s.mu.Unlock()
@@ -112,6 +124,7 @@ func (c *Client[C, R, Out, In]) Do(ctx context.Context, call C) (R, error) {
 	}
 	select {
 	case r := <-result:
+		c.chans.Put(result) // receive dropped it from pending before sending r
 		return r, nil
 	case <-s.done:
 		select { // the result may have arrived just before the stream broke
@@ -139,6 +152,13 @@ func (c *Client[C, R, Out, In]) Close() {
 // stream returns the open stream, opening one when there is none; opening
 // waits at most until ctx ends.
 func (c *Client[C, R, Out, In]) stream(ctx context.Context) (*stream[C, R, Out, In], error) {
+	if s := c.live.Load(); s != nil {
+		select {
+		case <-s.done:
+		default:
+			return s, nil
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -169,6 +189,7 @@ func (c *Client[C, R, Out, In]) stream(ctx context.Context) (*stream[C, R, Out, 
 	go s.send()
 	go s.receive()
 	c.cur = s
+	c.live.Store(s)
 	return s, nil
 }
 
@@ -178,17 +199,29 @@ func (s *stream[C, R, Out, In]) forget(id uint64) {
 	s.mu.Unlock()
 }
 
-// send packs every waiting call into one message.
+// send packs every waiting call into one message, within MaxBatch calls
+// and, with Size, MaxSize.
 func (s *stream[C, R, Out, In]) send() {
 	calls := make([]C, 0, s.codec.MaxBatch)
+	var carry C // the call that did not fit in the last message
+	carried := false
 	for {
 		var call C
-		select {
-		case call = <-s.queue:
-		case <-s.done:
-			return
+		if carried {
+			call, carried = carry, false
+			carry = *new(C)
+		} else {
+			select {
+			case call = <-s.queue:
+			case <-s.done:
+				return
+			}
 		}
 		calls = append(calls[:0], call)
+		size := 0
+		if s.codec.Size != nil {
+			size = s.codec.Size(call)
+		}
 		if s.codec.MaxBatch > 1 && len(s.queue) == 0 {
 			// Yield once, so that callers already runnable queue their calls
 			// and join this message: under load, most messages would carry
@@ -199,6 +232,14 @@ func (s *stream[C, R, Out, In]) send() {
 		for len(calls) < s.codec.MaxBatch {
 			select {
 			case call = <-s.queue:
+				if s.codec.Size != nil {
+					n := s.codec.Size(call)
+					if size+n > s.codec.MaxSize {
+						carry, carried = call, true
+						break more
+					}
+					size += n
+				}
 				calls = append(calls, call)
 			default:
 				break more
@@ -310,4 +351,26 @@ func Serve[In, Out, C, R any](stream ServerStream[In, Out], unpack func(In) []C,
 		return sendErr
 	}
 	return recvErr
+}
+
+// ServeInTurn answers the messages of a stream one at a time: handle makes
+// the message of results of all the calls a received message carries, and it
+// is sent before the next message is read. For calls that are quick to
+// answer together (a partitioner's Locate), this beats Serve: no goroutine
+// per call, and the calls a client queues meanwhile travel together in its
+// next message. It returns once the client closed the stream (nil), or it
+// broke or Recv failed (the error).
+func ServeInTurn[In, Out any](stream ServerStream[In, Out], handle func(In) Out) error {
+	for {
+		in, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(handle(in)); err != nil {
+			return err
+		}
+	}
 }

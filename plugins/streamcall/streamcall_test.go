@@ -111,6 +111,68 @@ func TestConcurrentCallsShareMessagesAndGetTheirOwnResults(t *testing.T) {
 	}
 }
 
+func TestMessagesKeepWithinMaxSize(t *testing.T) {
+	e := &echo{in: make(chan []*call, 1), out: make(chan []*result, 1)}
+	const maxSize = 10
+	var sizes [][]int // of each message's calls
+	answered := make(chan struct{})
+	go func() { // answer like serve, noting sizes
+		defer close(answered)
+		for m := range e.in {
+			var s []int
+			rs := make([]*result, len(m))
+			for i, c := range m {
+				s = append(s, c.arg)
+				rs[i] = &result{id: c.id, val: 2 * c.arg}
+			}
+			sizes = append(sizes, s)
+			e.out <- rs
+		}
+	}()
+	c := New(Codec[*call, *result, []*call, []*result]{
+		Open:     func(context.Context) (Stream[[]*call, []*result], error) { return e, nil },
+		SetID:    func(c *call, id uint64) { c.id = id },
+		ID:       func(r *result) uint64 { return r.id },
+		Pack:     func(cs []*call) []*call { return append([]*call(nil), cs...) },
+		Unpack:   func(rs []*result) []*result { return rs },
+		MaxBatch: 64,
+		Size:     func(c *call) int { return c.arg },
+		MaxSize:  maxSize,
+	})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	args := []int{3, 4, 15, 6, 2, 9, 1, 10, 5, 7, 8, 3, 12, 1, 1, 1}
+	for round := range 20 {
+		for i, arg := range args {
+			wg.Go(func() {
+				if r, err := c.Do(ctx, &call{arg: arg}); err != nil || r.val != 2*arg {
+					t.Errorf("round %d call %d: %v, %v", round, i, r, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(e.in)
+	<-answered
+	calls, merged := 0, false
+	for _, s := range sizes {
+		total := 0
+		for _, n := range s {
+			total += n
+		}
+		if total > maxSize && len(s) > 1 {
+			t.Fatalf("a message of calls of sizes %v: more than %d", s, maxSize)
+		}
+		calls += len(s)
+		merged = merged || len(s) > 1
+	}
+	if calls != 20*len(args) || !merged {
+		t.Fatalf("%d calls sent (want %d), several in one message: %v", calls, 20*len(args), merged)
+	}
+}
+
 func TestABrokenStreamFailsItsCallsAndTheNextCallOpensAnother(t *testing.T) {
 	broken := &echo{in: make(chan []*call, 1), out: make(chan []*result)}
 	healthy := &echo{in: make(chan []*call, 1), out: make(chan []*result, 1)}
@@ -210,3 +272,44 @@ func TestServeAnswersEveryCallBeforeItReturns(t *testing.T) {
 		t.Fatalf("%d of 50 calls answered when Serve returned", len(seen))
 	}
 }
+
+func TestServeInTurnAnswersEachMessageBeforeReadingTheNext(t *testing.T) {
+	var msgs [][]*call
+	for m := range 5 {
+		msgs = append(msgs, []*call{{id: uint64(2 * m), arg: 2 * m}, {id: uint64(2*m + 1), arg: 2*m + 1}})
+	}
+	f := &fakeServerStream{in: msgs}
+	handled := 0
+	err := ServeInTurn(f, func(cs []*call) []*result {
+		f.mu.Lock()
+		sent := len(f.sent)
+		f.mu.Unlock()
+		if sent != handled {
+			t.Errorf("message %d handled after %d answers sent", handled, sent)
+		}
+		handled++
+		rs := make([]*result, len(cs))
+		for i, c := range cs {
+			rs[i] = &result{id: c.id, val: 2 * c.arg}
+		}
+		return rs
+	})
+	if err != nil || len(f.sent) != 5 {
+		t.Fatalf("ServeInTurn: %v, %d messages sent, want nil, 5", err, len(f.sent))
+	}
+	for i, m := range f.sent {
+		if len(m) != 2 || m[0].id != uint64(2*i) || m[1].val != 2*(2*i+1) {
+			t.Fatalf("message %d: %+v", i, m)
+		}
+	}
+	broken := errors.New("stream reset")
+	if err := ServeInTurn(&failingServerStream{err: broken}, func(cs []*call) []*result { return nil }); !errors.Is(err, broken) {
+		t.Fatalf("ServeInTurn on a broken stream: %v", err)
+	}
+}
+
+// failingServerStream fails every Recv with err.
+type failingServerStream struct{ err error }
+
+func (f *failingServerStream) Recv() ([]*call, error) { return nil, f.err }
+func (f *failingServerStream) Send([]*result) error   { return nil }
