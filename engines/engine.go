@@ -10,6 +10,7 @@
 package engines
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"iter"
@@ -72,6 +73,13 @@ type Row struct {
 	Key   []byte
 	Value []byte
 	LSN   uint64
+}
+
+// Clone returns a copy of r that shares no buffer with it: what an engine
+// stores of a Mutation, and returns of what it stores, so that caller and
+// engine never share buffers.
+func (r Row) Clone() Row {
+	return Row{Key: bytes.Clone(r.Key), Value: bytes.Clone(r.Value), LSN: r.LSN}
 }
 
 // ScanRange selects the keys in [Start, End) in ascending order. A nil or empty End

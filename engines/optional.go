@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 )
 
 // DefaultCapabilities are what the host assumes of an engine that is not a
@@ -20,6 +21,24 @@ type Interfaces struct {
 	Snapshotter   bool
 	StatsReporter bool
 	Flusher       bool
+}
+
+// String lists the interfaces ("Scanner Snapshotter StatsReporter Flusher"),
+// or says "none".
+func (i Interfaces) String() string {
+	var names []string
+	for _, n := range []struct {
+		has  bool
+		name string
+	}{{i.Scanner, "Scanner"}, {i.Snapshotter, "Snapshotter"}, {i.StatsReporter, "StatsReporter"}, {i.Flusher, "Flusher"}} {
+		if n.has {
+			names = append(names, n.name)
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, " ")
 }
 
 // Proxy is an Engine that stands for another, such as the host's client of an

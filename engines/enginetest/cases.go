@@ -275,7 +275,7 @@ func testLSNPersisted(t T, h Harness) {
 	dir := t.TempDir()
 	e := open(t, h, dir)
 	if !engines.CapabilitiesOf(e).Durable {
-		t.Skipf("engine is not durable (Capabilities().Durable is false), so it keeps no applied LSN across reopen")
+		t.Skipf("engine is not durable (its Capabilities, or engines.DefaultCapabilities, say Durable false), so it keeps no applied LSN across reopen")
 	}
 	w := newWriter(t, e)
 	w.apply(put(key(1), value(1, 1)))
@@ -303,7 +303,7 @@ func testReopen(t T, h Harness) {
 	dir := t.TempDir()
 	e := open(t, h, dir)
 	if !engines.CapabilitiesOf(e).Durable {
-		t.Skipf("engine is not durable (Capabilities().Durable is false), so it keeps no data across reopen")
+		t.Skipf("engine is not durable (its Capabilities, or engines.DefaultCapabilities, say Durable false), so it keeps no data across reopen")
 	}
 	w := newWriter(t, e)
 	for i := range 30 {
@@ -813,7 +813,7 @@ func testLogBackedFlush(t T, h Harness) {
 	e := openLogBacked()
 	f, ok := engines.AsFlusher(e)
 	if !ok {
-		t.Skipf("engine does not implement engines.Flusher")
+		t.Skipf("engine does not implement engines.Flusher (optional)")
 	}
 	flush := func(want uint64) {
 		t.Helper()
