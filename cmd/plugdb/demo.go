@@ -66,7 +66,11 @@ func runDemo(ctx context.Context, l *loader.Loader, block loader.Block, data str
 	if err := eng.Apply(ctx, batch); err != nil {
 		return err
 	}
-	fmt.Printf("applied %d puts at lsn %d..%d in %v (durable when it returns)\n", len(batch), lsn+1, lsn+4, time.Since(start).Round(time.Microsecond))
+	durable := "durable when it returns"
+	if !engines.CapabilitiesOf(eng).Durable {
+		durable = "the engine is not durable: they last until it closes"
+	}
+	fmt.Printf("applied %d puts at lsn %d..%d in %v (%s)\n", len(batch), lsn+1, lsn+4, time.Since(start).Round(time.Microsecond), durable)
 
 	row, err := eng.Get(ctx, []byte("greeting"))
 	if err != nil {
