@@ -12,8 +12,7 @@ import (
 	"github.com/plugdb/plugdb/plugins"
 )
 
-// mapEngine implements the required engines.Engine only: no optional interface,
-// so the host assumes engines.DefaultCapabilities (not durable, 1 KiB keys, 1 MiB values).
+// mapEngine implements the required engines.Engine only, no optional interface.
 type mapEngine struct {
 	mu     sync.RWMutex
 	rows   map[string]engines.Row // copies, replaced and never changed
@@ -21,7 +20,10 @@ type mapEngine struct {
 	closed atomic.Bool
 }
 
-func open(context.Context, engines.Options) (engines.Engine, error) {
+func open(_ context.Context, opts engines.Options) (engines.Engine, error) {
+	if len(opts.Params) > 0 {
+		return nil, fmt.Errorf("map engine takes no options, got %v: %w", opts.Params, engines.ErrInvalidArgument)
+	}
 	return &mapEngine{rows: map[string]engines.Row{}}, nil
 }
 
