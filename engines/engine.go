@@ -10,6 +10,7 @@
 package engines
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"iter"
@@ -74,6 +75,13 @@ type Row struct {
 	LSN   uint64
 }
 
+// Clone returns a copy of r that shares no buffer with it: what an engine
+// stores of a Mutation, and returns of what it stores, so that caller and
+// engine never share buffers.
+func (r Row) Clone() Row {
+	return Row{Key: bytes.Clone(r.Key), Value: bytes.Clone(r.Value), LSN: r.LSN}
+}
+
 // ScanRange selects the keys in [Start, End) in ascending order. A nil or empty End
 // means no upper bound. Limit <= 0 means no limit.
 type ScanRange struct {
@@ -89,8 +97,8 @@ type Stats struct {
 	GarbageRatio float64 // share of stored bytes that are dead rows, 0..1
 }
 
-// Capabilities declares what an engine guarantees; conformance kits skip the cases
-// a capability excludes.
+// Capabilities declares what an engine guarantees (CapabilitiesReporter);
+// conformance kits skip the cases a capability excludes.
 type Capabilities struct {
 	// Durable engines keep applied batches across Close and re-Open of the same Dir.
 	Durable bool
@@ -125,14 +133,42 @@ type Options struct {
 // OpenFunc opens an engine. It is what a plugin's main hands to plugins.ServeEngine.
 type OpenFunc func(ctx context.Context, opts Options) (Engine, error)
 
-// Engine stores one partition's rows.
+// Engine stores one partition's rows. It is the required part of the contract,
+// what every engine does; what not every engine can do is an optional
+// interface the host finds by type assertion, with a documented fallback or a
+// named error when it is absent:
+//
+//	Scanner               ordered range scans   absent: a scan fails with an error wrapping
+//	                                            errors.ErrUnsupported ("engine X cannot
+//	                                            serve scans (it does not implement
+//	                                            engines.Scanner)"); the host reads its
+//	                                            request table key by key with Get
+//	Snapshotter           snapshot and restore  absent: a follower rebuild from the
+//	                                            leader's snapshot fails with such an error
+//	                                            (a follower that is not too far behind
+//	                                            catches up from the log as always)
+//	StatsReporter         key and byte counts   absent: status shows zeros
+//	CapabilitiesReporter  durability, limits    absent: DefaultCapabilities
+//	Flusher               flush a log-backed    absent: the host takes AppliedLSN as
+//	                      engine                the durable point
+//
+// Use AsScanner, AsSnapshotter, AsStatsReporter and AsFlusher (not a bare type
+// assertion), CapabilitiesOf, and Scan, Snapshot, Restore and StatsOf, which
+// apply the fallbacks: an engine that stands for another (a Proxy, such as the
+// host's client of an engine plugin) has every optional method, and says which
+// of them the engine behind it has.
+//
+// Opening is the OpenFunc's job: an engine is open once it is returned.
 type Engine interface {
-	// Get returns the live row for key, or an error wrapping ErrNotFound.
+	// Get returns the live row for key, or an error wrapping ErrNotFound. An
+	// empty key, or one over the key limit, fails with ErrInvalidArgument
+	// (CheckKey).
 	Get(ctx context.Context, key []byte) (Row, error)
 
 	// Apply applies a batch of mutations atomically (all or none survive a crash)
 	// and, per the engine's sync mode, durably before it returns (not so when
-	// opened with Options.LogBacked). LSNs must be
+	// opened with Options.LogBacked), recording the batch's highest LSN as the
+	// applied LSN with the data. LSNs must be
 	// non-zero and strictly increasing within a batch (CheckBatch); otherwise
 	// Apply fails with ErrInvalidArgument and applies nothing.
 	//
@@ -144,10 +180,29 @@ type Engine interface {
 	// LSN wins. Skipping statements already applied is the host's job.
 	Apply(ctx context.Context, batch []Mutation) error
 
+	// AppliedLSN returns the highest LSN applied (0 for a new engine). It never
+	// decreases, except through Restore. The host needs it to recover: it
+	// resumes numbering after it, and replays its log from it.
+	AppliedLSN(ctx context.Context) (uint64, error)
+
+	// Close flushes and releases everything; later calls fail with ErrClosed.
+	Close() error
+}
+
+// Scanner is an optional interface of an Engine: ordered range scans. The
+// host's Scan (a client's scan, the status's count of internal rows) needs
+// it; without it a scan fails with an error wrapping errors.ErrUnsupported.
+type Scanner interface {
 	// Scan yields the live rows in r in ascending key order. The caller may stop
 	// early by breaking out of the loop. An error ends the sequence.
 	Scan(ctx context.Context, r ScanRange) iter.Seq2[Row, error]
+}
 
+// Snapshotter is an optional interface of an Engine: a consistent copy of its
+// contents, and its replacement by one. A follower too far behind the log is
+// rebuilt from its leader's Snapshot with its own Restore; without them that
+// rebuild fails with an error wrapping errors.ErrUnsupported.
+type Snapshotter interface {
 	// Snapshot returns a consistent point-in-time view: the applied LSN at that
 	// point and all live rows in key order. The caller must range over rows to the
 	// end or cancel ctx, so the engine can release the snapshot.
@@ -156,24 +211,29 @@ type Engine interface {
 	// Restore replaces the engine's whole contents with rows and sets its applied
 	// LSN to lsn, atomically: a crash midway leaves the old contents.
 	Restore(ctx context.Context, lsn uint64, rows iter.Seq2[Row, error]) error
+}
 
-	// AppliedLSN returns the highest LSN applied (0 for a new engine). It never
-	// decreases, except through Restore.
-	AppliedLSN(ctx context.Context) (uint64, error)
-
+// StatsReporter is an optional interface of an Engine: counts and sizes for
+// the status. Without it the status shows zeros.
+type StatsReporter interface {
 	// Stats returns counts and sizes.
 	Stats(ctx context.Context) (Stats, error)
+}
 
-	// Capabilities declares the engine's guarantees.
+// CapabilitiesReporter is an optional interface of an Engine: its
+// guarantees. Without it the host assumes DefaultCapabilities.
+type CapabilitiesReporter interface {
+	// Capabilities declares the engine's guarantees; it does not change
+	// while the engine is open.
 	Capabilities() Capabilities
-
-	// Close flushes and releases everything; later calls fail with ErrClosed.
-	Close() error
 }
 
 // Flusher is an optional interface of an Engine, for one a durable log backs
 // (Options.LogBacked): the host calls Flush periodically and reports the LSN it
-// returns as the point up to which the log may be trimmed.
+// returns as the point up to which the log may be trimmed. Without it the host
+// takes AppliedLSN as that point: an engine without Flush must make Apply
+// durable per its sync mode even when opened LogBacked (an engine that is not
+// durable anyway, such as a memory one, loses nothing more).
 type Flusher interface {
 	// Flush makes every batch applied before the call durable and returns the
 	// applied LSN through which the engine is durable (at least the AppliedLSN

@@ -14,15 +14,25 @@ import (
 // EngineClient is the host side of an engine plugin: an engines.Engine whose
 // calls travel to the plugin process. Gets and applies of concurrent callers
 // share one long-lived stream and travel in batches; scans and snapshots stream.
+//
+// It is an engines.Proxy: it has every optional method, and Interfaces says
+// which of them the plugin's engine has (its Open answer tells); a method of
+// one it lacks fails at once with an error wrapping errors.ErrUnsupported,
+// without a call (engines.Unsupported). Use engines.AsScanner & co. on it.
 type EngineClient struct {
-	rpc  enginev1.EngineClient
-	caps engines.Capabilities
-	mux  *callMux
+	rpc    enginev1.EngineClient
+	caps   engines.Capabilities
+	ifaces engines.Interfaces
+	mux    *callMux
 }
 
 var (
-	_ engines.Engine  = (*EngineClient)(nil)
-	_ engines.Flusher = (*EngineClient)(nil)
+	_ engines.Proxy                = (*EngineClient)(nil)
+	_ engines.Scanner              = (*EngineClient)(nil)
+	_ engines.Snapshotter          = (*EngineClient)(nil)
+	_ engines.StatsReporter        = (*EngineClient)(nil)
+	_ engines.CapabilitiesReporter = (*EngineClient)(nil)
+	_ engines.Flusher              = (*EngineClient)(nil)
 )
 
 // Open opens the plugin's engine with opts; it must be called once, before any
@@ -33,12 +43,21 @@ func (c *EngineClient) Open(ctx context.Context, opts engines.Options) error {
 		return fromStatus(ctx, err)
 	}
 	c.caps = capsFromProto(resp.GetCapabilities())
+	c.ifaces = ifacesFromProto(resp.GetInterfaces())
 	c.mux = newCallMux(c.rpc)
 	return nil
 }
 
-// Capabilities returns what the plugin declared when it was opened.
+// Capabilities returns what the plugin declared when it was opened
+// (engines.DefaultCapabilities when its engine declares none).
 func (c *EngineClient) Capabilities() engines.Capabilities { return c.caps }
+
+// Interfaces says which optional interfaces the plugin's engine has, as its
+// Open answered (engines.Proxy).
+func (c *EngineClient) Interfaces() engines.Interfaces { return c.ifaces }
+
+// String names the client in errors: "engine plugin cannot serve scans (…)".
+func (c *EngineClient) String() string { return "plugin" }
 
 // Get fetches key through the shared call stream.
 func (c *EngineClient) Get(ctx context.Context, key []byte) (engines.Row, error) {
@@ -55,6 +74,10 @@ func (c *EngineClient) Apply(ctx context.Context, batch []engines.Mutation) erro
 // Scan streams the rows of r from the plugin.
 func (c *EngineClient) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
 	return func(yield func(engines.Row, error) bool) {
+		if !c.ifaces.Scanner {
+			yield(engines.Row{}, engines.Unsupported(c, "scans", "Scanner"))
+			return
+		}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		stream, err := c.rpc.Scan(ctx, &enginev1.ScanRequest{Start: r.Start, End: r.End, Limit: int64(r.Limit)})
@@ -68,6 +91,9 @@ func (c *EngineClient) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[
 
 // Snapshot opens a snapshot stream; its first chunk carries the LSN.
 func (c *EngineClient) Snapshot(ctx context.Context) (uint64, iter.Seq2[engines.Row, error], error) {
+	if !c.ifaces.Snapshotter {
+		return 0, nil, engines.Unsupported(c, "snapshots", "Snapshotter")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	stream, err := c.rpc.Snapshot(ctx, &enginev1.SnapshotRequest{})
 	if err != nil {
@@ -114,6 +140,9 @@ func recvRows(ctx context.Context, stream interface {
 
 // Restore streams rows to the plugin in chunks.
 func (c *EngineClient) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[engines.Row, error]) error {
+	if !c.ifaces.Snapshotter {
+		return engines.Unsupported(c, "restores", "Snapshotter")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.rpc.Restore(ctx)
@@ -157,6 +186,9 @@ func (c *EngineClient) AppliedLSN(ctx context.Context) (uint64, error) {
 // the plugin's engine has no Flush, or the plugin predates it, the error wraps
 // errors.ErrUnsupported.
 func (c *EngineClient) Flush(ctx context.Context) (uint64, error) {
+	if !c.ifaces.Flusher {
+		return 0, engines.Unsupported(c, "flushes", "Flusher")
+	}
 	resp, err := c.rpc.Flush(ctx, &enginev1.FlushRequest{})
 	if err != nil {
 		return 0, fromStatus(ctx, err)
@@ -166,6 +198,9 @@ func (c *EngineClient) Flush(ctx context.Context) (uint64, error) {
 
 // Stats asks the plugin for its stats.
 func (c *EngineClient) Stats(ctx context.Context) (engines.Stats, error) {
+	if !c.ifaces.StatsReporter {
+		return engines.Stats{}, engines.Unsupported(c, "stats", "StatsReporter")
+	}
 	resp, err := c.rpc.Stats(ctx, &enginev1.StatsRequest{})
 	if err != nil {
 		return engines.Stats{}, fromStatus(ctx, err)

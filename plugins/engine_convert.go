@@ -13,6 +13,19 @@ func capsFromProto(c *enginev1.Capabilities) engines.Capabilities {
 	return engines.Capabilities{Durable: c.GetDurable(), MaxKeySize: int(c.GetMaxKeySize()), MaxValueSize: int(c.GetMaxValueSize())}
 }
 
+func ifacesToProto(i engines.Interfaces) *enginev1.Interfaces {
+	return &enginev1.Interfaces{Scanner: i.Scanner, Snapshotter: i.Snapshotter, StatsReporter: i.StatsReporter, Flusher: i.Flusher}
+}
+
+// ifacesFromProto reads the interfaces of an OpenResponse; nil (a plugin
+// built before optional interfaces) means all of them.
+func ifacesFromProto(i *enginev1.Interfaces) engines.Interfaces {
+	if i == nil {
+		return engines.Interfaces{Scanner: true, Snapshotter: true, StatsReporter: true, Flusher: true}
+	}
+	return engines.Interfaces{Scanner: i.GetScanner(), Snapshotter: i.GetSnapshotter(), StatsReporter: i.GetStatsReporter(), Flusher: i.GetFlusher()}
+}
+
 func rowToProto(r engines.Row) *enginev1.Row {
 	return &enginev1.Row{Key: r.Key, Value: r.Value, Lsn: r.LSN}
 }

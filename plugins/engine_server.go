@@ -63,7 +63,7 @@ func (s *engineServer) Open(ctx context.Context, req *enginev1.OpenRequest) (*en
 		return nil, toStatus(err)
 	}
 	s.eng = eng
-	return &enginev1.OpenResponse{Capabilities: capsToProto(eng.Capabilities())}, nil
+	return &enginev1.OpenResponse{Capabilities: capsToProto(engines.CapabilitiesOf(eng)), Interfaces: ifacesToProto(engines.InterfacesOf(eng))}, nil
 }
 
 // Calls runs the calls of each received batch: each apply in its own goroutine
@@ -227,8 +227,12 @@ func (s *engineServer) Scan(req *enginev1.ScanRequest, stream enginev1.Engine_Sc
 	if err != nil {
 		return err
 	}
+	sc, ok := engines.AsScanner(eng)
+	if !ok {
+		return toStatus(engines.Unsupported(eng, "scans", "Scanner")) // Unimplemented
+	}
 	r := engines.ScanRange{Start: req.GetStart(), End: req.GetEnd(), Limit: int(req.GetLimit())}
-	return sendRows(stream, 0, eng.Scan(stream.Context(), r))
+	return sendRows(stream, 0, sc.Scan(stream.Context(), r))
 }
 
 func (s *engineServer) Snapshot(_ *enginev1.SnapshotRequest, stream enginev1.Engine_SnapshotServer) error {
@@ -236,7 +240,7 @@ func (s *engineServer) Snapshot(_ *enginev1.SnapshotRequest, stream enginev1.Eng
 	if err != nil {
 		return err
 	}
-	lsn, rows, err := eng.Snapshot(stream.Context())
+	lsn, rows, err := engines.Snapshot(stream.Context(), eng) // Unimplemented if not a Snapshotter
 	if err != nil {
 		return toStatus(err)
 	}
@@ -274,6 +278,10 @@ func (s *engineServer) Restore(stream enginev1.Engine_RestoreServer) error {
 	if err != nil {
 		return err
 	}
+	sn, ok := engines.AsSnapshotter(eng)
+	if !ok {
+		return toStatus(engines.Unsupported(eng, "restores", "Snapshotter")) // Unimplemented
+	}
 	first, err := stream.Recv()
 	if err != nil {
 		return fmt.Errorf("restore: first chunk: %w", err)
@@ -297,7 +305,7 @@ func (s *engineServer) Restore(stream enginev1.Engine_RestoreServer) error {
 			}
 		}
 	}
-	if err := eng.Restore(stream.Context(), first.GetLsn(), rows); err != nil {
+	if err := sn.Restore(stream.Context(), first.GetLsn(), rows); err != nil {
 		return toStatus(err)
 	}
 	return stream.SendAndClose(&enginev1.RestoreResponse{})
@@ -321,9 +329,9 @@ func (s *engineServer) Flush(ctx context.Context, _ *enginev1.FlushRequest) (*en
 	if err != nil {
 		return nil, err
 	}
-	f, ok := eng.(engines.Flusher)
+	f, ok := engines.AsFlusher(eng)
 	if !ok {
-		return nil, status.Errorf(codes.Unimplemented, "engine %T has no Flush: %v", eng, errors.ErrUnsupported)
+		return nil, toStatus(engines.Unsupported(eng, "flushes", "Flusher")) // Unimplemented
 	}
 	lsn, err := f.Flush(ctx)
 	if err != nil {
@@ -337,7 +345,7 @@ func (s *engineServer) Stats(ctx context.Context, _ *enginev1.StatsRequest) (*en
 	if err != nil {
 		return nil, err
 	}
-	st, err := eng.Stats(ctx)
+	st, err := engines.StatsOf(ctx, eng) // Unimplemented if not a StatsReporter
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -318,3 +318,79 @@ func TestBrokenStreamIsTransportError(t *testing.T) {
 		t.Fatalf("get after server stopped: %v, want a transport error", err)
 	}
 }
+
+// requiredOnly hides every optional interface of the engine it wraps.
+type requiredOnly struct{ engines.Engine }
+
+// TestOptionalInterfacesCrossTheBoundary: the client of a plugin whose engine
+// has only the required interface says so (Interfaces), fails each optional
+// method at once with an error wrapping errors.ErrUnsupported that names the
+// interface, and the server answers UNIMPLEMENTED to a host that calls anyway;
+// the client of a full engine has them all.
+func TestOptionalInterfacesCrossTheBoundary(t *testing.T) {
+	ctx := context.Background()
+	open := func(ctx context.Context, opts engines.Options) (engines.Engine, error) {
+		e, err := rowfile.Open(ctx, opts)
+		return requiredOnly{e}, err
+	}
+	c := startShimOpen(t, open, engines.Options{Dir: t.TempDir()})
+	if got := engines.InterfacesOf(c); got != (engines.Interfaces{}) {
+		t.Errorf("interfaces of a required-only engine: %+v, want none", got)
+	}
+	if _, ok := engines.AsScanner(c); ok {
+		t.Errorf("AsScanner of a required-only plugin: ok")
+	}
+	if got := c.Capabilities(); got != engines.DefaultCapabilities {
+		t.Errorf("capabilities: %+v, want the defaults %+v", got, engines.DefaultCapabilities)
+	}
+	want := func(what, iface string, err error) {
+		t.Helper()
+		if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "does not implement engines."+iface) {
+			t.Errorf("%s: got %v, want an error wrapping errors.ErrUnsupported naming engines.%s", what, err, iface)
+		}
+	}
+	for _, err := range c.Scan(ctx, engines.ScanRange{}) {
+		want("scan", "Scanner", err)
+		break
+	}
+	_, _, err := c.Snapshot(ctx)
+	want("snapshot", "Snapshotter", err)
+	_, err = c.Stats(ctx)
+	want("stats", "StatsReporter", err)
+	_, err = c.Flush(ctx)
+	want("flush", "Flusher", err)
+
+	// A host that calls anyway (one built before Interfaces) gets UNIMPLEMENTED.
+	stream, err := c.rpc.Scan(ctx, &enginev1.ScanRequest{})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "engines.Scanner") {
+		t.Errorf("raw scan: %v, want UNIMPLEMENTED naming engines.Scanner", err)
+	}
+	_, err = c.rpc.Stats(ctx, &enginev1.StatsRequest{})
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("raw stats: %v, want UNIMPLEMENTED", err)
+	}
+
+	// Gets and applies work.
+	if err := c.Apply(ctx, []engines.Mutation{{Op: engines.OpPut, Key: []byte("k"), Value: []byte("v"), LSN: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if row, err := c.Get(ctx, []byte("k")); err != nil || string(row.Value) != "v" {
+		t.Errorf("get: %q, %v", row.Value, err)
+	}
+
+	full := startShimOpen(t, rowfile.Open, engines.Options{Dir: t.TempDir()})
+	if got := engines.InterfacesOf(full); got != (engines.Interfaces{Scanner: true, Snapshotter: true, StatsReporter: true, Flusher: true}) {
+		t.Errorf("interfaces of rowfile: %+v, want all", got)
+	}
+}
+
+// TestInterfacesOfAnOlderPlugin: an Open answer without interfaces (a plugin
+// built when every engine had every method) means all of them.
+func TestInterfacesOfAnOlderPlugin(t *testing.T) {
+	if got := ifacesFromProto(nil); got != (engines.Interfaces{Scanner: true, Snapshotter: true, StatsReporter: true, Flusher: true}) {
+		t.Errorf("ifacesFromProto(nil) = %+v, want all", got)
+	}
+}

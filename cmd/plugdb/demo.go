@@ -66,25 +66,35 @@ func runDemo(ctx context.Context, l *loader.Loader, block loader.Block, data str
 	if err := eng.Apply(ctx, batch); err != nil {
 		return err
 	}
-	fmt.Printf("applied %d puts at lsn %d..%d in %v (durable when it returns)\n", len(batch), lsn+1, lsn+4, time.Since(start).Round(time.Microsecond))
+	durable := "durable when it returns"
+	if !engines.CapabilitiesOf(eng).Durable {
+		durable = "the engine is not durable: they last until it closes"
+	}
+	fmt.Printf("applied %d puts at lsn %d..%d in %v (%s)\n", len(batch), lsn+1, lsn+4, time.Since(start).Round(time.Microsecond), durable)
 
 	row, err := eng.Get(ctx, []byte("greeting"))
 	if err != nil {
 		return err
 	}
 	fmt.Printf("get greeting -> %q (lsn %d)\n", row.Value, row.LSN)
-	fmt.Println("scan [user:, user;):")
-	for r, err := range eng.Scan(ctx, engines.ScanRange{Start: []byte("user:"), End: []byte("user;")}) {
+	if _, ok := engines.AsScanner(eng); ok {
+		fmt.Println("scan [user:, user;):")
+		for r, err := range engines.Scan(ctx, eng, engines.ScanRange{Start: []byte("user:"), End: []byte("user;")}) {
+			if err != nil {
+				return err
+			}
+			fmt.Printf("  %s\t%s\n", r.Key, r.Value)
+		}
+	} else {
+		fmt.Println("scan: the engine has no scans (it does not implement engines.Scanner)")
+	}
+	if _, ok := engines.AsStatsReporter(eng); ok {
+		st, err := engines.StatsOf(ctx, eng)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("  %s\t%s\n", r.Key, r.Value)
+		fmt.Printf("stats: %d live keys, %d bytes on disk, garbage ratio %.2f\n", st.Keys, st.BytesOnDisk, st.GarbageRatio)
 	}
-	st, err := eng.Stats(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("stats: %d live keys, %d bytes on disk, garbage ratio %.2f\n", st.Keys, st.BytesOnDisk, st.GarbageRatio)
 	return nil
 }
 

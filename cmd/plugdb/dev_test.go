@@ -629,6 +629,13 @@ func devGRPC(t *testing.T, d *devProc) {
 // smoke is a small put/get/scan through the CLI.
 func smoke(t *testing.T, d *devProc) {
 	t.Helper()
+	smokeEngine(t, d, true)
+}
+
+// smokeEngine is smoke; on an engine that is not an engines.Scanner
+// (scanner false) the scan fails with an error that names the interface.
+func smokeEngine(t *testing.T, d *devProc, scanner bool) {
+	t.Helper()
 	var want string
 	for i := range 6 {
 		wantRun(t, d.cli(t, "put", fmt.Sprintf("s:%d", i), fmt.Sprintf("v%d", i)), 0, "", "")
@@ -636,7 +643,11 @@ func smoke(t *testing.T, d *devProc) {
 	}
 	wantRun(t, d.cli(t, "get", "s:3"), 0, "v3\n", "")
 	wantRun(t, d.cli(t, "get", "s:9"), 1, "", "not found: s:9\n")
-	wantRun(t, d.cli(t, "scan", "--prefix", "s:"), 0, want, "")
+	if scanner {
+		wantRun(t, d.cli(t, "scan", "--prefix", "s:"), 0, want, "")
+	} else if res := d.cli(t, "scan", "--prefix", "s:"); res.code != 2 || !strings.Contains(res.stderr, "cannot serve scans (it does not implement engines.Scanner)") {
+		t.Errorf("scan of an engine without scans: want exit 2 and an error naming engines.Scanner; got\n%s", res)
+	}
 	code, body, _ := httpDo(t, d, "GET", "/v1/kv/s:2", "")
 	if code != 200 || !strings.Contains(body, `"value":"v2"`) {
 		t.Errorf("REST GET s:2: %d %s", code, body)
@@ -651,12 +662,13 @@ func TestDevSwapEngines(t *testing.T) {
 		plugin, mode string
 		children     int
 		durable      bool // a put survives a restart
+		noScanner    bool // the engine has no scans (examples/customengine)
 	}{
 		{name: "memory", env: []string{"PLUGDB_ENGINE_PLUGIN=memory"}, plugin: "memory", mode: "process", children: 1},
 		{name: "bbolt", env: []string{"PLUGDB_ENGINE_PLUGIN=bbolt"}, plugin: "bbolt", mode: "process", children: 1},
 		{name: "pebble", env: []string{"PLUGDB_ENGINE_PLUGIN=pebble"}, plugin: "pebble", mode: "process", children: 1, durable: true},
 		{name: "inprocess", env: []string{"PLUGDB_ENGINE_MODE=inprocess"}, plugin: "rowfile", mode: "inprocess"},
-		{name: "customengine", config: "engine: {plugin: " + customBin + "}\n", plugin: customBin, mode: "process", children: 1},
+		{name: "customengine", config: "engine: {plugin: " + customBin + "}\n", plugin: customBin, mode: "process", children: 1, noScanner: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var args []string
@@ -669,7 +681,7 @@ func TestDevSwapEngines(t *testing.T) {
 			}
 			data := filepath.Join(t.TempDir(), "data")
 			d := startDev(t, data, tc.env, args...)
-			smoke(t, d)
+			smokeEngine(t, d, !tc.noScanner)
 			res := d.cli(t, "status", "-o", "json")
 			var st statusJSON
 			if err := json.Unmarshal([]byte(res.stdout), &st); err != nil || st.Engine.Plugin != tc.plugin || st.Engine.Mode != tc.mode {

@@ -189,6 +189,7 @@ func runCheck(ctx context.Context, out io.Writer, l *loader.Loader, block loader
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(out, "optional interfaces: %s\n", engines.InterfacesOf(probe))
 	if err := probe.Close(); err != nil {
 		return fmt.Errorf("close %s after probe: %w", block.Plugin, err)
 	}

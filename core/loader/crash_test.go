@@ -225,7 +225,7 @@ func testCrashMode(t *testing.T, mode string) {
 	}
 	defer eng2.Close()
 	stored := map[string]engines.Row{}
-	for row, err := range eng2.Scan(ctx, engines.ScanRange{}) {
+	for row, err := range engines.Scan(ctx, eng2, engines.ScanRange{}) {
 		if err != nil {
 			t.Fatalf("scan after reopen: %v", err)
 		}

@@ -22,9 +22,9 @@ func (l *Loader) OpenEngine(ctx context.Context, b Block, dir string) (engines.E
 
 // OpenLogBackedEngine is OpenEngine for an engine a durable log backs
 // (engines.Options.LogBacked): its Apply need not fsync, and the host makes it
-// durable with Flush. The engine returned implements engines.Flusher; its
-// Flush fails with an error wrapping errors.ErrUnsupported when the engine
-// has none.
+// durable with Flush. Find its Flush with engines.AsFlusher: a plugin's
+// engine is an engines.Proxy, which has the method even when the engine
+// behind it has none.
 func (l *Loader) OpenLogBackedEngine(ctx context.Context, b Block, dir string) (engines.Engine, error) {
 	return l.openEngine(ctx, b, dir, true)
 }
@@ -51,9 +51,18 @@ func (l *Loader) openEngine(ctx context.Context, b Block, dir string, logBacked 
 	return p, nil
 }
 
-var _ engines.Flusher = (*processEngine)(nil)
+var (
+	_ engines.Proxy                = (*processEngine)(nil)
+	_ engines.Scanner              = (*processEngine)(nil)
+	_ engines.Snapshotter          = (*processEngine)(nil)
+	_ engines.StatsReporter        = (*processEngine)(nil)
+	_ engines.CapabilitiesReporter = (*processEngine)(nil)
+	_ engines.Flusher              = (*processEngine)(nil)
+)
 
-// processEngine is an engine in a plugin process, supervised: when the process
+// processEngine is an engine in a plugin process, supervised: it is an
+// engines.Proxy, whose Interfaces are those the plugin's engine has (a
+// method of another fails with engines.Unsupported, naming the plugin). When the process
 // dies, the call in flight fails with an error naming the plugin, and the
 // process is restarted (bounded attempts) and its engine reopened, which
 // recovers every durably acknowledged write.
@@ -212,6 +221,17 @@ func (p *processEngine) restart(gen int) {
 	}
 }
 
+// Interfaces are the optional interfaces of the plugin's engine, as its Open
+// answered (engines.Proxy).
+func (p *processEngine) Interfaces() engines.Interfaces {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.eng.Interfaces()
+}
+
+// String names the engine in errors: "engine plugin NAME cannot serve scans (…)".
+func (p *processEngine) String() string { return "plugin " + p.block.Plugin }
+
 func (p *processEngine) Get(ctx context.Context, key []byte) (engines.Row, error) {
 	eng, gen, err := p.current(ctx)
 	if err != nil {
@@ -231,6 +251,10 @@ func (p *processEngine) Apply(ctx context.Context, batch []engines.Mutation) err
 
 func (p *processEngine) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
 	return func(yield func(engines.Row, error) bool) {
+		if !p.Interfaces().Scanner {
+			yield(engines.Row{}, engines.Unsupported(p, "scans", "Scanner"))
+			return
+		}
 		eng, gen, err := p.current(ctx)
 		if err != nil {
 			yield(engines.Row{}, err)
@@ -245,6 +269,9 @@ func (p *processEngine) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2
 }
 
 func (p *processEngine) Snapshot(ctx context.Context) (uint64, iter.Seq2[engines.Row, error], error) {
+	if !p.Interfaces().Snapshotter {
+		return 0, nil, engines.Unsupported(p, "snapshots", "Snapshotter")
+	}
 	eng, gen, err := p.current(ctx)
 	if err != nil {
 		return 0, nil, err
@@ -264,6 +291,9 @@ func (p *processEngine) Snapshot(ctx context.Context) (uint64, iter.Seq2[engines
 }
 
 func (p *processEngine) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[engines.Row, error]) error {
+	if !p.Interfaces().Snapshotter {
+		return engines.Unsupported(p, "restores", "Snapshotter")
+	}
 	eng, gen, err := p.current(ctx)
 	if err != nil {
 		return err
@@ -283,6 +313,9 @@ func (p *processEngine) AppliedLSN(ctx context.Context) (uint64, error) {
 // Flush is the plugin's Flush (engines.Flusher); an error wrapping
 // errors.ErrUnsupported when its engine has none.
 func (p *processEngine) Flush(ctx context.Context) (uint64, error) {
+	if !p.Interfaces().Flusher {
+		return 0, engines.Unsupported(p, "flushes", "Flusher")
+	}
 	eng, gen, err := p.current(ctx)
 	if err != nil {
 		return 0, err
@@ -292,6 +325,9 @@ func (p *processEngine) Flush(ctx context.Context) (uint64, error) {
 }
 
 func (p *processEngine) Stats(ctx context.Context) (engines.Stats, error) {
+	if !p.Interfaces().StatsReporter {
+		return engines.Stats{}, engines.Unsupported(p, "stats", "StatsReporter")
+	}
 	eng, gen, err := p.current(ctx)
 	if err != nil {
 		return engines.Stats{}, err

@@ -244,13 +244,13 @@ func TestRestartsCrashedPlugin(t *testing.T) {
 	var failure error
 	deadline := time.Now().Add(10 * time.Second)
 	for failure == nil && time.Now().Before(deadline) {
-		_, failure = eng.Stats(ctx)
+		_, failure = engines.StatsOf(ctx, eng)
 	}
 	if failure == nil || !strings.Contains(failure.Error(), "engine plugin memory failed during stats") {
 		t.Fatalf("call after kill: %v, want an error naming the plugin", failure)
 	}
 	// Then the plugin is back.
-	if _, err := eng.Stats(ctx); err != nil {
+	if _, err := engines.StatsOf(ctx, eng); err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
 	if newPID := eng.(*processEngine).PID(); newPID == pid || newPID == 0 {

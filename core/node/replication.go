@@ -272,6 +272,9 @@ func (n *Node) runDeliveries(ctx context.Context) {
 
 // rebuild replaces the engine's contents with a snapshot of the leader.
 func (n *Node) rebuild(ctx context.Context) error {
+	if _, ok := engines.AsSnapshotter(n.part.Engine()); !ok {
+		return fmt.Errorf("rebuild from the leader's snapshot: %w", engines.Unsupported(n.part.Engine(), "restores", "Snapshotter"))
+	}
 	leader := n.topo.Partition(n.part.ID()).Leader.Addr
 	if leader == "" || leader == n.addr {
 		return fmt.Errorf("rebuild: no leader known to take a snapshot from")
@@ -316,7 +319,7 @@ func (n *Node) rebuild(ctx context.Context) error {
 	// The replicator hears of the restore under the lock too, so no
 	// checkpoint taken before the restore reaches it afterwards.
 	unlock := n.part.LockApply()
-	err = n.part.Engine().Restore(ctx, lsn, iter.Seq2[engines.Row, error](rows))
+	err = engines.Restore(ctx, n.part.Engine(), lsn, iter.Seq2[engines.Row, error](rows))
 	if err != nil {
 		unlock()
 		return fmt.Errorf("rebuild: restore the snapshot at lsn %d: %w", lsn, err)
@@ -347,7 +350,10 @@ func (s snapshotServer) Snapshot(req *nodev1.SnapshotRequest, stream nodev1.Node
 		return status.Errorf(codes.InvalidArgument, "node %s serves partition %d, not %d", n.addr, n.part.ID(), req.GetPartition())
 	}
 	ctx := stream.Context()
-	lsn, rows, err := n.part.Engine().Snapshot(ctx)
+	lsn, rows, err := engines.Snapshot(ctx, n.part.Engine())
+	if errors.Is(err, errors.ErrUnsupported) {
+		return status.Errorf(codes.Unimplemented, "snapshot: %v", err) // not a Snapshotter
+	}
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "snapshot: %v", err)
 	}

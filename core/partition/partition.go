@@ -93,7 +93,7 @@ func open(ctx context.Context, id int, eng engines.Engine, rep *replica) (*Parti
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: read applied lsn: %w", id, err)
 	}
-	p := &Partition{id: id, eng: eng, caps: eng.Capabilities(), lsn: lsn, rep: rep, sess: newSessions(),
+	p := &Partition{id: id, eng: eng, caps: engines.CapabilitiesOf(eng), lsn: lsn, rep: rep, sess: newSessions(),
 		reqs: make(chan *request, maxGroup), stop: make(chan struct{}), done: make(chan struct{})}
 	if rep != nil {
 		rep.init(p, lsn)
@@ -131,7 +131,9 @@ func (p *Partition) Get(ctx context.Context, key []byte) (engines.Row, error) {
 // replicated partition it starts once every answered write is applied.
 func (p *Partition) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
 	p.scans.Add(1)
-	rows := hideReserved(ctx, r, p.eng.Scan)
+	rows := hideReserved(ctx, r, func(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
+		return engines.Scan(ctx, p.eng, r) // an error naming engines.Scanner if the engine is none
+	})
 	if p.rep == nil {
 		return rows
 	}
@@ -314,7 +316,16 @@ func (p *Partition) buildBatch(group []*request) (batch []engines.Mutation, memb
 			close(r.done)
 			continue
 		}
-		if s := p.sess.get(r.id.Client); s != nil && !r.id.IsZero() && r.id.Seq <= s.seq {
+		var s *session
+		if !r.id.IsZero() {
+			var err error
+			if s, err = p.sess.get(context.Background(), r.id.Client); err != nil {
+				r.err = fmt.Errorf("partition %d: %w", p.id, err)
+				close(r.done)
+				continue
+			}
+		}
+		if s != nil && r.id.Seq <= s.seq {
 			if r.id.Seq < s.seq {
 				r.err = fmt.Errorf("partition %d: request seq %d of client %q is older than its last, %d: %w", p.id, r.id.Seq, r.id.Client, s.seq, ErrStaleRequest)
 				close(r.done)
@@ -415,13 +426,23 @@ func (p *Partition) checkConds(r *request, exists map[string]bool) (unapplied bo
 // AppliedLSN is the engine's applied LSN.
 func (p *Partition) AppliedLSN(ctx context.Context) (uint64, error) { return p.eng.AppliedLSN(ctx) }
 
-// Stats are the engine's stats; Keys leaves out the internal rows.
+// Stats are the engine's stats; Keys leaves out the internal rows, which it
+// counts with a scan (an engine that is not an engines.Scanner counts them
+// in). An engine that is not an engines.StatsReporter gives zeros.
 func (p *Partition) Stats(ctx context.Context) (engines.Stats, error) {
-	st, err := p.eng.Stats(ctx)
+	sr, ok := engines.AsStatsReporter(p.eng)
+	if !ok {
+		return engines.Stats{}, nil
+	}
+	st, err := sr.Stats(ctx)
 	if err != nil {
 		return st, err
 	}
-	n, err := countReserved(ctx, p.eng)
+	scanner, ok := engines.AsScanner(p.eng)
+	if !ok {
+		return st, nil
+	}
+	n, err := countReserved(ctx, scanner)
 	if err != nil {
 		return st, fmt.Errorf("partition %d: count the internal rows: %w", p.id, err)
 	}

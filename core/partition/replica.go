@@ -261,7 +261,7 @@ func (p *Partition) Checkpoint(ctx context.Context) (uint64, error) {
 
 // flushEngine is eng's Flush, or its AppliedLSN when it has none.
 func flushEngine(ctx context.Context, eng engines.Engine) (uint64, error) {
-	if f, ok := eng.(engines.Flusher); ok {
+	if f, ok := engines.AsFlusher(eng); ok {
 		lsn, err := f.Flush(ctx)
 		if !errors.Is(err, errors.ErrUnsupported) {
 			return lsn, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"sync"
@@ -472,6 +473,11 @@ type gatedEngine struct {
 	gate     chan struct{}
 	once     sync.Once
 	failWith error
+}
+
+// Scan is the memory engine's: the gated engine is a Scanner too.
+func (e *gatedEngine) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
+	return engines.Scan(ctx, e.Engine, r)
 }
 
 func (e *gatedEngine) open() { e.once.Do(func() { close(e.gate) }) }

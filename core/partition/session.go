@@ -155,10 +155,18 @@ func decodeSession(key, val []byte) (*session, error) {
 // the engine when the partition starts taking writes and kept by the writer
 // loop (only it touches it) ahead of the engine: it includes the rows of
 // groups not yet applied.
+//
+// Loading it takes a scan of the internal key space. On an engine that is not
+// an engines.Scanner the table is read lazily instead: a client's row is
+// fetched with Get the first time one of its requests comes, so a retry is
+// still answered from the table; only the rows of clients seen since the
+// table was last loaded count toward its bounds and expire, so the rows of
+// clients never seen again stay in the engine.
 type sessions struct {
 	ttl    time.Duration
 	max    int
 	loaded bool
+	lazy   engines.Engine // set when the table is read lazily, from it
 	by     map[string]*session
 	order  *list.List // of *session, least recently recorded first
 }
@@ -176,8 +184,14 @@ func (t *sessions) load(ctx context.Context, eng engines.Engine) error {
 	if t.loaded {
 		return nil
 	}
+	scanner, ok := engines.AsScanner(eng)
+	if !ok {
+		t.lazy, t.by, t.order, t.loaded = eng, map[string]*session{}, list.New(), true
+		return nil
+	}
+	t.lazy = nil
 	var all []*session
-	for row, err := range eng.Scan(ctx, engines.ScanRange{Start: []byte(ReservedPrefix), End: reservedEnd}) {
+	for row, err := range scanner.Scan(ctx, engines.ScanRange{Start: []byte(ReservedPrefix), End: reservedEnd}) {
 		if err != nil {
 			return fmt.Errorf("load the request table: %w", err)
 		}
@@ -208,8 +222,37 @@ func compareInt(a, b int64) int {
 	return 0
 }
 
-// get returns client's row, or nil.
-func (t *sessions) get(client string) *session { return t.by[client] }
+// get returns client's row, or nil. A lazy table fetches the row from the
+// engine the first time.
+func (t *sessions) get(ctx context.Context, client string) (*session, error) {
+	if s := t.by[client]; s != nil || t.lazy == nil {
+		return s, nil
+	}
+	row, err := t.lazy.Get(ctx, sessionKey(client))
+	if errors.Is(err, engines.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the request table row of client %q: %w", client, err)
+	}
+	s, err := decodeSession(row.Key, row.Value)
+	if err != nil {
+		return nil, fmt.Errorf("read the request table: %w", err)
+	}
+	// Keep the list in recording order: insert after the last row recorded
+	// no later.
+	at := t.order.Back()
+	for at != nil && at.Value.(*session).at > s.at {
+		at = at.Prev()
+	}
+	if at == nil {
+		s.elem = t.order.PushFront(s)
+	} else {
+		s.elem = t.order.InsertAfter(s, at)
+	}
+	t.by[client] = s
+	return s, nil
+}
 
 // record sets client's row and returns the mutation that writes it.
 func (t *sessions) record(id RequestID, lsns []uint64, now time.Time, lsn uint64) engines.Mutation {
@@ -250,8 +293,8 @@ func (t *sessions) expire(now time.Time) iter.Seq[string] {
 	}
 }
 
-// countReserved counts the internal rows of eng.
-func countReserved(ctx context.Context, eng engines.Engine) (int64, error) {
+// countReserved counts the internal rows of eng, a Scanner.
+func countReserved(ctx context.Context, eng engines.Scanner) (int64, error) {
 	var n int64
 	for _, err := range eng.Scan(ctx, engines.ScanRange{Start: []byte(ReservedPrefix), End: reservedEnd}) {
 		if err != nil {

@@ -157,7 +157,7 @@ func TestRequestTableExpires(t *testing.T) {
 	if got := appliedLSN(t, p); got != 7 {
 		t.Fatalf("applied %d, want 7", got)
 	}
-	if n, _ := countReserved(context.Background(), p.eng); n != 2 {
+	if n, _ := countReserved(context.Background(), p.eng.(engines.Scanner)); n != 2 {
 		t.Fatalf("%d rows, want 2", n)
 	}
 	// c0 is forgotten: its retry is applied again.
@@ -167,7 +167,7 @@ func TestRequestTableExpires(t *testing.T) {
 	// Age: every row older than the TTL goes with the next write.
 	p.sess.ttl = -time.Hour
 	once(t, p, RequestID{}, put("k", "v", Always))
-	if n, _ := countReserved(context.Background(), p.eng); n != 0 {
+	if n, _ := countReserved(context.Background(), p.eng.(engines.Scanner)); n != 0 {
 		t.Fatalf("%d rows after the TTL, want 0", n)
 	}
 }

@@ -103,8 +103,12 @@ type Engine struct {
 }
 
 var (
-	_ engines.Engine  = (*Engine)(nil)
-	_ engines.Flusher = (*Engine)(nil)
+	_ engines.Engine               = (*Engine)(nil)
+	_ engines.Scanner              = (*Engine)(nil)
+	_ engines.Snapshotter          = (*Engine)(nil)
+	_ engines.StatsReporter        = (*Engine)(nil)
+	_ engines.CapabilitiesReporter = (*Engine)(nil)
+	_ engines.Flusher              = (*Engine)(nil)
 )
 
 // Open opens (creating if need be) the bbolt engine in opts.Dir. It matches

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"maps"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -60,17 +61,21 @@ func testBuffersOwned(t T, h Harness) {
 	}
 	scribble(r.Key)
 	scribble(r.Value)
-	for _, r := range scan(t, e, engines.ScanRange{}) {
-		scribble(r.Key)
-		scribble(r.Value)
+	if _, ok := engines.AsScanner(e); ok {
+		for _, r := range scan(t, e, engines.ScanRange{}) {
+			scribble(r.Key)
+			scribble(r.Value)
+		}
 	}
-	_, rows, err := e.Snapshot(t.Context())
-	if err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	for _, r := range collect(t, "snapshot", rows) {
-		scribble(r.Key)
-		scribble(r.Value)
+	if s, ok := engines.AsSnapshotter(e); ok {
+		_, rows, err := s.Snapshot(t.Context())
+		if err != nil {
+			t.Fatalf("snapshot: %v", err)
+		}
+		for _, r := range collect(t, "snapshot", rows) {
+			scribble(r.Key)
+			scribble(r.Value)
+		}
 	}
 	checkRows(t, e, w.want())
 }
@@ -109,7 +114,7 @@ func testBatchAtomic(t T, h Harness) {
 		"delete with empty key": withLSN(del([]byte{}), n+4),
 		"unknown op":            {Op: engines.Op(9), Key: key(11), Value: value(11, 1), LSN: n + 4},
 	}
-	caps := e.Capabilities()
+	caps := engines.CapabilitiesOf(e)
 	if caps.MaxKeySize > 0 && caps.MaxKeySize < maxAlloc {
 		bad["oversize key"] = withLSN(put(make([]byte, caps.MaxKeySize+1), value(11, 1)), n+4)
 	}
@@ -146,6 +151,7 @@ var scanKeys = [][]byte{
 
 func testScan(t T, h Harness) {
 	e := open(t, h, t.TempDir())
+	needScanner(t, e)
 	w := newWriter(t, e)
 	keys := append([][]byte(nil), scanKeys...)
 	for i := range 30 {
@@ -189,12 +195,13 @@ func testScan(t T, h Harness) {
 
 func testScanStopEarly(t T, h Harness) {
 	e := open(t, h, t.TempDir())
+	s := needScanner(t, e)
 	w := newWriter(t, e)
 	for i := range 20 {
 		w.apply(put(key(i), value(i, 1)))
 	}
 	n := 0
-	for r, err := range e.Scan(t.Context(), engines.ScanRange{}) {
+	for r, err := range s.Scan(t.Context(), engines.ScanRange{}) {
 		if err != nil {
 			t.Fatalf("scan: %v", err)
 		}
@@ -214,9 +221,9 @@ func testScanStopEarly(t T, h Harness) {
 
 	// Two scans read in turns are independent.
 	want := w.want()
-	next1, stop1 := iter.Pull2(e.Scan(t.Context(), engines.ScanRange{}))
+	next1, stop1 := iter.Pull2(s.Scan(t.Context(), engines.ScanRange{}))
 	defer stop1()
-	next2, stop2 := iter.Pull2(e.Scan(t.Context(), engines.ScanRange{Start: want[5].Key}))
+	next2, stop2 := iter.Pull2(s.Scan(t.Context(), engines.ScanRange{Start: want[5].Key}))
 	defer stop2()
 	for i := range 5 {
 		for s, next := range []func() (engines.Row, error, bool){next1, next2} {
@@ -267,8 +274,8 @@ func testLSNMonotonic(t T, h Harness) {
 func testLSNPersisted(t T, h Harness) {
 	dir := t.TempDir()
 	e := open(t, h, dir)
-	if !e.Capabilities().Durable {
-		t.Skipf("engine is not durable (Capabilities().Durable is false), so it keeps no applied LSN across reopen")
+	if !engines.CapabilitiesOf(e).Durable {
+		t.Skipf("engine is not durable (its Capabilities, or engines.DefaultCapabilities, say Durable false), so it keeps no applied LSN across reopen")
 	}
 	w := newWriter(t, e)
 	w.apply(put(key(1), value(1, 1)))
@@ -295,8 +302,8 @@ func testLSNPersisted(t T, h Harness) {
 func testReopen(t T, h Harness) {
 	dir := t.TempDir()
 	e := open(t, h, dir)
-	if !e.Capabilities().Durable {
-		t.Skipf("engine is not durable (Capabilities().Durable is false), so it keeps no data across reopen")
+	if !engines.CapabilitiesOf(e).Durable {
+		t.Skipf("engine is not durable (its Capabilities, or engines.DefaultCapabilities, say Durable false), so it keeps no data across reopen")
 	}
 	w := newWriter(t, e)
 	for i := range 30 {
@@ -333,6 +340,7 @@ func fill(w *writer, n int) {
 func testSnapshotRestore(t T, h Harness) {
 	ctx := t.Context()
 	a := open(t, h, t.TempDir())
+	sa := needSnapshotter(t, a)
 	wa := newWriter(t, a)
 	fill(wa, 30)
 
@@ -342,27 +350,29 @@ func testSnapshotRestore(t T, h Harness) {
 	wb.apply(put(key(1000), value(1000, 1)), put(key(1), value(1, 7)))
 	wb.apply(put(key(3), value(3, 7)))
 
-	lsn, rows, err := a.Snapshot(ctx)
+	lsn, rows, err := sa.Snapshot(ctx)
 	if err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
 	if lsn != wa.lsn {
 		t.Errorf("snapshot lsn: got %d, want %d", lsn, wa.lsn)
 	}
-	if err := b.Restore(ctx, lsn, rows); err != nil {
+	if err := engines.Restore(ctx, b, lsn, rows); err != nil {
 		t.Fatalf("restore a snapshot of A into B: %v", err)
 	}
 	want := wa.want()
 	checkRows(t, b, want)
 	checkLSN(t, b, lsn)
-	diffRows(t, "scan of B against scan of A", scan(t, b, engines.ScanRange{}), scan(t, a, engines.ScanRange{}))
+	if _, ok := engines.AsScanner(a); ok {
+		diffRows(t, "scan of B against scan of A", scan(t, b, engines.ScanRange{}), scan(t, a, engines.ScanRange{}))
+	}
 
 	// B goes on from the restored LSN.
 	wb = &writer{t: t, e: b, lsn: lsn, rows: maps.Clone(wa.rows)}
 	wb.apply(put(key(50), value(50, 1)))
 	checkRows(t, b, wb.want())
 
-	if b.Capabilities().Durable {
+	if engines.CapabilitiesOf(b).Durable {
 		closeEngine(t, b)
 		b = open(t, h, dirB)
 		wb.e = b
@@ -372,14 +382,14 @@ func testSnapshotRestore(t T, h Harness) {
 
 	// Restoring the snapshot of an empty engine empties B.
 	c := open(t, h, t.TempDir())
-	lsn, rows, err = c.Snapshot(ctx)
+	lsn, rows, err = engines.Snapshot(ctx, c)
 	if err != nil {
 		t.Fatalf("snapshot of an empty engine: %v", err)
 	}
 	if lsn != 0 {
 		t.Errorf("snapshot of an empty engine: lsn %d, want 0", lsn)
 	}
-	if err := b.Restore(ctx, lsn, rows); err != nil {
+	if err := engines.Restore(ctx, b, lsn, rows); err != nil {
 		t.Fatalf("restore an empty snapshot: %v", err)
 	}
 	checkRows(t, b, nil)
@@ -390,11 +400,12 @@ func testSnapshotRestore(t T, h Harness) {
 func testSnapshotPointInTime(t T, h Harness) {
 	ctx := t.Context()
 	e := open(t, h, t.TempDir())
+	s := needSnapshotter(t, e)
 	w := newWriter(t, e)
 	fill(w, 20)
 	before, lsnBefore := w.want(), w.lsn
 
-	lsn, rows, err := e.Snapshot(ctx)
+	lsn, rows, err := s.Snapshot(ctx)
 	if err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
@@ -411,7 +422,7 @@ func testSnapshotPointInTime(t T, h Harness) {
 	checkLSN(t, e, w.lsn)
 
 	// Restoring an engine from its own older snapshot rolls it back, LSN included.
-	if err := e.Restore(ctx, lsn, seqOf(got)); err != nil {
+	if err := s.Restore(ctx, lsn, seqOf(got)); err != nil {
 		t.Fatalf("restore from an older snapshot: %v", err)
 	}
 	checkRows(t, e, before)
@@ -420,19 +431,20 @@ func testSnapshotPointInTime(t T, h Harness) {
 
 func testSnapshotCancel(t T, h Harness) {
 	e := open(t, h, t.TempDir())
+	s := needSnapshotter(t, e)
 	w := newWriter(t, e)
 	fill(w, 10)
 
 	// A snapshot never read, then cancelled.
 	ctx, cancel := context.WithCancel(t.Context())
-	if _, _, err := e.Snapshot(ctx); err != nil {
+	if _, _, err := s.Snapshot(ctx); err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
 	cancel()
 
 	// A snapshot read partway, then cancelled.
 	ctx, cancel = context.WithCancel(t.Context())
-	_, rows, err := e.Snapshot(ctx)
+	_, rows, err := s.Snapshot(ctx)
 	if err != nil {
 		t.Fatalf("snapshot: %v", err)
 	}
@@ -447,7 +459,7 @@ func testSnapshotCancel(t T, h Harness) {
 	// The engine released both: it writes, reads, snapshots and closes.
 	w.apply(put(key(50), value(50, 1)), del(key(0)))
 	checkRows(t, e, w.want())
-	_, rows, err = e.Snapshot(t.Context())
+	_, rows, err = s.Snapshot(t.Context())
 	if err != nil {
 		t.Fatalf("snapshot after cancelled ones: %v", err)
 	}
@@ -458,6 +470,7 @@ func testSnapshotCancel(t T, h Harness) {
 func testRestoreFailure(t T, h Harness) {
 	ctx := t.Context()
 	e := open(t, h, t.TempDir())
+	s := needSnapshotter(t, e)
 	w := newWriter(t, e)
 	fill(w, 10)
 	want := w.want()
@@ -475,14 +488,14 @@ func testRestoreFailure(t T, h Harness) {
 		}
 		yield(engines.Row{}, srcErr)
 	}
-	if err := e.Restore(ctx, w.lsn+100, failing); err == nil {
+	if err := s.Restore(ctx, w.lsn+100, failing); err == nil {
 		t.Errorf("restore from rows that end in an error: got nil error")
 	}
 	checkRows(t, e, want)
 	checkLSN(t, e, w.lsn)
 
 	badRow := append(fresh[:1:1], engines.Row{Key: nil, Value: value(0, 1), LSN: 3})
-	wantInvalid(t, "restore of a row with an empty key", e.Restore(ctx, w.lsn+100, seqOf(badRow)))
+	wantInvalid(t, "restore of a row with an empty key", s.Restore(ctx, w.lsn+100, seqOf(badRow)))
 	checkRows(t, e, want)
 	checkLSN(t, e, w.lsn)
 
@@ -494,7 +507,7 @@ func testSizeLimits(t T, h Harness) {
 	ctx := t.Context()
 	e := open(t, h, t.TempDir())
 	w := newWriter(t, e)
-	caps := e.Capabilities()
+	caps := engines.CapabilitiesOf(e)
 	one := func(m engines.Mutation) error {
 		return e.Apply(ctx, []engines.Mutation{withLSN(m, w.lsn+1)})
 	}
@@ -541,6 +554,9 @@ func testSizeLimits(t T, h Harness) {
 func testStats(t T, h Harness) {
 	dir := t.TempDir()
 	e := open(t, h, dir)
+	if _, ok := engines.AsStatsReporter(e); !ok {
+		t.Skipf("engine does not implement engines.StatsReporter (optional)")
+	}
 	w := newWriter(t, e)
 	checkKeys(t, e, 0)
 
@@ -565,7 +581,7 @@ func testStats(t T, h Harness) {
 	w.apply(put(key(30), value(30, 1)), del(key(30)))
 	checkKeys(t, e, 6)
 
-	if e.Capabilities().Durable {
+	if engines.CapabilitiesOf(e).Durable {
 		closeEngine(t, e)
 		e = open(t, h, dir)
 		checkKeys(t, e, 6)
@@ -583,32 +599,38 @@ func testClosed(t T, h Harness) {
 	wantClosed(t, "Get", err)
 	wantClosed(t, "Apply", e.Apply(ctx, []engines.Mutation{withLSN(put(key(2), value(2, 1)), 2)}))
 
-	err = nil
-	for r, rerr := range e.Scan(ctx, engines.ScanRange{}) {
-		if rerr != nil {
-			err = rerr
-			break
-		}
-		t.Errorf("Scan after Close yielded %s", fmtRow(r))
-	}
-	wantClosed(t, "Scan", err)
-
-	_, rows, err := e.Snapshot(ctx)
-	if err == nil {
-		for _, rerr := range rows {
-			if err = rerr; err != nil {
+	if s, ok := engines.AsScanner(e); ok {
+		err = nil
+		for r, rerr := range s.Scan(ctx, engines.ScanRange{}) {
+			if rerr != nil {
+				err = rerr
 				break
 			}
+			t.Errorf("Scan after Close yielded %s", fmtRow(r))
 		}
+		wantClosed(t, "Scan", err)
 	}
-	wantClosed(t, "Snapshot", err)
 
-	wantClosed(t, "Restore", e.Restore(ctx, 5, seqOf(nil)))
+	if s, ok := engines.AsSnapshotter(e); ok {
+		_, rows, err := s.Snapshot(ctx)
+		if err == nil {
+			for _, rerr := range rows {
+				if err = rerr; err != nil {
+					break
+				}
+			}
+		}
+		wantClosed(t, "Snapshot", err)
+		wantClosed(t, "Restore", s.Restore(ctx, 5, seqOf(nil)))
+	}
+
 	_, err = e.AppliedLSN(ctx)
 	wantClosed(t, "AppliedLSN", err)
-	_, err = e.Stats(ctx)
-	wantClosed(t, "Stats", err)
-	_ = e.Capabilities()
+	if s, ok := engines.AsStatsReporter(e); ok {
+		_, err = s.Stats(ctx)
+		wantClosed(t, "Stats", err)
+	}
+	_ = engines.CapabilitiesOf(e)
 	if err := e.Close(); err != nil && !errors.Is(err, engines.ErrClosed) {
 		t.Errorf("second Close: got %v, want nil or an error wrapping ErrClosed", err)
 	}
@@ -622,6 +644,9 @@ func testConcurrent(t T, h Harness) {
 	const workers, ops = 16, 60
 	ctx := t.Context()
 	e := open(t, h, t.TempDir())
+	scanner, canScan := engines.AsScanner(e)
+	snapshotter, canSnapshot := engines.AsSnapshotter(e)
+	stats, hasStats := engines.AsStatsReporter(e)
 
 	var lsn atomic.Uint64
 	apply := func(ms ...engines.Mutation) (uint64, error) {
@@ -682,11 +707,11 @@ func testConcurrent(t T, h Harness) {
 					t.Errorf("worker %d: applied lsn %d, %v; want at least %d (its last lsn) and %d (seen before)", g, got, err, last, seen)
 				}
 				seen = got
-				if i%10 == 0 && !concurrentScan(t, g, e.Scan(ctx, ownRange), own) {
+				if canScan && i%10 == 0 && !concurrentScan(t, g, scanner.Scan(ctx, ownRange), own) {
 					return
 				}
-				if i%15 == 7 {
-					_, rows, err := e.Snapshot(ctx)
+				if canSnapshot && i%15 == 7 {
+					_, rows, err := snapshotter.Snapshot(ctx)
 					if err != nil {
 						t.Errorf("worker %d: snapshot: %v", g, err)
 						return
@@ -694,15 +719,19 @@ func testConcurrent(t T, h Harness) {
 					if !concurrentSorted(t, g, rows) {
 						return
 					}
-					if _, err := e.Stats(ctx); err != nil {
+				}
+				if hasStats && i%15 == 7 {
+					if _, err := stats.Stats(ctx); err != nil {
 						t.Errorf("worker %d: stats: %v", g, err)
 					}
 				}
-				if i%15 == 11 && !concurrentSorted(t, g, e.Scan(ctx, engines.ScanRange{Start: prefix, Limit: 7})) {
+				if canScan && i%15 == 11 && !concurrentSorted(t, g, scanner.Scan(ctx, engines.ScanRange{Start: prefix, Limit: 7})) {
 					return
 				}
 			}
-			concurrentScan(t, g, e.Scan(ctx, ownRange), own)
+			if canScan {
+				concurrentScan(t, g, scanner.Scan(ctx, ownRange), own)
+			}
 		})
 	}
 	wg.Wait()
@@ -782,9 +811,9 @@ func testLogBackedFlush(t T, h Harness) {
 		return e
 	}
 	e := openLogBacked()
-	f, ok := e.(engines.Flusher)
+	f, ok := engines.AsFlusher(e)
 	if !ok {
-		t.Skipf("engine does not implement engines.Flusher")
+		t.Skipf("engine does not implement engines.Flusher (optional)")
 	}
 	flush := func(want uint64) {
 		t.Helper()
@@ -807,7 +836,7 @@ func testLogBackedFlush(t T, h Harness) {
 	w.apply(put(key(30), value(30, 1)), del(key(5)))
 	flush(w.lsn)
 	flush(w.lsn) // nothing new: the same lsn
-	if !e.Capabilities().Durable {
+	if !engines.CapabilitiesOf(e).Durable {
 		closeEngine(t, e)
 		_, err := f.Flush(ctx)
 		wantClosed(t, "flush", err)
@@ -822,7 +851,7 @@ func testLogBackedFlush(t T, h Harness) {
 	w.e = e
 	checkRows(t, e, w.want())
 	checkLSN(t, e, w.lsn)
-	f = e.(engines.Flusher)
+	f, _ = engines.AsFlusher(e)
 	flush(w.lsn)
 	w.apply(put(key(32), value(32, 1)))
 	flush(w.lsn)
@@ -832,4 +861,63 @@ func testLogBackedFlush(t T, h Harness) {
 	e = open(t, h, dir)
 	checkRows(t, e, w.want())
 	checkLSN(t, e, w.lsn)
+}
+
+// testMissingOptional checks the error of each optional interface the engine
+// lacks: it wraps errors.ErrUnsupported and names the interface, whether the
+// host calls the engine through the helpers (engines.Scan, …) or, on a proxy
+// such as a plugin's client, which has every method, calls the method itself.
+func testMissingOptional(t T, h Harness) {
+	ctx := t.Context()
+	e := open(t, h, t.TempDir())
+	has := engines.InterfacesOf(e)
+	if has.Scanner && has.Snapshotter && has.StatsReporter {
+		t.Skipf("engine implements every optional interface the host calls through a helper")
+	}
+	check := func(iface string, err error) {
+		t.Helper()
+		if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "engines."+iface) {
+			t.Errorf("%s missing: got error %v, want one wrapping errors.ErrUnsupported that names engines.%s", iface, err, iface)
+		}
+	}
+	firstErr := func(rows iter.Seq2[engines.Row, error]) error {
+		for r, err := range rows {
+			if err != nil {
+				return err
+			}
+			t.Errorf("scan of an engine without Scanner yielded %s", fmtRow(r))
+		}
+		return nil
+	}
+	if !has.Scanner {
+		check("Scanner", firstErr(engines.Scan(ctx, e, engines.ScanRange{})))
+		if s, ok := e.(engines.Scanner); ok {
+			check("Scanner", firstErr(s.Scan(ctx, engines.ScanRange{})))
+		}
+	}
+	if !has.Snapshotter {
+		_, _, err := engines.Snapshot(ctx, e)
+		check("Snapshotter", err)
+		check("Snapshotter", engines.Restore(ctx, e, 1, seqOf(nil)))
+		if s, ok := e.(engines.Snapshotter); ok {
+			_, _, err := s.Snapshot(ctx)
+			check("Snapshotter", err)
+			check("Snapshotter", s.Restore(ctx, 1, seqOf(nil)))
+		}
+	}
+	if !has.StatsReporter {
+		st, err := engines.StatsOf(ctx, e)
+		check("StatsReporter", err)
+		if st != (engines.Stats{}) {
+			t.Errorf("stats of an engine without StatsReporter: got %+v, want zeros", st)
+		}
+		if s, ok := e.(engines.StatsReporter); ok {
+			_, err := s.Stats(ctx)
+			check("StatsReporter", err)
+		}
+	}
+	// The engine still works.
+	w := newWriter(t, e)
+	w.apply(put(key(1), value(1, 1)))
+	checkRows(t, e, w.want())
 }

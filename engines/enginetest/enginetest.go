@@ -126,6 +126,7 @@ func Cases() []Case {
 		{"Closed", testClosed},
 		{"Concurrent", testConcurrent},
 		{"LogBackedFlush", testLogBackedFlush},
+		{"MissingOptionalInterfaces", testMissingOptional},
 	}
 }
 

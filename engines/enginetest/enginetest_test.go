@@ -14,11 +14,22 @@ import (
 	"github.com/plugdb/plugdb/engines/memory"
 )
 
+// fullEngine is every interface of the memory engine, which the wrappers
+// below embed.
+type fullEngine interface {
+	engines.Engine
+	engines.Scanner
+	engines.Snapshotter
+	engines.StatsReporter
+	engines.CapabilitiesReporter
+	engines.Flusher
+}
+
 // durable wraps a memory engine and saves its contents in a shared map under its
 // dir on Close, restoring them on Open: a correct durable engine, for checking the
 // kit's durable cases.
 type durable struct {
-	engines.Engine
+	fullEngine
 	dir   string
 	saved *sync.Map // dir → saved
 }
@@ -29,13 +40,13 @@ type saved struct {
 }
 
 func (d *durable) Capabilities() engines.Capabilities {
-	c := d.Engine.Capabilities()
+	c := d.fullEngine.Capabilities()
 	c.Durable = true
 	return c
 }
 
 func (d *durable) Close() error {
-	lsn, rows, err := d.Engine.Snapshot(context.Background())
+	lsn, rows, err := d.fullEngine.Snapshot(context.Background())
 	if err != nil {
 		return err
 	}
@@ -48,7 +59,7 @@ func (d *durable) Close() error {
 		s.rows = append(s.rows, r)
 	}
 	d.saved.Store(d.dir, s)
-	return d.Engine.Close()
+	return d.fullEngine.Close()
 }
 
 func durableHarness() enginetest.Harness {
@@ -60,7 +71,7 @@ func durableHarness() enginetest.Harness {
 		}
 		if v, ok := m.Load(dir); ok {
 			s := v.(saved)
-			if err := e.Restore(ctx, s.lsn, func(yield func(engines.Row, error) bool) {
+			if err := e.(fullEngine).Restore(ctx, s.lsn, func(yield func(engines.Row, error) bool) {
 				for _, r := range s.rows {
 					if !yield(r, nil) {
 						return
@@ -70,7 +81,7 @@ func durableHarness() enginetest.Harness {
 				return nil, err
 			}
 		}
-		return &durable{Engine: e, dir: dir, saved: &m}, nil
+		return &durable{fullEngine: e.(fullEngine), dir: dir, saved: &m}, nil
 	})
 }
 
@@ -83,7 +94,7 @@ func TestRunCaseMemory(t *testing.T) {
 	for _, c := range enginetest.Cases() {
 		r := enginetest.RunCase(t.Context(), c, h)
 		want := enginetest.Pass
-		if c.Name == "LSNPersisted" || c.Name == "ReopenKeepsData" {
+		if c.Name == "LSNPersisted" || c.Name == "ReopenKeepsData" || c.Name == "MissingOptionalInterfaces" {
 			want = enginetest.Skip
 		}
 		if r.Status != want || r.Name != c.Name {
@@ -97,25 +108,25 @@ func TestRunCaseMemory(t *testing.T) {
 
 // broken engines, each breaking one rule; the named case must fail.
 
-type scanIgnoresEnd struct{ engines.Engine }
+type scanIgnoresEnd struct{ fullEngine }
 
 func (e scanIgnoresEnd) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
 	r.End = nil
-	return e.Engine.Scan(ctx, r)
+	return e.fullEngine.Scan(ctx, r)
 }
 
-type scanIgnoresLimit struct{ engines.Engine }
+type scanIgnoresLimit struct{ fullEngine }
 
 func (e scanIgnoresLimit) Scan(ctx context.Context, r engines.ScanRange) iter.Seq2[engines.Row, error] {
 	r.Limit = 0
-	return e.Engine.Scan(ctx, r)
+	return e.fullEngine.Scan(ctx, r)
 }
 
-type notAtomic struct{ engines.Engine }
+type notAtomic struct{ fullEngine }
 
 func (e notAtomic) Apply(ctx context.Context, batch []engines.Mutation) error {
 	for _, m := range batch {
-		if err := e.Engine.Apply(ctx, []engines.Mutation{m}); err != nil {
+		if err := e.fullEngine.Apply(ctx, []engines.Mutation{m}); err != nil {
 			return err
 		}
 	}
@@ -123,13 +134,13 @@ func (e notAtomic) Apply(ctx context.Context, batch []engines.Mutation) error {
 }
 
 type lastLSN struct {
-	engines.Engine
+	fullEngine
 	mu   sync.Mutex
 	last uint64
 }
 
 func (e *lastLSN) Apply(ctx context.Context, batch []engines.Mutation) error {
-	err := e.Engine.Apply(ctx, batch)
+	err := e.fullEngine.Apply(ctx, batch)
 	if err == nil && len(batch) > 0 {
 		e.mu.Lock()
 		e.last = batch[len(batch)-1].LSN
@@ -144,43 +155,43 @@ func (e *lastLSN) AppliedLSN(ctx context.Context) (uint64, error) {
 	return e.last, nil
 }
 
-type liveSnapshot struct{ engines.Engine }
+type liveSnapshot struct{ fullEngine }
 
 func (e liveSnapshot) Snapshot(ctx context.Context) (uint64, iter.Seq2[engines.Row, error], error) {
-	lsn, err := e.Engine.AppliedLSN(ctx)
-	return lsn, e.Engine.Scan(ctx, engines.ScanRange{}), err
+	lsn, err := e.fullEngine.AppliedLSN(ctx)
+	return lsn, e.fullEngine.Scan(ctx, engines.ScanRange{}), err
 }
 
-type closeNoop struct{ engines.Engine }
+type closeNoop struct{ fullEngine }
 
 func (closeNoop) Close() error { return nil }
 
-type statsOffByOne struct{ engines.Engine }
+type statsOffByOne struct{ fullEngine }
 
 func (e statsOffByOne) Stats(ctx context.Context) (engines.Stats, error) {
-	s, err := e.Engine.Stats(ctx)
+	s, err := e.fullEngine.Stats(ctx)
 	s.Keys++
 	return s, err
 }
 
-type claimsDurable struct{ engines.Engine }
+type claimsDurable struct{ fullEngine }
 
 func (e claimsDurable) Capabilities() engines.Capabilities {
-	c := e.Engine.Capabilities()
+	c := e.fullEngine.Capabilities()
 	c.Durable = true
 	return c
 }
 
-type noKeyCheck struct{ engines.Engine }
+type noKeyCheck struct{ fullEngine }
 
 func (e noKeyCheck) Get(ctx context.Context, key []byte) (engines.Row, error) {
 	if len(key) == 0 {
 		return engines.Row{}, engines.ErrNotFound
 	}
-	return e.Engine.Get(ctx, key)
+	return e.fullEngine.Get(ctx, key)
 }
 
-type restoreNotAtomic struct{ engines.Engine }
+type restoreNotAtomic struct{ fullEngine }
 
 func (e restoreNotAtomic) Restore(ctx context.Context, lsn uint64, rows iter.Seq2[engines.Row, error]) error {
 	var batch []engines.Mutation
@@ -189,29 +200,29 @@ func (e restoreNotAtomic) Restore(ctx context.Context, lsn uint64, rows iter.Seq
 			return err
 		}
 		batch = append(batch, engines.Mutation{Op: engines.OpPut, Key: r.Key, Value: r.Value, LSN: lsn + uint64(len(batch)) + 1})
-		if err := e.Engine.Apply(ctx, batch[len(batch)-1:]); err != nil {
+		if err := e.fullEngine.Apply(ctx, batch[len(batch)-1:]); err != nil {
 			return err
 		}
 	}
-	return e.Engine.Restore(ctx, lsn, func(func(engines.Row, error) bool) {})
+	return e.fullEngine.Restore(ctx, lsn, func(func(engines.Row, error) bool) {})
 }
 
 func TestKitCatchesBrokenEngines(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		wrap  func(engines.Engine) engines.Engine
+		wrap  func(fullEngine) engines.Engine
 		fails []string
 	}{
-		{"scan ignores end", func(e engines.Engine) engines.Engine { return scanIgnoresEnd{e} }, []string{"ScanOrderedBounded"}},
-		{"scan ignores limit", func(e engines.Engine) engines.Engine { return scanIgnoresLimit{e} }, []string{"ScanOrderedBounded"}},
-		{"apply not atomic", func(e engines.Engine) engines.Engine { return notAtomic{e} }, []string{"BatchAtomic"}},
-		{"applied lsn is the last, not the highest", func(e engines.Engine) engines.Engine { return &lastLSN{Engine: e} }, []string{"LSNMonotonic"}},
-		{"snapshot reads live data", func(e engines.Engine) engines.Engine { return liveSnapshot{e} }, []string{"SnapshotPointInTime"}},
-		{"close does nothing", func(e engines.Engine) engines.Engine { return closeNoop{e} }, []string{"Closed"}},
-		{"stats off by one", func(e engines.Engine) engines.Engine { return statsOffByOne{e} }, []string{"Stats"}},
-		{"claims durability", func(e engines.Engine) engines.Engine { return claimsDurable{e} }, []string{"LSNPersisted", "ReopenKeepsData"}},
-		{"get accepts an empty key", func(e engines.Engine) engines.Engine { return noKeyCheck{e} }, []string{"SizeLimits"}},
-		{"restore not atomic", func(e engines.Engine) engines.Engine { return restoreNotAtomic{e} }, []string{"RestoreFailureKeepsContents"}},
+		{"scan ignores end", func(e fullEngine) engines.Engine { return scanIgnoresEnd{e} }, []string{"ScanOrderedBounded"}},
+		{"scan ignores limit", func(e fullEngine) engines.Engine { return scanIgnoresLimit{e} }, []string{"ScanOrderedBounded"}},
+		{"apply not atomic", func(e fullEngine) engines.Engine { return notAtomic{e} }, []string{"BatchAtomic"}},
+		{"applied lsn is the last, not the highest", func(e fullEngine) engines.Engine { return &lastLSN{fullEngine: e} }, []string{"LSNMonotonic"}},
+		{"snapshot reads live data", func(e fullEngine) engines.Engine { return liveSnapshot{e} }, []string{"SnapshotPointInTime"}},
+		{"close does nothing", func(e fullEngine) engines.Engine { return closeNoop{e} }, []string{"Closed"}},
+		{"stats off by one", func(e fullEngine) engines.Engine { return statsOffByOne{e} }, []string{"Stats"}},
+		{"claims durability", func(e fullEngine) engines.Engine { return claimsDurable{e} }, []string{"LSNPersisted", "ReopenKeepsData"}},
+		{"get accepts an empty key", func(e fullEngine) engines.Engine { return noKeyCheck{e} }, []string{"SizeLimits"}},
+		{"restore not atomic", func(e fullEngine) engines.Engine { return restoreNotAtomic{e} }, []string{"RestoreFailureKeepsContents"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := enginetest.HarnessFunc(func(ctx context.Context, dir string, params map[string]string) (engines.Engine, error) {
@@ -219,7 +230,7 @@ func TestKitCatchesBrokenEngines(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				return tc.wrap(e), nil
+				return tc.wrap(e.(fullEngine)), nil
 			})
 			for _, c := range enginetest.Cases() {
 				for _, name := range tc.fails {
@@ -308,5 +319,35 @@ func TestRunCaseMechanics(t *testing.T) {
 	}}, h)
 	if r.Status != enginetest.Fail || !strings.Contains(r.Log[0], "abandoned") {
 		t.Errorf("hung case: got %s %q, want FAIL, abandoned", r, r.Log)
+	}
+}
+
+// requiredOnly hides every optional interface of the engine it wraps.
+type requiredOnly struct{ engines.Engine }
+
+// TestRequiredOnly runs the kit on an engine with only the required
+// interface: the optional cases skip, MissingOptionalInterfaces passes.
+func TestRequiredOnly(t *testing.T) {
+	h := enginetest.HarnessFunc(func(ctx context.Context, dir string, params map[string]string) (engines.Engine, error) {
+		e, err := memory.Open(ctx, engines.Options{Dir: dir, Params: params})
+		return requiredOnly{e}, err
+	})
+	skips := map[string]bool{}
+	for _, c := range enginetest.Cases() {
+		r := enginetest.RunCase(t.Context(), c, h)
+		switch r.Status {
+		case enginetest.Fail:
+			t.Errorf("%s", r)
+		case enginetest.Skip:
+			skips[c.Name] = true
+		}
+	}
+	for _, name := range []string{"ScanOrderedBounded", "ScanStopEarly", "SnapshotRestore", "SnapshotPointInTime", "SnapshotCancel", "RestoreFailureKeepsContents", "Stats"} {
+		if !skips[name] {
+			t.Errorf("%s: not skipped for an engine without its optional interface", name)
+		}
+	}
+	if skips["MissingOptionalInterfaces"] || skips["GetPutDelete"] {
+		t.Errorf("skipped %v; MissingOptionalInterfaces and GetPutDelete must run", skips)
 	}
 }

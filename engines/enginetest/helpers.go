@@ -145,14 +145,36 @@ func collect(t T, what string, seq iter.Seq2[engines.Row, error]) []engines.Row 
 
 func scan(t T, e engines.Engine, r engines.ScanRange) []engines.Row {
 	t.Helper()
-	return collect(t, fmtRange(r), e.Scan(t.Context(), r))
+	return collect(t, fmtRange(r), engines.Scan(t.Context(), e, r))
 }
 
-// checkRows checks that e holds exactly want (in key order), by a full scan and
-// a Get of each row.
+// needScanner returns e as an engines.Scanner, or skips the case when it is
+// not one (the interface is optional; MissingOptionalInterfaces checks the
+// error its absence gives).
+func needScanner(t T, e engines.Engine) engines.Scanner {
+	t.Helper()
+	s, ok := engines.AsScanner(e)
+	if !ok {
+		t.Skipf("engine does not implement engines.Scanner (optional)")
+	}
+	return s
+}
+
+// needSnapshotter returns e as an engines.Snapshotter, or skips the case.
+func needSnapshotter(t T, e engines.Engine) engines.Snapshotter {
+	t.Helper()
+	s, ok := engines.AsSnapshotter(e)
+	if !ok {
+		t.Skipf("engine does not implement engines.Snapshotter (optional)")
+	}
+	return s
+}
+
+// checkRows checks that e holds exactly want (in key order), by a full scan
+// (if e is a Scanner) and a Get of each row.
 func checkRows(t T, e engines.Engine, want []engines.Row) {
 	t.Helper()
-	if !diffRows(t, "full scan", scan(t, e, engines.ScanRange{}), want) {
+	if _, ok := engines.AsScanner(e); ok && !diffRows(t, "full scan", scan(t, e, engines.ScanRange{}), want) {
 		return
 	}
 	for _, r := range want {
@@ -216,9 +238,14 @@ func checkLSN(t T, e engines.Engine, want uint64) {
 	}
 }
 
+// checkKeys checks e's Stats, if it is a StatsReporter.
 func checkKeys(t T, e engines.Engine, want int) {
 	t.Helper()
-	st, err := e.Stats(t.Context())
+	sr, ok := engines.AsStatsReporter(e)
+	if !ok {
+		return
+	}
+	st, err := sr.Stats(t.Context())
 	if err != nil {
 		t.Errorf("stats: %v", err)
 		return

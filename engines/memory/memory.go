@@ -56,8 +56,12 @@ type Engine struct {
 }
 
 var (
-	_ engines.Engine  = (*Engine)(nil)
-	_ engines.Flusher = (*Engine)(nil)
+	_ engines.Engine               = (*Engine)(nil)
+	_ engines.Scanner              = (*Engine)(nil)
+	_ engines.Snapshotter          = (*Engine)(nil)
+	_ engines.StatsReporter        = (*Engine)(nil)
+	_ engines.CapabilitiesReporter = (*Engine)(nil)
+	_ engines.Flusher              = (*Engine)(nil)
 )
 
 // Open opens an empty engine; opts.Dir is not used. It matches engines.OpenFunc.

@@ -36,7 +36,7 @@ func TestCapabilities(t *testing.T) {
 	}
 	defer e.Close()
 	want := engines.Capabilities{Durable: false, MaxKeySize: 1024, MaxValueSize: 1 << 20}
-	if got := e.Capabilities(); got != want {
+	if got := engines.CapabilitiesOf(e); got != want {
 		t.Errorf("capabilities: got %+v, want %+v", got, want)
 	}
 	e2, err := memory.Open(t.Context(), engines.Options{Params: map[string]string{"max_key_size": " 7 ", "max_value_size": "9"}})
@@ -45,7 +45,7 @@ func TestCapabilities(t *testing.T) {
 	}
 	defer e2.Close()
 	want = engines.Capabilities{MaxKeySize: 7, MaxValueSize: 9}
-	if got := e2.Capabilities(); got != want {
+	if got := engines.CapabilitiesOf(e2); got != want {
 		t.Errorf("capabilities: got %+v, want %+v", got, want)
 	}
 }

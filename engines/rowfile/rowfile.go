@@ -71,8 +71,12 @@ type Engine struct {
 }
 
 var (
-	_ engines.Engine  = (*Engine)(nil)
-	_ engines.Flusher = (*Engine)(nil)
+	_ engines.Engine               = (*Engine)(nil)
+	_ engines.Scanner              = (*Engine)(nil)
+	_ engines.Snapshotter          = (*Engine)(nil)
+	_ engines.StatsReporter        = (*Engine)(nil)
+	_ engines.CapabilitiesReporter = (*Engine)(nil)
+	_ engines.Flusher              = (*Engine)(nil)
 )
 
 // Open opens (creating or recovering) the rowfile engine in opts.Dir. It matches

@@ -94,7 +94,7 @@ func rowEq(a, b engines.Row) bool {
 
 func fmtRow(r engines.Row) string { return fmt.Sprintf("{%q=%q lsn %d}", r.Key, r.Value, r.LSN) }
 
-func scanAll(t testing.TB, e engines.Engine, r engines.ScanRange) []engines.Row {
+func scanAll(t testing.TB, e engines.Scanner, r engines.ScanRange) []engines.Row {
 	t.Helper()
 	var out []engines.Row
 	for row, err := range e.Scan(context.Background(), r) {

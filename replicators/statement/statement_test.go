@@ -143,7 +143,7 @@ func digest(t *testing.T, eng engines.Engine) string {
 	t.Helper()
 	h := sha256.New()
 	n := 0
-	for row, err := range eng.Scan(context.Background(), engines.ScanRange{}) {
+	for row, err := range engines.Scan(context.Background(), eng, engines.ScanRange{}) {
 		if err != nil {
 			t.Fatal(err)
 		}

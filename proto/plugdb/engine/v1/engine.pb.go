@@ -147,16 +147,93 @@ func (x *Capabilities) GetMaxValueSize() int64 {
 	return 0
 }
 
-type OpenResponse struct {
+// Interfaces says which optional interfaces of the engines package the
+// plugin's engine implements (engines.Interfaces). The service's method of an
+// interface the engine lacks answers UNIMPLEMENTED.
+type Interfaces struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Capabilities  *Capabilities          `protobuf:"bytes,1,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Scanner       bool                   `protobuf:"varint,1,opt,name=scanner,proto3" json:"scanner,omitempty"`
+	Snapshotter   bool                   `protobuf:"varint,2,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
+	StatsReporter bool                   `protobuf:"varint,3,opt,name=stats_reporter,json=statsReporter,proto3" json:"stats_reporter,omitempty"`
+	Flusher       bool                   `protobuf:"varint,4,opt,name=flusher,proto3" json:"flusher,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Interfaces) Reset() {
+	*x = Interfaces{}
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Interfaces) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Interfaces) ProtoMessage() {}
+
+func (x *Interfaces) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Interfaces.ProtoReflect.Descriptor instead.
+func (*Interfaces) Descriptor() ([]byte, []int) {
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Interfaces) GetScanner() bool {
+	if x != nil {
+		return x.Scanner
+	}
+	return false
+}
+
+func (x *Interfaces) GetSnapshotter() bool {
+	if x != nil {
+		return x.Snapshotter
+	}
+	return false
+}
+
+func (x *Interfaces) GetStatsReporter() bool {
+	if x != nil {
+		return x.StatsReporter
+	}
+	return false
+}
+
+func (x *Interfaces) GetFlusher() bool {
+	if x != nil {
+		return x.Flusher
+	}
+	return false
+}
+
+type OpenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// capabilities are the engine's (engines.CapabilitiesReporter), or
+	// engines.DefaultCapabilities when it declares none.
+	Capabilities *Capabilities `protobuf:"bytes,1,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// interfaces is unset from a plugin built before optional interfaces
+	// existed, whose engine had them all (Flush aside: it answers UNIMPLEMENTED
+	// when missing).
+	Interfaces    *Interfaces `protobuf:"bytes,2,opt,name=interfaces,proto3" json:"interfaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[2]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -168,7 +245,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[2]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -181,12 +258,19 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{2}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *OpenResponse) GetCapabilities() *Capabilities {
 	if x != nil {
 		return x.Capabilities
+	}
+	return nil
+}
+
+func (x *OpenResponse) GetInterfaces() *Interfaces {
+	if x != nil {
+		return x.Interfaces
 	}
 	return nil
 }
@@ -202,7 +286,7 @@ type Row struct {
 
 func (x *Row) Reset() {
 	*x = Row{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[3]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -214,7 +298,7 @@ func (x *Row) String() string {
 func (*Row) ProtoMessage() {}
 
 func (x *Row) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[3]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -227,7 +311,7 @@ func (x *Row) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Row.ProtoReflect.Descriptor instead.
 func (*Row) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{3}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Row) GetKey() []byte {
@@ -263,7 +347,7 @@ type ApplyCall struct {
 
 func (x *ApplyCall) Reset() {
 	*x = ApplyCall{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[4]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +359,7 @@ func (x *ApplyCall) String() string {
 func (*ApplyCall) ProtoMessage() {}
 
 func (x *ApplyCall) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[4]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +372,7 @@ func (x *ApplyCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCall.ProtoReflect.Descriptor instead.
 func (*ApplyCall) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{4}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ApplyCall) GetId() uint64 {
@@ -319,7 +403,7 @@ type CallBatch struct {
 
 func (x *CallBatch) Reset() {
 	*x = CallBatch{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[5]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +415,7 @@ func (x *CallBatch) String() string {
 func (*CallBatch) ProtoMessage() {}
 
 func (x *CallBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[5]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +428,7 @@ func (x *CallBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallBatch.ProtoReflect.Descriptor instead.
 func (*CallBatch) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{5}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CallBatch) GetGetIds() []uint64 {
@@ -390,7 +474,7 @@ type ResultBatch struct {
 
 func (x *ResultBatch) Reset() {
 	*x = ResultBatch{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[6]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +486,7 @@ func (x *ResultBatch) String() string {
 func (*ResultBatch) ProtoMessage() {}
 
 func (x *ResultBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[6]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +499,7 @@ func (x *ResultBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultBatch.ProtoReflect.Descriptor instead.
 func (*ResultBatch) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{6}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ResultBatch) GetIds() []uint64 {
@@ -464,7 +548,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[7]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +560,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[7]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +573,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{7}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ScanRequest) GetStart() []byte {
@@ -523,7 +607,7 @@ type RowChunk struct {
 
 func (x *RowChunk) Reset() {
 	*x = RowChunk{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[8]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +619,7 @@ func (x *RowChunk) String() string {
 func (*RowChunk) ProtoMessage() {}
 
 func (x *RowChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[8]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +632,7 @@ func (x *RowChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowChunk.ProtoReflect.Descriptor instead.
 func (*RowChunk) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{8}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RowChunk) GetLsn() uint64 {
@@ -573,7 +657,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[9]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +669,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[9]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +682,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{9}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{10}
 }
 
 type RestoreResponse struct {
@@ -609,7 +693,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[10]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +705,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[10]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +718,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{10}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{11}
 }
 
 type AppliedLSNRequest struct {
@@ -645,7 +729,7 @@ type AppliedLSNRequest struct {
 
 func (x *AppliedLSNRequest) Reset() {
 	*x = AppliedLSNRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[11]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +741,7 @@ func (x *AppliedLSNRequest) String() string {
 func (*AppliedLSNRequest) ProtoMessage() {}
 
 func (x *AppliedLSNRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[11]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +754,7 @@ func (x *AppliedLSNRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedLSNRequest.ProtoReflect.Descriptor instead.
 func (*AppliedLSNRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{11}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{12}
 }
 
 type AppliedLSNResponse struct {
@@ -682,7 +766,7 @@ type AppliedLSNResponse struct {
 
 func (x *AppliedLSNResponse) Reset() {
 	*x = AppliedLSNResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[12]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +778,7 @@ func (x *AppliedLSNResponse) String() string {
 func (*AppliedLSNResponse) ProtoMessage() {}
 
 func (x *AppliedLSNResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[12]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +791,7 @@ func (x *AppliedLSNResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedLSNResponse.ProtoReflect.Descriptor instead.
 func (*AppliedLSNResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{12}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AppliedLSNResponse) GetLsn() uint64 {
@@ -725,7 +809,7 @@ type FlushRequest struct {
 
 func (x *FlushRequest) Reset() {
 	*x = FlushRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +821,7 @@ func (x *FlushRequest) String() string {
 func (*FlushRequest) ProtoMessage() {}
 
 func (x *FlushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[13]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +834,7 @@ func (x *FlushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
 func (*FlushRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{13}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{14}
 }
 
 type FlushResponse struct {
@@ -762,7 +846,7 @@ type FlushResponse struct {
 
 func (x *FlushResponse) Reset() {
 	*x = FlushResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +858,7 @@ func (x *FlushResponse) String() string {
 func (*FlushResponse) ProtoMessage() {}
 
 func (x *FlushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[14]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +871,7 @@ func (x *FlushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
 func (*FlushResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{14}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FlushResponse) GetLsn() uint64 {
@@ -805,7 +889,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +901,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +914,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{15}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{16}
 }
 
 type StatsResponse struct {
@@ -844,7 +928,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +940,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +953,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{16}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatsResponse) GetKeys() int64 {
@@ -901,7 +985,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +997,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1010,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{17}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{18}
 }
 
 type CloseResponse struct {
@@ -937,7 +1021,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1033,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_plugdb_engine_v1_engine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1046,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{18}
+	return file_plugdb_engine_v1_engine_proto_rawDescGZIP(), []int{19}
 }
 
 var File_plugdb_engine_v1_engine_proto protoreflect.FileDescriptor
@@ -982,9 +1066,18 @@ const file_plugdb_engine_v1_engine_proto_rawDesc = "" +
 	"\adurable\x18\x01 \x01(\bR\adurable\x12 \n" +
 	"\fmax_key_size\x18\x02 \x01(\x03R\n" +
 	"maxKeySize\x12$\n" +
-	"\x0emax_value_size\x18\x03 \x01(\x03R\fmaxValueSize\"R\n" +
+	"\x0emax_value_size\x18\x03 \x01(\x03R\fmaxValueSize\"\x89\x01\n" +
+	"\n" +
+	"Interfaces\x12\x18\n" +
+	"\ascanner\x18\x01 \x01(\bR\ascanner\x12 \n" +
+	"\vsnapshotter\x18\x02 \x01(\bR\vsnapshotter\x12%\n" +
+	"\x0estats_reporter\x18\x03 \x01(\bR\rstatsReporter\x12\x18\n" +
+	"\aflusher\x18\x04 \x01(\bR\aflusher\"\x90\x01\n" +
 	"\fOpenResponse\x12B\n" +
-	"\fcapabilities\x18\x01 \x01(\v2\x1e.plugdb.engine.v1.CapabilitiesR\fcapabilities\"?\n" +
+	"\fcapabilities\x18\x01 \x01(\v2\x1e.plugdb.engine.v1.CapabilitiesR\fcapabilities\x12<\n" +
+	"\n" +
+	"interfaces\x18\x02 \x01(\v2\x1c.plugdb.engine.v1.InterfacesR\n" +
+	"interfaces\"?\n" +
 	"\x03Row\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
@@ -1048,57 +1141,59 @@ func file_plugdb_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_plugdb_engine_v1_engine_proto_rawDescData
 }
 
-var file_plugdb_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_plugdb_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_plugdb_engine_v1_engine_proto_goTypes = []any{
 	(*OpenRequest)(nil),        // 0: plugdb.engine.v1.OpenRequest
 	(*Capabilities)(nil),       // 1: plugdb.engine.v1.Capabilities
-	(*OpenResponse)(nil),       // 2: plugdb.engine.v1.OpenResponse
-	(*Row)(nil),                // 3: plugdb.engine.v1.Row
-	(*ApplyCall)(nil),          // 4: plugdb.engine.v1.ApplyCall
-	(*CallBatch)(nil),          // 5: plugdb.engine.v1.CallBatch
-	(*ResultBatch)(nil),        // 6: plugdb.engine.v1.ResultBatch
-	(*ScanRequest)(nil),        // 7: plugdb.engine.v1.ScanRequest
-	(*RowChunk)(nil),           // 8: plugdb.engine.v1.RowChunk
-	(*SnapshotRequest)(nil),    // 9: plugdb.engine.v1.SnapshotRequest
-	(*RestoreResponse)(nil),    // 10: plugdb.engine.v1.RestoreResponse
-	(*AppliedLSNRequest)(nil),  // 11: plugdb.engine.v1.AppliedLSNRequest
-	(*AppliedLSNResponse)(nil), // 12: plugdb.engine.v1.AppliedLSNResponse
-	(*FlushRequest)(nil),       // 13: plugdb.engine.v1.FlushRequest
-	(*FlushResponse)(nil),      // 14: plugdb.engine.v1.FlushResponse
-	(*StatsRequest)(nil),       // 15: plugdb.engine.v1.StatsRequest
-	(*StatsResponse)(nil),      // 16: plugdb.engine.v1.StatsResponse
-	(*CloseRequest)(nil),       // 17: plugdb.engine.v1.CloseRequest
-	(*CloseResponse)(nil),      // 18: plugdb.engine.v1.CloseResponse
-	nil,                        // 19: plugdb.engine.v1.OpenRequest.ParamsEntry
+	(*Interfaces)(nil),         // 2: plugdb.engine.v1.Interfaces
+	(*OpenResponse)(nil),       // 3: plugdb.engine.v1.OpenResponse
+	(*Row)(nil),                // 4: plugdb.engine.v1.Row
+	(*ApplyCall)(nil),          // 5: plugdb.engine.v1.ApplyCall
+	(*CallBatch)(nil),          // 6: plugdb.engine.v1.CallBatch
+	(*ResultBatch)(nil),        // 7: plugdb.engine.v1.ResultBatch
+	(*ScanRequest)(nil),        // 8: plugdb.engine.v1.ScanRequest
+	(*RowChunk)(nil),           // 9: plugdb.engine.v1.RowChunk
+	(*SnapshotRequest)(nil),    // 10: plugdb.engine.v1.SnapshotRequest
+	(*RestoreResponse)(nil),    // 11: plugdb.engine.v1.RestoreResponse
+	(*AppliedLSNRequest)(nil),  // 12: plugdb.engine.v1.AppliedLSNRequest
+	(*AppliedLSNResponse)(nil), // 13: plugdb.engine.v1.AppliedLSNResponse
+	(*FlushRequest)(nil),       // 14: plugdb.engine.v1.FlushRequest
+	(*FlushResponse)(nil),      // 15: plugdb.engine.v1.FlushResponse
+	(*StatsRequest)(nil),       // 16: plugdb.engine.v1.StatsRequest
+	(*StatsResponse)(nil),      // 17: plugdb.engine.v1.StatsResponse
+	(*CloseRequest)(nil),       // 18: plugdb.engine.v1.CloseRequest
+	(*CloseResponse)(nil),      // 19: plugdb.engine.v1.CloseResponse
+	nil,                        // 20: plugdb.engine.v1.OpenRequest.ParamsEntry
 }
 var file_plugdb_engine_v1_engine_proto_depIdxs = []int32{
-	19, // 0: plugdb.engine.v1.OpenRequest.params:type_name -> plugdb.engine.v1.OpenRequest.ParamsEntry
+	20, // 0: plugdb.engine.v1.OpenRequest.params:type_name -> plugdb.engine.v1.OpenRequest.ParamsEntry
 	1,  // 1: plugdb.engine.v1.OpenResponse.capabilities:type_name -> plugdb.engine.v1.Capabilities
-	4,  // 2: plugdb.engine.v1.CallBatch.applies:type_name -> plugdb.engine.v1.ApplyCall
-	3,  // 3: plugdb.engine.v1.RowChunk.rows:type_name -> plugdb.engine.v1.Row
-	0,  // 4: plugdb.engine.v1.Engine.Open:input_type -> plugdb.engine.v1.OpenRequest
-	5,  // 5: plugdb.engine.v1.Engine.Calls:input_type -> plugdb.engine.v1.CallBatch
-	7,  // 6: plugdb.engine.v1.Engine.Scan:input_type -> plugdb.engine.v1.ScanRequest
-	9,  // 7: plugdb.engine.v1.Engine.Snapshot:input_type -> plugdb.engine.v1.SnapshotRequest
-	8,  // 8: plugdb.engine.v1.Engine.Restore:input_type -> plugdb.engine.v1.RowChunk
-	11, // 9: plugdb.engine.v1.Engine.AppliedLSN:input_type -> plugdb.engine.v1.AppliedLSNRequest
-	13, // 10: plugdb.engine.v1.Engine.Flush:input_type -> plugdb.engine.v1.FlushRequest
-	15, // 11: plugdb.engine.v1.Engine.Stats:input_type -> plugdb.engine.v1.StatsRequest
-	17, // 12: plugdb.engine.v1.Engine.Close:input_type -> plugdb.engine.v1.CloseRequest
-	2,  // 13: plugdb.engine.v1.Engine.Open:output_type -> plugdb.engine.v1.OpenResponse
-	6,  // 14: plugdb.engine.v1.Engine.Calls:output_type -> plugdb.engine.v1.ResultBatch
-	8,  // 15: plugdb.engine.v1.Engine.Scan:output_type -> plugdb.engine.v1.RowChunk
-	8,  // 16: plugdb.engine.v1.Engine.Snapshot:output_type -> plugdb.engine.v1.RowChunk
-	10, // 17: plugdb.engine.v1.Engine.Restore:output_type -> plugdb.engine.v1.RestoreResponse
-	12, // 18: plugdb.engine.v1.Engine.AppliedLSN:output_type -> plugdb.engine.v1.AppliedLSNResponse
-	14, // 19: plugdb.engine.v1.Engine.Flush:output_type -> plugdb.engine.v1.FlushResponse
-	16, // 20: plugdb.engine.v1.Engine.Stats:output_type -> plugdb.engine.v1.StatsResponse
-	18, // 21: plugdb.engine.v1.Engine.Close:output_type -> plugdb.engine.v1.CloseResponse
-	13, // [13:22] is the sub-list for method output_type
-	4,  // [4:13] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	2,  // 2: plugdb.engine.v1.OpenResponse.interfaces:type_name -> plugdb.engine.v1.Interfaces
+	5,  // 3: plugdb.engine.v1.CallBatch.applies:type_name -> plugdb.engine.v1.ApplyCall
+	4,  // 4: plugdb.engine.v1.RowChunk.rows:type_name -> plugdb.engine.v1.Row
+	0,  // 5: plugdb.engine.v1.Engine.Open:input_type -> plugdb.engine.v1.OpenRequest
+	6,  // 6: plugdb.engine.v1.Engine.Calls:input_type -> plugdb.engine.v1.CallBatch
+	8,  // 7: plugdb.engine.v1.Engine.Scan:input_type -> plugdb.engine.v1.ScanRequest
+	10, // 8: plugdb.engine.v1.Engine.Snapshot:input_type -> plugdb.engine.v1.SnapshotRequest
+	9,  // 9: plugdb.engine.v1.Engine.Restore:input_type -> plugdb.engine.v1.RowChunk
+	12, // 10: plugdb.engine.v1.Engine.AppliedLSN:input_type -> plugdb.engine.v1.AppliedLSNRequest
+	14, // 11: plugdb.engine.v1.Engine.Flush:input_type -> plugdb.engine.v1.FlushRequest
+	16, // 12: plugdb.engine.v1.Engine.Stats:input_type -> plugdb.engine.v1.StatsRequest
+	18, // 13: plugdb.engine.v1.Engine.Close:input_type -> plugdb.engine.v1.CloseRequest
+	3,  // 14: plugdb.engine.v1.Engine.Open:output_type -> plugdb.engine.v1.OpenResponse
+	7,  // 15: plugdb.engine.v1.Engine.Calls:output_type -> plugdb.engine.v1.ResultBatch
+	9,  // 16: plugdb.engine.v1.Engine.Scan:output_type -> plugdb.engine.v1.RowChunk
+	9,  // 17: plugdb.engine.v1.Engine.Snapshot:output_type -> plugdb.engine.v1.RowChunk
+	11, // 18: plugdb.engine.v1.Engine.Restore:output_type -> plugdb.engine.v1.RestoreResponse
+	13, // 19: plugdb.engine.v1.Engine.AppliedLSN:output_type -> plugdb.engine.v1.AppliedLSNResponse
+	15, // 20: plugdb.engine.v1.Engine.Flush:output_type -> plugdb.engine.v1.FlushResponse
+	17, // 21: plugdb.engine.v1.Engine.Stats:output_type -> plugdb.engine.v1.StatsResponse
+	19, // 22: plugdb.engine.v1.Engine.Close:output_type -> plugdb.engine.v1.CloseResponse
+	14, // [14:23] is the sub-list for method output_type
+	5,  // [5:14] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_engine_v1_engine_proto_init() }
@@ -1112,7 +1207,7 @@ func file_plugdb_engine_v1_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_engine_v1_engine_proto_rawDesc), len(file_plugdb_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

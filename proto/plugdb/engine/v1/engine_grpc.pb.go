@@ -44,9 +44,12 @@ type EngineClient interface {
 	// long-lived stream: each message carries a batch of calls, results come back
 	// by id, in any order.
 	Calls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CallBatch, ResultBatch], error)
-	// Scan streams the live rows of [start, end) in key order, in chunks.
+	// Scan streams the live rows of [start, end) in key order, in chunks
+	// (engines.Scanner; UNIMPLEMENTED when the engine is not one).
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RowChunk], error)
-	// Snapshot streams a point-in-time copy; the first chunk carries the LSN.
+	// Snapshot streams a point-in-time copy; the first chunk carries the LSN
+	// (engines.Snapshotter, as Restore; UNIMPLEMENTED when the engine is not
+	// one).
 	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RowChunk], error)
 	// Restore replaces the contents with the streamed rows; the first chunk
 	// carries the LSN.
@@ -56,6 +59,7 @@ type EngineClient interface {
 	// LSN it covers (engines.Flusher); UNIMPLEMENTED when the engine has no
 	// Flush.
 	Flush(ctx context.Context, in *FlushRequest, opts ...grpc.CallOption) (*FlushResponse, error)
+	// Stats: engines.StatsReporter; UNIMPLEMENTED when the engine is not one.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
 }
@@ -192,9 +196,12 @@ type EngineServer interface {
 	// long-lived stream: each message carries a batch of calls, results come back
 	// by id, in any order.
 	Calls(grpc.BidiStreamingServer[CallBatch, ResultBatch]) error
-	// Scan streams the live rows of [start, end) in key order, in chunks.
+	// Scan streams the live rows of [start, end) in key order, in chunks
+	// (engines.Scanner; UNIMPLEMENTED when the engine is not one).
 	Scan(*ScanRequest, grpc.ServerStreamingServer[RowChunk]) error
-	// Snapshot streams a point-in-time copy; the first chunk carries the LSN.
+	// Snapshot streams a point-in-time copy; the first chunk carries the LSN
+	// (engines.Snapshotter, as Restore; UNIMPLEMENTED when the engine is not
+	// one).
 	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[RowChunk]) error
 	// Restore replaces the contents with the streamed rows; the first chunk
 	// carries the LSN.
@@ -204,6 +211,7 @@ type EngineServer interface {
 	// LSN it covers (engines.Flusher); UNIMPLEMENTED when the engine has no
 	// Flush.
 	Flush(context.Context, *FlushRequest) (*FlushResponse, error)
+	// Stats: engines.StatsReporter; UNIMPLEMENTED when the engine is not one.
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
 	mustEmbedUnimplementedEngineServer()
