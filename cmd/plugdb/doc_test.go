@@ -58,10 +58,6 @@ var docCoveredElsewhere = map[string]string{
 	"scripts/bench-ratios.sh": "TestDoc", // exists; runs Go benchmarks only
 }
 
-// docPending are docs linked before they exist on this branch (written in
-// parallel for issue 18); a link to one is checked once the file exists.
-var docPending = map[string]bool{"docs/writing-an-engine.md": true}
-
 // docFile is one markdown file, its path relative to the module root.
 type docFile struct {
 	rel, text string
@@ -581,10 +577,6 @@ func docLinks(t *testing.T, root string, files []docFile, prose map[string]strin
 				rel = filepath.ToSlash(filepath.Clean(filepath.Join(filepath.Dir(f.rel), path)))
 			}
 			if _, err := os.Stat(filepath.Join(root, rel)); err != nil {
-				if docPending[rel] {
-					t.Logf("%s: link to %s, not on this branch yet", f.rel, rel)
-					continue
-				}
 				t.Errorf("%s: link %s: %s does not exist", f.rel, target, rel)
 				continue
 			}
