@@ -224,7 +224,8 @@ func (s *supervised[C]) restart(gen int) {
 }
 
 // Close closes the plugin and ends its process; closing one that failed
-// only ends the process. The plugin's Close is bounded by the loader's close
+// (it could not be restarted, or a replicator died) only ends the process:
+// its calls go on returning the error that reported the failure. The plugin's Close is bounded by the loader's close
 // timeout, and runs without mu; a restart in progress is stopped and waited
 // for.
 func (s *supervised[C]) Close() error {
@@ -237,7 +238,9 @@ func (s *supervised[C]) Close() error {
 	s.closeNow()
 	restarting := s.restarting
 	failed := s.failed
-	s.failed = fmt.Errorf("%s plugin %s: %w", s.kind, s.block.Plugin, s.errClosed)
+	if failed == nil { // else calls go on failing with what they got
+		s.failed = fmt.Errorf("%s plugin %s: %w", s.kind, s.block.Plugin, s.errClosed)
+	}
 	s.mu.Unlock()
 	if restarting != nil {
 		<-restarting // it found Close, and killed what it started
