@@ -4,11 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"sync"
-
-	goplugin "github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/plugins"
@@ -35,13 +30,16 @@ func (l *Loader) OpenPartitioner(ctx context.Context, b Block, partitions int) (
 		}
 		return p, nil
 	}
-	p := &processPartitioner{l: l, block: b, partitions: partitions}
-	client, pc, stderr, err := p.launch(ctx)
-	if err != nil {
+	p := &processPartitioner{supervised[*plugins.PartitionerClient]{
+		l: l, kind: plugins.KindPartitioner, block: b, errClosed: partitioners.ErrClosed,
+		versions: plugins.PartitionerPluginSet(nil, nil), what: fmt.Sprintf("configure %d partitions", partitions),
+		ready: func(ctx context.Context, pc *plugins.PartitionerClient) error {
+			return pc.Configure(ctx, partitions, maps.Clone(b.Options))
+		},
+	}}
+	if err := p.start(ctx); err != nil {
 		return nil, err
 	}
-	p.client, p.p, p.stderr = client, pc, stderr
-	p.closing, p.closeNow = context.WithCancel(context.Background())
 	return p, nil
 }
 
@@ -50,84 +48,9 @@ func (l *Loader) OpenPartitioner(ctx context.Context, b Block, partitions int) (
 // effects: so when the process dies, it is restarted and configured again
 // (bounded attempts), and the call that met the death is retried once on the
 // new process. If that fails too, the call fails with an error naming the
-// plugin and its last output.
-//
-// A restart does not hold mu while it starts the new process or waits
-// between attempts: calls wait for it with their ctx (see processEngine).
+// plugin and its last output. Its Close and PID are supervised's.
 type processPartitioner struct {
-	l          *Loader
-	block      Block
-	partitions int
-
-	// closing ends at Close: a restart in progress stops.
-	closing  context.Context
-	closeNow context.CancelFunc
-
-	mu         sync.RWMutex
-	client     *goplugin.Client
-	p          *plugins.PartitionerClient
-	stderr     *tailBuffer
-	gen        int           // incremented by each restart
-	restarting chan struct{} // non-nil while a restart runs; closed when it ends
-	closed     bool
-	failed     error // set when restarts are exhausted or after Close
-}
-
-// launch starts a plugin process and configures its partitioner.
-func (p *processPartitioner) launch(ctx context.Context) (*goplugin.Client, *plugins.PartitionerClient, *tailBuffer, error) {
-	stderr := newTailBuffer(20)
-	client, raw, err := p.l.startClient(plugins.KindPartitioner, p.block, plugins.PartitionerPluginSet(nil, nil), stderr)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	pc, ok := raw.(*plugins.PartitionerClient)
-	if !ok {
-		client.Kill()
-		return nil, nil, nil, fmt.Errorf("plugin %s dispensed %T, not a partitioner", p.block.Plugin, raw)
-	}
-	if err := pc.Configure(ctx, p.partitions, maps.Clone(p.block.Options)); err != nil {
-		client.Kill()
-		if status.Code(err) == codes.Unimplemented {
-			return nil, nil, nil, fmt.Errorf("plugin %s is not %s plugin (it does not serve the partitioner service): %w", p.block.Plugin, article(plugins.KindPartitioner), wrongKind{err})
-		}
-		return nil, nil, nil, fmt.Errorf("partitioner plugin %s: configure %d partitions: %w", p.block.Plugin, p.partitions, err)
-	}
-	return client, pc, stderr, nil
-}
-
-// current returns the live client and its generation; while a restart runs
-// it waits for it, or for ctx.
-func (p *processPartitioner) current(ctx context.Context) (*plugins.PartitionerClient, int, error) {
-	for {
-		p.mu.RLock()
-		c, gen, failed, restarting := p.p, p.gen, p.failed, p.restarting
-		p.mu.RUnlock()
-		if failed != nil {
-			return nil, gen, failed
-		}
-		if restarting == nil {
-			return c, gen, nil
-		}
-		select {
-		case <-restarting:
-		case <-ctx.Done():
-			return nil, gen, fmt.Errorf("partitioner plugin %s is restarting: %w", p.block.Plugin, ctx.Err())
-		}
-	}
-}
-
-// crashed reports whether err from a call on generation gen is the plugin
-// process dying or unreachable rather than an answer from it.
-func (p *processPartitioner) crashed(gen int, err error) bool {
-	if err == nil {
-		return false
-	}
-	if plugins.IsTransport(err) {
-		return true
-	}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return gen == p.gen && p.client != nil && p.client.Exited()
+	supervised[*plugins.PartitionerClient]
 }
 
 // call runs f on the live client; if the plugin died under it, it restarts
@@ -142,69 +65,10 @@ func (p *processPartitioner) call(ctx context.Context, op string, f func(*plugin
 		if !p.crashed(gen, err) || ctx.Err() != nil {
 			return err
 		}
-		p.mu.RLock()
-		tail := p.stderr.String()
-		p.mu.RUnlock()
 		if attempt == 1 {
-			return fmt.Errorf("partitioner plugin %s failed during %s, twice (last output: %q): %w", p.block.Plugin, op, tail, err)
+			return fmt.Errorf("partitioner plugin %s failed during %s, twice (last output: %q): %w", p.block.Plugin, op, p.tail(), err)
 		}
 		p.restart(gen)
-	}
-}
-
-// restart replaces the plugin of generation gen, unless another caller
-// already did or is doing it (then it waits for that restart to end). The
-// slow part runs without mu; Close ends it early.
-func (p *processPartitioner) restart(gen int) {
-	p.mu.Lock()
-	if gen != p.gen || p.failed != nil {
-		p.mu.Unlock()
-		return
-	}
-	if ch := p.restarting; ch != nil {
-		p.mu.Unlock()
-		<-ch
-		return
-	}
-	done := make(chan struct{})
-	p.restarting = done
-	old, tail := p.client, p.stderr.String()
-	p.mu.Unlock()
-	defer close(done) // after the lock is released and any new process killed
-
-	log := p.l.logger().Named("partitioner." + p.block.Plugin)
-	log.Error("partitioner plugin died; restarting", "last_output", tail)
-	old.Kill()
-	var err error
-	for attempt := 1; attempt <= p.l.maxRestarts(); attempt++ {
-		ctx, cancel := context.WithTimeout(p.closing, 2*p.l.startTimeout())
-		client, pc, stderr, startErr := p.launch(ctx)
-		cancel()
-		err = startErr
-		if err == nil {
-			p.mu.Lock()
-			p.restarting = nil
-			if p.closed {
-				p.mu.Unlock()
-				client.Kill()
-				return
-			}
-			p.client, p.p, p.stderr = client, pc, stderr
-			p.gen++
-			p.mu.Unlock()
-			log.Info("partitioner plugin restarted", "attempt", attempt)
-			return
-		}
-		log.Error("partitioner plugin restart failed", "attempt", attempt, "max", p.l.maxRestarts(), "error", err)
-		if attempt == p.l.maxRestarts() || !backoff(p.closing, attempt) {
-			break
-		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.restarting = nil
-	if p.failed == nil { // Close sets its own
-		p.failed = fmt.Errorf("partitioner plugin %s: gave up after %d restarts: %v: %w", p.block.Plugin, p.l.maxRestarts(), err, partitioners.ErrClosed)
 	}
 }
 
@@ -228,52 +92,4 @@ func (p *processPartitioner) Range(ctx context.Context, start, end []byte) ([]in
 		return err
 	})
 	return parts, err
-}
-
-// Close closes the partitioner and ends the plugin process. The plugin's
-// Close is bounded by the loader's close timeout, and runs without mu; a
-// restart in progress is stopped and waited for.
-func (p *processPartitioner) Close() error {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil
-	}
-	p.closed = true
-	p.closeNow()
-	restarting := p.restarting
-	failed := p.failed
-	p.failed = fmt.Errorf("partitioner plugin %s: %w", p.block.Plugin, partitioners.ErrClosed)
-	p.mu.Unlock()
-	if restarting != nil {
-		<-restarting // it found Close, and killed what it started
-	}
-	p.mu.Lock()
-	client, pc := p.client, p.p
-	p.client = nil
-	p.mu.Unlock()
-	var err error
-	if restarting == nil && failed == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), p.l.closeTimeout())
-		err = pc.CloseContext(ctx)
-		cancel()
-	}
-	client.Kill()
-	if err != nil {
-		return fmt.Errorf("close partitioner plugin %s: %w", p.block.Plugin, err)
-	}
-	return nil
-}
-
-// PID returns the plugin process's id (for tests and status), or 0.
-func (p *processPartitioner) PID() int {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.client == nil {
-		return 0
-	}
-	if rc := p.client.ReattachConfig(); rc != nil {
-		return rc.Pid
-	}
-	return 0
 }

@@ -5,12 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"maps"
-	"sync"
 	"time"
-
-	goplugin "github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/plugins"
 	"github.com/plugdb/plugdb/replicators"
@@ -41,73 +36,32 @@ func (l *Loader) OpenReplicator(ctx context.Context, b Block, opts replicators.O
 		}
 		return r, nil
 	}
-	p := &processReplicator{l: l, block: b}
-	if err := p.start(ctx, opts); err != nil {
+	p := &processReplicator{supervised[*plugins.ReplicatorClient]{
+		l: l, kind: plugins.KindReplicator, block: b, errClosed: replicators.ErrClosed,
+		versions: plugins.ReplicatorPluginSet(nil, nil), what: "open " + opts.Dir,
+		ready: func(ctx context.Context, rc *plugins.ReplicatorClient) error { return rc.Open(ctx, opts) },
+	}}
+	if err := p.start(ctx); err != nil {
 		return nil, err
 	}
-	p.closing, p.closeNow = context.WithCancel(context.Background())
 	return p, nil
 }
 
-// processReplicator is a replicator in a plugin process. When the process
-// dies it is not restarted: it turns into a closed replicator whose calls
-// fail with the error that reports the death.
+// processReplicator is a replicator in a plugin process. It is supervised
+// (start, current, Close and PID are supervised's) but never restarted: when
+// the process dies it turns into a closed replicator whose calls fail with
+// the error that reports the death (its own check), so current never waits.
 type processReplicator struct {
-	l     *Loader
-	block Block
-
-	client *goplugin.Client
-	r      *plugins.ReplicatorClient
-	stderr *tailBuffer
-
-	// closing ends at Close.
-	closing  context.Context
-	closeNow context.CancelFunc
-
-	mu     sync.Mutex
-	failed error // set when the plugin died, and by Close
-	closed bool
+	supervised[*plugins.ReplicatorClient]
 }
 
 var _ replicators.Replicator = (*processReplicator)(nil)
 
-func (p *processReplicator) start(ctx context.Context, opts replicators.Options) error {
-	stderr := newTailBuffer(20)
-	client, raw, err := p.l.startClient(plugins.KindReplicator, p.block, plugins.ReplicatorPluginSet(nil, nil), stderr)
-	if err != nil {
-		return err
-	}
-	rc, ok := raw.(*plugins.ReplicatorClient)
-	if !ok {
-		client.Kill()
-		return fmt.Errorf("plugin %s dispensed %T, not a replicator", p.block.Plugin, raw)
-	}
-	if err := rc.Open(ctx, opts); err != nil {
-		client.Kill()
-		if status.Code(err) == codes.Unimplemented {
-			return fmt.Errorf("plugin %s is not %s plugin (it does not serve the replicator service): %w", p.block.Plugin, article(plugins.KindReplicator), wrongKind{err})
-		}
-		return fmt.Errorf("replicator plugin %s: open %s: %w", p.block.Plugin, opts.Dir, err)
-	}
-	p.client, p.r, p.stderr = client, rc, stderr
-	return nil
-}
-
-// current returns the client, or the error every call gets once the plugin
-// died or the replicator closed.
-func (p *processReplicator) current() (*plugins.ReplicatorClient, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.failed != nil {
-		return nil, p.failed
-	}
-	return p.r, nil
-}
-
 // check inspects err from a call: a dead or unreachable plugin turns the
-// replicator closed, and err into the error that says so.
+// replicator closed, and err into the error that says so. (It replaces
+// supervised's check, which would restart the plugin.)
 func (p *processReplicator) check(op string, err error) error {
-	if err == nil || !(plugins.IsTransport(err) || p.client.Exited()) {
+	if err == nil || !(plugins.IsTransport(err) || p.gone()) {
 		return err
 	}
 	// Once the process is gone its stderr is read to the end: wait a little
@@ -118,12 +72,20 @@ func (p *processReplicator) check(op string, err error) error {
 	if p.failed != nil {
 		return p.failed
 	}
-	tail := p.stderr.String()
+	tail := p.live.stderr.String()
 	p.failed = fmt.Errorf("replicator plugin %s died during %s; it is not restarted, as a replicator holds role state: open it again (last output: %q): %w: %w",
 		p.block.Plugin, op, tail, replicators.ErrClosed, err)
 	p.l.logger().Named("replicator."+p.block.Plugin).Error("replicator plugin died", "during", op, "last_output", tail, "error", err)
-	p.client.Kill()
+	p.live.client.Kill()
 	return p.failed
+}
+
+// gone reports whether the plugin process ended: it exited, or Close ended
+// it.
+func (p *processReplicator) gone() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.live.client == nil || p.live.client.Exited()
 }
 
 // exitWait bounds how long a failed call waits for the plugin process to
@@ -134,14 +96,14 @@ const exitWait = 2 * time.Second
 // until the replicator closes. go-plugin offers no exit channel, so it looks
 // every 10ms.
 func (p *processReplicator) awaitExit(d time.Duration) {
-	if p.client.Exited() {
+	if p.gone() {
 		return
 	}
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for !p.client.Exited() {
+	for !p.gone() {
 		select {
 		case <-tick.C:
 		case <-deadline.C:
@@ -153,10 +115,10 @@ func (p *processReplicator) awaitExit(d time.Duration) {
 }
 
 // Addr is the address the plugin's replicator reported when it opened.
-func (p *processReplicator) Addr() string { return p.r.Addr() }
+func (p *processReplicator) Addr() string { return p.client().Addr() }
 
 func (p *processReplicator) Lead(ctx context.Context, epoch, applied uint64) (uint64, error) {
-	r, err := p.current()
+	r, _, err := p.current(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -165,7 +127,7 @@ func (p *processReplicator) Lead(ctx context.Context, epoch, applied uint64) (ui
 }
 
 func (p *processReplicator) SetPeers(ctx context.Context, peers []replicators.Peer) error {
-	r, err := p.current()
+	r, _, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -173,7 +135,7 @@ func (p *processReplicator) SetPeers(ctx context.Context, peers []replicators.Pe
 }
 
 func (p *processReplicator) Replicate(ctx context.Context, st replicators.Statement, ack replicators.Ack) error {
-	r, err := p.current()
+	r, _, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -181,7 +143,7 @@ func (p *processReplicator) Replicate(ctx context.Context, st replicators.Statem
 }
 
 func (p *processReplicator) Follow(ctx context.Context, epoch uint64, leader string) error {
-	r, err := p.current()
+	r, _, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -192,7 +154,7 @@ func (p *processReplicator) Follow(ctx context.Context, epoch uint64, leader str
 // the error that reports it and ends.
 func (p *processReplicator) Deliveries(ctx context.Context) iter.Seq2[replicators.Delivery, error] {
 	return func(yield func(replicators.Delivery, error) bool) {
-		r, err := p.current()
+		r, _, err := p.current(ctx)
 		if err != nil {
 			yield(replicators.Delivery{}, err)
 			return
@@ -210,7 +172,7 @@ func (p *processReplicator) Deliveries(ctx context.Context) iter.Seq2[replicator
 		}
 		// The stream also ends when the plugin's replicator closed, or when
 		// the plugin died between two deliveries.
-		if ctx.Err() == nil && p.client.Exited() {
+		if ctx.Err() == nil && p.gone() {
 			yield(replicators.Delivery{}, p.check("deliveries", fmt.Errorf("the deliveries stream ended: %w", replicators.ErrClosed)))
 		}
 	}
@@ -218,13 +180,13 @@ func (p *processReplicator) Deliveries(ctx context.Context) iter.Seq2[replicator
 
 // dead reports whether the replicator failed or closed.
 func (p *processReplicator) dead() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
 	return p.failed != nil
 }
 
 func (p *processReplicator) Applied(ctx context.Context, lsn uint64) error {
-	r, err := p.current()
+	r, _, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -232,7 +194,7 @@ func (p *processReplicator) Applied(ctx context.Context, lsn uint64) error {
 }
 
 func (p *processReplicator) EpochAt(ctx context.Context, lsn uint64) (uint64, error) {
-	r, err := p.current()
+	r, _, err := p.current(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -241,7 +203,7 @@ func (p *processReplicator) EpochAt(ctx context.Context, lsn uint64) (uint64, er
 }
 
 func (p *processReplicator) Restored(ctx context.Context, lsn, epoch uint64) error {
-	r, err := p.current()
+	r, _, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -249,48 +211,10 @@ func (p *processReplicator) Restored(ctx context.Context, lsn, epoch uint64) err
 }
 
 func (p *processReplicator) Status(ctx context.Context) (replicators.Status, error) {
-	r, err := p.current()
+	r, _, err := p.current(ctx)
 	if err != nil {
 		return replicators.Status{}, err
 	}
 	st, err := r.Status(ctx)
 	return st, p.check("status", err)
-}
-
-// Close closes the replicator and ends the plugin process. Closing one whose
-// plugin died only ends the process: the death was reported already. The
-// plugin's Close is bounded by the loader's close timeout, and runs without
-// mu.
-func (p *processReplicator) Close() error {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil
-	}
-	p.closed = true
-	p.closeNow()
-	alive := p.failed == nil
-	if alive {
-		p.failed = fmt.Errorf("replicator plugin %s: %w", p.block.Plugin, replicators.ErrClosed)
-	}
-	p.mu.Unlock()
-	var err error
-	if alive {
-		ctx, cancel := context.WithTimeout(context.Background(), p.l.closeTimeout())
-		err = p.r.CloseContext(ctx)
-		cancel()
-	}
-	p.client.Kill()
-	if err != nil {
-		return fmt.Errorf("close replicator plugin %s: %w", p.block.Plugin, err)
-	}
-	return nil
-}
-
-// PID returns the plugin process's id (for tests and status), or 0.
-func (p *processReplicator) PID() int {
-	if rc := p.client.ReattachConfig(); rc != nil {
-		return rc.Pid
-	}
-	return 0
 }
