@@ -88,23 +88,9 @@ func (s *locateStream) Recv() ([]locateResult, error) {
 // out is written only by locate itself.
 func locate(ctx context.Context, m *locateMux, keys [][]byte, size int, out []int) error {
 	r, err := m.Do(ctx, &locateCall{keys: keys, size: size})
-	var broke *streamcall.StreamError
 	switch {
-	case errors.As(err, &broke):
-		// The stream could not open or broke: the connection failed, or the
-		// plugin ended the stream, or answered what this host cannot read.
-		why := broke.Err
-		if errors.Is(why, streamcall.ErrClosed) {
-			why = errClosedPartitioner
-		}
-		if err := fromStatus(context.Background(), why); IsTransport(err) {
-			return err
-		}
-		return &TransportError{Err: why}
-	case errors.Is(err, streamcall.ErrClosed):
-		return errClosedPartitioner
 	case err != nil:
-		return err // ctx's
+		return streamCallError(err, errClosedPartitioner)
 	case r.err != nil:
 		return r.err
 	case len(r.parts) != len(out):

@@ -106,13 +106,13 @@ func BenchmarkRawStream(b *testing.B) {
 			if err != nil {
 				b.Fatalf("after %d of %d results: %v", got, b.N, err)
 			}
-			ids, results, err := unpackResults(batch, nil, nil)
+			results, err := unpackResults(batch, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			for i, r := range results {
+			for _, r := range results {
 				if r.err != nil || len(r.row.Value) != len(value) {
-					b.Fatalf("result %d: %v", ids[i], r.err)
+					b.Fatalf("result %d: %v", r.id, r.err)
 				}
 			}
 			got += len(results)
