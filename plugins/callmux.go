@@ -41,10 +41,7 @@ func newCallMux(rpc enginev1.EngineClient) *callMux {
 	return streamcall.New(streamcall.Codec[*muxCall, muxResult, *enginev1.CallBatch, []muxResult]{
 		Open: func(ctx context.Context) (streamcall.Stream[*enginev1.CallBatch, []muxResult], error) {
 			s, err := rpc.Calls(ctx)
-			if err != nil {
-				return nil, err
-			}
-			return &callStream{Engine_CallsClient: s}, nil
+			return resultsOf[*enginev1.CallBatch](s, err, unpackResults)
 		},
 		SetID:    func(c *muxCall, id uint64) { c.id = id },
 		ID:       func(r muxResult) uint64 { return r.id },
@@ -54,21 +51,36 @@ func newCallMux(rpc enginev1.EngineClient) *callMux {
 	})
 }
 
-// callStream is a Calls stream that reads its messages' results.
-type callStream struct {
-	enginev1.Engine_CallsClient
-	results []muxResult // of the last message; streamcall is done with them at the next Recv
+// resultStream is a gRPC stream that reads its messages' results (unpack);
+// one this host cannot read breaks the stream.
+type resultStream[Out, In, R any] struct {
+	grpcStream[Out, In]
+	unpack  func(In, []R) ([]R, error)
+	results []R // of the last message; streamcall is done with them at the next Recv
 }
 
-// Recv returns the results of the next message; one this host cannot read
-// breaks the stream.
-func (s *callStream) Recv() ([]muxResult, error) {
-	batch, err := s.Engine_CallsClient.Recv()
+// grpcStream is the client side of a gRPC bidi stream.
+type grpcStream[Out, In any] interface {
+	Send(Out) error
+	Recv() (In, error)
+}
+
+// resultsOf is a streamcall.Codec's Open of what opening the gRPC stream s
+// returned.
+func resultsOf[Out, In, R any](s grpcStream[Out, In], err error, unpack func(In, []R) ([]R, error)) (streamcall.Stream[Out, []R], error) {
+	if err != nil {
+		return nil, err
+	}
+	return &resultStream[Out, In, R]{grpcStream: s, unpack: unpack}, nil
+}
+
+func (s *resultStream[Out, In, R]) Recv() ([]R, error) {
+	msg, err := s.grpcStream.Recv()
 	if err != nil {
 		return nil, err
 	}
 	clear(s.results)
-	s.results, err = unpackResults(batch, s.results[:0])
+	s.results, err = s.unpack(msg, s.results[:0])
 	return s.results, err
 }
 
