@@ -3,48 +3,23 @@ package plugins
 import (
 	"context"
 	"errors"
-	"io"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/plugins/streamcall"
 	enginev1 "github.com/plugdb/plugdb/proto/plugdb/engine/v1"
 )
 
 // maxCallsPerBatch bounds how many waiting calls travel in one message.
 const maxCallsPerBatch = 1024
 
-// callMux multiplexes the unary calls of concurrent callers over one bidi stream:
-// a sender goroutine packs every call that is waiting into one message, a
-// receiver goroutine hands each result to its caller by id. One unary gRPC call
-// per operation would cap the plugin at the cost of a round trip each; this way
+// callMux carries the gets and applies of concurrent callers over one bidi
+// Calls stream (streamcall): every call waiting travels in one message, and
+// each result goes back to its caller by id. One unary gRPC call per
+// operation would cap the plugin at the cost of a round trip each; this way
 // concurrent callers share round trips.
-type callMux struct {
-	rpc    enginev1.EngineClient
-	nextID atomic.Uint64
-
-	live atomic.Pointer[muxStream] // the open stream, read without mu
-
-	mu     sync.Mutex
-	cur    *muxStream
-	closed bool
-}
-
-// muxStream is one open Calls stream; once broken it is replaced by a new one.
-type muxStream struct {
-	stream enginev1.Engine_CallsClient
-	cancel context.CancelFunc
-	queue  chan muxCall
-	done   chan struct{} // closed when the stream broke
-	err    error         // why; set before done is closed
-
-	mu      sync.Mutex
-	pending map[uint64]chan muxResult // by call id; each buffered for one result
-	once    sync.Once
-}
+type callMux = streamcall.Client[*muxCall, muxResult, *enginev1.CallBatch, []muxResult]
 
 // muxCall is a call waiting to be sent: a get of key, or an apply of the packed
 // mutations.
@@ -57,143 +32,93 @@ type muxCall struct {
 
 // muxResult is a call's result: the row a get found, or the call's error.
 type muxResult struct {
+	id  uint64
 	row engines.Row
 	err error
 }
 
-// resultChans recycles the channels of calls whose result was taken: such a
-// channel is in no pending map and empty.
-var resultChans = sync.Pool{New: func() any { return make(chan muxResult, 1) }}
+func newCallMux(rpc enginev1.EngineClient) *callMux {
+	return streamcall.New(streamcall.Codec[*muxCall, muxResult, *enginev1.CallBatch, []muxResult]{
+		Open: func(ctx context.Context) (streamcall.Stream[*enginev1.CallBatch, []muxResult], error) {
+			s, err := rpc.Calls(ctx)
+			return resultsOf[*enginev1.CallBatch](s, err, unpackResults)
+		},
+		SetID:    func(c *muxCall, id uint64) { c.id = id },
+		ID:       func(r muxResult) uint64 { return r.id },
+		Pack:     packCalls,
+		Unpack:   func(rs []muxResult) []muxResult { return rs },
+		MaxBatch: maxCallsPerBatch,
+	})
+}
 
-func newCallMux(rpc enginev1.EngineClient) *callMux { return &callMux{rpc: rpc} }
+// resultStream is a gRPC stream that reads its messages' results (unpack);
+// one this host cannot read breaks the stream.
+type resultStream[Out, In, R any] struct {
+	grpcStream[Out, In]
+	unpack  func(In, []R) ([]R, error)
+	results []R // of the last message; streamcall is done with them at the next Recv
+}
 
-// stream returns the open stream, opening a new one when there is none.
-func (m *callMux) stream() (*muxStream, error) {
-	if s := m.live.Load(); s != nil {
-		select {
-		case <-s.done:
-		default:
-			return s, nil
-		}
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil, errClosedClient
-	}
-	if m.cur != nil {
-		select {
-		case <-m.cur.done:
-		default:
-			return m.cur, nil
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := m.rpc.Calls(ctx)
+// grpcStream is the client side of a gRPC bidi stream.
+type grpcStream[Out, In any] interface {
+	Send(Out) error
+	Recv() (In, error)
+}
+
+// resultsOf is a streamcall.Codec's Open of what opening the gRPC stream s
+// returned.
+func resultsOf[Out, In, R any](s grpcStream[Out, In], err error, unpack func(In, []R) ([]R, error)) (streamcall.Stream[Out, []R], error) {
 	if err != nil {
-		err = fromStatus(ctx, err) // before cancel: a Canceled here is the connection closing
-		cancel()
 		return nil, err
 	}
-	s := &muxStream{
-		stream:  stream,
-		cancel:  cancel,
-		queue:   make(chan muxCall, maxCallsPerBatch),
-		done:    make(chan struct{}),
-		pending: make(map[uint64]chan muxResult),
-	}
-	go s.send()
-	go s.receive()
-	m.cur = s
-	m.live.Store(s)
-	return s, nil
+	return &resultStream[Out, In, R]{grpcStream: s, unpack: unpack}, nil
 }
 
-// do sends one call and waits for its result. The call's key or mutations must
-// stay unchanged until it returns.
-func (m *callMux) do(ctx context.Context, call muxCall) (engines.Row, error) {
-	s, err := m.stream()
+func (s *resultStream[Out, In, R]) Recv() ([]R, error) {
+	msg, err := s.grpcStream.Recv()
 	if err != nil {
-		return engines.Row{}, err
+		return nil, err
 	}
-	call.id = m.nextID.Add(1)
-	result := resultChans.Get().(chan muxResult)
-	s.mu.Lock()
-	s.pending[call.id] = result
-	s.mu.Unlock()
-
-	select {
-	case s.queue <- call:
-	case <-s.done:
-		return engines.Row{}, s.err
-	case <-ctx.Done():
-		s.forget(call.id)
-		return engines.Row{}, ctx.Err()
-	}
-	select {
-	case r := <-result:
-		resultChans.Put(result) // receive dropped it from pending before sending r
-		return r.row, r.err
-	case <-s.done:
-		select { // a result may have arrived just before the break
-		case r := <-result:
-			return r.row, r.err
-		default:
-			return engines.Row{}, s.err
-		}
-	case <-ctx.Done():
-		s.forget(call.id)
-		return engines.Row{}, ctx.Err()
-	}
+	clear(s.results)
+	s.results, err = s.unpack(msg, s.results[:0])
+	return s.results, err
 }
 
-func (s *muxStream) forget(id uint64) {
-	s.mu.Lock()
-	delete(s.pending, id)
-	s.mu.Unlock()
+// call sends one call and waits for its result. The call's key or mutations
+// must stay unchanged until it returns.
+func call(ctx context.Context, m *callMux, c *muxCall) (engines.Row, error) {
+	r, err := m.Do(ctx, c)
+	if err != nil {
+		return engines.Row{}, streamCallError(err, errClosedClient)
+	}
+	return r.row, r.err
 }
 
-// send packs every waiting call into one message.
-func (s *muxStream) send() {
-	var calls []muxCall
-	for {
-		var call muxCall
-		select {
-		case call = <-s.queue:
-		case <-s.done:
-			return
+// streamCallError is the error of a call whose streamcall.Client.Do failed:
+// a stream that could not open or broke (the connection failed, or the
+// plugin ended the stream, or answered what this host cannot read) is a
+// TransportError, so the loader restarts a dead plugin; a closed client's is
+// closed; anything else is ctx's.
+func streamCallError(err, closed error) error {
+	var broke *streamcall.StreamError
+	switch {
+	case errors.As(err, &broke):
+		why := broke.Err
+		if errors.Is(why, streamcall.ErrClosed) {
+			why = closed
 		}
-		calls = append(calls[:0], call)
-		if len(s.queue) == 0 {
-			// Yield once so that callers already runnable (typically those
-			// just handed their results) queue their next call and join this
-			// message: without it, under load, most messages carry one call and
-			// the per-message cost of the stream dominates.
-			runtime.Gosched()
+		if err := fromStatus(context.Background(), why); IsTransport(err) {
+			return err
 		}
-	more:
-		for len(calls) < maxCallsPerBatch {
-			select {
-			case call = <-s.queue:
-				calls = append(calls, call)
-			default:
-				break more
-			}
-		}
-		err := s.stream.Send(packCalls(calls))
-		clear(calls) // drop the callers' keys and mutations
-		if errors.Is(err, io.EOF) {
-			return // the server ended the stream: receive learns why from Recv
-		}
-		if err != nil {
-			s.fail(err)
-			return
-		}
+		return &TransportError{Err: why}
+	case errors.Is(err, streamcall.ErrClosed):
+		return closed
 	}
+	return err
 }
 
 // packCalls packs calls into one message.
-func packCalls(calls []muxCall) *enginev1.CallBatch {
+func packCalls(calls []*muxCall) *enginev1.CallBatch {
 	gets, keyBytes := 0, 0
 	for _, c := range calls {
 		if !c.apply {
@@ -223,64 +148,28 @@ func packCalls(calls []muxCall) *enginev1.CallBatch {
 // errUnknownResults is a result message this host cannot read.
 var errUnknownResults = errors.New("the plugin answered calls in a form this host does not know (plugin built with another plugdb version?)")
 
-// receive hands each result to its caller (outside the lock callers take).
-func (s *muxStream) receive() {
-	var ids []uint64
-	var results []muxResult
-	var to []chan muxResult
-	for {
-		batch, err := s.stream.Recv()
-		if err != nil {
-			s.fail(err)
-			return
-		}
-		ids, results, err = unpackResults(batch, ids[:0], results[:0])
-		if err != nil {
-			s.fail(err)
-			return
-		}
-		to = to[:0]
-		s.mu.Lock()
-		for _, id := range ids {
-			ch, ok := s.pending[id]
-			if ok {
-				delete(s.pending, id)
-			}
-			to = append(to, ch) // nil for a call its caller gave up on
-		}
-		s.mu.Unlock()
-		for i, ch := range to {
-			if ch != nil {
-				ch <- results[i]
-			}
-		}
-		clear(to)
-		clear(results)
-	}
-}
-
-// unpackResults appends the ids and results of batch to ids and results. The
-// rows' keys and values are sub-slices of batch's rows blob.
-func unpackResults(batch *enginev1.ResultBatch, ids []uint64, results []muxResult) ([]uint64, []muxResult, error) {
-	n := len(batch.GetIds())
+// unpackResults appends the results of batch to results. The rows' keys and
+// values are sub-slices of batch's rows blob.
+func unpackResults(batch *enginev1.ResultBatch, results []muxResult) ([]muxResult, error) {
+	ids := batch.GetIds()
+	n := len(ids)
 	codeList, lsns, rows, msgs := batch.GetCodes(), batch.GetLsns(), batch.GetRows(), batch.GetMessages()
 	if n == 0 || len(codeList) != n || len(lsns) != n {
-		return ids, results, errUnknownResults
+		return results, errUnknownResults
 	}
-	ids = append(ids, batch.GetIds()...)
 	for i := range n {
-		var r muxResult
+		r := muxResult{id: ids[i]}
 		var err error
 		if r.row.Key, rows, err = readBytes(rows); err != nil {
-			return ids, results, errUnknownResults
+			return results, errUnknownResults
 		}
 		if r.row.Value, rows, err = readBytes(rows); err != nil {
-			return ids, results, errUnknownResults
+			return results, errUnknownResults
 		}
 		r.row.LSN = lsns[i]
 		if code := codes.Code(codeList[i]); code != codes.OK {
 			if len(msgs) == 0 {
-				return ids, results, errUnknownResults
+				return results, errUnknownResults
 			}
 			r.row, r.err = engines.Row{}, fromCode(code, msgs[0])
 			msgs = msgs[1:]
@@ -288,28 +177,7 @@ func unpackResults(batch *enginev1.ResultBatch, ids []uint64, results []muxResul
 		results = append(results, r)
 	}
 	if len(rows) != 0 || len(msgs) != 0 {
-		return ids, results, errUnknownResults
+		return results, errUnknownResults
 	}
-	return ids, results, nil
-}
-
-// fail marks the stream broken; every waiting caller gets err.
-func (s *muxStream) fail(err error) {
-	s.once.Do(func() {
-		s.err = fromStatus(context.Background(), err)
-		if !IsTransport(s.err) {
-			s.err = &TransportError{Err: err}
-		}
-		s.cancel()
-		close(s.done)
-	})
-}
-
-func (m *callMux) close() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.closed = true
-	if m.cur != nil {
-		m.cur.fail(errClosedClient)
-	}
+	return results, nil
 }

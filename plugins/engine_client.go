@@ -61,13 +61,13 @@ func (c *EngineClient) String() string { return "plugin" }
 
 // Get fetches key through the shared call stream.
 func (c *EngineClient) Get(ctx context.Context, key []byte) (engines.Row, error) {
-	return c.mux.do(ctx, muxCall{key: key})
+	return call(ctx, c.mux, &muxCall{key: key})
 }
 
 // Apply sends a batch through the shared call stream, packed into one buffer.
 func (c *EngineClient) Apply(ctx context.Context, batch []engines.Mutation) error {
 	packed := appendMutations(make([]byte, 0, mutationsSize(batch)), batch)
-	_, err := c.mux.do(ctx, muxCall{apply: true, mutations: packed})
+	_, err := call(ctx, c.mux, &muxCall{apply: true, mutations: packed})
 	return err
 }
 
@@ -215,7 +215,7 @@ func (c *EngineClient) Close() error { return c.CloseContext(context.Background(
 // CloseContext is Close bounded by ctx.
 func (c *EngineClient) CloseContext(ctx context.Context) error {
 	if c.mux != nil {
-		c.mux.close()
+		c.mux.Close()
 	}
 	_, err := c.rpc.Close(ctx, &enginev1.CloseRequest{})
 	return fromStatus(ctx, err)

@@ -50,10 +50,7 @@ func newLocateMux(rpc partitionerv1.PartitionerClient) *locateMux {
 	return streamcall.New(streamcall.Codec[*locateCall, locateResult, *partitionerv1.LocateBatch, []locateResult]{
 		Open: func(ctx context.Context) (streamcall.Stream[*partitionerv1.LocateBatch, []locateResult], error) {
 			s, err := rpc.Locate(ctx)
-			if err != nil {
-				return nil, err
-			}
-			return &locateStream{Partitioner_LocateClient: s}, nil
+			return resultsOf[*partitionerv1.LocateBatch](s, err, unpackLocateResults)
 		},
 		SetID:    func(c *locateCall, id uint64) { c.id = id },
 		ID:       func(r locateResult) uint64 { return r.id },
@@ -65,46 +62,14 @@ func newLocateMux(rpc partitionerv1.PartitionerClient) *locateMux {
 	})
 }
 
-// locateStream is a Locate stream that reads its messages' results.
-type locateStream struct {
-	partitionerv1.Partitioner_LocateClient
-	results []locateResult // of the last message; streamcall is done with them at the next Recv
-}
-
-// Recv returns the results of the next message; one this host cannot read
-// breaks the stream.
-func (s *locateStream) Recv() ([]locateResult, error) {
-	batch, err := s.Partitioner_LocateClient.Recv()
-	if err != nil {
-		return nil, err
-	}
-	clear(s.results)
-	s.results, err = unpackLocateResults(batch, s.results[:0])
-	return s.results, err
-}
-
 // locate locates keys (at most maxLocateKeys, taking size bytes packed) into
 // out and waits for the result. keys must stay unchanged until it returns;
 // out is written only by locate itself.
 func locate(ctx context.Context, m *locateMux, keys [][]byte, size int, out []int) error {
 	r, err := m.Do(ctx, &locateCall{keys: keys, size: size})
-	var broke *streamcall.StreamError
 	switch {
-	case errors.As(err, &broke):
-		// The stream could not open or broke: the connection failed, or the
-		// plugin ended the stream, or answered what this host cannot read.
-		why := broke.Err
-		if errors.Is(why, streamcall.ErrClosed) {
-			why = errClosedPartitioner
-		}
-		if err := fromStatus(context.Background(), why); IsTransport(err) {
-			return err
-		}
-		return &TransportError{Err: why}
-	case errors.Is(err, streamcall.ErrClosed):
-		return errClosedPartitioner
 	case err != nil:
-		return err // ctx's
+		return streamCallError(err, errClosedPartitioner)
 	case r.err != nil:
 		return r.err
 	case len(r.parts) != len(out):

@@ -103,9 +103,13 @@ func TestResultsRoundTrip(t *testing.T) {
 		{id: 4, row: engines.Row{Key: []byte("k4"), LSN: 1}}, // empty value
 	}
 	rs[2].setErr(engines.ErrNotFound)
-	ids, results, err := unpackResults(packResults(rs), nil, nil)
+	results, err := unpackResults(packResults([][]callResult{rs}), nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var ids []uint64
+	for _, r := range results {
+		ids = append(ids, r.id)
 	}
 	if !reflect.DeepEqual(ids, []uint64{1, 2, 3, 4}) {
 		t.Fatalf("ids %v", ids)
@@ -122,9 +126,9 @@ func TestResultsRoundTrip(t *testing.T) {
 	if r := results[3]; r.err != nil || string(r.row.Key) != "k4" || len(r.row.Value) != 0 || r.row.LSN != 1 {
 		t.Fatalf("result 4: %+v", r)
 	}
-	batch := packResults(rs)
+	batch := packResults([][]callResult{rs[:2], rs[2:]})
 	batch.Messages = nil
-	if _, _, err := unpackResults(batch, nil, nil); err == nil {
+	if _, err := unpackResults(batch, nil); err == nil {
 		t.Fatal("a result batch missing its error message unpacked")
 	}
 }

@@ -13,15 +13,23 @@ import (
 
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/engines/memory"
+	"github.com/plugdb/plugdb/engines/rowfile"
 	enginev1 "github.com/plugdb/plugdb/proto/plugdb/engine/v1"
 )
 
-// The test binary doubles as a plugin: `plugins.test plugin serve engine memory`
-// serves the memory engine, for BenchmarkRawStream.
+// The test binary doubles as a plugin: `plugins.test plugin serve engine
+// memory` serves the memory engine (BenchmarkRawStream), `… rowfile` the
+// rowfile engine (BenchmarkPluginCalls).
 func TestMain(m *testing.M) {
-	if len(os.Args) == 5 && os.Args[1] == "plugin" && os.Args[2] == "serve" && os.Args[3] == "engine" && os.Args[4] == "memory" {
-		Serve(ServeConfig{Engine: memory.Open})
-		os.Exit(0)
+	if len(os.Args) == 5 && os.Args[1] == "plugin" && os.Args[2] == "serve" && os.Args[3] == "engine" {
+		switch os.Args[4] {
+		case "memory":
+			Serve(ServeConfig{Engine: memory.Open})
+			os.Exit(0)
+		case "rowfile":
+			Serve(ServeConfig{Engine: rowfile.Open})
+			os.Exit(0)
+		}
 	}
 	os.Exit(m.Run())
 }
@@ -29,11 +37,17 @@ func TestMain(m *testing.M) {
 // startPluginProcess launches this test binary as a memory engine plugin and
 // returns its opened client.
 func startPluginProcess(b *testing.B) *EngineClient {
+	return startEnginePlugin(b, "memory", nil)
+}
+
+// startEnginePlugin launches this test binary as a plugin serving engine
+// (memory or rowfile) and returns its client, opened with params.
+func startEnginePlugin(b *testing.B, engine string, params map[string]string) *EngineClient {
 	b.Helper()
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: EnginePluginSet(nil, nil),
-		Cmd:              exec.Command(os.Args[0], "plugin", "serve", "engine", "memory"),
+		Cmd:              exec.Command(os.Args[0], "plugin", "serve", "engine", engine),
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		Logger:           hclog.NewNullLogger(),
 		StartTimeout:     10 * time.Second,
@@ -48,7 +62,7 @@ func startPluginProcess(b *testing.B) *EngineClient {
 		b.Fatal(err)
 	}
 	c := raw.(*EngineClient)
-	if err := c.Open(context.Background(), engines.Options{Dir: b.TempDir()}); err != nil {
+	if err := c.Open(context.Background(), engines.Options{Dir: b.TempDir(), Params: params}); err != nil {
 		b.Fatal(err)
 	}
 	return c
@@ -92,13 +106,13 @@ func BenchmarkRawStream(b *testing.B) {
 			if err != nil {
 				b.Fatalf("after %d of %d results: %v", got, b.N, err)
 			}
-			ids, results, err := unpackResults(batch, nil, nil)
+			results, err := unpackResults(batch, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			for i, r := range results {
+			for _, r := range results {
 				if r.err != nil || len(r.row.Value) != len(value) {
-					b.Fatalf("result %d: %v", ids[i], r.err)
+					b.Fatalf("result %d: %v", r.id, r.err)
 				}
 			}
 			got += len(results)

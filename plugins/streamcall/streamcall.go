@@ -6,8 +6,9 @@
 // the calls waiting on it, and the next call opens another.
 //
 // The router's calls to a node (core/callstream), a host's Replicate calls
-// to its replicator plugin (plugins.ReplicatorClient) and its Locate calls to
-// its partitioner plugin (plugins.PartitionerClient) use it.
+// to its replicator plugin (plugins.ReplicatorClient), its Locate calls to
+// its partitioner plugin (plugins.PartitionerClient) and its Get and Apply
+// calls to its engine plugin (plugins.EngineClient) use it.
 package streamcall
 
 import (
