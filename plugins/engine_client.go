@@ -7,6 +7,10 @@ import (
 	"io"
 	"iter"
 
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
 	"github.com/plugdb/plugdb/engines"
 	enginev1 "github.com/plugdb/plugdb/proto/plugdb/engine/v1"
 )
@@ -34,6 +38,26 @@ var (
 	_ engines.CapabilitiesReporter = (*EngineClient)(nil)
 	_ engines.Flusher              = (*EngineClient)(nil)
 )
+
+// EnginePlugin is the go-plugin GRPCPlugin of the engine kind (kind.go). A
+// plugin process sets Open; the host leaves it nil and dispenses an *EngineClient.
+type EnginePlugin = kindPlugin[engines.OpenFunc, engineKind]
+
+// EnginePluginSet is the versioned plugin set for the engine kind.
+func EnginePluginSet(open engines.OpenFunc, log hclog.Logger) map[int]goplugin.PluginSet {
+	return pluginSet[engines.OpenFunc, engineKind](EngineProtocolVersion, KindEngine, open, log)
+}
+
+// engineKind is the engine kind of kindPlugin: its service and its client.
+type engineKind struct{}
+
+func (engineKind) serve(s *grpc.Server, open engines.OpenFunc, log hclog.Logger) {
+	enginev1.RegisterEngineServer(s, newEngineServer(open, log))
+}
+
+func (engineKind) client(conn *grpc.ClientConn) any {
+	return &EngineClient{rpc: enginev1.NewEngineClient(conn)}
+}
 
 // Open opens the plugin's engine with opts; it must be called once, before any
 // other method.
