@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -30,40 +29,26 @@ type engineServer struct {
 	open engines.OpenFunc
 	log  hclog.Logger
 
-	mu  sync.Mutex
-	eng engines.Engine
+	eng served[engines.Engine]
 }
 
 func newEngineServer(open engines.OpenFunc, log hclog.Logger) *engineServer {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &engineServer{open: open, log: log}
+	return &engineServer{open: open, log: log, eng: served[engines.Engine]{what: "engine", state: "open", call: "Open", none: open == nil}}
 }
 
-func (s *engineServer) engine() (engines.Engine, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.eng == nil {
-		return nil, status.Error(codes.FailedPrecondition, "engine not open: call Open first")
-	}
-	return s.eng, nil
-}
+func (s *engineServer) engine() (engines.Engine, error) { return s.eng.get() }
 
 func (s *engineServer) Open(ctx context.Context, req *enginev1.OpenRequest) (*enginev1.OpenResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.eng != nil {
-		return nil, status.Error(codes.FailedPrecondition, "engine already open: a plugin process serves one engine")
-	}
-	if s.open == nil {
-		return nil, status.Error(codes.FailedPrecondition, "plugin serves no engine")
-	}
-	eng, err := s.open(ctx, engines.Options{Dir: req.GetDir(), Params: req.GetParams(), Logger: s.log, LogBacked: req.GetLogBacked()})
+	eng, err := s.eng.open(func() (engines.Engine, error) {
+		eng, err := s.open(ctx, engines.Options{Dir: req.GetDir(), Params: req.GetParams(), Logger: s.log, LogBacked: req.GetLogBacked()})
+		return eng, toStatus(err)
+	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	s.eng = eng
 	return &enginev1.OpenResponse{Capabilities: capsToProto(engines.CapabilitiesOf(eng)), Interfaces: ifacesToProto(engines.InterfacesOf(eng))}, nil
 }
 

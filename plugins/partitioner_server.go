@@ -2,7 +2,6 @@ package plugins
 
 import (
 	"context"
-	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
@@ -19,46 +18,35 @@ type partitionerServer struct {
 	open partitioners.OpenFunc
 	log  hclog.Logger
 
-	mu sync.Mutex
-	p  partitioners.Partitioner // nil until configured
+	p served[partitioners.Partitioner]
 }
 
 func newPartitionerServer(open partitioners.OpenFunc, log hclog.Logger) *partitionerServer {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &partitionerServer{open: open, log: log}
+	return &partitionerServer{open: open, log: log, p: served[partitioners.Partitioner]{what: "partitioner", state: "configured", call: "Configure", none: open == nil}}
 }
 
-func (s *partitionerServer) partitioner() (partitioners.Partitioner, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.p == nil {
-		return nil, status.Error(codes.FailedPrecondition, "partitioner not configured: call Configure first")
-	}
-	return s.p, nil
-}
+func (s *partitionerServer) partitioner() (partitioners.Partitioner, error) { return s.p.get() }
 
 // Configure opens the partitioner and configures it. A partitioner that
 // refuses its configuration is closed, so the host may try another.
 func (s *partitionerServer) Configure(ctx context.Context, req *partitionerv1.ConfigureRequest) (*partitionerv1.ConfigureResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.p != nil {
-		return nil, status.Error(codes.FailedPrecondition, "partitioner already configured: a plugin process serves one partitioner")
-	}
-	if s.open == nil {
-		return nil, status.Error(codes.FailedPrecondition, "plugin serves no partitioner")
-	}
-	p, err := s.open(ctx, s.log)
+	_, err := s.p.open(func() (partitioners.Partitioner, error) {
+		p, err := s.open(ctx, s.log)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if err := p.Configure(ctx, int(req.GetPartitions()), req.GetOptions()); err != nil {
+			p.Close()
+			return nil, toStatus(err)
+		}
+		return p, nil
+	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	if err := p.Configure(ctx, int(req.GetPartitions()), req.GetOptions()); err != nil {
-		p.Close()
-		return nil, toStatus(err)
-	}
-	s.p = p
 	return &partitionerv1.ConfigureResponse{}, nil
 }
 
@@ -181,9 +169,7 @@ func (s *partitionerServer) Range(ctx context.Context, req *partitionerv1.RangeR
 
 // Close closes the partitioner; closing one never configured does nothing.
 func (s *partitionerServer) Close(context.Context, *partitionerv1.CloseRequest) (*partitionerv1.CloseResponse, error) {
-	s.mu.Lock()
-	p := s.p
-	s.mu.Unlock()
+	p := s.p.peek()
 	if p == nil {
 		return &partitionerv1.CloseResponse{}, nil
 	}

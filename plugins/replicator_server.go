@@ -2,10 +2,8 @@ package plugins
 
 import (
 	"context"
-	"sync"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	replicatorv1 "github.com/plugdb/plugdb/proto/plugdb/replicator/v1"
@@ -20,43 +18,29 @@ type replicatorServer struct {
 	open replicators.OpenFunc
 	log  hclog.Logger
 
-	mu sync.Mutex
-	r  replicators.Replicator // nil until opened
+	r served[replicators.Replicator]
 }
 
 func newReplicatorServer(open replicators.OpenFunc, log hclog.Logger) *replicatorServer {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &replicatorServer{open: open, log: log}
+	return &replicatorServer{open: open, log: log, r: served[replicators.Replicator]{what: "replicator", state: "open", call: "Open", none: open == nil}}
 }
 
-func (s *replicatorServer) replicator() (replicators.Replicator, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.r == nil {
-		return nil, status.Error(codes.FailedPrecondition, "replicator not open: call Open first")
-	}
-	return s.r, nil
-}
+func (s *replicatorServer) replicator() (replicators.Replicator, error) { return s.r.get() }
 
 // Open opens the replicator and returns its address.
 func (s *replicatorServer) Open(ctx context.Context, req *replicatorv1.OpenRequest) (*replicatorv1.OpenResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.r != nil {
-		return nil, status.Error(codes.FailedPrecondition, "replicator already open: a plugin process serves one replicator")
-	}
-	if s.open == nil {
-		return nil, status.Error(codes.FailedPrecondition, "plugin serves no replicator")
-	}
-	r, err := s.open(ctx, replicators.Options{
-		Dir: req.GetDir(), Partition: int(req.GetPartition()), Listen: req.GetListen(), Params: req.GetParams(), Replicas: int(req.GetReplicas()), Logger: s.log,
+	r, err := s.r.open(func() (replicators.Replicator, error) {
+		r, err := s.open(ctx, replicators.Options{
+			Dir: req.GetDir(), Partition: int(req.GetPartition()), Listen: req.GetListen(), Params: req.GetParams(), Replicas: int(req.GetReplicas()), Logger: s.log,
+		})
+		return r, toStatusByTable(err)
 	})
 	if err != nil {
-		return nil, toStatusByTable(err)
+		return nil, err
 	}
-	s.r = r
 	return &replicatorv1.OpenResponse{Addr: r.Addr()}, nil
 }
 
@@ -185,9 +169,7 @@ func (s *replicatorServer) Status(ctx context.Context, _ *replicatorv1.StatusReq
 // Close closes the replicator; closing one never opened does nothing. Later
 // calls reach the closed replicator, which answers ErrClosed.
 func (s *replicatorServer) Close(context.Context, *replicatorv1.CloseRequest) (*replicatorv1.CloseResponse, error) {
-	s.mu.Lock()
-	r := s.r
-	s.mu.Unlock()
+	r := s.r.peek()
 	if r == nil {
 		return &replicatorv1.CloseResponse{}, nil
 	}
