@@ -7,8 +7,6 @@ import (
 	"io"
 	"iter"
 
-	"github.com/hashicorp/go-hclog"
-	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	"github.com/plugdb/plugdb/engines"
@@ -39,22 +37,7 @@ var (
 	_ engines.Flusher              = (*EngineClient)(nil)
 )
 
-// EnginePlugin is the go-plugin GRPCPlugin of the engine kind (kind.go). A
-// plugin process sets Open; the host leaves it nil and dispenses an *EngineClient.
-type EnginePlugin = kindPlugin[engines.OpenFunc, engineKind]
-
-// EnginePluginSet is the versioned plugin set for the engine kind.
-func EnginePluginSet(open engines.OpenFunc, log hclog.Logger) map[int]goplugin.PluginSet {
-	return pluginSet[engines.OpenFunc, engineKind](EngineProtocolVersion, KindEngine, open, log)
-}
-
-// engineKind is the engine kind of kindPlugin: its service and its client.
-type engineKind struct{}
-
-func (engineKind) serve(s *grpc.Server, open engines.OpenFunc, log hclog.Logger) {
-	enginev1.RegisterEngineServer(s, newEngineServer(open, log))
-}
-
+// client returns the engine client over conn (kindPlugin, kind.go).
 func (engineKind) client(conn *grpc.ClientConn) any {
 	return &EngineClient{rpc: enginev1.NewEngineClient(conn)}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,23 +27,20 @@ const (
 // engineServer serves one engine over gRPC (plugin side).
 type engineServer struct {
 	enginev1.UnimplementedEngineServer
-	open engines.OpenFunc
-	log  hclog.Logger
-
-	eng served[engines.Engine]
+	*served[engines.OpenFunc, engines.Engine]
 }
 
 func newEngineServer(open engines.OpenFunc, log hclog.Logger) *engineServer {
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
-	return &engineServer{open: open, log: log, eng: served[engines.Engine]{what: "engine", state: "open", call: "Open", none: open == nil}}
+	return &engineServer{served: newServed[engines.Engine](open, open == nil, log, "engine", "open", "Open")}
 }
 
-func (s *engineServer) engine() (engines.Engine, error) { return s.eng.get() }
+// serve registers the engine service, serving what open opens (kindPlugin).
+func (engineKind) serve(s *grpc.Server, open engines.OpenFunc, log hclog.Logger) {
+	enginev1.RegisterEngineServer(s, newEngineServer(open, log))
+}
 
 func (s *engineServer) Open(ctx context.Context, req *enginev1.OpenRequest) (*enginev1.OpenResponse, error) {
-	eng, err := s.eng.open(func() (engines.Engine, error) {
+	eng, err := s.openOnce(func() (engines.Engine, error) {
 		eng, err := s.open(ctx, engines.Options{Dir: req.GetDir(), Params: req.GetParams(), Logger: s.log, LogBacked: req.GetLogBacked()})
 		return eng, toStatus(err)
 	})
@@ -64,7 +62,7 @@ func (s *engineServer) Open(ctx context.Context, req *enginev1.OpenRequest) (*en
 // their own (BenchmarkPluginCalls/apply/callers=64 with sync batch: a tenth
 // of the rate).
 func (s *engineServer) Calls(stream enginev1.Engine_CallsServer) error {
-	eng, err := s.engine()
+	eng, err := s.get()
 	if err != nil {
 		return err
 	}
@@ -198,7 +196,7 @@ func packResults(groups [][]callResult) *enginev1.ResultBatch {
 }
 
 func (s *engineServer) Scan(req *enginev1.ScanRequest, stream enginev1.Engine_ScanServer) error {
-	eng, err := s.engine()
+	eng, err := s.get()
 	if err != nil {
 		return err
 	}
@@ -211,7 +209,7 @@ func (s *engineServer) Scan(req *enginev1.ScanRequest, stream enginev1.Engine_Sc
 }
 
 func (s *engineServer) Snapshot(_ *enginev1.SnapshotRequest, stream enginev1.Engine_SnapshotServer) error {
-	eng, err := s.engine()
+	eng, err := s.get()
 	if err != nil {
 		return err
 	}
@@ -249,7 +247,7 @@ func sendRows(stream interface {
 }
 
 func (s *engineServer) Restore(stream enginev1.Engine_RestoreServer) error {
-	eng, err := s.engine()
+	eng, err := s.get()
 	if err != nil {
 		return err
 	}
@@ -287,7 +285,7 @@ func (s *engineServer) Restore(stream enginev1.Engine_RestoreServer) error {
 }
 
 func (s *engineServer) AppliedLSN(ctx context.Context, _ *enginev1.AppliedLSNRequest) (*enginev1.AppliedLSNResponse, error) {
-	eng, err := s.engine()
+	eng, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +298,7 @@ func (s *engineServer) AppliedLSN(ctx context.Context, _ *enginev1.AppliedLSNReq
 
 // Flush answers Unimplemented when the engine is not an engines.Flusher.
 func (s *engineServer) Flush(ctx context.Context, _ *enginev1.FlushRequest) (*enginev1.FlushResponse, error) {
-	eng, err := s.engine()
+	eng, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -316,7 +314,7 @@ func (s *engineServer) Flush(ctx context.Context, _ *enginev1.FlushRequest) (*en
 }
 
 func (s *engineServer) Stats(ctx context.Context, _ *enginev1.StatsRequest) (*enginev1.StatsResponse, error) {
-	eng, err := s.engine()
+	eng, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +326,7 @@ func (s *engineServer) Stats(ctx context.Context, _ *enginev1.StatsRequest) (*en
 }
 
 func (s *engineServer) Close(context.Context, *enginev1.CloseRequest) (*enginev1.CloseResponse, error) {
-	eng, err := s.engine()
+	eng, err := s.get()
 	if err != nil {
 		return nil, err
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/hashicorp/go-hclog"
-	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	"github.com/plugdb/plugdb/partitioners"
@@ -32,22 +30,7 @@ func NewPartitionerClient(conn grpc.ClientConnInterface) *PartitionerClient {
 	return &PartitionerClient{rpc: rpc, mux: newLocateMux(rpc)}
 }
 
-// PartitionerPlugin is the go-plugin GRPCPlugin of the partitioner kind (kind.go). A
-// plugin process sets Open; the host leaves it nil and dispenses a *PartitionerClient.
-type PartitionerPlugin = kindPlugin[partitioners.OpenFunc, partitionerKind]
-
-// PartitionerPluginSet is the versioned plugin set for the partitioner kind.
-func PartitionerPluginSet(open partitioners.OpenFunc, log hclog.Logger) map[int]goplugin.PluginSet {
-	return pluginSet[partitioners.OpenFunc, partitionerKind](PartitionerProtocolVersion, KindPartitioner, open, log)
-}
-
-// partitionerKind is the partitioner kind of kindPlugin: its service and its client.
-type partitionerKind struct{}
-
-func (partitionerKind) serve(s *grpc.Server, open partitioners.OpenFunc, log hclog.Logger) {
-	partitionerv1.RegisterPartitionerServer(s, newPartitionerServer(open, log))
-}
-
+// client returns the partitioner client over conn (kindPlugin, kind.go).
 func (partitionerKind) client(conn *grpc.ClientConn) any { return NewPartitionerClient(conn) }
 
 // Configure configures the plugin's partitioner.

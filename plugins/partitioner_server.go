@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -15,25 +16,22 @@ import (
 // partitionerServer serves one partitioner over gRPC (plugin side).
 type partitionerServer struct {
 	partitionerv1.UnimplementedPartitionerServer
-	open partitioners.OpenFunc
-	log  hclog.Logger
-
-	p served[partitioners.Partitioner]
+	*served[partitioners.OpenFunc, partitioners.Partitioner]
 }
 
 func newPartitionerServer(open partitioners.OpenFunc, log hclog.Logger) *partitionerServer {
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
-	return &partitionerServer{open: open, log: log, p: served[partitioners.Partitioner]{what: "partitioner", state: "configured", call: "Configure", none: open == nil}}
+	return &partitionerServer{served: newServed[partitioners.Partitioner](open, open == nil, log, "partitioner", "configured", "Configure")}
 }
 
-func (s *partitionerServer) partitioner() (partitioners.Partitioner, error) { return s.p.get() }
+// serve registers the partitioner service, serving what open opens (kindPlugin).
+func (partitionerKind) serve(s *grpc.Server, open partitioners.OpenFunc, log hclog.Logger) {
+	partitionerv1.RegisterPartitionerServer(s, newPartitionerServer(open, log))
+}
 
 // Configure opens the partitioner and configures it. A partitioner that
 // refuses its configuration is closed, so the host may try another.
 func (s *partitionerServer) Configure(ctx context.Context, req *partitionerv1.ConfigureRequest) (*partitionerv1.ConfigureResponse, error) {
-	_, err := s.p.open(func() (partitioners.Partitioner, error) {
+	_, err := s.openOnce(func() (partitioners.Partitioner, error) {
 		p, err := s.open(ctx, s.log)
 		if err != nil {
 			return nil, toStatus(err)
@@ -57,7 +55,7 @@ func (s *partitionerServer) Configure(ctx context.Context, req *partitionerv1.Co
 // meanwhile travel together in its next batch. Keys are sub-slices of the
 // received message's blob, which is this side's to keep.
 func (s *partitionerServer) Locate(stream partitionerv1.Partitioner_LocateServer) error {
-	p, err := s.partitioner()
+	p, err := s.get()
 	if err != nil {
 		return err
 	}
@@ -156,7 +154,7 @@ func unpackKeys(blob []byte, counts []uint32, keys [][]byte) ([][]byte, error) {
 
 // Range answers which partitions [start, end) touches.
 func (s *partitionerServer) Range(ctx context.Context, req *partitionerv1.RangeRequest) (*partitionerv1.RangeResponse, error) {
-	p, err := s.partitioner()
+	p, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +167,7 @@ func (s *partitionerServer) Range(ctx context.Context, req *partitionerv1.RangeR
 
 // Close closes the partitioner; closing one never configured does nothing.
 func (s *partitionerServer) Close(context.Context, *partitionerv1.CloseRequest) (*partitionerv1.CloseResponse, error) {
-	p := s.p.peek()
+	p := s.peek()
 	if p == nil {
 		return &partitionerv1.CloseResponse{}, nil
 	}

@@ -20,7 +20,7 @@ import (
 // waits; results go back as they are ready. It returns once the host closed
 // the stream (or it broke) and every call it started has been answered.
 func (s *replicatorServer) Replicates(stream replicatorv1.Replicator_ReplicatesServer) error {
-	r, err := s.replicator()
+	r, err := s.get()
 	if err != nil {
 		return err
 	}

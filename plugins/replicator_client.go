@@ -7,8 +7,6 @@ import (
 	"io"
 	"iter"
 
-	"github.com/hashicorp/go-hclog"
-	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
@@ -42,22 +40,7 @@ func NewReplicatorClient(conn grpc.ClientConnInterface) *ReplicatorClient {
 	return &ReplicatorClient{rpc: rpc, mux: newReplicateMux(rpc)}
 }
 
-// ReplicatorPlugin is the go-plugin GRPCPlugin of the replicator kind (kind.go). A
-// plugin process sets Open; the host leaves it nil and dispenses a *ReplicatorClient.
-type ReplicatorPlugin = kindPlugin[replicators.OpenFunc, replicatorKind]
-
-// ReplicatorPluginSet is the versioned plugin set for the replicator kind.
-func ReplicatorPluginSet(open replicators.OpenFunc, log hclog.Logger) map[int]goplugin.PluginSet {
-	return pluginSet[replicators.OpenFunc, replicatorKind](ReplicatorProtocolVersion, KindReplicator, open, log)
-}
-
-// replicatorKind is the replicator kind of kindPlugin: its service and its client.
-type replicatorKind struct{}
-
-func (replicatorKind) serve(s *grpc.Server, open replicators.OpenFunc, log hclog.Logger) {
-	replicatorv1.RegisterReplicatorServer(s, newReplicatorServer(open, log))
-}
-
+// client returns the replicator client over conn (kindPlugin, kind.go).
 func (replicatorKind) client(conn *grpc.ClientConn) any { return NewReplicatorClient(conn) }
 
 // Open opens the plugin's replicator with opts (its Logger stays on the host:

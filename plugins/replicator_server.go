@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	replicatorv1 "github.com/plugdb/plugdb/proto/plugdb/replicator/v1"
@@ -15,24 +16,21 @@ import (
 // travel by the sentinel table only (toStatusByTable).
 type replicatorServer struct {
 	replicatorv1.UnimplementedReplicatorServer
-	open replicators.OpenFunc
-	log  hclog.Logger
-
-	r served[replicators.Replicator]
+	*served[replicators.OpenFunc, replicators.Replicator]
 }
 
 func newReplicatorServer(open replicators.OpenFunc, log hclog.Logger) *replicatorServer {
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
-	return &replicatorServer{open: open, log: log, r: served[replicators.Replicator]{what: "replicator", state: "open", call: "Open", none: open == nil}}
+	return &replicatorServer{served: newServed[replicators.Replicator](open, open == nil, log, "replicator", "open", "Open")}
 }
 
-func (s *replicatorServer) replicator() (replicators.Replicator, error) { return s.r.get() }
+// serve registers the replicator service, serving what open opens (kindPlugin).
+func (replicatorKind) serve(s *grpc.Server, open replicators.OpenFunc, log hclog.Logger) {
+	replicatorv1.RegisterReplicatorServer(s, newReplicatorServer(open, log))
+}
 
 // Open opens the replicator and returns its address.
 func (s *replicatorServer) Open(ctx context.Context, req *replicatorv1.OpenRequest) (*replicatorv1.OpenResponse, error) {
-	r, err := s.r.open(func() (replicators.Replicator, error) {
+	r, err := s.openOnce(func() (replicators.Replicator, error) {
 		r, err := s.open(ctx, replicators.Options{
 			Dir: req.GetDir(), Partition: int(req.GetPartition()), Listen: req.GetListen(), Params: req.GetParams(), Replicas: int(req.GetReplicas()), Logger: s.log,
 		})
@@ -45,7 +43,7 @@ func (s *replicatorServer) Open(ctx context.Context, req *replicatorv1.OpenReque
 }
 
 func (s *replicatorServer) Lead(ctx context.Context, req *replicatorv1.LeadRequest) (*replicatorv1.LeadResponse, error) {
-	r, err := s.replicator()
+	r, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +55,7 @@ func (s *replicatorServer) Lead(ctx context.Context, req *replicatorv1.LeadReque
 }
 
 func (s *replicatorServer) SetPeers(ctx context.Context, req *replicatorv1.SetPeersRequest) (*replicatorv1.SetPeersResponse, error) {
-	r, err := s.replicator()
+	r, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +67,7 @@ func (s *replicatorServer) SetPeers(ctx context.Context, req *replicatorv1.SetPe
 
 // Replicate runs with the call's context, which carries the host caller's deadline.
 func (s *replicatorServer) Replicate(ctx context.Context, req *replicatorv1.ReplicateRequest) (*replicatorv1.ReplicateResponse, error) {
-	r, err := s.replicator()
+	r, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +82,7 @@ func (s *replicatorServer) Replicate(ctx context.Context, req *replicatorv1.Repl
 }
 
 func (s *replicatorServer) Follow(ctx context.Context, req *replicatorv1.FollowRequest) (*replicatorv1.FollowResponse, error) {
-	r, err := s.replicator()
+	r, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +96,7 @@ func (s *replicatorServer) Follow(ctx context.Context, req *replicatorv1.FollowR
 // item as a code and message, which does not end the stream), until the
 // replicator's sequence ends or the host cancels the call.
 func (s *replicatorServer) Deliveries(_ *replicatorv1.DeliveriesRequest, stream replicatorv1.Replicator_DeliveriesServer) error {
-	r, err := s.replicator()
+	r, err := s.get()
 	if err != nil {
 		return err
 	}
@@ -121,7 +119,7 @@ func (s *replicatorServer) Deliveries(_ *replicatorv1.DeliveriesRequest, stream 
 }
 
 func (s *replicatorServer) Applied(ctx context.Context, req *replicatorv1.AppliedRequest) (*replicatorv1.AppliedResponse, error) {
-	r, err := s.replicator()
+	r, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +130,7 @@ func (s *replicatorServer) Applied(ctx context.Context, req *replicatorv1.Applie
 }
 
 func (s *replicatorServer) EpochAt(ctx context.Context, req *replicatorv1.EpochAtRequest) (*replicatorv1.EpochAtResponse, error) {
-	r, err := s.replicator()
+	r, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +142,7 @@ func (s *replicatorServer) EpochAt(ctx context.Context, req *replicatorv1.EpochA
 }
 
 func (s *replicatorServer) Restored(ctx context.Context, req *replicatorv1.RestoredRequest) (*replicatorv1.RestoredResponse, error) {
-	r, err := s.replicator()
+	r, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +153,7 @@ func (s *replicatorServer) Restored(ctx context.Context, req *replicatorv1.Resto
 }
 
 func (s *replicatorServer) Status(ctx context.Context, _ *replicatorv1.StatusRequest) (*replicatorv1.StatusResponse, error) {
-	r, err := s.replicator()
+	r, err := s.get()
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +167,7 @@ func (s *replicatorServer) Status(ctx context.Context, _ *replicatorv1.StatusReq
 // Close closes the replicator; closing one never opened does nothing. Later
 // calls reach the closed replicator, which answers ErrClosed.
 func (s *replicatorServer) Close(context.Context, *replicatorv1.CloseRequest) (*replicatorv1.CloseResponse, error) {
-	r := s.r.peek()
+	r := s.peek()
 	if r == nil {
 		return &replicatorv1.CloseResponse{}, nil
 	}
