@@ -156,3 +156,12 @@ func IsTransport(err error) bool {
 
 // errClosedClient is returned by an engine plugin client used after Close.
 var errClosedClient = fmt.Errorf("engine plugin client: %w", engines.ErrClosed)
+
+// closeError is the error of a client's Close call to the plugin: nil, or
+// what the plugin answered, as "close <what>: ...".
+func closeError(ctx context.Context, what string, err error) error {
+	if err != nil {
+		return fmt.Errorf("close %s: %w", what, fromStatus(ctx, err))
+	}
+	return nil
+}

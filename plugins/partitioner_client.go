@@ -2,7 +2,6 @@ package plugins
 
 import (
 	"context"
-	"fmt"
 
 	"google.golang.org/grpc"
 
@@ -83,8 +82,5 @@ func (c *PartitionerClient) Close() error { return c.CloseContext(context.Backgr
 func (c *PartitionerClient) CloseContext(ctx context.Context) error {
 	c.mux.Close()
 	_, err := c.rpc.Close(ctx, &partitionerv1.CloseRequest{})
-	if err != nil {
-		return fmt.Errorf("close partitioner: %w", fromStatus(ctx, err))
-	}
-	return nil
+	return closeError(ctx, "partitioner", err)
 }

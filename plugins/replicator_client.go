@@ -191,8 +191,5 @@ func (c *ReplicatorClient) Close() error { return c.CloseContext(context.Backgro
 func (c *ReplicatorClient) CloseContext(ctx context.Context) error {
 	c.mux.close()
 	_, err := c.rpc.Close(ctx, &replicatorv1.CloseRequest{})
-	if err != nil {
-		return fmt.Errorf("close replicator: %w", fromStatus(ctx, err))
-	}
-	return nil
+	return closeError(ctx, "replicator", err)
 }
