@@ -369,8 +369,9 @@ func durations(ks []killRound, f func(killRound) time.Duration) string {
 // replicas cluster repeatedly under a write load through the router: with
 // ack semi-sync and sync every acknowledged write survives. With ack async
 // it reports (not asserts) how many acknowledged writes were lost and the
-// follower's lag before each kill.
+// follower's lag before each kill. Long failover series: make test-long.
 func TestFailoverLosesNoAcknowledgedWrite(t *testing.T) {
+	requireLong(t)
 	kills := 10
 	if testing.Short() {
 		kills = 3

@@ -429,8 +429,10 @@ func mustStatus(t *testing.T, c *testCluster) *plugdbv1.StatusResponse {
 }
 
 // TestClusterFailoverTimes kills a leader ten times and reports the time from
-// the kill to the first successful write (a figure, not an assertion).
+// the kill to the first successful write (a figure, not an assertion). Long
+// failover series: make test-long.
 func TestClusterFailoverTimes(t *testing.T) {
+	requireLong(t)
 	if testing.Short() {
 		t.Skip("ten failovers take about a minute; run without -short")
 	}
