@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plugdb/plugdb/core/zkserver/zktest"
 	"github.com/plugdb/plugdb/plugins"
 )
 
@@ -79,7 +80,7 @@ func buildAndRun(m *testing.M) int {
 			return 1
 		}
 	}
-	return m.Run()
+	return zktest.Run(m) // m.Run, then stops the shared ZooKeeper of the clusters
 }
 
 // moduleRoot walks up from the working directory to the folder holding go.mod.
