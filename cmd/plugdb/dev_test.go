@@ -255,6 +255,7 @@ func wantRun(t *testing.T, res runResult, code int, stdout, stderr string) {
 }
 
 func TestDevEndToEnd(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	d := startDev(t, data, nil)
 	t.Run("cli", func(t *testing.T) { devCLI(t, d) })
@@ -644,6 +645,7 @@ func smoke(t *testing.T, d *devProc) {
 }
 
 func TestDevSwapEngines(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name         string
 		env          []string
@@ -724,6 +726,7 @@ func TestDevBboltRestart(t *testing.T) {
 }
 
 func TestDevDurabilityKill9(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	d := startDev(t, data, nil)
 	kids := children(d.cmd.Process.Pid)

@@ -443,6 +443,7 @@ func scanNode(t *testing.T, addr string) (map[string]string, error) {
 // once resumed, what it logged without acknowledgement never reaches the
 // new leader, and once it has rejoined both replicas hold the same rows.
 func TestDeposedLeaderPausedCannotAcknowledge(t *testing.T) {
+	t.Parallel()
 	c := newReplicatedCluster(t, 1, 2, statementRepl("semi-sync"))
 	load := startWriteLoad(c, "bg", 4, 5*time.Millisecond)
 	st := c.waitInSync(0)

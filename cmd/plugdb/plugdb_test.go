@@ -21,6 +21,14 @@ import (
 
 // End-to-end tests of the real binary: TestMain builds plugdb and the example
 // custom engine once, and the tests run them as a user would.
+//
+// The end-to-end tests that take seconds call t.Parallel(): each has its own
+// free 127.0.0.1 ports (testutil), temp folders, processes and ZooKeeper
+// root znode (the clusters share one ZooKeeper, zktest.Shared; a test that
+// stops ZooKeeper starts its own), so they do not meet. A test stays serial
+// when it sets the environment (t.Setenv), or when it is in the long
+// failover series (requireLong), whose reported failover times should not
+// share the cores with other tests.
 
 var (
 	plugdbBin string // the built plugdb
@@ -150,6 +158,7 @@ func runPlugdb(t *testing.T, timeout time.Duration, args ...string) runResult {
 var summaryLine = regexp.MustCompile(`^(\d+) passed, 0 failed(, (\d+) skipped)?$`)
 
 func TestPluginCheckPasses(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, plugin string }{
 		{"rowfile", "rowfile"},
 		{"memory", "memory"},

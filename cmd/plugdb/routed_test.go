@@ -246,6 +246,7 @@ func (c *testCluster) keyOn(p int, prefix string) string {
 }
 
 func TestClusterRoutesReadsAndWrites(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 2, 2)
 	parts := map[uint32]int{}
 	for i := range 200 {
@@ -404,6 +405,7 @@ func (c *testCluster) failover(p int, key string) (time.Duration, string, uint64
 }
 
 func TestClusterLeaderKilledFollowerTakesOverAndOldLeaderRejoins(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 2, 2)
 	key := c.keyOn(0, "k")
 	took, leader, epoch, old := c.failover(0, key)
@@ -468,6 +470,7 @@ func TestClusterFailoverTimes(t *testing.T) {
 }
 
 func TestClusterZooKeeperDownIsUnavailableAndRecovers(t *testing.T) {
+	t.Parallel()
 	// A ZooKeeper of its own: the test stops it.
 	c := startClusterOn(t, zktest.Start(t, 1), 2, 1, "{plugin: hash}", "{plugin: none}")
 	key := c.keyOn(0, "k")
@@ -503,6 +506,7 @@ func TestClusterZooKeeperDownIsUnavailableAndRecovers(t *testing.T) {
 }
 
 func TestClusterPausedLeaderDoesNotAcceptWritesAfterResume(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 1, 2)
 	key := c.keyOn(0, "k")
 	old, oldEpoch := c.leaderOf(mustStatus(t, c), 0)
