@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,6 +65,8 @@ func TestMain(m *testing.M) {
 }
 
 func buildAndRun(m *testing.M) int {
+	flag.Parse()
+	setParallel()
 	root, err := moduleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -89,6 +92,22 @@ func buildAndRun(m *testing.M) int {
 		}
 	}
 	return zktest.Run(m) // m.Run, then stops the shared ZooKeeper of the clusters
+}
+
+// e2eParallel is how many parallel end-to-end tests run at once unless
+// -test.parallel says otherwise: they spend most of their time waiting on
+// child processes, ZooKeeper sessions and the network, so twice the cores
+// keep a 2-core machine busy without starving the tests' timeouts.
+func e2eParallel() int { return 2 * runtime.GOMAXPROCS(0) }
+
+// setParallel sets -test.parallel to e2eParallel when the command line did
+// not set it.
+func setParallel() {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(e2eParallel()))
+	}
 }
 
 // moduleRoot walks up from the working directory to the folder holding go.mod.
