@@ -1,11 +1,12 @@
-# plugdb — see README.md. `make run` and `make test` are the two commands.
+# plugdb — see README.md. `make run` and `make test` are the two commands;
+# `make test-long` adds the long failover series (CI runs both).
 GO        ?= go
 BIN       := bin/plugdb
 PROTOS    := $(shell find proto -name '*.proto')
 GOTEST    ?= $(GO) test
 LINT_VERSION := v2.15.0
 
-.PHONY: build run cluster test test-deps lint proto bench clean nemesis
+.PHONY: build run cluster test test-long test-deps lint proto bench clean nemesis
 
 build:
 	$(GO) build -o $(BIN) ./cmd/plugdb
@@ -27,12 +28,22 @@ test: test-deps build
 	$(GO) vet ./...
 	$(GOTEST) -race -count=1 -timeout 30m ./...
 
+# LONG_TESTS is cmd/plugdb's long failover series (longTests in
+# cmd/plugdb/plugdb_test.go): repeated kill -9 / SIGSTOP of leaders under load,
+# porcupine checks and the short nemesis run, about 3.5 minutes on 2 cores.
+# `make test` skips them (they need -long); test-long runs only them, and
+# .ci/run runs it after `make test`.
+LONG_TESTS := TestFailoverLosesNoAcknowledgedWrite|TestLinearizableUnderLeaderKills|TestClusterFailoverTimes|TestNemesis
+
+test-long: test-deps
+	$(GOTEST) -race -count=1 -timeout 30m -run '^($(LONG_TESTS))$$' ./cmd/plugdb -long
+
 # nemesis is the long fault run of TestNemesis (docs/replication.md, "Fault tests"): 20 minutes of
 # faults on real processes under load; the table goes to bin/nemesis-report.txt.
 NEMESIS_FLAGS ?=
 nemesis: test-deps
 	mkdir -p bin
-	$(GO) test ./cmd/plugdb -run 'TestNemesis$$' -count=1 -v -timeout 60m \
+	$(GO) test ./cmd/plugdb -run 'TestNemesis$$' -count=1 -v -timeout 60m -long \
 		-nemesis.duration 20m -nemesis.ops 2000000 -nemesis.report $(CURDIR)/bin/nemesis-report.txt $(NEMESIS_FLAGS)
 
 lint:

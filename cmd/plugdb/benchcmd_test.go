@@ -154,6 +154,7 @@ func wantMeasured(t *testing.T, row bench.Row, w string, keys int, ops int64, va
 }
 
 func TestBenchTwoConfigs(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	memory := writeConfig(t, dir, "memory.yaml", "engine: {plugin: memory}\n")
 	rowfile := writeConfig(t, dir, "rowfile.yaml", "engine: {plugin: rowfile, options: {sync: batch, index: btree}}\n")
@@ -247,6 +248,7 @@ func wantReportRenders(t *testing.T, page string, rows, partitions int) {
 // folder: range cuts its fuller range (a quarter of the keys move), ring moves
 // about 1/3 (2→3); scans (workload E) run against both.
 func TestBenchPartitionersOnGrowth(t *testing.T) {
+	t.Parallel()
 	wd := t.TempDir()
 	writeConfig(t, wd, "range.yaml", "partitioner: {plugin: range, options: {splits: user8}}\n")
 	writeConfig(t, wd, "ring.yaml", "partitioner: {plugin: ring}\n")
@@ -283,6 +285,7 @@ func TestBenchPartitionersOnGrowth(t *testing.T) {
 }
 
 func TestBenchCluster(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	semi := writeConfig(t, dir, "semi-sync.yaml", "replicator: {plugin: statement, options: {ack: semi-sync}}\nnodes: {replicas: 2}\n")
 	out := filepath.Join(dir, "out.json")
@@ -307,6 +310,7 @@ func TestBenchCluster(t *testing.T) {
 
 // A config that cannot start gets a row with its error; the next is measured.
 func TestBenchConfigThatFailsToStart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	notPlugin := writeConfig(t, dir, "not-a-plugin.yaml", "engine: {plugin: /bin/true}\n")
 	memory := writeConfig(t, dir, "memory.yaml", "engine: {plugin: memory}\n")

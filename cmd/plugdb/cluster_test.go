@@ -179,6 +179,7 @@ func assertAllGone(t *testing.T, procs []cluster.Process, dir string, zk []strin
 }
 
 func TestClusterUpDown(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "cluster")
 	cfg, grpcAddr := clusterConfig(t, 1)
 	up := startClusterUp(t, dir, cfg, 1)
@@ -256,6 +257,7 @@ func TestClusterUpDown(t *testing.T) {
 }
 
 func TestClusterUpDownThreeZooKeepers(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "cluster")
 	cfg, grpcAddr := clusterConfig(t, 3)
 	up := startClusterUp(t, dir, cfg, 3)

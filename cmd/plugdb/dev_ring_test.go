@@ -20,6 +20,7 @@ import (
 // from the config file) places every key where the ring says, serves it back
 // through the CLI, says ring in its status, and keeps the rows across a restart.
 func TestDevRingPartitioner(t *testing.T) {
+	t.Parallel()
 	const partitions, vnodes, keys = 4, 512, 60
 	cfg := filepath.Join(t.TempDir(), "plugdb.yaml")
 	text := fmt.Sprintf("partitions: %d\npartitioner: {plugin: ring, options: {vnodes: \"%d\"}}\n", partitions, vnodes)

@@ -255,6 +255,7 @@ func wantRun(t *testing.T, res runResult, code int, stdout, stderr string) {
 }
 
 func TestDevEndToEnd(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	d := startDev(t, data, nil)
 	t.Run("cli", func(t *testing.T) { devCLI(t, d) })
@@ -655,6 +656,7 @@ func smokeEngine(t *testing.T, d *devProc, scanner bool) {
 }
 
 func TestDevSwapEngines(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name         string
 		env          []string
@@ -736,6 +738,7 @@ func TestDevBboltRestart(t *testing.T) {
 }
 
 func TestDevDurabilityKill9(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	d := startDev(t, data, nil)
 	kids := children(d.cmd.Process.Pid)

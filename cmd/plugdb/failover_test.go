@@ -369,8 +369,9 @@ func durations(ks []killRound, f func(killRound) time.Duration) string {
 // replicas cluster repeatedly under a write load through the router: with
 // ack semi-sync and sync every acknowledged write survives. With ack async
 // it reports (not asserts) how many acknowledged writes were lost and the
-// follower's lag before each kill.
+// follower's lag before each kill. Long failover series: make test-long.
 func TestFailoverLosesNoAcknowledgedWrite(t *testing.T) {
+	requireLong(t)
 	kills := 10
 	if testing.Short() {
 		kills = 3
@@ -442,6 +443,7 @@ func scanNode(t *testing.T, addr string) (map[string]string, error) {
 // once resumed, what it logged without acknowledgement never reaches the
 // new leader, and once it has rejoined both replicas hold the same rows.
 func TestDeposedLeaderPausedCannotAcknowledge(t *testing.T) {
+	t.Parallel()
 	c := newReplicatedCluster(t, 1, 2, statementRepl("semi-sync"))
 	load := startWriteLoad(c, "bg", 4, 5*time.Millisecond)
 	st := c.waitInSync(0)

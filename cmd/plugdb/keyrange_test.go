@@ -143,6 +143,7 @@ func rangePartition(key string) int {
 }
 
 func TestClusterRangePartitionerScansOnlyTheirPartitions(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, partitioner string
 		want              func(key string) int // nil: any partition

@@ -237,8 +237,9 @@ func runLinClient(c *testCluster, h *linHistory, id int, keys []string, stop <-c
 // TestLinearizableUnderLeaderKills checks with porcupine that a history of
 // puts, strong gets, creates and deletes through the router, on 5 keys from
 // 8 clients, stays linearizable across leader kills (kill -9, restart,
-// rejoin), with ack semi-sync and sync.
+// rejoin), with ack semi-sync and sync. Long failover series: make test-long.
 func TestLinearizableUnderLeaderKills(t *testing.T) {
+	requireLong(t)
 	duration, kills := 20*time.Second, 3
 	if testing.Short() {
 		duration, kills = 8*time.Second, 1

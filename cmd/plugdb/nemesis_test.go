@@ -36,8 +36,9 @@ import (
 // is checked with porcupine. The run's table is logged; failover times are
 // reported, not asserted.
 //
-// The short default run is part of `make test`; `make nemesis` is the long
-// one. Flags (after -args or directly on go test):
+// It is in the long failover series (requireLong): its short default run is
+// part of `make test-long`, not `make test`; `make nemesis` is the 20-minute
+// one. Flags (after -args or directly on go test; -long runs it):
 //
 //	-nemesis.duration  how long the nemesis injects faults
 //	-nemesis.ops       the most client operations in all
@@ -113,6 +114,7 @@ func parseFaults(s string) ([]string, error) {
 }
 
 func TestNemesis(t *testing.T) {
+	requireLong(t)
 	kinds, err := parseFaults(*nemesisFaults)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 // first attempt's; after kill -9 of the leader, the new leader answers the
 // same request from the replicated request table, and refuses an older seq.
 func TestRetriedCreateAppliedOnceAcrossFailover(t *testing.T) {
+	t.Parallel()
 	c := newReplicatedCluster(t, 1, 3, statementRepl("semi-sync"))
 	c.waitInSync(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -59,6 +59,7 @@ func wantWrongPartition(t *testing.T, what string, err error, key string, owner,
 // to partition 0's leader, by the CLI and over gRPC with every verb: each is
 // refused naming both partitions, and nothing is written anywhere.
 func TestNodeRefusesKeysOfAnotherPartition(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 2, 1)
 	foreign := hashKeyOn(t, 2, 1, "own")
 	mine := hashKeyOn(t, 2, 0, "own")
@@ -134,6 +135,7 @@ func TestNodeRefusesKeysOfAnotherPartition(t *testing.T) {
 // have): the node's scans, strong and stale, with and without a limit, and
 // the router's scan leave it out, and a read of it is refused.
 func TestNodeScanSkipsRowsOfAnotherPartition(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 2, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -45,6 +45,7 @@ func customPartitioner(t *testing.T) string {
 }
 
 func TestPluginCheckPartitioners(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		args    func(t *testing.T) []string

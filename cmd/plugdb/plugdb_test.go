@@ -4,32 +4,69 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/plugdb/plugdb/core/zkserver/zktest"
 	"github.com/plugdb/plugdb/plugins"
 )
 
 // End-to-end tests of the real binary: TestMain builds plugdb and the example
 // custom engine once, and the tests run them as a user would.
+//
+// The end-to-end tests that take seconds call t.Parallel(): each has its own
+// free 127.0.0.1 ports (testutil), temp folders, processes and ZooKeeper
+// root znode (the clusters share one ZooKeeper, zktest.Shared; a test that
+// stops ZooKeeper starts its own), so they do not meet. A test stays serial
+// when it sets the environment (t.Setenv), or when it is in the long
+// failover series (requireLong), whose reported failover times should not
+// share the cores with other tests.
 
 var (
 	plugdbBin string // the built plugdb
 	customBin string // the built examples/customengine
 )
 
+// longFlag runs the long failover series: the tests that call requireLong.
+// `make test` leaves them out to stay within 5 minutes on 2 cores; `make
+// test-long` runs them (go test ./cmd/plugdb -long), and CI's .ci/run runs
+// both targets.
+var longFlag = flag.Bool("long", false, "also run the long failover series (make test-long): "+strings.Join(longTests, ", "))
+
+// longTests are the tests of the long failover series, for -long's help and
+// the Makefile's test-long -run pattern (TestLongTestsListed keeps the two in step).
+var longTests = []string{
+	"TestFailoverLosesNoAcknowledgedWrite",
+	"TestLinearizableUnderLeaderKills",
+	"TestClusterFailoverTimes",
+	"TestNemesis",
+}
+
+// requireLong skips t unless -long was given: t is one of longTests, a
+// repeated-failover test that takes 30 s to 1.5 min.
+func requireLong(t *testing.T) {
+	t.Helper()
+	if !*longFlag {
+		t.Skip("long failover series: run by make test-long (go test ./cmd/plugdb -long), which CI runs after make test")
+	}
+}
+
 func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
 }
 
 func buildAndRun(m *testing.M) int {
+	flag.Parse()
+	setParallel()
 	root, err := moduleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -54,7 +91,23 @@ func buildAndRun(m *testing.M) int {
 			return 1
 		}
 	}
-	return m.Run()
+	return zktest.Run(m) // m.Run, then stops the shared ZooKeeper of the clusters
+}
+
+// e2eParallel is how many parallel end-to-end tests run at once unless
+// -test.parallel says otherwise: they spend most of their time waiting on
+// child processes, ZooKeeper sessions and the network, so twice the cores
+// keep a 2-core machine busy without starving the tests' timeouts.
+func e2eParallel() int { return 2 * runtime.GOMAXPROCS(0) }
+
+// setParallel sets -test.parallel to e2eParallel when the command line did
+// not set it.
+func setParallel() {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(e2eParallel()))
+	}
 }
 
 // moduleRoot walks up from the working directory to the folder holding go.mod.
@@ -124,6 +177,7 @@ func runPlugdb(t *testing.T, timeout time.Duration, args ...string) runResult {
 var summaryLine = regexp.MustCompile(`^(\d+) passed, 0 failed(, (\d+) skipped)?$`)
 
 func TestPluginCheckPasses(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, plugin string }{
 		{"rowfile", "rowfile"},
 		{"memory", "memory"},
@@ -208,4 +262,47 @@ func TestPluginServeByHandExits(t *testing.T) {
 		t.Fatalf("plugin serve run by hand said nothing\n%s", res)
 	}
 	t.Logf("plugin serve by hand: %s", strings.TrimSpace(res.stdout+res.stderr))
+}
+
+// TestLongTestsListed keeps the long failover series in step: the Makefile's
+// LONG_TESTS (test-long's -run pattern) names exactly longTests, and each of
+// them starts with requireLong, so that every test `make test` skips is run
+// by `make test-long`.
+func TestLongTestsListed(t *testing.T) {
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^LONG_TESTS\s*:=\s*(\S+)\s*$`).FindSubmatch(mk)
+	if m == nil {
+		t.Fatal("the Makefile has no LONG_TESTS := line")
+	}
+	if got, want := string(m[1]), strings.Join(longTests, "|"); got != want {
+		t.Errorf("Makefile LONG_TESTS = %s, want %s (longTests)", got, want)
+	}
+	files, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.Write(b)
+	}
+	all := src.String()
+	for _, name := range longTests {
+		if !strings.Contains(all, "func "+name+"(t *testing.T) {\n\trequireLong(t)\n") {
+			t.Errorf("%s is in longTests but does not start with requireLong(t)", name)
+		}
+	}
+	if n := strings.Count(all, "\trequireLong(t)\n"); n != len(longTests) {
+		t.Errorf("%d tests call requireLong, %d are in longTests", n, len(longTests))
+	}
 }

@@ -18,6 +18,7 @@ import (
 // leader is in place; with two of three down a write fails at once, naming
 // the counts; once the nodes return, every acknowledged write is there.
 func TestThreeReplicasSurviveANodeLoss(t *testing.T) {
+	t.Parallel()
 	c := newReplicatedCluster(t, 1, 3, statementRepl("semi-sync"))
 	st := c.waitInSync(0)
 	if ps := partStatus(st, 0); ps.GetInSync() != 3 || ps.GetAckNeeds() != 2 {

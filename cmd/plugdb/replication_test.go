@@ -180,6 +180,7 @@ func (c *testCluster) waitCaughtUp(p int, follower string) *plugdbv1.StatusRespo
 }
 
 func TestReplicationEveryAckMode(t *testing.T) {
+	t.Parallel()
 	const n = 10000
 	for _, mode := range []string{"async", "semi-sync", "sync"} {
 		t.Run(mode, func(t *testing.T) {
@@ -303,6 +304,7 @@ func statementLogStart(t *testing.T, dataDir string) (uint64, bool) {
 }
 
 func TestReplicationFollowerCatchesUpFromLog(t *testing.T) {
+	t.Parallel()
 	c, follower, want, _ := downFollowerScenario(t, "{plugin: statement, options: {ack: async}}", 5000, 32)
 	start := time.Now()
 	c.startNode(follower)
@@ -315,6 +317,7 @@ func TestReplicationFollowerCatchesUpFromLog(t *testing.T) {
 }
 
 func TestReplicationFollowerRebuiltFromSnapshot(t *testing.T) {
+	t.Parallel()
 	c, follower, want, applied := downFollowerScenario(t,
 		"{plugin: statement, options: {ack: async, retain_bytes: 65536, segment_bytes: 16384}}", 5000, 200)
 	// The leader trims its log every second: wait until it no longer holds
@@ -447,6 +450,7 @@ func putOn(t *testing.T, c *testCluster, addr, key, value string, ack plugdbv1.A
 }
 
 func TestReplicationSemiSyncWithoutFollowerFailsUnavailable(t *testing.T) {
+	t.Parallel()
 	t.Run("semi-sync", func(t *testing.T) {
 		c := newReplicatedCluster(t, 2, 2, "{plugin: statement, options: {ack: semi-sync, ack_timeout: 1s, isr_lag: 500ms}}")
 		k0, k1 := c.keyOn(0, "p0"), c.keyOn(1, "p1")
@@ -558,6 +562,7 @@ func TestReplicationSemiSyncWithoutFollowerFailsUnavailable(t *testing.T) {
 // leave an engine that was not fsynced) replays its own log into the engine
 // when it restarts, without a snapshot, and ends with every write.
 func TestReplicationRestartReplaysLogIntoLaggingEngine(t *testing.T) {
+	t.Parallel()
 	c := newReplicatedCluster(t, 1, 2, "{plugin: statement, options: {ack: async}}")
 	before := map[string]string{}
 	for i := range 200 {

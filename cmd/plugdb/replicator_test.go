@@ -8,6 +8,7 @@ import (
 )
 
 func TestPluginCheckReplicators(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		args []string

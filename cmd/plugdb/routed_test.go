@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -76,7 +77,8 @@ func (p *proc) kill() {
 	}
 }
 
-// testCluster is a router and partitions × replicas nodes on a private ZooKeeper.
+// testCluster is a router and partitions × replicas nodes on ZooKeeper (the
+// package's shared one, under a root of its own, unless the test stops it).
 type testCluster struct {
 	t          testing.TB
 	dir, cfg   string
@@ -102,23 +104,33 @@ func newReplicatedCluster(t testing.TB, partitions, replicas int, replicator str
 }
 
 // startCluster starts a cluster whose config's partitioner and replicator
-// blocks are partitioner and replicator (YAML flow style).
+// blocks are partitioner and replicator (YAML flow style), on the package's
+// shared ZooKeeper under a root znode of its own.
 func startCluster(t testing.TB, partitions, replicas int, partitioner, replicator string) *testCluster {
 	t.Helper()
-	zk := zktest.Start(t, 1)
+	return startClusterOn(t, zktest.Shared(t), partitions, replicas, partitioner, replicator)
+}
+
+// clusterRoots numbers the clusters' root znodes on the shared ZooKeeper.
+var clusterRoots atomic.Int64
+
+// startClusterOn is startCluster on ZooKeeper zk: zktest.Shared's, or a
+// private one (zktest.Start) for a test that stops ZooKeeper.
+func startClusterOn(t testing.TB, zk *zkserver.Ensemble, partitions, replicas int, partitioner, replicator string) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t, dir: t.TempDir(), zk: zk, grpc: testutil.FreeAddr(t), http: testutil.FreeAddr(t),
 		nodes: map[string]*proc{}, dataOf: map[string]string{}, partOf: map[string]int{}}
 	c.cfg = filepath.Join(c.dir, "cluster.yaml")
 	servers, _ := json.Marshal(zk.Servers())
 	yaml := fmt.Sprintf(`cluster: e2e
 partitions: %d
-zookeeper: {servers: %s, session_timeout: 2s, root: /plugdb}
+zookeeper: {servers: %s, session_timeout: 2s, root: /e2e-%d}
 engine: {plugin: rowfile, options: {sync: batch}}
 partitioner: %s
 replicator: %s
 router: {grpc: %q, http: %q}
 nodes: {replicas: %d}
-`, partitions, servers, partitioner, replicator, c.grpc, c.http, replicas)
+`, partitions, servers, clusterRoots.Add(1), partitioner, replicator, c.grpc, c.http, replicas)
 	if err := os.WriteFile(c.cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +246,7 @@ func (c *testCluster) keyOn(p int, prefix string) string {
 }
 
 func TestClusterRoutesReadsAndWrites(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 2, 2)
 	parts := map[uint32]int{}
 	for i := range 200 {
@@ -392,6 +405,7 @@ func (c *testCluster) failover(p int, key string) (time.Duration, string, uint64
 }
 
 func TestClusterLeaderKilledFollowerTakesOverAndOldLeaderRejoins(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 2, 2)
 	key := c.keyOn(0, "k")
 	took, leader, epoch, old := c.failover(0, key)
@@ -429,8 +443,10 @@ func mustStatus(t *testing.T, c *testCluster) *plugdbv1.StatusResponse {
 }
 
 // TestClusterFailoverTimes kills a leader ten times and reports the time from
-// the kill to the first successful write (a figure, not an assertion).
+// the kill to the first successful write (a figure, not an assertion). Long
+// failover series: make test-long.
 func TestClusterFailoverTimes(t *testing.T) {
+	requireLong(t)
 	if testing.Short() {
 		t.Skip("ten failovers take about a minute; run without -short")
 	}
@@ -454,7 +470,9 @@ func TestClusterFailoverTimes(t *testing.T) {
 }
 
 func TestClusterZooKeeperDownIsUnavailableAndRecovers(t *testing.T) {
-	c := newTestCluster(t, 2, 1)
+	t.Parallel()
+	// A ZooKeeper of its own: the test stops it.
+	c := startClusterOn(t, zktest.Start(t, 1), 2, 1, "{plugin: hash}", "{plugin: none}")
 	key := c.keyOn(0, "k")
 	if err := c.zk.StopServer(0); err != nil {
 		t.Fatal(err)
@@ -488,6 +506,7 @@ func TestClusterZooKeeperDownIsUnavailableAndRecovers(t *testing.T) {
 }
 
 func TestClusterPausedLeaderDoesNotAcceptWritesAfterResume(t *testing.T) {
+	t.Parallel()
 	c := newTestCluster(t, 1, 2)
 	key := c.keyOn(0, "k")
 	old, oldEpoch := c.leaderOf(mustStatus(t, c), 0)
