@@ -31,8 +31,9 @@ import (
 // flags, and that the test named here exists. A command the docs show that is
 // neither run by TestDoc nor listed here fails TestDoc/commands.
 var docCoveredElsewhere = map[string]string{
-	"make run":                "TestDoc", // its banner is compared with `plugdb dev`'s in TestDoc/first-minute
-	"make test":               "TestDoc", // runs every test, this one included
+	"make run":                "TestDoc",             // its banner is compared with `plugdb dev`'s in TestDoc/first-minute
+	"make test":               "TestDoc",             // runs every test, this one included
+	"make test-long":          "TestLongTestsListed", // runs the series longTests lists; that test checks the list matches the Makefile
 	"make cluster":            "TestClusterUpDown",
 	"make nemesis":            "TestNemesis",
 	"plugdb dev":              "TestDevSwapEngines", // the engine swap refused on a used data folder
