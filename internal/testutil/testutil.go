@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -122,33 +123,44 @@ var handedOut struct {
 }
 
 // FreePorts returns n distinct 127.0.0.1 ports that were free a moment ago
-// and that no other caller in this process was given: it listens on
-// 127.0.0.1:0, keeping the listeners open until all n are chosen, and closes
-// them. A port is free only until someone else binds it, so a test that
+// and that no other caller in this process was given. They are chosen at
+// random below the kernel's ephemeral range (portRange): a port taken from
+// that range (a 127.0.0.1:0 listener) could be handed by the kernel to any
+// outgoing connection of a parallel test before the process it is meant for
+// binds it. A port is free only until someone else binds it, so a test that
 // starts a process on one must retry the start on "address in use" when it
 // can (zktest does), or accept that rare conflict; a test that can pass a
 // listener to the server should listen on 127.0.0.1:0 itself instead.
 func FreePorts(n int) ([]int, error) {
 	handedOut.mu.Lock()
 	defer handedOut.mu.Unlock()
+	lo, hi := portRange()
 	ports := make([]int, 0, n)
 	for tries := 0; len(ports) < n; tries++ {
 		if tries > 100*n {
-			return nil, fmt.Errorf("free port: %d tries found only %d ports not handed out before", tries, len(ports))
+			return nil, fmt.Errorf("free port: %d tries in %d-%d found only %d of %d free ports not handed out before", tries, lo, hi, len(ports), n)
 		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
+		if p := lo + rand.IntN(hi-lo); runFree(p, 1) {
+			mark(p)
+			ports = append(ports, p)
 		}
-		defer l.Close()
-		p := l.Addr().(*net.TCPAddr).Port
-		if handedOut.ports[p] {
-			continue
-		}
-		mark(p)
-		ports = append(ports, p)
 	}
 	return ports, nil
+}
+
+// portRange is where FreePorts and FreePortRun choose: from 20000 up to the
+// start of the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768
+// by default), at most 32000.
+func portRange() (lo, hi int) {
+	lo, hi = 20000, 32000
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if e, err := strconv.Atoi(f[0]); err == nil && e-lo >= 1000 && e < hi {
+				hi = e
+			}
+		}
+	}
+	return lo, hi
 }
 
 // FreeAddr returns one port as FreePorts chooses, as "127.0.0.1:port", and
@@ -165,14 +177,14 @@ func FreeAddr(t TB) string {
 // FreePortRun returns the first of n consecutive 127.0.0.1 ports that were
 // free a moment ago and that no other caller in this process was given, for
 // a process that takes a base port and counts up from it. The run is chosen
-// below the kernel's ephemeral range (20000-32000), so that no port the
-// kernel hands out to a 127.0.0.1:0 listener meanwhile takes one of them.
+// below the kernel's ephemeral range (portRange), as FreePorts' ports are.
 func FreePortRun(t TB, n int) int {
 	t.Helper()
 	handedOut.mu.Lock()
 	defer handedOut.mu.Unlock()
 	for range 100 {
-		base := 20000 + rand.IntN(12000-n)
+		lo, hi := portRange()
+		base := lo + rand.IntN(hi-lo-n)
 		if runFree(base, n) {
 			for p := base; p < base+n; p++ {
 				mark(p)
