@@ -67,29 +67,32 @@ func InterfacesOf(e Engine) Interfaces {
 // AsScanner returns e as a Scanner, if it is one (a Proxy: if the engine behind
 // it is one).
 func AsScanner(e Engine) (Scanner, bool) {
-	s, ok := e.(Scanner)
-	return s, ok && InterfacesOf(e).Scanner
+	return as[Scanner](e, func(i Interfaces) bool { return i.Scanner })
 }
 
 // AsSnapshotter returns e as a Snapshotter, if it is one (a Proxy: if the
 // engine behind it is one).
 func AsSnapshotter(e Engine) (Snapshotter, bool) {
-	s, ok := e.(Snapshotter)
-	return s, ok && InterfacesOf(e).Snapshotter
+	return as[Snapshotter](e, func(i Interfaces) bool { return i.Snapshotter })
 }
 
 // AsStatsReporter returns e as a StatsReporter, if it is one (a Proxy: if the
 // engine behind it is one).
 func AsStatsReporter(e Engine) (StatsReporter, bool) {
-	s, ok := e.(StatsReporter)
-	return s, ok && InterfacesOf(e).StatsReporter
+	return as[StatsReporter](e, func(i Interfaces) bool { return i.StatsReporter })
 }
 
 // AsFlusher returns e as a Flusher, if it is one (a Proxy: if the engine
 // behind it is one).
 func AsFlusher(e Engine) (Flusher, bool) {
-	f, ok := e.(Flusher)
-	return f, ok && InterfacesOf(e).Flusher
+	return as[Flusher](e, func(i Interfaces) bool { return i.Flusher })
+}
+
+// as returns e as the optional interface I when e has its methods and, for a
+// Proxy, has says the engine behind it has I too.
+func as[I any](e Engine, has func(Interfaces) bool) (I, bool) {
+	i, ok := e.(I)
+	return i, ok && has(InterfacesOf(e))
 }
 
 // CapabilitiesOf returns e's Capabilities, or DefaultCapabilities when e is not

@@ -153,21 +153,23 @@ func scan(t T, e engines.Engine, r engines.ScanRange) []engines.Row {
 // error its absence gives).
 func needScanner(t T, e engines.Engine) engines.Scanner {
 	t.Helper()
-	s, ok := engines.AsScanner(e)
-	if !ok {
-		t.Skipf("engine does not implement engines.Scanner (optional)")
-	}
-	return s
+	return need(t, e, engines.AsScanner, "Scanner")
 }
 
 // needSnapshotter returns e as an engines.Snapshotter, or skips the case.
 func needSnapshotter(t T, e engines.Engine) engines.Snapshotter {
 	t.Helper()
-	s, ok := engines.AsSnapshotter(e)
+	return need(t, e, engines.AsSnapshotter, "Snapshotter")
+}
+
+// need returns e as the optional interface as finds, or skips the case.
+func need[I any](t T, e engines.Engine, as func(engines.Engine) (I, bool), name string) I {
+	t.Helper()
+	i, ok := as(e)
 	if !ok {
-		t.Skipf("engine does not implement engines.Snapshotter (optional)")
+		t.Skipf("engine does not implement engines.%s (optional)", name)
 	}
-	return s
+	return i
 }
 
 // checkRows checks that e holds exactly want (in key order), by a full scan
