@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/engines/enginetest"
 	"github.com/plugdb/plugdb/engines/rowfile"
 	enginev1 "github.com/plugdb/plugdb/proto/plugdb/engine/v1"
 )
@@ -319,9 +320,6 @@ func TestBrokenStreamIsTransportError(t *testing.T) {
 	}
 }
 
-// requiredOnly hides every optional interface of the engine it wraps.
-type requiredOnly struct{ engines.Engine }
-
 // TestOptionalInterfacesCrossTheBoundary: the client of a plugin whose engine
 // has only the required interface says so (Interfaces), fails each optional
 // method at once with an error wrapping errors.ErrUnsupported that names the
@@ -331,7 +329,7 @@ func TestOptionalInterfacesCrossTheBoundary(t *testing.T) {
 	ctx := context.Background()
 	open := func(ctx context.Context, opts engines.Options) (engines.Engine, error) {
 		e, err := rowfile.Open(ctx, opts)
-		return requiredOnly{e}, err
+		return enginetest.RequiredOnly(e), err
 	}
 	c := startShimOpen(t, open, engines.Options{Dir: t.TempDir()})
 	if got := engines.InterfacesOf(c); got != (engines.Interfaces{}) {

@@ -10,11 +10,9 @@ import (
 
 	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/engines/enginetest"
 	"github.com/plugdb/plugdb/engines/memory"
 )
-
-// requiredOnly hides every optional interface of the engine it wraps.
-type requiredOnly struct{ engines.Engine }
 
 // TestRebuildNeedsSnapshotter: a follower whose engine is not an
 // engines.Snapshotter cannot be rebuilt from a snapshot, and says so before
@@ -25,7 +23,7 @@ func TestRebuildNeedsSnapshotter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := partition.Open(ctx, 0, requiredOnly{mem})
+	p, err := partition.Open(ctx, 0, enginetest.RequiredOnly(mem))
 	if err != nil {
 		t.Fatal(err)
 	}

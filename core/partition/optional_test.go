@@ -10,11 +10,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/engines/enginetest"
 	"github.com/plugdb/plugdb/engines/memory"
 )
-
-// requiredOnly hides every optional interface of the engine it wraps.
-type requiredOnly struct{ engines.Engine }
 
 // TestRequiredOnlyEngine: a partition over an engine with only the required
 // interface takes writes, answers a retry from its request table (read with
@@ -26,7 +24,7 @@ func TestRequiredOnlyEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := requiredOnly{mem}
+	eng := enginetest.RequiredOnly(mem)
 	p, err := Open(ctx, 0, eng)
 	if err != nil {
 		t.Fatal(err)

@@ -322,15 +322,12 @@ func TestRunCaseMechanics(t *testing.T) {
 	}
 }
 
-// requiredOnly hides every optional interface of the engine it wraps.
-type requiredOnly struct{ engines.Engine }
-
 // TestRequiredOnly runs the kit on an engine with only the required
 // interface: the optional cases skip, MissingOptionalInterfaces passes.
 func TestRequiredOnly(t *testing.T) {
 	h := enginetest.HarnessFunc(func(ctx context.Context, dir string, params map[string]string) (engines.Engine, error) {
 		e, err := memory.Open(ctx, engines.Options{Dir: dir, Params: params})
-		return requiredOnly{e}, err
+		return enginetest.RequiredOnly(e), err
 	})
 	skips := map[string]bool{}
 	for _, c := range enginetest.Cases() {

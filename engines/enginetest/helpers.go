@@ -347,3 +347,10 @@ func fmtBatch(batch []engines.Mutation) string {
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
 }
+
+// RequiredOnly returns e with only the required engines.Engine methods: every
+// optional interface of e is hidden, for testing how a host falls back.
+func RequiredOnly(e engines.Engine) engines.Engine { return requiredOnly{e} }
+
+// requiredOnly hides every optional interface of the engine it wraps.
+type requiredOnly struct{ engines.Engine }
