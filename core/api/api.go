@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,14 +100,43 @@ func AckToProto(a replicators.Ack) plugdbv1.Ack {
 	return plugdbv1.Ack_ACK_DEFAULT
 }
 
-// Server implements plugdbv1.KVServer over a Backend.
+// DefaultKeyspace names the keyspace of requests that name none.
+const DefaultKeyspace = "default"
+
+// Server implements plugdbv1.KVServer over one Backend per keyspace.
 type Server struct {
 	plugdbv1.UnimplementedKVServer
-	b Backend
+	backends map[string]Backend // by keyspace name
+	names    []string           // DefaultKeyspace first (if served), then by name
 }
 
-// NewServer returns a server for b.
-func NewServer(b Backend) *Server { return &Server{b: b} }
+// NewServer returns a server of one keyspace, the default one, served by b.
+func NewServer(b Backend) *Server { return NewKeyspaceServer(map[string]Backend{DefaultKeyspace: b}) }
+
+// NewKeyspaceServer returns a server of several keyspaces: a request's
+// keyspace field chooses its backend ("" is DefaultKeyspace), and a keyspace
+// not in backends is refused (InvalidArgument, naming the served ones).
+func NewKeyspaceServer(backends map[string]Backend) *Server {
+	names := slices.Sorted(maps.Keys(backends))
+	if i := slices.Index(names, DefaultKeyspace); i > 0 {
+		names = append([]string{DefaultKeyspace}, slices.Delete(names, i, i+1)...)
+	}
+	return &Server{backends: maps.Clone(backends), names: names}
+}
+
+// Keyspaces returns the served keyspaces' names, DefaultKeyspace first.
+func (s *Server) Keyspaces() []string { return slices.Clone(s.names) }
+
+// backend returns the backend of keyspace name ("": DefaultKeyspace).
+func (s *Server) backend(name string) (Backend, error) {
+	if name == "" {
+		name = DefaultKeyspace
+	}
+	if b, ok := s.backends[name]; ok {
+		return b, nil
+	}
+	return nil, status.Errorf(codes.InvalidArgument, "keyspace %q: allowed values are %s (empty: %s)", name, strings.Join(s.names, ", "), DefaultKeyspace)
+}
 
 // Get returns a key's value.
 func (s *Server) Get(ctx context.Context, req *plugdbv1.GetRequest) (*plugdbv1.GetResponse, error) {
@@ -116,11 +147,15 @@ func (s *Server) Get(ctx context.Context, req *plugdbv1.GetRequest) (*plugdbv1.G
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.locate(ctx, req.GetKey())
+	b, err := s.backend(req.GetKeyspace())
+	if err != nil {
+		return nil, err
+	}
+	p, err := locate(ctx, b, req.GetKey())
 	if err != nil {
 		return nil, toStatus(err, nil)
 	}
-	row, err := s.b.Get(ctx, p, req.GetKey(), rd)
+	row, err := b.Get(ctx, p, req.GetKey(), rd)
 	if err != nil {
 		return nil, toStatus(err, req.GetKey())
 	}
@@ -129,22 +164,22 @@ func (s *Server) Get(ctx context.Context, req *plugdbv1.GetRequest) (*plugdbv1.G
 
 // Put stores a value.
 func (s *Server) Put(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.Always}, req.GetAck(), req.GetRequestId())
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.Always}, req.GetAck(), req.GetRequestId(), req.GetKeyspace())
 }
 
 // Create stores a value only if the key does not exist.
 func (s *Server) Create(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustNotExist}, req.GetAck(), req.GetRequestId())
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustNotExist}, req.GetAck(), req.GetRequestId(), req.GetKeyspace())
 }
 
 // Update replaces a value only if the key exists.
 func (s *Server) Update(ctx context.Context, req *plugdbv1.PutRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustExist}, req.GetAck(), req.GetRequestId())
+	return s.write(ctx, partition.Write{Op: engines.OpPut, Key: req.GetKey(), Value: req.GetValue(), Cond: partition.MustExist}, req.GetAck(), req.GetRequestId(), req.GetKeyspace())
 }
 
 // Delete removes an existing key.
 func (s *Server) Delete(ctx context.Context, req *plugdbv1.DeleteRequest) (*plugdbv1.WriteResponse, error) {
-	return s.write(ctx, partition.Write{Op: engines.OpDelete, Key: req.GetKey(), Cond: partition.MustExist}, req.GetAck(), req.GetRequestId())
+	return s.write(ctx, partition.Write{Op: engines.OpDelete, Key: req.GetKey(), Cond: partition.MustExist}, req.GetAck(), req.GetRequestId(), req.GetKeyspace())
 }
 
 // RequestIDFromProto returns the partition.RequestID of a request's
@@ -168,8 +203,12 @@ func RequestIDToProto(id partition.RequestID) *plugdbv1.RequestId {
 	return &plugdbv1.RequestId{ClientId: id.Client, Seq: id.Seq}
 }
 
-func (s *Server) write(ctx context.Context, w partition.Write, a plugdbv1.Ack, rid *plugdbv1.RequestId) (*plugdbv1.WriteResponse, error) {
+func (s *Server) write(ctx context.Context, w partition.Write, a plugdbv1.Ack, rid *plugdbv1.RequestId, keyspace string) (*plugdbv1.WriteResponse, error) {
 	if err := checkKey(w.Key); err != nil {
+		return nil, err
+	}
+	b, err := s.backend(keyspace)
+	if err != nil {
 		return nil, err
 	}
 	ack, err := AckFromProto(a)
@@ -180,11 +219,11 @@ func (s *Server) write(ctx context.Context, w partition.Write, a plugdbv1.Ack, r
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.locate(ctx, w.Key)
+	p, err := locate(ctx, b, w.Key)
 	if err != nil {
 		return nil, toStatus(err, nil)
 	}
-	lsns, err := s.b.Write(ctx, p, []partition.Write{w}, ack, id)
+	lsns, err := b.Write(ctx, p, []partition.Write{w}, ack, id)
 	if err != nil {
 		return nil, toStatus(err, w.Key)
 	}
@@ -193,6 +232,10 @@ func (s *Server) write(ctx context.Context, w partition.Write, a plugdbv1.Ack, r
 
 // Batch applies ops, each partition's share atomically and the shares in parallel.
 func (s *Server) Batch(ctx context.Context, req *plugdbv1.BatchRequest) (*plugdbv1.BatchResponse, error) {
+	b, err := s.backend(req.GetKeyspace())
+	if err != nil {
+		return nil, err
+	}
 	ack, err := AckFromProto(req.GetAck())
 	if err != nil {
 		return nil, err
@@ -212,7 +255,7 @@ func (s *Server) Batch(ctx context.Context, req *plugdbv1.BatchRequest) (*plugdb
 		keys[i] = op.GetKey()
 	}
 	located := make([]int, len(keys))
-	if err := s.b.Locate(ctx, keys, located); err != nil {
+	if err := b.Locate(ctx, keys, located); err != nil {
 		return nil, toStatus(err, nil)
 	}
 	byPart := map[int][]int{} // partition -> op indexes
@@ -233,7 +276,7 @@ func (s *Server) Batch(ctx context.Context, req *plugdbv1.BatchRequest) (*plugdb
 			}
 		}
 		wg.Go(func() {
-			got, err := s.b.Write(ctx, p, writes, ack, id)
+			got, err := b.Write(ctx, p, writes, ack, id)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -273,14 +316,18 @@ func (s *Server) Scan(req *plugdbv1.ScanRequest, stream plugdbv1.KV_ScanServer) 
 	if err != nil {
 		return err
 	}
+	b, err := s.backend(req.GetKeyspace())
+	if err != nil {
+		return err
+	}
 	ctx := stream.Context()
-	touched, err := s.b.Range(ctx, r.Start, r.End)
+	touched, err := b.Range(ctx, r.Start, r.End)
 	if err != nil {
 		return toStatus(err, nil)
 	}
 	parts := make([]iter.Seq2[engines.Row, error], len(touched))
 	for i, p := range touched {
-		parts[i] = s.b.Scan(ctx, p, r, rd)
+		parts[i] = b.Scan(ctx, p, r, rd)
 	}
 	n := 0
 	for row, err := range Merge(parts) {
@@ -297,20 +344,36 @@ func (s *Server) Scan(req *plugdbv1.ScanRequest, stream plugdbv1.KV_ScanServer) 
 	return nil
 }
 
-// locate returns key's partition.
-func (s *Server) locate(ctx context.Context, key []byte) (int, error) {
+// locate returns key's partition in b.
+func locate(ctx context.Context, b Backend, key []byte) (int, error) {
 	var out [1]int
-	if err := s.b.Locate(ctx, [][]byte{key}, out[:]); err != nil {
+	if err := b.Locate(ctx, [][]byte{key}, out[:]); err != nil {
 		return 0, fmt.Errorf("locate key: %w", err)
 	}
 	return out[0], nil
 }
 
-// Status describes the cluster.
-func (s *Server) Status(ctx context.Context, _ *plugdbv1.StatusRequest) (*plugdbv1.StatusResponse, error) {
-	st, err := s.b.Status(ctx)
+// Status describes the requested keyspace in its top-level fields and every
+// served keyspace in Keyspaces.
+func (s *Server) Status(ctx context.Context, req *plugdbv1.StatusRequest) (*plugdbv1.StatusResponse, error) {
+	b, err := s.backend(req.GetKeyspace())
+	if err != nil {
+		return nil, err
+	}
+	st, err := b.Status(ctx)
 	if err != nil {
 		return nil, toStatus(err, nil)
+	}
+	for _, name := range s.names {
+		ks := st
+		if s.backends[name] != b {
+			if ks, err = s.backends[name].Status(ctx); err != nil {
+				return nil, toStatus(fmt.Errorf("keyspace %s: %w", name, err), nil)
+			}
+		}
+		st.Keyspaces = append(st.Keyspaces, &plugdbv1.KeyspaceStatus{
+			Name: name, Engine: ks.GetEngine(), Partitioner: ks.GetPartitioner(), Replicator: ks.GetReplicator(), Partitions: ks.GetPartitions(),
+		})
 	}
 	return st, nil
 }

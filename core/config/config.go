@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +33,74 @@ type Config struct {
 	Replicator  Plugin    `koanf:"replicator" json:"replicator"`
 	Router      Router    `koanf:"router" json:"router"`
 	Nodes       Nodes     `koanf:"nodes" json:"nodes"`
+	// Keyspaces are the keyspaces besides the default one (the top-level
+	// partitions, engine, partitioner and replicator), by name; see
+	// docs/keyspaces.md.
+	Keyspaces map[string]Keyspace `koanf:"keyspaces" json:"keyspaces,omitempty"`
+	// Keyspace is the keyspace this Config describes, as ForKeyspace made
+	// it: "" for the default one. It is not a config key.
+	Keyspace string `koanf:"-" json:"-"`
+}
+
+// DefaultKeyspace names the keyspace of the top-level settings: requests
+// that name no keyspace address it.
+const DefaultKeyspace = "default"
+
+// Keyspace is one keyspace's own settings; a field left unset (zero) is the
+// top-level one.
+type Keyspace struct {
+	// Partitions is the keyspace's number of partitions, 1..1024.
+	Partitions  int    `koanf:"partitions" json:"partitions,omitempty"`
+	Engine      Plugin `koanf:"engine" json:"engine,omitzero"`
+	Partitioner Plugin `koanf:"partitioner" json:"partitioner,omitzero"`
+	Replicator  Plugin `koanf:"replicator" json:"replicator,omitzero"`
+}
+
+// KeyspaceNames returns the keyspaces' names: DefaultKeyspace first, then the
+// others by name.
+func (c Config) KeyspaceNames() []string {
+	names := slices.Sorted(maps.Keys(c.Keyspaces))
+	return append([]string{DefaultKeyspace}, names...)
+}
+
+// ForKeyspace returns the config of keyspace name as a cluster of its own:
+// its partitions and plugins in the top-level fields (unset ones inherited),
+// its data under Data/keyspaces/NAME, and its nodes' ports after those of
+// the keyspaces before it (KeyspaceNames order), so that NodeAddr gives each
+// node of every keyspace its own port. "" and DefaultKeyspace return c.
+func (c Config) ForKeyspace(name string) (Config, error) {
+	if name == "" || name == DefaultKeyspace {
+		c.Keyspace = ""
+		return c, nil
+	}
+	ks, ok := c.Keyspaces[name]
+	if !ok {
+		return Config{}, fmt.Errorf("keyspace %q: allowed values are %s", name, strings.Join(c.KeyspaceNames(), ", "))
+	}
+	offset := 0
+	for _, other := range c.KeyspaceNames() {
+		if other == name {
+			break
+		}
+		k, _ := c.ForKeyspace(other)
+		offset += k.Partitions * c.Nodes.Replicas
+	}
+	out := c
+	out.Keyspace = name
+	out.Data = filepath.Join(c.Data, "keyspaces", name)
+	out.Nodes.BasePort += offset
+	if ks.Partitions != 0 {
+		out.Partitions = ks.Partitions
+	}
+	for _, b := range []struct {
+		dst *Plugin
+		src Plugin
+	}{{&out.Engine, ks.Engine}, {&out.Partitioner, ks.Partitioner}, {&out.Replicator, ks.Replicator}} {
+		if b.src.Plugin != "" {
+			*b.dst = b.src
+		}
+	}
+	return out, nil
 }
 
 // ZooKeeper is the coordination service.

@@ -11,6 +11,7 @@
 //	/plugdb/C/partitions/P/isr           the in-sync replica set and the epoch that wrote it (JSON), written by leaders
 //	/plugdb/C/partitions/P/members/ADDR  ephemeral: a replica's address, replicator address, role and applied LSN (JSON)
 //	/plugdb/C/partitions/P/election/…    ephemeral sequential candidates (protected names)
+//	/plugdb/C/keyspaces/K/…              keyspace K's meta and partitions, laid out as above
 package coord
 
 import (
@@ -35,6 +36,9 @@ type Config struct {
 	Root string
 	// Cluster is the cluster's name.
 	Cluster string
+	// Keyspace is the cluster's keyspace this client coordinates ("" or
+	// "default": the default one): it chooses the znodes (PathsOf).
+	Keyspace string
 	// Logger receives state changes; nil discards them.
 	Logger hclog.Logger
 }

@@ -15,8 +15,15 @@ import (
 // Paths names the cluster's znodes.
 type Paths struct{ base string }
 
-// PathsOf returns the znodes of cfg's cluster.
-func PathsOf(cfg Config) Paths { return Paths{base: path.Join(cfg.Root, cfg.Cluster)} }
+// PathsOf returns the znodes of cfg's cluster, or of its keyspace
+// cfg.Keyspace: a keyspace other than the default one lives under the
+// cluster's keyspaces/NAME, with the same layout.
+func PathsOf(cfg Config) Paths {
+	if cfg.Keyspace != "" && cfg.Keyspace != "default" {
+		return Paths{base: path.Join(cfg.Root, cfg.Cluster, "keyspaces", cfg.Keyspace)}
+	}
+	return Paths{base: path.Join(cfg.Root, cfg.Cluster)}
+}
 
 // Base is the cluster's znode.
 func (p Paths) Base() string { return p.base }

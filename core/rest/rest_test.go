@@ -443,7 +443,7 @@ func TestStatus(t *testing.T) {
 		`"isr":false,"persisted_lsn":42,"lag_statements":0,"lag_ms":0,"replication_error":"","scans_served":3},`+
 		`{"partition":0,"addr":"127.0.0.1:7071","role":"follower","epoch":1,"applied_lsn":40,"keys":9,"bytes":4000,`+
 		`"isr":true,"persisted_lsn":41,"lag_statements":1,"lag_ms":15,"replication_error":"stream reset","scans_served":0}],`+
-		`"ack":"semi-sync","ack_fallback":true,"in_sync":0,"ack_needs":0,"replica_set":0}]}`)
+		`"ack":"semi-sync","ack_fallback":true,"in_sync":0,"ack_needs":0,"replica_set":0}],"keyspaces":[]}`)
 	if ct := r.header.Get("Content-Type"); ct != MIMEJSON {
 		t.Errorf("Content-Type %q", ct)
 	}
@@ -546,7 +546,7 @@ func TestErrors(t *testing.T) {
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x",}`), 400, codes.InvalidArgument, "malformed JSON at offset 13: invalid character '}'")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"`), 400, codes.InvalidArgument, "malformed JSON: unexpected end of input at offset 12")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `not json`), 400, codes.InvalidArgument, "malformed JSON at offset 1: invalid character 'o' in literal null")
-	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"valeu":"x"}`), 400, codes.InvalidArgument, `unknown field "valeu" in plugdb.v1.PutRequest (allowed: key, key_base64, value, value_base64, ack, request_id)`)
+	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"valeu":"x"}`), 400, codes.InvalidArgument, `unknown field "valeu" in plugdb.v1.PutRequest (allowed: key, key_base64, value, value_base64, ack, request_id, keyspace)`)
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":42}`), 400, codes.InvalidArgument, `field "value": expected a string`)
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"} {"value":"y"}`), 400, codes.InvalidArgument, "malformed JSON: unexpected an object after the JSON value (offset 15)")
 	e.expectError(e.do(http.MethodPut, "/v1/kv/k", "", `{"value":"x"}]`), 400, codes.InvalidArgument, "after the JSON value")

@@ -187,9 +187,11 @@ func (BatchOp_Op) EnumDescriptor() ([]byte, []int) {
 }
 
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Consistency   Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=plugdb.v1.Consistency" json:"consistency,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Key         []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Consistency Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=plugdb.v1.Consistency" json:"consistency,omitempty"`
+	// keyspace names the keyspace (see docs/keyspaces.md); empty: the default one.
+	Keyspace      string `protobuf:"bytes,3,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -236,6 +238,13 @@ func (x *GetRequest) GetConsistency() Consistency {
 		return x.Consistency
 	}
 	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *GetRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
 }
 
 type GetResponse struct {
@@ -365,7 +374,9 @@ type PutRequest struct {
 	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	Ack   Ack                    `protobuf:"varint,3,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
 	// request_id is optional: the router assigns one when it is missing.
-	RequestId     *RequestId `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId *RequestId `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// keyspace names the keyspace (see docs/keyspaces.md); empty: the default one.
+	Keyspace      string `protobuf:"bytes,5,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -428,12 +439,21 @@ func (x *PutRequest) GetRequestId() *RequestId {
 	return nil
 }
 
+func (x *PutRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
 type DeleteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Ack   Ack                    `protobuf:"varint,2,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
 	// request_id is optional: the router assigns one when it is missing.
-	RequestId     *RequestId `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId *RequestId `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// keyspace names the keyspace (see docs/keyspaces.md); empty: the default one.
+	Keyspace      string `protobuf:"bytes,4,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -487,6 +507,13 @@ func (x *DeleteRequest) GetRequestId() *RequestId {
 		return x.RequestId
 	}
 	return nil
+}
+
+func (x *DeleteRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
 }
 
 // WriteResponse carries the LSN of the write in its partition.
@@ -543,12 +570,14 @@ func (x *WriteResponse) GetPartition() uint32 {
 }
 
 type ScanRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Start         []byte                 `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
-	End           []byte                 `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`       // empty: no upper bound
-	Prefix        []byte                 `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"` // instead of start/end
-	Limit         int64                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`  // 0: no limit
-	Consistency   Consistency            `protobuf:"varint,5,opt,name=consistency,proto3,enum=plugdb.v1.Consistency" json:"consistency,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Start       []byte                 `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	End         []byte                 `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`       // empty: no upper bound
+	Prefix      []byte                 `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"` // instead of start/end
+	Limit       int64                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`  // 0: no limit
+	Consistency Consistency            `protobuf:"varint,5,opt,name=consistency,proto3,enum=plugdb.v1.Consistency" json:"consistency,omitempty"`
+	// keyspace names the keyspace (see docs/keyspaces.md); empty: the default one.
+	Keyspace      string `protobuf:"bytes,6,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -616,6 +645,13 @@ func (x *ScanRequest) GetConsistency() Consistency {
 		return x.Consistency
 	}
 	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *ScanRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
 }
 
 type KeyValue struct {
@@ -745,7 +781,9 @@ type BatchRequest struct {
 	Ack Ack `protobuf:"varint,2,opt,name=ack,proto3,enum=plugdb.v1.Ack" json:"ack,omitempty"`
 	// request_id is optional (the router assigns one when it is missing); each
 	// partition's share is recorded under it in that partition.
-	RequestId     *RequestId `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId *RequestId `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// keyspace names the keyspace (see docs/keyspaces.md); empty: the default one.
+	Keyspace      string `protobuf:"bytes,4,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -801,6 +839,13 @@ func (x *BatchRequest) GetRequestId() *RequestId {
 	return nil
 }
 
+func (x *BatchRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
+}
+
 type BatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// lsns[i] is the LSN of ops[i].
@@ -847,7 +892,10 @@ func (x *BatchResponse) GetLsns() []uint64 {
 }
 
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keyspace names the keyspace the top-level fields of the response describe;
+	// empty: the default one. The response lists every keyspace in keyspaces.
+	Keyspace      string `protobuf:"bytes,1,opt,name=keyspace,proto3" json:"keyspace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -880,6 +928,13 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *StatusRequest) GetKeyspace() string {
+	if x != nil {
+		return x.Keyspace
+	}
+	return ""
 }
 
 type Plugin struct {
@@ -1201,12 +1256,15 @@ func (x *PartitionStatus) GetReplicaSet() uint32 {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	Engine        *Plugin                `protobuf:"bytes,2,opt,name=engine,proto3" json:"engine,omitempty"`
-	Partitioner   *Plugin                `protobuf:"bytes,3,opt,name=partitioner,proto3" json:"partitioner,omitempty"`
-	Replicator    *Plugin                `protobuf:"bytes,4,opt,name=replicator,proto3" json:"replicator,omitempty"`
-	Partitions    []*PartitionStatus     `protobuf:"bytes,5,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Cluster     string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Engine      *Plugin                `protobuf:"bytes,2,opt,name=engine,proto3" json:"engine,omitempty"`
+	Partitioner *Plugin                `protobuf:"bytes,3,opt,name=partitioner,proto3" json:"partitioner,omitempty"`
+	Replicator  *Plugin                `protobuf:"bytes,4,opt,name=replicator,proto3" json:"replicator,omitempty"`
+	Partitions  []*PartitionStatus     `protobuf:"bytes,5,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	// keyspaces describes every keyspace the cluster serves, the default one
+	// ("default") first, then the others by name.
+	Keyspaces     []*KeyspaceStatus `protobuf:"bytes,6,rep,name=keyspaces,proto3" json:"keyspaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1276,43 +1334,131 @@ func (x *StatusResponse) GetPartitions() []*PartitionStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetKeyspaces() []*KeyspaceStatus {
+	if x != nil {
+		return x.Keyspaces
+	}
+	return nil
+}
+
+// KeyspaceStatus describes one keyspace: its own plugins and partitions.
+type KeyspaceStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Engine        *Plugin                `protobuf:"bytes,2,opt,name=engine,proto3" json:"engine,omitempty"`
+	Partitioner   *Plugin                `protobuf:"bytes,3,opt,name=partitioner,proto3" json:"partitioner,omitempty"`
+	Replicator    *Plugin                `protobuf:"bytes,4,opt,name=replicator,proto3" json:"replicator,omitempty"`
+	Partitions    []*PartitionStatus     `protobuf:"bytes,5,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyspaceStatus) Reset() {
+	*x = KeyspaceStatus{}
+	mi := &file_plugdb_v1_kv_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyspaceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyspaceStatus) ProtoMessage() {}
+
+func (x *KeyspaceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_v1_kv_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyspaceStatus.ProtoReflect.Descriptor instead.
+func (*KeyspaceStatus) Descriptor() ([]byte, []int) {
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *KeyspaceStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *KeyspaceStatus) GetEngine() *Plugin {
+	if x != nil {
+		return x.Engine
+	}
+	return nil
+}
+
+func (x *KeyspaceStatus) GetPartitioner() *Plugin {
+	if x != nil {
+		return x.Partitioner
+	}
+	return nil
+}
+
+func (x *KeyspaceStatus) GetReplicator() *Plugin {
+	if x != nil {
+		return x.Replicator
+	}
+	return nil
+}
+
+func (x *KeyspaceStatus) GetPartitions() []*PartitionStatus {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
 var File_plugdb_v1_kv_proto protoreflect.FileDescriptor
 
 const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\n" +
-	"\x12plugdb/v1/kv.proto\x12\tplugdb.v1\"X\n" +
+	"\x12plugdb/v1/kv.proto\x12\tplugdb.v1\"t\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x128\n" +
-	"\vconsistency\x18\x02 \x01(\x0e2\x16.plugdb.v1.ConsistencyR\vconsistency\"G\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x16.plugdb.v1.ConsistencyR\vconsistency\x12\x1a\n" +
+	"\bkeyspace\x18\x03 \x01(\tR\bkeyspace\"G\n" +
 	"\vGetResponse\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
 	"\x03lsn\x18\x03 \x01(\x04R\x03lsn\":\n" +
 	"\tRequestId\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x8b\x01\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xa7\x01\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12 \n" +
 	"\x03ack\x18\x03 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\x123\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\v2\x14.plugdb.v1.RequestIdR\trequestId\"x\n" +
+	"request_id\x18\x04 \x01(\v2\x14.plugdb.v1.RequestIdR\trequestId\x12\x1a\n" +
+	"\bkeyspace\x18\x05 \x01(\tR\bkeyspace\"\x94\x01\n" +
 	"\rDeleteRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12 \n" +
 	"\x03ack\x18\x02 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\x123\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\v2\x14.plugdb.v1.RequestIdR\trequestId\"?\n" +
+	"request_id\x18\x03 \x01(\v2\x14.plugdb.v1.RequestIdR\trequestId\x12\x1a\n" +
+	"\bkeyspace\x18\x04 \x01(\tR\bkeyspace\"?\n" +
 	"\rWriteResponse\x12\x10\n" +
 	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\x12\x1c\n" +
-	"\tpartition\x18\x02 \x01(\rR\tpartition\"\x9d\x01\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\"\xb9\x01\n" +
 	"\vScanRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\fR\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\fR\x03end\x12\x16\n" +
 	"\x06prefix\x18\x03 \x01(\fR\x06prefix\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x03R\x05limit\x128\n" +
-	"\vconsistency\x18\x05 \x01(\x0e2\x16.plugdb.v1.ConsistencyR\vconsistency\"D\n" +
+	"\vconsistency\x18\x05 \x01(\x0e2\x16.plugdb.v1.ConsistencyR\vconsistency\x12\x1a\n" +
+	"\bkeyspace\x18\x06 \x01(\tR\bkeyspace\"D\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
@@ -1325,15 +1471,17 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06OP_PUT\x10\x01\x12\r\n" +
-	"\tOP_DELETE\x10\x02\"\x8b\x01\n" +
+	"\tOP_DELETE\x10\x02\"\xa7\x01\n" +
 	"\fBatchRequest\x12$\n" +
 	"\x03ops\x18\x01 \x03(\v2\x12.plugdb.v1.BatchOpR\x03ops\x12 \n" +
 	"\x03ack\x18\x02 \x01(\x0e2\x0e.plugdb.v1.AckR\x03ack\x123\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\v2\x14.plugdb.v1.RequestIdR\trequestId\"#\n" +
+	"request_id\x18\x03 \x01(\v2\x14.plugdb.v1.RequestIdR\trequestId\x12\x1a\n" +
+	"\bkeyspace\x18\x04 \x01(\tR\bkeyspace\"#\n" +
 	"\rBatchResponse\x12\x12\n" +
-	"\x04lsns\x18\x01 \x03(\x04R\x04lsns\"\x0f\n" +
-	"\rStatusRequest\"\xaa\x01\n" +
+	"\x04lsns\x18\x01 \x03(\x04R\x04lsns\"+\n" +
+	"\rStatusRequest\x12\x1a\n" +
+	"\bkeyspace\x18\x01 \x01(\tR\bkeyspace\"\xaa\x01\n" +
 	"\x06Plugin\x12\x16\n" +
 	"\x06plugin\x18\x01 \x01(\tR\x06plugin\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x128\n" +
@@ -1366,9 +1514,20 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\ain_sync\x18\x06 \x01(\rR\x06inSync\x12\x1b\n" +
 	"\tack_needs\x18\a \x01(\rR\backNeeds\x12\x1f\n" +
 	"\vreplica_set\x18\b \x01(\rR\n" +
-	"replicaSet\"\xf9\x01\n" +
+	"replicaSet\"\xb2\x02\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12)\n" +
+	"\x06engine\x18\x02 \x01(\v2\x11.plugdb.v1.PluginR\x06engine\x123\n" +
+	"\vpartitioner\x18\x03 \x01(\v2\x11.plugdb.v1.PluginR\vpartitioner\x121\n" +
+	"\n" +
+	"replicator\x18\x04 \x01(\v2\x11.plugdb.v1.PluginR\n" +
+	"replicator\x12:\n" +
+	"\n" +
+	"partitions\x18\x05 \x03(\v2\x1a.plugdb.v1.PartitionStatusR\n" +
+	"partitions\x127\n" +
+	"\tkeyspaces\x18\x06 \x03(\v2\x19.plugdb.v1.KeyspaceStatusR\tkeyspaces\"\xf3\x01\n" +
+	"\x0eKeyspaceStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x06engine\x18\x02 \x01(\v2\x11.plugdb.v1.PluginR\x06engine\x123\n" +
 	"\vpartitioner\x18\x03 \x01(\v2\x11.plugdb.v1.PluginR\vpartitioner\x121\n" +
 	"\n" +
@@ -1409,7 +1568,7 @@ func file_plugdb_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_plugdb_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugdb_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_plugdb_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_plugdb_v1_kv_proto_goTypes = []any{
 	(Consistency)(0),        // 0: plugdb.v1.Consistency
 	(Ack)(0),                // 1: plugdb.v1.Ack
@@ -1430,7 +1589,8 @@ var file_plugdb_v1_kv_proto_goTypes = []any{
 	(*Replica)(nil),         // 16: plugdb.v1.Replica
 	(*PartitionStatus)(nil), // 17: plugdb.v1.PartitionStatus
 	(*StatusResponse)(nil),  // 18: plugdb.v1.StatusResponse
-	nil,                     // 19: plugdb.v1.Plugin.OptionsEntry
+	(*KeyspaceStatus)(nil),  // 19: plugdb.v1.KeyspaceStatus
+	nil,                     // 20: plugdb.v1.Plugin.OptionsEntry
 }
 var file_plugdb_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: plugdb.v1.GetRequest.consistency:type_name -> plugdb.v1.Consistency
@@ -1443,33 +1603,38 @@ var file_plugdb_v1_kv_proto_depIdxs = []int32{
 	11, // 7: plugdb.v1.BatchRequest.ops:type_name -> plugdb.v1.BatchOp
 	1,  // 8: plugdb.v1.BatchRequest.ack:type_name -> plugdb.v1.Ack
 	5,  // 9: plugdb.v1.BatchRequest.request_id:type_name -> plugdb.v1.RequestId
-	19, // 10: plugdb.v1.Plugin.options:type_name -> plugdb.v1.Plugin.OptionsEntry
+	20, // 10: plugdb.v1.Plugin.options:type_name -> plugdb.v1.Plugin.OptionsEntry
 	16, // 11: plugdb.v1.PartitionStatus.replicas:type_name -> plugdb.v1.Replica
 	15, // 12: plugdb.v1.StatusResponse.engine:type_name -> plugdb.v1.Plugin
 	15, // 13: plugdb.v1.StatusResponse.partitioner:type_name -> plugdb.v1.Plugin
 	15, // 14: plugdb.v1.StatusResponse.replicator:type_name -> plugdb.v1.Plugin
 	17, // 15: plugdb.v1.StatusResponse.partitions:type_name -> plugdb.v1.PartitionStatus
-	3,  // 16: plugdb.v1.KV.Get:input_type -> plugdb.v1.GetRequest
-	6,  // 17: plugdb.v1.KV.Put:input_type -> plugdb.v1.PutRequest
-	6,  // 18: plugdb.v1.KV.Create:input_type -> plugdb.v1.PutRequest
-	6,  // 19: plugdb.v1.KV.Update:input_type -> plugdb.v1.PutRequest
-	7,  // 20: plugdb.v1.KV.Delete:input_type -> plugdb.v1.DeleteRequest
-	9,  // 21: plugdb.v1.KV.Scan:input_type -> plugdb.v1.ScanRequest
-	12, // 22: plugdb.v1.KV.Batch:input_type -> plugdb.v1.BatchRequest
-	14, // 23: plugdb.v1.KV.Status:input_type -> plugdb.v1.StatusRequest
-	4,  // 24: plugdb.v1.KV.Get:output_type -> plugdb.v1.GetResponse
-	8,  // 25: plugdb.v1.KV.Put:output_type -> plugdb.v1.WriteResponse
-	8,  // 26: plugdb.v1.KV.Create:output_type -> plugdb.v1.WriteResponse
-	8,  // 27: plugdb.v1.KV.Update:output_type -> plugdb.v1.WriteResponse
-	8,  // 28: plugdb.v1.KV.Delete:output_type -> plugdb.v1.WriteResponse
-	10, // 29: plugdb.v1.KV.Scan:output_type -> plugdb.v1.KeyValue
-	13, // 30: plugdb.v1.KV.Batch:output_type -> plugdb.v1.BatchResponse
-	18, // 31: plugdb.v1.KV.Status:output_type -> plugdb.v1.StatusResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	19, // 16: plugdb.v1.StatusResponse.keyspaces:type_name -> plugdb.v1.KeyspaceStatus
+	15, // 17: plugdb.v1.KeyspaceStatus.engine:type_name -> plugdb.v1.Plugin
+	15, // 18: plugdb.v1.KeyspaceStatus.partitioner:type_name -> plugdb.v1.Plugin
+	15, // 19: plugdb.v1.KeyspaceStatus.replicator:type_name -> plugdb.v1.Plugin
+	17, // 20: plugdb.v1.KeyspaceStatus.partitions:type_name -> plugdb.v1.PartitionStatus
+	3,  // 21: plugdb.v1.KV.Get:input_type -> plugdb.v1.GetRequest
+	6,  // 22: plugdb.v1.KV.Put:input_type -> plugdb.v1.PutRequest
+	6,  // 23: plugdb.v1.KV.Create:input_type -> plugdb.v1.PutRequest
+	6,  // 24: plugdb.v1.KV.Update:input_type -> plugdb.v1.PutRequest
+	7,  // 25: plugdb.v1.KV.Delete:input_type -> plugdb.v1.DeleteRequest
+	9,  // 26: plugdb.v1.KV.Scan:input_type -> plugdb.v1.ScanRequest
+	12, // 27: plugdb.v1.KV.Batch:input_type -> plugdb.v1.BatchRequest
+	14, // 28: plugdb.v1.KV.Status:input_type -> plugdb.v1.StatusRequest
+	4,  // 29: plugdb.v1.KV.Get:output_type -> plugdb.v1.GetResponse
+	8,  // 30: plugdb.v1.KV.Put:output_type -> plugdb.v1.WriteResponse
+	8,  // 31: plugdb.v1.KV.Create:output_type -> plugdb.v1.WriteResponse
+	8,  // 32: plugdb.v1.KV.Update:output_type -> plugdb.v1.WriteResponse
+	8,  // 33: plugdb.v1.KV.Delete:output_type -> plugdb.v1.WriteResponse
+	10, // 34: plugdb.v1.KV.Scan:output_type -> plugdb.v1.KeyValue
+	13, // 35: plugdb.v1.KV.Batch:output_type -> plugdb.v1.BatchResponse
+	18, // 36: plugdb.v1.KV.Status:output_type -> plugdb.v1.StatusResponse
+	29, // [29:37] is the sub-list for method output_type
+	21, // [21:29] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_v1_kv_proto_init() }
@@ -1483,7 +1648,7 @@ func file_plugdb_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_v1_kv_proto_rawDesc), len(file_plugdb_v1_kv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
