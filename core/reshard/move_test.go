@@ -29,11 +29,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(zktest.M{M: m}) }
 // writes of its moving keys, and prune deletes what the current layout
 // places elsewhere. Every leader has epoch 1.
 type memNodes struct {
-	t      *testing.T
-	mu     sync.Mutex
-	parts  []map[string]memRow
-	lsn    []uint64
-	to     Locator // the new layout, for import and prune
+	t     *testing.T
+	mu    sync.Mutex
+	parts []map[string]memRow
+	lsn   []uint64
+	to    Locator // the new layout, for import and prune
 }
 
 type memRow struct {
