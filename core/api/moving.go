@@ -24,12 +24,15 @@ type MovingError struct {
 	// Key is the first refused key.
 	Key []byte
 	// Partition and Addr name the node that refused it; To is the key's
-	// partition after the move.
+	// partition after the move (-1: several keys, a scan's).
 	Partition, To int
 	Addr          string
 }
 
 func (e *MovingError) Error() string {
+	if e.To < 0 {
+		return fmt.Sprintf("keys of partition %d are moving to other partitions in a reshard (node %s): retry in a moment", e.Partition, e.Addr)
+	}
 	return fmt.Sprintf("key %q is moving from partition %d to partition %d in a reshard (node %s): retry in a moment",
 		e.Key, e.Partition, e.To, e.Addr)
 }
@@ -48,3 +51,7 @@ func movingStatus(e *MovingError, msg string) error {
 	}
 	return st.Err()
 }
+
+// ToStatus maps an error of a node's own services (plugdb.node.v1) to the
+// status the public API would give it.
+func ToStatus(err error) error { return toStatus(err, nil) }
