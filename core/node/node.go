@@ -38,10 +38,10 @@ type Info struct {
 
 // Node is one replica. It implements api.Backend.
 type Node struct {
-	part    *partition.Partition
-	repl    replicators.Replicator
-	client  *coord.Client
-	cand    *coord.Candidate
+	part   *partition.Partition
+	repl   replicators.Replicator
+	client *coord.Client
+	cand   *coord.Candidate
 	// layout is the keyspace's layout and move in progress, as the node
 	// last read them (reshard.go); its owner nil: every key is taken.
 	layout     atomic.Pointer[layout]
@@ -51,11 +51,11 @@ type Node struct {
 	writes   sync.RWMutex
 	layoutMu sync.Mutex
 	opened   []partitioners.Partitioner // by the layouts, closed at Run's end
-	topo    *coord.Topology
-	addr    string
-	info    Info
-	logger  hclog.Logger
-	applied atomic.Uint64
+	topo     *coord.Topology
+	addr     string
+	info     Info
+	logger   hclog.Logger
+	applied  atomic.Uint64
 
 	mu    sync.Mutex
 	ready uint64 // the epoch in which the partition takes writes; 0: none
