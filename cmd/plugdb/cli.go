@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/plugdb/plugdb/core/api"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 	"github.com/plugdb/plugdb/replicators"
 )
@@ -457,13 +456,14 @@ func statusCommand() *cobra.Command {
 			"the default keyspace) the engine, partitioner and replicator in use with their\n" +
 			"options, and per partition its replicas with role, address, epoch, applied LSN,\n" +
 			"replication state, keys and bytes.\n\n" +
-			"-o text (default) prints the cluster line, a table of the keyspaces (name, number of\n" +
-			"partitions, partitioner, replicator, engine), the keyspace line naming the keyspace\n" +
-			"described below it, its plugins line and a table of its partitions. ISR says whether\n" +
-			"a follower is in the in-sync set that semi-sync and sync acks count (- for a leader);\n" +
-			"LAG is a follower's LSNs not yet persisted / how long the oldest has waited (- for a\n" +
-			"leader); ACK, on the leader's line, is the partition's configured ack mode, with\n" +
-			"\"(fallback: async)\" when acks fell back to async. Replication errors follow the table.\n" +
+			"-o text (default) prints the cluster line, a table of the keyspaces when there are\n" +
+			"several (name, number of partitions, partitioner, replicator, engine), the keyspace line\n" +
+			"naming the keyspace described below it, its plugins line and a table of its\n" +
+			"partitions. ISR says whether a follower is in the in-sync set that semi-sync and sync\n" +
+			"acks count (- for a leader); LAG is a follower's LSNs not yet persisted / how long the\n" +
+			"oldest has waited (- for a leader); ACK, on the leader's line, is the partition's\n" +
+			"configured ack mode, with \"(fallback: async)\" when acks fell back to async.\n" +
+			"Replication errors follow the table.\n" +
 			"-o json prints\n" +
 			"  {\"cluster\": \"…\", \"engine\": {\"plugin\": …, \"mode\": …, \"options\": {…}},\n" +
 			"   \"partitioner\": {…}, \"replicator\": {…},\n" +
@@ -509,17 +509,9 @@ type statusJSON struct {
 	Replicator  pluginJSON      `json:"replicator"`
 	Partitions  []partitionJSON `json:"partitions"`
 	// Keyspaces describes every keyspace the cluster serves, the default one
-	// first; the fields above describe the requested one (--keyspace).
+	// first (keyspaces.go); the fields above describe the requested one
+	// (--keyspace).
 	Keyspaces []keyspaceJSON `json:"keyspaces"`
-}
-
-// keyspaceJSON describes one keyspace, as in GET /v1/status.
-type keyspaceJSON struct {
-	Name        string          `json:"name"`
-	Engine      pluginJSON      `json:"engine"`
-	Partitioner pluginJSON      `json:"partitioner"`
-	Replicator  pluginJSON      `json:"replicator"`
-	Partitions  []partitionJSON `json:"partitions"`
 }
 
 type pluginJSON struct {
@@ -568,16 +560,7 @@ func statusFromProto(r *plugdbv1.StatusResponse) statusJSON {
 		Partitioner: pluginFromProto(r.GetPartitioner()),
 		Replicator:  pluginFromProto(r.GetReplicator()),
 		Partitions:  partitionsFromProto(r.GetPartitions()),
-		Keyspaces:   []keyspaceJSON{},
-	}
-	for _, ks := range r.GetKeyspaces() {
-		st.Keyspaces = append(st.Keyspaces, keyspaceJSON{
-			Name:        ks.GetName(),
-			Engine:      pluginFromProto(ks.GetEngine()),
-			Partitioner: pluginFromProto(ks.GetPartitioner()),
-			Replicator:  pluginFromProto(ks.GetReplicator()),
-			Partitions:  partitionsFromProto(ks.GetPartitions()),
-		})
+		Keyspaces:   keyspacesFromProto(r.GetKeyspaces()),
 	}
 	return st
 }
@@ -640,28 +623,16 @@ func writeStatusJSON(w io.Writer, st statusJSON) error {
 //	0          follower  127.0.0.1:7102  1      40           yes  2 / 15ms   10    4096   0      -
 //
 // followed by one line per replica with a replication error. SCANS counts the
-// scans each replica served since its process started. The keyspaces' table,
-// and the "keyspace:" line naming the keyspace that the plugins line and the
-// partitions' table describe (keyspace, "" for the default one), are left out
-// for a server that lists no keyspaces.
+// scans each replica served since its process started. The keyspaces' table
+// (only when there are several) and the "keyspace:" line, naming the keyspace
+// that the plugins line and the partitions' table describe (keyspace, "" for
+// the default one), come from writeKeyspacesText; a server that lists no
+// keyspaces gets neither.
 func writeStatusText(w io.Writer, st statusJSON, keyspace string) error {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "cluster: %s\n", orDash(st.Cluster))
-	if len(st.Keyspaces) > 0 {
-		buf.WriteString("\n")
-		tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "KEYSPACE\tPARTITIONS\tPARTITIONER\tREPLICATOR\tENGINE")
-		for _, ks := range st.Keyspaces {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", orDash(ks.Name), len(ks.Partitions),
-				orDash(ks.Partitioner.Plugin), orDash(ks.Replicator.Plugin), orDash(ks.Engine.Plugin))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		if keyspace == "" {
-			keyspace = api.DefaultKeyspace
-		}
-		fmt.Fprintf(&buf, "\nkeyspace: %s\n", keyspace)
+	if err := writeKeyspacesText(&buf, st.Keyspaces, keyspace); err != nil {
+		return err
 	}
 	fmt.Fprintf(&buf, "plugins: engine=%s  partitioner=%s  replicator=%s\n\n",
 		pluginText(st.Engine), pluginText(st.Partitioner), pluginText(st.Replicator))
