@@ -611,9 +611,9 @@ func writeStatusJSON(w io.Writer, st statusJSON) error {
 //
 //	cluster: dev
 //
-//	KEYSPACE  PARTITIONS  PARTITIONER  REPLICATOR  ENGINE
-//	default   2           hash         statement   rowfile
-//	events    3           range        statement   rowfile
+//	KEYSPACE  PARTITIONS  PARTITIONER      REPLICATOR                          ENGINE
+//	default   2           hash (process)   statement (process; ack=semi-sync)  rowfile (process; sync=batch)
+//	events    3           range (process)  statement (process; ack=async)      memory (process)
 //
 //	keyspace: default
 //	plugins: engine=rowfile (plugin; sync=batch)  partitioner=hash (inprocess; partitions=2)  replicator=statement (inprocess)

@@ -81,9 +81,9 @@ func TestCLIKeyspace(t *testing.T) {
 
 	r := runCLI(t, "status", a)
 	for _, want := range []string{
-		"cluster: t\n\nKEYSPACE  PARTITIONS  PARTITIONER  REPLICATOR  ENGINE\n" +
-			"default   2           hash         none        memory\n" +
-			"events    3           range        none        memory\n\n" +
+		"cluster: t\n\nKEYSPACE  PARTITIONS  PARTITIONER        REPLICATOR        ENGINE\n" +
+			"default   2           hash (inprocess)   none (inprocess)  memory (inprocess)\n" +
+			"events    3           range (inprocess)  none (inprocess)  memory (inprocess)\n\n" +
 			"keyspace: default\nplugins: engine=memory (inprocess)  partitioner=hash (inprocess)  replicator=none (inprocess)\n\nPARTITION",
 		"\n1          leader",
 	} {

@@ -37,9 +37,9 @@ func keyspacesFromProto(ks []*plugdbv1.KeyspaceStatus) []keyspaceJSON {
 // writeKeyspacesText prints the keyspaces part of `plugdb status`, after the
 // cluster line: for a server of several keyspaces a table of them,
 //
-//	KEYSPACE  PARTITIONS  PARTITIONER  REPLICATOR  ENGINE
-//	default   2           hash         statement   rowfile
-//	events    3           range        statement   rowfile
+//	KEYSPACE  PARTITIONS  PARTITIONER      REPLICATOR                          ENGINE
+//	default   2           hash (process)   statement (process; ack=semi-sync)  rowfile (process; sync=batch)
+//	events    3           range (process)  statement (process; ack=async)      memory (process)
 //
 // and then, whatever their number, the line naming the keyspace that the rest
 // of the output describes (keyspace; "" is the default one):
@@ -57,7 +57,7 @@ func writeKeyspacesText(buf *bytes.Buffer, ks []keyspaceJSON, keyspace string) e
 		fmt.Fprintln(tw, "KEYSPACE\tPARTITIONS\tPARTITIONER\tREPLICATOR\tENGINE")
 		for _, k := range ks {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", orDash(k.Name), len(k.Partitions),
-				orDash(k.Partitioner.Plugin), orDash(k.Replicator.Plugin), orDash(k.Engine.Plugin))
+				pluginText(k.Partitioner), pluginText(k.Replicator), pluginText(k.Engine))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
