@@ -20,7 +20,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/core/bench"
 	benchreport "github.com/plugdb/plugdb/core/bench/report"
@@ -60,6 +62,9 @@ type benchFlags struct {
 	report       string
 	loadBatch    int
 	warmup       time.Duration
+	// keyspaces are the keyspaces to measure, in order, on the one config's
+	// system (--keyspace); none: the default keyspace of each config.
+	keyspaces []string
 }
 
 func benchCommand() *cobra.Command {
@@ -82,7 +87,10 @@ func benchCommand() *cobra.Command {
 			"partition's leader's (one copy); MOVED is the share of the loaded keys the config's\n" +
 			"partitioner places elsewhere with one partition more. Progress goes to stderr, the table\n" +
 			"to stdout. A config that fails to start gets a row with its error and the run goes on\n" +
-			"(the exit code is then 2, after the table, the JSON and the report are written).",
+			"(the exit code is then 2, after the table, the JSON and the report are written).\n\n" +
+			"--keyspace a,b (or repeated) measures keyspaces of one config: its system is started once\n" +
+			"and the workload runs against each keyspace in turn, each with its own load, a row per\n" +
+			"keyspace named CONFIG/KEYSPACE. It takes a single --config.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBench(cmd, f)
@@ -101,6 +109,7 @@ func benchCommand() *cobra.Command {
 	fl.DurationVar(&f.warmup, "warmup", 0, "read loaded keys for this long, unmeasured, before the workload (e.g. 3s)")
 	fl.IntVar(&f.loadBatch, "load-batch", 1, "keys per request of the load phase: 1 is a Put per key, more is a Batch")
 	fl.StringVar(&f.report, "report", "", "also write an HTML report (table and charts, self-contained) to this file")
+	fl.StringSliceVar(&f.keyspaces, "keyspace", nil, "measure these keyspaces (`NAMES`, comma-separated or repeated) of the one --config in turn, a row each; default: the default keyspace")
 	return cmd
 }
 
@@ -112,9 +121,76 @@ type benchConfig struct {
 	cfg  config.Config
 }
 
-// cluster reports whether the config needs a cluster rather than plugdb dev.
+// cluster reports whether the config needs a cluster rather than plugdb dev:
+// one of its keyspaces has a replicator, or it has several replicas.
 func (c benchConfig) cluster() bool {
-	return c.cfg.Replicator.Plugin != "none" || c.cfg.Nodes.Replicas > 1
+	if c.cfg.Nodes.Replicas > 1 {
+		return true
+	}
+	for _, name := range c.cfg.KeyspaceNames() {
+		if ks, err := c.cfg.ForKeyspace(name); err == nil && ks.Replicator.Plugin != "none" {
+			return true
+		}
+	}
+	return false
+}
+
+// nodes is how many nodes a cluster of the config runs, every keyspace's.
+func (c benchConfig) nodes() int {
+	n := 0
+	for _, name := range c.cfg.KeyspaceNames() {
+		if ks, err := c.cfg.ForKeyspace(name); err == nil {
+			n += ks.Partitions * c.cfg.Nodes.Replicas
+		}
+	}
+	return n
+}
+
+// checkKeyspaces checks --keyspace against the number of --config files: the
+// names must be non-empty and distinct, and they apply to one config.
+func (f benchFlags) checkKeyspaces() error {
+	if len(f.keyspaces) == 0 {
+		return nil
+	}
+	if len(f.configs) > 1 {
+		return fmt.Errorf("--keyspace with %d --config files: --keyspace measures keyspaces of a single config; "+
+			"give one --config with --keyspace, or several --config without it (each measured in its default keyspace)", len(f.configs))
+	}
+	seen := map[string]bool{}
+	for _, name := range f.keyspaces {
+		switch {
+		case strings.TrimSpace(name) == "":
+			return fmt.Errorf("--keyspace %q: a keyspace name is empty", strings.Join(f.keyspaces, ","))
+		case seen[name]:
+			return fmt.Errorf("--keyspace %q: keyspace %q given twice", strings.Join(f.keyspaces, ","), name)
+		}
+		seen[name] = true
+	}
+	return nil
+}
+
+// benchTarget is one row of a config's measurement: the config as one of its
+// keyspaces sees it.
+type benchTarget struct {
+	keyspace string // "" when --keyspace is not given: the default keyspace
+	cfg      config.Config
+}
+
+// targets returns what to measure on c's system: each of keyspaces (checked
+// against the config), or the default keyspace when none is given.
+func (c benchConfig) targets(keyspaces []string) ([]benchTarget, error) {
+	if len(keyspaces) == 0 {
+		return []benchTarget{{cfg: c.cfg}}, nil
+	}
+	var out []benchTarget
+	for _, name := range keyspaces {
+		ks, err := c.cfg.ForKeyspace(name)
+		if err != nil {
+			return nil, fmt.Errorf("--keyspace: config %s: %w", c.file, err)
+		}
+		out = append(out, benchTarget{keyspace: name, cfg: ks})
+	}
+	return out, nil
 }
 
 // options checks the flags and returns the runner's options.
@@ -193,9 +269,18 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	if err != nil {
 		return err
 	}
+	if err := f.checkKeyspaces(); err != nil {
+		return err
+	}
 	configs, err := loadConfigs(f.configs)
 	if err != nil {
 		return err
+	}
+	targets := make([][]benchTarget, len(configs))
+	for i, c := range configs {
+		if targets[i], err = c.targets(f.keyspaces); err != nil {
+			return err
+		}
 	}
 	// Both files are created before the run, so a bad path fails at once.
 	jsonOut, err := createOutput("--json", f.json)
@@ -223,9 +308,8 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 		Started: time.Now().UTC().Format(time.RFC3339), Host: host, CPUs: runtime.NumCPU(),
 	}}
 	ctx := cmd.Context()
-	for _, c := range configs {
-		progress.Config(c.name)
-		report.Rows = append(report.Rows, benchOne(ctx, self, c, opts, progress))
+	for i, c := range configs {
+		report.Rows = append(report.Rows, benchOne(ctx, self, c, targets[i], opts, progress)...)
 		if ctx.Err() != nil {
 			break
 		}
@@ -308,39 +392,66 @@ func isTerminal(w io.Writer) bool {
 }
 
 // benchOne measures one config: a fresh system in a temporary folder, the
-// runner, then the keys moved through the config's partitioner.
-func benchOne(ctx context.Context, self string, c benchConfig, opts bench.Options, progress *bench.ProgressPrinter) bench.Row {
-	row := describeRow(c)
+// runner against each target (keyspace) in turn, a row each, then the keys
+// moved through each target's partitioner.
+func benchOne(ctx context.Context, self string, c benchConfig, targets []benchTarget, opts bench.Options, progress *bench.ProgressPrinter) []bench.Row {
+	rows := make([]bench.Row, len(targets))
+	for i, t := range targets {
+		rows[i] = describeRow(c, t)
+	}
+	fail := func(err error) []bench.Row {
+		for i := range rows {
+			rows[i].Error = joinErr(rows[i].Error, err.Error())
+		}
+		return rows
+	}
+	progress.Config(c.name)
 	dir, err := os.MkdirTemp("", "plugdb-bench-"+c.name+"-")
 	if err != nil {
-		row.Error = err.Error()
-		return row
+		return fail(err)
 	}
 	defer os.RemoveAll(dir)
 
-	sys, err := startSystem(ctx, self, c, dir, func(p bench.Progress) { progress.Show(p) })
+	sys, err := startSystem(ctx, self, c, targets, dir, func(p bench.Progress) { progress.Show(p) })
 	if err != nil {
-		row.Error = err.Error()
-		return row
+		return fail(err)
 	}
-	measured, err := measure(ctx, sys.addr, opts)
-	if stopErr := sys.stop(); stopErr != nil && err == nil {
-		err = stopErr
-	}
-	measured.Config, measured.ConfigFile, measured.Engine, measured.Partitioner = row.Config, row.ConfigFile, row.Engine, row.Partitioner
-	measured.Replicator, measured.System, measured.Partitions = row.Replicator, row.System, row.Partitions
-	row = measured
-	if err != nil {
-		row.Error = joinErr(row.Error, err.Error())
-	}
-	if row.Error == "" {
-		moved, err := keysMoved(ctx, c.cfg, opts.Keys)
-		if err != nil {
-			row.Error = joinErr(row.Error, "keys moved: "+err.Error())
+	var errs []error
+	for i, t := range targets {
+		if i > 0 && ctx.Err() != nil {
+			rows = rows[:i]
+			break
 		}
-		row.KeysMoved = moved
+		if t.keyspace != "" {
+			progress.Config(rows[i].Config)
+		}
+		o := opts
+		o.Keyspace = t.keyspace
+		measured, err := measure(ctx, sys.addr, o)
+		row := rows[i]
+		measured.Config, measured.ConfigFile, measured.Engine, measured.Partitioner = row.Config, row.ConfigFile, row.Engine, row.Partitioner
+		measured.Replicator, measured.System, measured.Partitions, measured.Keyspace = row.Replicator, row.System, row.Partitions, row.Keyspace
+		rows[i] = measured
+		errs = append(errs, err)
 	}
-	return row
+	stopErr := sys.stop()
+	for i, t := range targets[:len(rows)] {
+		row := &rows[i]
+		if err := errs[i]; err != nil {
+			row.Error = joinErr(row.Error, err.Error())
+		}
+		if stopErr != nil {
+			row.Error = joinErr(row.Error, stopErr.Error())
+		}
+		if row.Error == "" {
+			moved, err := keysMoved(ctx, t.cfg, opts.Keys)
+			if err != nil {
+				row.Error = joinErr(row.Error, "keys moved: "+err.Error())
+			}
+			row.KeysMoved = moved
+		}
+	}
+	return rows
 }
 
 func joinErr(a, b string) string {
@@ -350,9 +461,14 @@ func joinErr(a, b string) string {
 	return a + "; " + b
 }
 
-// describeRow is a row naming what c is.
-func describeRow(c benchConfig) bench.Row {
-	cfg := c.cfg
+// describeRow is a row naming what c is, as target t sees it: named
+// CONFIG/KEYSPACE when t names a keyspace.
+func describeRow(c benchConfig, t benchTarget) bench.Row {
+	cfg := t.cfg
+	name := c.name
+	if t.keyspace != "" {
+		name += "/" + t.keyspace
+	}
 	system := "dev"
 	if c.cluster() {
 		system = "cluster"
@@ -362,7 +478,7 @@ func describeRow(c benchConfig) bench.Row {
 		replicator += " " + formatOptions(cfg.Replicator.Options)
 	}
 	return bench.Row{
-		Config: c.name, ConfigFile: c.file, System: system, Partitions: cfg.Partitions,
+		Config: name, Keyspace: t.keyspace, ConfigFile: c.file, System: system, Partitions: cfg.Partitions,
 		Engine:      describePlugin(cfg.Engine),
 		Partitioner: describePlugin(cfg.Partitioner),
 		Replicator:  replicator,
@@ -461,8 +577,9 @@ type benchSystem struct {
 }
 
 // startSystem starts c's system in dir on free loopback ports and waits until
-// every partition has a leader (and, in a cluster, its in-sync followers).
-func startSystem(ctx context.Context, self string, c benchConfig, dir string, progress func(bench.Progress)) (*benchSystem, error) {
+// every partition of each target's keyspace has a leader (and, in a cluster,
+// its in-sync followers).
+func startSystem(ctx context.Context, self string, c benchConfig, targets []benchTarget, dir string, progress func(bench.Progress)) (*benchSystem, error) {
 	grpcAddr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -488,7 +605,7 @@ func startSystem(ctx context.Context, self string, c benchConfig, dir string, pr
 			log.Close()
 			return nil, err
 		}
-		base, err := freePortRange(c.cfg.Partitions * c.cfg.Nodes.Replicas)
+		base, err := freePortRange(c.nodes())
 		if err != nil {
 			log.Close()
 			return nil, err
@@ -518,7 +635,7 @@ func startSystem(ctx context.Context, self string, c benchConfig, dir string, pr
 		s.waitErr = s.cmd.Wait()
 		close(s.done)
 	}()
-	if err := s.waitReady(ctx, c.cfg.Partitions, followers, progress); err != nil {
+	if err := s.waitReady(ctx, targets, followers, progress); err != nil {
 		if stopErr := s.stop(); stopErr != nil {
 			err = fmt.Errorf("%w; %v", err, stopErr)
 		}
@@ -527,8 +644,8 @@ func startSystem(ctx context.Context, self string, c benchConfig, dir string, pr
 	return s, nil
 }
 
-// waitReady polls the router's status until Ready.
-func (s *benchSystem) waitReady(ctx context.Context, partitions, followers int, progress func(bench.Progress)) error {
+// waitReady polls the router's status of each target's keyspace until Ready.
+func (s *benchSystem) waitReady(ctx context.Context, targets []benchTarget, followers int, progress func(bench.Progress)) error {
 	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", s.addr, err)
@@ -538,11 +655,28 @@ func (s *benchSystem) waitReady(ctx context.Context, partitions, followers int, 
 	began := time.Now()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	// ready reports whether every target is; an error when the system refuses
+	// a target's keyspace (it does not serve it).
+	ready := func() (bool, error) {
+		for _, t := range targets {
+			callCtx, cancel := context.WithTimeout(ctx, time.Second)
+			st, err := kv.Status(callCtx, &plugdbv1.StatusRequest{Keyspace: t.keyspace})
+			cancel()
+			if status.Code(err) == codes.InvalidArgument {
+				return false, fmt.Errorf("%s refuses keyspace %q: %s", s.cmd.Args[1], t.keyspace, status.Convert(err).Message())
+			}
+			if err != nil || !bench.Ready(st, t.cfg.Partitions, followers) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
 	for {
-		callCtx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := kv.Status(callCtx, &plugdbv1.StatusRequest{})
-		cancel()
-		if err == nil && bench.Ready(st, partitions, followers) {
+		ok, err := ready()
+		if err != nil {
+			return err
+		}
+		if ok {
 			progress(bench.Progress{Phase: bench.PhaseStart, Elapsed: time.Since(began), Limit: benchReadyTimeout, Final: true})
 			return nil
 		}

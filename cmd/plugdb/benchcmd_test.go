@@ -206,6 +206,31 @@ func TestBenchTwoConfigs(t *testing.T) {
 	wantReportRenders(t, page, 2, 2)
 }
 
+// TestBenchKeyspaceDefault: --keyspace default measures the default keyspace
+// of a config without keyspaces, in a row named CONFIG/default.
+func TestBenchKeyspaceDefault(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	memory := writeConfig(t, dir, "memory.yaml", "engine: {plugin: memory}\n")
+	out := filepath.Join(dir, "out.json")
+	res := runBenchCmd(t, 3*time.Minute, "--config", memory, "--keyspace", "default", "--keys", "500", "--ops", "1000", "--clients", "2", "--json", out)
+	if res.code != 0 {
+		t.Fatalf("plugdb bench failed\n%s", res)
+	}
+	res.wantCleanedUp(t)
+	lines := strings.Split(strings.TrimRight(res.stdout, "\n"), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "memory/default ") {
+		t.Errorf("want a row memory/default\n%s", res)
+	}
+	r := readReport(t, out)
+	if len(r.Rows) != 1 || r.Rows[0].Config != "memory/default" || r.Rows[0].Keyspace != "default" || r.Rows[0].Operations != 1000 || r.Rows[0].Error != "" {
+		t.Errorf("rows: %+v", r.Rows)
+	}
+	if !strings.Contains(res.stderr, "bench memory: start: ready in") || !strings.Contains(res.stderr, "bench memory/default: workload A 1000/1000 ops") {
+		t.Errorf("progress lines\n%s", res.stderr)
+	}
+}
+
 // wantReportRenders loads the --report page in headless Chromium and checks
 // that every chart is in the DOM with its bars for rows measured configs of
 // partitions partitions each, and that the screenshot shows the bars' colours.
@@ -351,6 +376,11 @@ func TestBenchBadInput(t *testing.T) {
 		{"load batch", []string{"--config", ok, "--load-batch", "0"}, []string{"--load-batch 0", "1..10000"}},
 		{"warmup", []string{"--config", ok, "--warmup", "-1s"}, []string{"--warmup -1s", "0s..10m0s"}},
 		{"load batch too big", []string{"--config", ok, "--load-batch", "100", "--value-size", "65536"}, []string{"--load-batch 100 of --value-size 65536", "exceeds gRPC's"}},
+		{"keyspace with two configs", []string{"--config", ok, "--config", ok, "--keyspace", "events"},
+			[]string{"--keyspace with 2 --config files", "give one --config with --keyspace, or several --config without it"}},
+		{"keyspace empty", []string{"--config", ok, "--keyspace", "a,,b"}, []string{`--keyspace "a,,b": a keyspace name is empty`}},
+		{"keyspace twice", []string{"--config", ok, "--keyspace", "a,b", "--keyspace", "a"}, []string{`--keyspace "a,b,a": keyspace "a" given twice`}},
+		{"unknown keyspace", []string{"--config", ok, "--keyspace", "default,events"}, []string{"--keyspace: config " + ok, `keyspace "events": allowed values are default`}},
 		{"report folder missing", []string{"--config", ok, "--report", filepath.Join(dir, "no", "r.html")}, []string{"--report: open " + filepath.Join(dir, "no", "r.html"), "no such file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -63,11 +63,17 @@ func cliCommands() []*cobra.Command {
 type clientFlags struct {
 	addr    string
 	timeout time.Duration
+	// keyspace names the keyspace of the request ("": the default one).
+	keyspace string
 }
+
+// keyspaceFlagHelp describes --keyspace, of the client verbs and bench.
+const keyspaceFlagHelp = "the keyspace `NAME` to use (see docs/keyspaces.md); default: the default keyspace"
 
 func (f *clientFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.addr, "addr", defaultAddr, "gRPC address (host:port) of the plugdb router or plugdb dev")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", defaultTimeout, "give up after this long (0: no limit)")
+	cmd.Flags().StringVar(&f.keyspace, "keyspace", "", keyspaceFlagHelp)
 }
 
 // call connects to f.addr and runs fn with a KV client under f.timeout, turning
@@ -269,7 +275,7 @@ func getCommand() *cobra.Command {
 				return err
 			}
 			return f.call(cmd, key, func(ctx context.Context, kv plugdbv1.KVClient) error {
-				resp, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: []byte(key), Consistency: c})
+				resp, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: []byte(key), Consistency: c, Keyspace: f.keyspace})
 				if err != nil {
 					return err
 				}
@@ -307,7 +313,7 @@ func writeCommand(use, short, long string, keyNotFound bool, rpc func(plugdbv1.K
 				notFoundKey = key
 			}
 			return f.call(cmd, notFoundKey, func(ctx context.Context, kv plugdbv1.KVClient) error {
-				_, err := rpc(kv)(ctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(value), Ack: ack})
+				_, err := rpc(kv)(ctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(value), Ack: ack, Keyspace: f.keyspace})
 				return err
 			})
 		},
@@ -360,7 +366,7 @@ func deleteCommand() *cobra.Command {
 				return err
 			}
 			return f.call(cmd, key, func(ctx context.Context, kv plugdbv1.KVClient) error {
-				_, err := kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: []byte(key), Ack: ack})
+				_, err := kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: []byte(key), Ack: ack, Keyspace: f.keyspace})
 				return err
 			})
 		},
@@ -393,7 +399,7 @@ func scanCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := &plugdbv1.ScanRequest{Limit: limit, Consistency: c}
+			req := &plugdbv1.ScanRequest{Limit: limit, Consistency: c, Keyspace: f.keyspace}
 			if prefix != "" {
 				req.Prefix = []byte(prefix)
 			}
@@ -446,14 +452,18 @@ func statusCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [-o text|json]",
 		Short: "Describe the cluster: partitions, replicas, plugins",
-		Long: "Describe the cluster: the engine, partitioner and replicator in use with their\n" +
+		Long: "Describe the cluster: its keyspaces, and for one keyspace (--keyspace, default:\n" +
+			"the default keyspace) the engine, partitioner and replicator in use with their\n" +
 			"options, and per partition its replicas with role, address, epoch, applied LSN,\n" +
 			"replication state, keys and bytes.\n\n" +
-			"-o text (default) prints the cluster and plugins lines and a table. ISR says whether\n" +
-			"a follower is in the in-sync set that semi-sync and sync acks count (- for a leader);\n" +
-			"LAG is a follower's LSNs not yet persisted / how long the oldest has waited (- for a\n" +
-			"leader); ACK, on the leader's line, is the partition's configured ack mode, with\n" +
-			"\"(fallback: async)\" when acks fell back to async. Replication errors follow the table.\n" +
+			"-o text (default) prints the cluster line, a table of the keyspaces when there are\n" +
+			"several (name, number of partitions, partitioner, replicator, engine), the keyspace line\n" +
+			"naming the keyspace described below it, its plugins line and a table of its\n" +
+			"partitions. ISR says whether a follower is in the in-sync set that semi-sync and sync\n" +
+			"acks count (- for a leader); LAG is a follower's LSNs not yet persisted / how long the\n" +
+			"oldest has waited (- for a leader); ACK, on the leader's line, is the partition's\n" +
+			"configured ack mode, with \"(fallback: async)\" when acks fell back to async.\n" +
+			"Replication errors follow the table.\n" +
 			"-o json prints\n" +
 			"  {\"cluster\": \"…\", \"engine\": {\"plugin\": …, \"mode\": …, \"options\": {…}},\n" +
 			"   \"partitioner\": {…}, \"replicator\": {…},\n" +
@@ -461,15 +471,19 @@ func statusCommand() *cobra.Command {
 			"     \"addr\": \"127.0.0.1:7070\", \"role\": \"leader\", \"epoch\": 1, \"applied_lsn\": 42,\n" +
 			"     \"keys\": 10, \"bytes\": 4096, \"isr\": false, \"persisted_lsn\": 42,\n" +
 			"     \"lag_statements\": 0, \"lag_ms\": 0, \"replication_error\": \"\"}],\n" +
-			"     \"ack\": \"semi-sync\", \"ack_fallback\": false}]}\n" +
-			"with numbers as JSON numbers; role is leader or follower.\n\n" + exitCodesHelp,
+			"     \"ack\": \"semi-sync\", \"ack_fallback\": false}],\n" +
+			"   \"keyspaces\": [{\"name\": \"default\", \"engine\": {…}, \"partitioner\": {…},\n" +
+			"     \"replicator\": {…}, \"partitions\": [{…}, …]}, …]}\n" +
+			"with numbers as JSON numbers; role is leader or follower. The top-level engine,\n" +
+			"partitioner, replicator and partitions describe the keyspace of --keyspace;\n" +
+			"keyspaces describes every keyspace, the default one first.\n\n" + exitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("-o %q: allowed formats are text and json", output)
 			}
 			return f.call(cmd, "", func(ctx context.Context, kv plugdbv1.KVClient) error {
-				resp, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
+				resp, err := kv.Status(ctx, &plugdbv1.StatusRequest{Keyspace: f.keyspace})
 				if err != nil {
 					return err
 				}
@@ -477,7 +491,7 @@ func statusCommand() *cobra.Command {
 				if output == "json" {
 					return writeStatusJSON(cmd.OutOrStdout(), st)
 				}
-				return writeStatusText(cmd.OutOrStdout(), st)
+				return writeStatusText(cmd.OutOrStdout(), st, f.keyspace)
 			})
 		},
 	}
@@ -494,6 +508,10 @@ type statusJSON struct {
 	Partitioner pluginJSON      `json:"partitioner"`
 	Replicator  pluginJSON      `json:"replicator"`
 	Partitions  []partitionJSON `json:"partitions"`
+	// Keyspaces describes every keyspace the cluster serves, the default one
+	// first (keyspaces.go); the fields above describe the requested one
+	// (--keyspace).
+	Keyspaces []keyspaceJSON `json:"keyspaces"`
 }
 
 type pluginJSON struct {
@@ -541,9 +559,15 @@ func statusFromProto(r *plugdbv1.StatusResponse) statusJSON {
 		Engine:      pluginFromProto(r.GetEngine()),
 		Partitioner: pluginFromProto(r.GetPartitioner()),
 		Replicator:  pluginFromProto(r.GetReplicator()),
-		Partitions:  []partitionJSON{},
+		Partitions:  partitionsFromProto(r.GetPartitions()),
+		Keyspaces:   keyspacesFromProto(r.GetKeyspaces()),
 	}
-	for _, p := range r.GetPartitions() {
+	return st
+}
+
+func partitionsFromProto(parts []*plugdbv1.PartitionStatus) []partitionJSON {
+	out := []partitionJSON{}
+	for _, p := range parts {
 		pj := partitionJSON{Partition: p.GetPartition(), Epoch: p.GetEpoch(), Replicas: []replicaJSON{},
 			Ack: p.GetAck(), AckFallback: p.GetAckFallback(), InSync: p.GetInSync(), AckNeeds: p.GetAckNeeds(), ReplicaSet: p.GetReplicaSet()}
 		for _, rep := range p.GetReplicas() {
@@ -563,9 +587,9 @@ func statusFromProto(r *plugdbv1.StatusResponse) statusJSON {
 				ScansServed:      rep.GetScansServed(),
 			})
 		}
-		st.Partitions = append(st.Partitions, pj)
+		out = append(out, pj)
 	}
-	return st
+	return out
 }
 
 func pluginFromProto(p *plugdbv1.Plugin) pluginJSON {
@@ -586,6 +610,12 @@ func writeStatusJSON(w io.Writer, st statusJSON) error {
 // writeStatusText prints, for example:
 //
 //	cluster: dev
+//
+//	KEYSPACE  PARTITIONS  PARTITIONER      REPLICATOR                          ENGINE
+//	default   2           hash (process)   statement (process; ack=semi-sync)  rowfile (process; sync=batch)
+//	events    3           range (process)  statement (process; ack=async)      memory (process)
+//
+//	keyspace: default
 //	plugins: engine=rowfile (plugin; sync=batch)  partitioner=hash (inprocess; partitions=2)  replicator=statement (inprocess)
 //
 //	PARTITION  ROLE      ADDR            EPOCH  APPLIED LSN  ISR  LAG        KEYS  BYTES  SCANS  ACK
@@ -593,10 +623,17 @@ func writeStatusJSON(w io.Writer, st statusJSON) error {
 //	0          follower  127.0.0.1:7102  1      40           yes  2 / 15ms   10    4096   0      -
 //
 // followed by one line per replica with a replication error. SCANS counts the
-// scans each replica served since its process started.
-func writeStatusText(w io.Writer, st statusJSON) error {
+// scans each replica served since its process started. The keyspaces' table
+// (only when there are several) and the "keyspace:" line, naming the keyspace
+// that the plugins line and the partitions' table describe (keyspace, "" for
+// the default one), come from writeKeyspacesText; a server that lists no
+// keyspaces gets neither.
+func writeStatusText(w io.Writer, st statusJSON, keyspace string) error {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "cluster: %s\n", orDash(st.Cluster))
+	if err := writeKeyspacesText(&buf, st.Keyspaces, keyspace); err != nil {
+		return err
+	}
 	fmt.Fprintf(&buf, "plugins: engine=%s  partitioner=%s  replicator=%s\n\n",
 		pluginText(st.Engine), pluginText(st.Partitioner), pluginText(st.Replicator))
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)

@@ -344,6 +344,7 @@ func TestCLIStatusJSON(t *testing.T) {
 				},
 			}, "ack": "semi-sync", "ack_fallback": true, "in_sync": 0, "ack_needs": 0, "replica_set": 0},
 		},
+		"keyspaces": []any{}, // a server that lists none
 	}
 	gotJSON, _ := json.Marshal(got)
 	wantJSON, _ := json.Marshal(want)
@@ -439,7 +440,7 @@ func TestCLIHelp(t *testing.T) {
 			t.Errorf("plugdb --help does not list %s:\n%s", verb, r.stdout)
 		}
 		h := runCLI(t, verb, "--help")
-		for _, s := range []string{"--addr", "127.0.0.1:7070", "--timeout", "Exit codes", "not found: KEY"} {
+		for _, s := range []string{"--addr", "127.0.0.1:7070", "--timeout", "--keyspace", "Exit codes", "not found: KEY"} {
 			if !strings.Contains(h.stdout, s) {
 				t.Errorf("plugdb %s --help does not say %q:\n%s", verb, s, h.stdout)
 			}

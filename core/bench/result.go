@@ -28,8 +28,11 @@ type Settings struct {
 
 // Row is what one config measured.
 type Row struct {
-	Config      string `json:"config"`      // the config's name: its file name without .yaml
-	ConfigFile  string `json:"config_file"` // the path given to --config
+	Config     string `json:"config"`      // the config's name: its file name without .yaml
+	ConfigFile string `json:"config_file"` // the path given to --config
+	// Keyspace is the keyspace measured, when --keyspace named it (Config is
+	// then CONFIG/KEYSPACE); empty: the default keyspace.
+	Keyspace    string `json:"keyspace,omitempty"`
 	Engine      string `json:"engine"`      // e.g. "rowfile (process) {index: btree, sync: batch}"
 	Partitioner string `json:"partitioner"` // e.g. "ring (process) {vnodes: 128}"
 	Replicator  string `json:"replicator"`  // e.g. "statement {ack: semi-sync}" or "none"

@@ -50,6 +50,10 @@ type Options struct {
 	MaxDuration time.Duration
 	// Seed makes the key choices, operation mix and values reproducible.
 	Seed uint64
+	// Keyspace names the keyspace every request of the run addresses (the
+	// load, the warm-up, the workload and the status reads); "" is the
+	// default keyspace.
+	Keyspace string
 	// Progress, if set, is called while a phase runs and once at its end.
 	Progress func(Progress)
 }
@@ -128,7 +132,7 @@ func Run(ctx context.Context, clients []plugdbv1.KVClient, o Options) Row {
 
 	lagCtx, stopLag := context.WithCancel(ctx)
 	lagDone := make(chan *Lag)
-	go func() { lagDone <- sampleLag(lagCtx, clients[0]) }()
+	go func() { lagDone <- sampleLag(lagCtx, clients[0], o.Keyspace) }()
 	inserted := runWorkload(ctx, clients, o, &row)
 	stopLag()
 	row.ReplicationLag = <-lagDone
@@ -140,7 +144,7 @@ func Run(ctx context.Context, clients []plugdbv1.KVClient, o Options) Row {
 	}
 	stCtx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
-	st, err := clients[0].Status(stCtx, &plugdbv1.StatusRequest{})
+	st, err := clients[0].Status(stCtx, &plugdbv1.StatusRequest{Keyspace: o.Keyspace})
 	if err != nil {
 		row.Error = fmt.Sprintf("status after the workload: %v", err)
 		return row
@@ -179,7 +183,7 @@ func load(ctx context.Context, clients []plugdbv1.KVClient, o Options, row *Row)
 				for i := range n {
 					fillValue(rng, values[i])
 				}
-				if err := insertKeys(ctx, kv, first, values[:n]); err != nil {
+				if err := insertKeys(ctx, kv, o.Keyspace, first, values[:n]); err != nil {
 					failed.Add(n)
 					once.Do(func() { firstErr = err })
 				}
@@ -225,7 +229,7 @@ func warmUp(ctx context.Context, clients []plugdbv1.KVClient, o Options) error {
 	for c, kv := range clients {
 		wg.Go(func() {
 			rng := rand.New(rand.NewChaCha8(seed(o.Seed, 2, c)))
-			w := &worker{kv: kv}
+			w := &worker{kv: kv, keyspace: o.Keyspace}
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				if err := w.get(ctx, Key(rng.Uint64N(uint64(o.Keys)))); err != nil && ctx.Err() == nil {
 					failed.Add(1)
@@ -269,7 +273,7 @@ func runWorkload(ctx context.Context, clients []plugdbv1.KVClient, o Options, ro
 		}
 		recorders[c] = recs
 		wg.Go(func() {
-			w := &worker{kv: kv, rng: rand.New(rand.NewChaCha8(seed(o.Seed, 1, c))), value: make([]byte, o.ValueSize)}
+			w := &worker{kv: kv, keyspace: o.Keyspace, rng: rand.New(rand.NewChaCha8(seed(o.Seed, 1, c))), value: make([]byte, o.ValueSize)}
 			w.keys = choosers(w.rng)
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				if o.Ops > 0 && issued.Add(1) > o.Ops {
@@ -353,10 +357,10 @@ func (o Options) report(phase string, total int64, limit time.Duration, done *at
 	}
 }
 
-// sampleLag reads the status every lagEvery until ctx ends and returns the
-// largest follower lag seen; it returns nil at once if the system has no
-// followers.
-func sampleLag(ctx context.Context, kv plugdbv1.KVClient) *Lag {
+// sampleLag reads the status of keyspace every lagEvery until ctx ends and
+// returns the largest follower lag seen; it returns nil at once if the
+// keyspace has no followers.
+func sampleLag(ctx context.Context, kv plugdbv1.KVClient, keyspace string) *Lag {
 	var worst *Lag
 	t := time.NewTicker(lagEvery)
 	defer t.Stop()
@@ -367,7 +371,7 @@ func sampleLag(ctx context.Context, kv plugdbv1.KVClient) *Lag {
 		case <-t.C:
 		}
 		callCtx, cancel := context.WithTimeout(ctx, CallTimeout)
-		st, err := kv.Status(callCtx, &plugdbv1.StatusRequest{})
+		st, err := kv.Status(callCtx, &plugdbv1.StatusRequest{Keyspace: keyspace})
 		cancel()
 		if err != nil {
 			continue // a sample missed; the next one counts
@@ -400,16 +404,16 @@ func fillValue(rng *rand.Rand, value []byte) {
 	}
 }
 
-// insertKeys puts keys first, first+1, … with values: a Put for one, a Batch
-// for more.
-func insertKeys(ctx context.Context, kv plugdbv1.KVClient, first int64, values [][]byte) error {
+// insertKeys puts keys first, first+1, … with values into keyspace: a Put
+// for one, a Batch for more.
+func insertKeys(ctx context.Context, kv plugdbv1.KVClient, keyspace string, first int64, values [][]byte) error {
 	if len(values) == 1 {
-		if err := put(ctx, kv, Key(uint64(first)), values[0]); err != nil {
+		if err := put(ctx, kv, keyspace, Key(uint64(first)), values[0]); err != nil {
 			return fmt.Errorf("insert %s: %w", Key(uint64(first)), err)
 		}
 		return nil
 	}
-	req := &plugdbv1.BatchRequest{Ops: make([]*plugdbv1.BatchOp, len(values))}
+	req := &plugdbv1.BatchRequest{Ops: make([]*plugdbv1.BatchOp, len(values)), Keyspace: keyspace}
 	for i, v := range values {
 		req.Ops[i] = &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_PUT, Key: Key(uint64(first) + uint64(i)), Value: v}
 	}
@@ -421,19 +425,20 @@ func insertKeys(ctx context.Context, kv plugdbv1.KVClient, first int64, values [
 	return nil
 }
 
-func put(ctx context.Context, kv plugdbv1.KVClient, key, value []byte) error {
+func put(ctx context.Context, kv plugdbv1.KVClient, keyspace string, key, value []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
-	_, err := kv.Put(ctx, &plugdbv1.PutRequest{Key: key, Value: value})
+	_, err := kv.Put(ctx, &plugdbv1.PutRequest{Key: key, Value: value, Keyspace: keyspace})
 	return err
 }
 
 // worker is one client's state in the workload.
 type worker struct {
-	kv    plugdbv1.KVClient
-	rng   *rand.Rand
-	keys  KeyChooser
-	value []byte
+	kv       plugdbv1.KVClient
+	keyspace string // of every request ("": the default one)
+	rng      *rand.Rand
+	keys     KeyChooser
+	value    []byte
 }
 
 func (w *worker) key() []byte { return Key(w.keys.Next()) }
@@ -441,7 +446,7 @@ func (w *worker) key() []byte { return Key(w.keys.Next()) }
 func (w *worker) get(ctx context.Context, key []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
-	_, err := w.kv.Get(ctx, &plugdbv1.GetRequest{Key: key})
+	_, err := w.kv.Get(ctx, &plugdbv1.GetRequest{Key: key, Keyspace: w.keyspace})
 	return err
 }
 
@@ -449,12 +454,12 @@ func (w *worker) read(ctx context.Context) error { return w.get(ctx, w.key()) }
 
 func (w *worker) update(ctx context.Context) error {
 	fillValue(w.rng, w.value)
-	return put(ctx, w.kv, w.key(), w.value)
+	return put(ctx, w.kv, w.keyspace, w.key(), w.value)
 }
 
 func (w *worker) insert(ctx context.Context, i uint64) error {
 	fillValue(w.rng, w.value)
-	return put(ctx, w.kv, Key(i), w.value)
+	return put(ctx, w.kv, w.keyspace, Key(i), w.value)
 }
 
 // scan reads 1..MaxScanLength rows from a chosen key on.
@@ -462,7 +467,7 @@ func (w *worker) scan(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
 	n := 1 + w.rng.IntN(MaxScanLength)
-	stream, err := w.kv.Scan(ctx, &plugdbv1.ScanRequest{Start: w.key(), Limit: int64(n)})
+	stream, err := w.kv.Scan(ctx, &plugdbv1.ScanRequest{Start: w.key(), Limit: int64(n), Keyspace: w.keyspace})
 	if err != nil {
 		return err
 	}
@@ -483,5 +488,5 @@ func (w *worker) readModifyWrite(ctx context.Context) error {
 		return err
 	}
 	fillValue(w.rng, w.value)
-	return put(ctx, w.kv, key, w.value)
+	return put(ctx, w.kv, w.keyspace, key, w.value)
 }

@@ -30,17 +30,18 @@ var openAPIOnce = sync.OnceValues(func() ([]byte, error) {
 type obj = map[string]any
 
 const (
-	errorDef       = "v1Error"
-	errorRef       = "#/definitions/" + errorDef
-	bytesDesc      = "UTF-8 text. Bytes that are not valid UTF-8 are carried instead by %s (standard base64); on input send one of the two."
-	bytesB64Desc   = "%s in standard base64, used instead of %s when the bytes are not valid UTF-8."
-	errorRespDesc  = `An error: {"code": gRPC code number, "error": gRPC code name, "message": text}. The HTTP status follows the gRPC code: 400 INVALID_ARGUMENT (also malformed JSON), 404 NOT_FOUND, 409 ALREADY_EXISTS, 421 FAILED_PRECONDITION (a key refused by a node of another partition), 503 UNAVAILABLE (with Retry-After when the server gives a delay), 504 DEADLINE_EXCEEDED…`
-	scanRespDesc   = `Newline-delimited JSON (application/x-ndjson): one KeyValue object per line, in key order across all partitions. An error after the first line (HTTP status 200 already sent) ends the stream with a line holding the error object {"code", "error", "message"}.`
-	infoDesc       = "The REST API of plugdb, served by grpc-gateway in front of the gRPC API plugdb.v1.KV. Request bodies are read as JSON whatever their Content-Type. Field names are the proto names; keys and values are UTF-8 text, and a bytes field that is not valid UTF-8 is carried as <name>_base64 in standard base64 instead; 64-bit integers are JSON numbers; enums are names (on input in any case, prefix optional). An unknown field or malformed JSON is a 400 error."
-	keyParamDesc   = "The key's UTF-8 text, percent-encoded as needed. It may contain '/' (as is or as %2F) and ':'; a key that is not valid UTF-8 is percent-encoded byte by byte."
-	enumInputDesc  = "On input the name in any case, with or without its prefix (put, PUT, OP_PUT), or the number."
-	consistencyDoc = "Read consistency: strong (the default) reads from the partition's leader; stale lets a follower answer, which may miss recent writes."
-	ackDoc         = "When the write is acknowledged: async after the leader's durable commit, semi-sync once at least one in-sync follower persisted it too, sync once every in-sync follower did. Default: the partition's configured mode; a weaker mode than the configured one is served at the configured one. Or give \"ack\" in the body (not both)."
+	errorDef          = "v1Error"
+	errorRef          = "#/definitions/" + errorDef
+	bytesDesc         = "UTF-8 text. Bytes that are not valid UTF-8 are carried instead by %s (standard base64); on input send one of the two."
+	bytesB64Desc      = "%s in standard base64, used instead of %s when the bytes are not valid UTF-8."
+	errorRespDesc     = `An error: {"code": gRPC code number, "error": gRPC code name, "message": text}. The HTTP status follows the gRPC code: 400 INVALID_ARGUMENT (also malformed JSON), 404 NOT_FOUND, 409 ALREADY_EXISTS, 421 FAILED_PRECONDITION (a key refused by a node of another partition), 503 UNAVAILABLE (with Retry-After when the server gives a delay), 504 DEADLINE_EXCEEDED…`
+	scanRespDesc      = `Newline-delimited JSON (application/x-ndjson): one KeyValue object per line, in key order across all partitions. An error after the first line (HTTP status 200 already sent) ends the stream with a line holding the error object {"code", "error", "message"}.`
+	infoDesc          = "The REST API of plugdb, served by grpc-gateway in front of the gRPC API plugdb.v1.KV. Request bodies are read as JSON whatever their Content-Type. Field names are the proto names; keys and values are UTF-8 text, and a bytes field that is not valid UTF-8 is carried as <name>_base64 in standard base64 instead; 64-bit integers are JSON numbers; enums are names (on input in any case, prefix optional). An unknown field or malformed JSON is a 400 error."
+	keyParamDesc      = "The key's UTF-8 text, percent-encoded as needed. It may contain '/' (as is or as %2F) and ':'; a key that is not valid UTF-8 is percent-encoded byte by byte."
+	keyspaceParamDesc = "The keyspace's name (see docs/keyspaces.md); the /v1/… route without it serves the default keyspace. An unknown keyspace is a 400 INVALID_ARGUMENT naming the served ones."
+	enumInputDesc     = "On input the name in any case, with or without its prefix (put, PUT, OP_PUT), or the number."
+	consistencyDoc    = "Read consistency: strong (the default) reads from the partition's leader; stale lets a follower answer, which may miss recent writes."
+	ackDoc            = "When the write is acknowledged: async after the leader's durable commit, semi-sync once at least one in-sync follower persisted it too, sync once every in-sync follower did. Default: the partition's configured mode; a weaker mode than the configured one is served at the configured one. Or give \"ack\" in the body (not both)."
 )
 
 func adaptOpenAPI(src []byte) ([]byte, error) {
@@ -167,7 +168,12 @@ func adaptInteger(s obj) {
 	}
 }
 
+// adaptOperation adapts the operation of method on path; a route of a named keyspace
+// (/v1/keyspaces/{keyspace}/…) is adapted as its /v1/… twin.
 func adaptOperation(op obj, path, method string) {
+	if twin, ok := defaultTwin(path); ok {
+		path = twin
+	}
 	params, _ := op["parameters"].([]any)
 	var out []any
 	for _, p := range params {
@@ -180,6 +186,10 @@ func adaptOperation(op obj, path, method string) {
 		switch {
 		case param["in"] == "query" && name == "ack":
 			continue // replaced below by the values the REST API takes
+		case param["in"] == "query" && name == "keyspace":
+			continue // named by the path only (/v1/keyspaces/{keyspace}/…)
+		case param["in"] == "path" && name == "keyspace":
+			param["description"] = keyspaceParamDesc
 		case param["in"] == "path" && name == "key":
 			delete(param, "format")
 			param["description"] = keyParamDesc

@@ -14,6 +14,14 @@
 //	GET    /v1/status       Status  → {"cluster":…,"engine":{…},…,"partitions":[…]}
 //	GET    /v1/openapi.json the OpenAPI (Swagger 2.0) document
 //
+// Each route but the document's has a twin under /v1/keyspaces/{keyspace}/ that serves
+// the named keyspace (see docs/keyspaces.md): /v1/keyspaces/{keyspace}/kv/{key},
+// /v1/keyspaces/{keyspace}/kv (Create, and Scan with the same query parameters),
+// /v1/keyspaces/{keyspace}/batch and /v1/keyspaces/{keyspace}/status. The /v1/… routes
+// serve the default keyspace. An unknown keyspace is a 400 INVALID_ARGUMENT naming the
+// served ones. The keyspace is named by the path only: a query parameter "keyspace" is
+// refused.
+//
 // A write (PUT, POST, PATCH, DELETE and the batch) takes ?ack=async|semi-sync|sync, when
 // it is acknowledged (default: the partition's configured mode; a weaker mode than the
 // configured one is served at the configured one), or "ack" in the body; reads
@@ -163,6 +171,13 @@ var acks = map[string]string{
 // ackValues lists the ack query parameter's values, weakest first.
 const ackValues = "async, semi-sync, sync"
 
+// scanRoutes maps the patterns of Scan's routes (runtime.Pattern.String) to their
+// names in messages.
+var scanRoutes = map[string]string{
+	"/v1/kv":                        "/v1/kv",
+	"/v1/keyspaces/{keyspace=*}/kv": "/v1/keyspaces/{keyspace}/kv",
+}
+
 var scanParams = []string{"prefix", "start", "end", "limit", "consistency", "prefix_base64", "start_base64", "end_base64"}
 
 // middleware adapts a request to what the generated gateway code expects (see
@@ -216,8 +231,11 @@ func (h *handler) prepare(r *http.Request, params map[string]string) (*http.Requ
 		r2.Form = nil
 		query = q
 	}
-	if pat, ok := runtime.HTTPPattern(r.Context()); ok && r.Method == http.MethodGet && pat.String() == "/v1/kv" {
-		q, err := scanQuery(query)
+	if _, ok := query["keyspace"]; ok {
+		return nil, invalid(`query parameter "keyspace" is not supported: name the keyspace in the path, /v1/keyspaces/{keyspace}/…`)
+	}
+	if pat, ok := runtime.HTTPPattern(r.Context()); ok && r.Method == http.MethodGet && scanRoutes[pat.String()] != "" {
+		q, err := scanQuery(query, scanRoutes[pat.String()])
 		if err != nil {
 			return nil, err
 		}
@@ -305,8 +323,8 @@ func withAck(body []byte, name string) ([]byte, error) {
 }
 
 // scanQuery checks Scan's query parameters and rewrites them for the gateway's query
-// parser, which takes bytes in base64.
-func scanQuery(query url.Values) (string, error) {
+// parser, which takes bytes in base64. route names the route in messages.
+func scanQuery(query url.Values, route string) (string, error) {
 	out := url.Values{}
 	for name, vs := range query {
 		if len(vs) > 1 {
@@ -334,7 +352,7 @@ func scanQuery(query url.Values) (string, error) {
 		case "consistency":
 			out.Set(name, v) // checked and mapped by prepare
 		default:
-			return "", invalid("unknown query parameter %q for GET /v1/kv (allowed: %s)", name, strings.Join(scanParams, ", "))
+			return "", invalid("unknown query parameter %q for GET %s (allowed: %s)", name, route, strings.Join(scanParams, ", "))
 		}
 	}
 	return out.Encode(), nil
@@ -476,7 +494,14 @@ func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 }
 
 // allowedMethods lists the methods of the routes of path, for a 405's Allow header.
+// A path under /v1/keyspaces/{keyspace}/ has the methods of its /v1/… twin.
 func allowedMethods(path string) string {
+	if twin, ok := defaultTwin(path); ok {
+		if twin == OpenAPIPath {
+			return "" // the document has no keyspace twin
+		}
+		path = twin
+	}
 	var methods []string
 	switch {
 	case path == "/v1/kv":
@@ -490,4 +515,21 @@ func allowedMethods(path string) string {
 	}
 	sort.Strings(methods)
 	return strings.Join(methods, ", ")
+}
+
+// keyspacesPrefix starts the paths of the routes of a named keyspace.
+const keyspacesPrefix = "/v1/keyspaces/"
+
+// defaultTwin returns the /v1/… path of the default keyspace's route that a path
+// under /v1/keyspaces/{keyspace}/ mirrors, and false for another path.
+func defaultTwin(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, keyspacesPrefix)
+	if !ok {
+		return "", false
+	}
+	i := strings.IndexByte(rest, '/')
+	if i <= 0 {
+		return "", false
+	}
+	return "/v1" + rest[i:], true
 }

@@ -233,11 +233,20 @@ type env struct {
 // httptest server on 127.0.0.1.
 func start(t *testing.T) *env {
 	t.Helper()
+	kv := newFakeKV()
+	e := startServer(t, kv)
+	e.kv = kv
+	return e
+}
+
+// startServer runs kv on a gRPC server on 127.0.0.1:0 and the REST handler in front of
+// it on an httptest server on 127.0.0.1.
+func startServer(t *testing.T, kv plugdbv1.KVServer) *env {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv := newFakeKV()
 	gs := grpc.NewServer()
 	plugdbv1.RegisterKVServer(gs, kv)
 	go func() { _ = gs.Serve(lis) }()
@@ -259,7 +268,7 @@ func start(t *testing.T) *env {
 	}
 	hs.Start()
 	t.Cleanup(hs.Close)
-	return &env{t: t, kv: kv, base: hs.URL}
+	return &env{t: t, base: hs.URL}
 }
 
 type response struct {
