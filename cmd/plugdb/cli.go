@@ -494,6 +494,8 @@ type statusJSON struct {
 	Partitioner pluginJSON      `json:"partitioner"`
 	Replicator  pluginJSON      `json:"replicator"`
 	Partitions  []partitionJSON `json:"partitions"`
+	// Keyspaces are the keyspaces the server serves (keyspaces.go).
+	Keyspaces []keyspaceJSON `json:"keyspaces,omitempty"`
 }
 
 type pluginJSON struct {
@@ -542,6 +544,7 @@ func statusFromProto(r *plugdbv1.StatusResponse) statusJSON {
 		Partitioner: pluginFromProto(r.GetPartitioner()),
 		Replicator:  pluginFromProto(r.GetReplicator()),
 		Partitions:  []partitionJSON{},
+		Keyspaces:   keyspacesFromProto(r.GetKeyspaces()),
 	}
 	for _, p := range r.GetPartitions() {
 		pj := partitionJSON{Partition: p.GetPartition(), Epoch: p.GetEpoch(), Replicas: []replicaJSON{},
@@ -599,6 +602,7 @@ func writeStatusText(w io.Writer, st statusJSON) error {
 	fmt.Fprintf(&buf, "cluster: %s\n", orDash(st.Cluster))
 	fmt.Fprintf(&buf, "plugins: engine=%s  partitioner=%s  replicator=%s\n\n",
 		pluginText(st.Engine), pluginText(st.Partitioner), pluginText(st.Replicator))
+	writeKeyspacesText(&buf, st.Keyspaces)
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tROLE\tADDR\tEPOCH\tAPPLIED LSN\tISR\tLAG\tKEYS\tBYTES\tSCANS\tACK")
 	var errs []string
