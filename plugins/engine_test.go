@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/engines"
@@ -106,19 +104,9 @@ func startShim(t *testing.T, fake *fakeEngine) *EngineClient {
 // loopback and returns a client shim that opened it with opts.
 func startShimOpen(t *testing.T, open engines.OpenFunc, opts engines.Options) *EngineClient {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	enginev1.RegisterEngineServer(srv, newEngineServer(open, nil))
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := serveLoopback(t, func(srv *grpc.Server) {
+		enginev1.RegisterEngineServer(srv, newEngineServer(open, nil))
+	})
 	c := &EngineClient{rpc: enginev1.NewEngineClient(conn)}
 	if err := c.Open(context.Background(), opts); err != nil {
 		t.Fatal(err)
@@ -293,19 +281,12 @@ func TestStreamsScanSnapshotRestore(t *testing.T) {
 }
 
 func TestBrokenStreamIsTransportError(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
 	fake := &fakeEngine{}
-	enginev1.RegisterEngineServer(srv, newEngineServer(func(context.Context, engines.Options) (engines.Engine, error) { return fake, nil }, nil))
-	go srv.Serve(lis)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	var srv *grpc.Server
+	conn := serveLoopback(t, func(s *grpc.Server) {
+		srv = s
+		enginev1.RegisterEngineServer(srv, newEngineServer(func(context.Context, engines.Options) (engines.Engine, error) { return fake, nil }, nil))
+	})
 	c := &EngineClient{rpc: enginev1.NewEngineClient(conn)}
 	if err := c.Open(context.Background(), engines.Options{}); err != nil {
 		t.Fatal(err)
@@ -314,7 +295,7 @@ func TestBrokenStreamIsTransportError(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop() // the "plugin" goes away
-	_, err = c.Get(context.Background(), []byte("a"))
+	_, err := c.Get(context.Background(), []byte("a"))
 	if !IsTransport(err) {
 		t.Fatalf("get after server stopped: %v, want a transport error", err)
 	}

@@ -5,14 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/partitioners/hash"
@@ -25,19 +23,9 @@ import (
 // serves one, and returns an unconfigured client shim.
 func startPartitionerShim(t testing.TB, open partitioners.OpenFunc) *PartitionerClient {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	partitionerv1.RegisterPartitionerServer(srv, newPartitionerServer(open, nil))
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := serveLoopback(t, func(srv *grpc.Server) {
+		partitionerv1.RegisterPartitionerServer(srv, newPartitionerServer(open, nil))
+	})
 	return NewPartitionerClient(conn)
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"net"
 	"reflect"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/engines"
@@ -30,19 +28,9 @@ import (
 // serves one, and returns an unopened client shim.
 func startReplicatorShim(t testing.TB, open replicators.OpenFunc) *ReplicatorClient {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	replicatorv1.RegisterReplicatorServer(srv, newReplicatorServer(open, nil))
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := serveLoopback(t, func(srv *grpc.Server) {
+		replicatorv1.RegisterReplicatorServer(srv, newReplicatorServer(open, nil))
+	})
 	return NewReplicatorClient(conn)
 }
 
@@ -435,19 +423,7 @@ func TestReplicateTravelsOverOneStreamOrUnaryToAnOlderPlugin(t *testing.T) {
 	for _, older := range []bool{false, true} {
 		f := &fakeReplicator{}
 		srv := &countingReplicates{ReplicatorServer: newReplicatorServer(openFake(f), nil), unimplemented: older}
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		gs := grpc.NewServer()
-		replicatorv1.RegisterReplicatorServer(gs, srv)
-		go gs.Serve(lis)
-		t.Cleanup(gs.Stop)
-		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
+		conn := serveLoopback(t, func(gs *grpc.Server) { replicatorv1.RegisterReplicatorServer(gs, srv) })
 		c := NewReplicatorClient(conn)
 		ctx := context.Background()
 		if err := c.Open(ctx, replicators.Options{Dir: t.TempDir(), Listen: "127.0.0.1:0"}); err != nil {

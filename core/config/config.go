@@ -342,8 +342,49 @@ func (c Config) Validate(known Known) error {
 	if c.Router.GRPC == c.Router.HTTP {
 		return fmt.Errorf("router.grpc and router.http are both %q (allowed: two different addresses)", c.Router.GRPC)
 	}
-	if e := checkNodePorts(c.Nodes.BasePort, c.Partitions, c.Nodes.Replicas); e != nil {
+	total := 0
+	for _, name := range c.KeyspaceNames() {
+		k, err := c.ForKeyspace(name)
+		if err != nil {
+			return err
+		}
+		if name != DefaultKeyspace {
+			if err := k.validateKeyspace(name, known); err != nil {
+				return err
+			}
+		}
+		total += k.Partitions
+	}
+	if e := checkNodePorts(c.Nodes.BasePort, total, c.Nodes.Replicas); e != nil {
 		return fmt.Errorf("nodes.base_port %d: %s", c.Nodes.BasePort, e)
+	}
+	return nil
+}
+
+// validateKeyspace checks what keyspace name (k, as ForKeyspace made it)
+// sets of its own: its name, partition count and plugin blocks.
+func (k Config) validateKeyspace(name string, known Known) error {
+	key := "keyspaces." + name
+	if e := checkKeyspaceName(name); e != nil {
+		return fmt.Errorf("keyspaces %q: %s", name, e)
+	}
+	if e := checkPartitions(k.Partitions); e != nil {
+		return fmt.Errorf("%s.partitions %d: %s", key, k.Partitions, e)
+	}
+	for _, b := range []struct {
+		kind  string
+		p     Plugin
+		names []string
+	}{{"engine", k.Engine, known.Engines}, {"partitioner", k.Partitioner, known.Partitioners}, {"replicator", k.Replicator, known.Replicators}} {
+		if e := checkMode(b.p.Mode); e != nil {
+			return fmt.Errorf("%s.%s.mode %s: %s", key, b.kind, show(b.p.Mode), e)
+		}
+		if e := checkSHA256(b.p.SHA256); e != nil {
+			return fmt.Errorf("%s.%s.sha256 %s: %s", key, b.kind, show(b.p.SHA256), e)
+		}
+		if err := checkPluginBlock(b.kind, b.p, b.names); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
 	}
 	return nil
 }

@@ -281,7 +281,7 @@ func TestEnvNamesUnambiguous(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
-	const topKeys = "cluster, data, partitions, zookeeper, engine, partitioner, replicator, router, nodes"
+	const topKeys = "cluster, data, partitions, zookeeper, engine, partitioner, replicator, router, nodes, keyspaces"
 	tests := []struct {
 		name  string
 		file  string // FILE in want is the file's path

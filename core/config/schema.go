@@ -17,7 +17,7 @@ var pluginKeys = []string{"plugin", "mode", "sha256", "options"}
 
 // sections lists each section's keys in file order ("" is the top level).
 var sections = map[string][]string{
-	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes"},
+	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes", "keyspaces"},
 	"zookeeper":   {"servers", "session_timeout", "root"},
 	"engine":      pluginKeys,
 	"partitioner": pluginKeys,
@@ -25,6 +25,10 @@ var sections = map[string][]string{
 	"router":      {"grpc", "http"},
 	"nodes":       {"replicas", "base_port"},
 }
+
+// keyspaceKeys are the keys of one keyspace under keyspaces.NAME: the
+// top-level keys of the same names, which it overrides.
+var keyspaceKeys = []string{"partitions", "engine", "partitioner", "replicator"}
 
 type leaf struct {
 	// parse turns a loaded value into the key's type, or says what is wrong.
@@ -57,7 +61,8 @@ func init() {
 
 // Keys returns every key with a single value, in file order (cluster, data, …,
 // router.http). Plugin options are keyed <block>.options.<name> (Source.Flags
-// accepts those too).
+// accepts those too). The keyspaces section, set in the file only, is not
+// among them.
 func Keys() []string {
 	var out []string
 	var walk func(path string)
@@ -66,7 +71,7 @@ func Keys() []string {
 			key := join(path, name)
 			if _, ok := sections[key]; ok {
 				walk(key)
-			} else if !leaves[key].options {
+			} else if key != "keyspaces" && !leaves[key].options {
 				out = append(out, key)
 			}
 		}
@@ -111,6 +116,16 @@ func normalizeSection(src source, path string, m map[string]any) (map[string]any
 		if name == "" || strings.Contains(name, ".") {
 			return nil, unknownKey(src, path, key)
 		}
+		if key == "keyspaces" {
+			ks, err := normalizeKeyspaces(src, v)
+			if err != nil {
+				return nil, err
+			}
+			if ks != nil {
+				out[name] = ks
+			}
+			continue
+		}
 		if _, ok := sections[key]; ok {
 			if v == nil {
 				continue // `engine:` with nothing below: nothing set
@@ -149,6 +164,51 @@ func normalizeSection(src source, path string, m map[string]any) (map[string]any
 	}
 	return out, nil
 }
+
+// normalizeKeyspaces checks the keyspaces section: a mapping of keyspace
+// names to mappings of keyspaceKeys, each checked as its top-level twin.
+func normalizeKeyspaces(src source, v any) (map[string]any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%skeyspaces %s: not a mapping (allowed: a mapping of keyspace names to mappings with keys %s)",
+			src.prefix("keyspaces"), show(v), strings.Join(keyspaceKeys, ", "))
+	}
+	out := make(map[string]any, len(m))
+	for _, name := range sortedKeys(m) {
+		key := "keyspaces." + name
+		if e := checkKeyspaceName(name); e != nil {
+			return nil, fmt.Errorf("%skeyspaces %q: %s", src.prefix(key), name, e)
+		}
+		sub, ok := m[name].(map[string]any)
+		if !ok && m[name] != nil {
+			return nil, fmt.Errorf("%s%s %s: not a mapping (allowed: a mapping with keys %s)",
+				src.prefix(key), key, show(m[name]), strings.Join(keyspaceKeys, ", "))
+		}
+		for _, k := range sortedKeys(sub) {
+			if !slices.Contains(keyspaceKeys, k) {
+				return nil, fmt.Errorf("%sunknown key %q (allowed under %s: %s)", src.prefix(key), key+"."+k, key, strings.Join(keyspaceKeys, ", "))
+			}
+		}
+		n, err := normalizeSection(keyspaceSource{src, key}, "", sub)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = n
+	}
+	return out, nil
+}
+
+// keyspaceSource is the source of a keyspace's keys: its errors name the
+// keyspace before the key.
+type keyspaceSource struct {
+	source
+	key string // keyspaces.NAME
+}
+
+func (k keyspaceSource) prefix(key string) string { return k.source.prefix(key) + k.key + ": " }
 
 func unknownKey(src source, path, key string) error {
 	where := "at top level"

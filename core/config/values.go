@@ -58,6 +58,26 @@ func checkCluster(s string) *valueError {
 	return nil
 }
 
+// allowedKeyspace describes a keyspace name.
+const allowedKeyspace = "1..32 lower-case letters, digits and '-', starting with a letter; not \"default\", the top-level keyspace"
+
+func checkKeyspaceName(s string) *valueError {
+	switch {
+	case s == "" || len(s) > 32:
+		return bad(fmt.Sprintf("length %d", len(s)), allowedKeyspace)
+	case s == DefaultKeyspace:
+		return bad("reserved", allowedKeyspace)
+	case s[0] < 'a' || s[0] > 'z':
+		return bad("does not start with a letter", allowedKeyspace)
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return bad(fmt.Sprintf("character %q not allowed", r), allowedKeyspace)
+		}
+	}
+	return nil
+}
+
 func checkData(s string) *valueError {
 	if strings.TrimSpace(s) == "" {
 		return bad("empty", allowedData)

@@ -64,6 +64,10 @@ type Record struct {
 	Created time.Time `json:"created"`
 }
 
+// KeyspacesDir is the folder under a data folder that holds the other
+// keyspaces' data folders (config.Config.ForKeyspace).
+const KeyspacesDir = "keyspaces"
+
 // PartitionDir is partition p's engine folder: dir/p<p>.
 func PartitionDir(dir string, p int) string {
 	return filepath.Join(dir, "p"+strconv.Itoa(p))
@@ -130,6 +134,9 @@ func Prepare(dir string, engine config.Plugin, partitions int) error {
 			if isTemp(e.Name()) {
 				_ = os.Remove(filepath.Join(dir, e.Name())) // an interrupted write of the record
 				continue
+			}
+			if e.Name() == KeyspacesDir && e.IsDir() {
+				continue // other keyspaces' folders (config.ForKeyspace), each with its own record
 			}
 			return fmt.Errorf("data folder %s is not empty (it holds %s) and has no %s, so plugdb did not create it: use a new or empty data folder (--data DIR)",
 				dir, e.Name(), RecordFile)

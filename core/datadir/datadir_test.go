@@ -352,3 +352,29 @@ func TestCheckPartitionerAdoptsAnOldRecord(t *testing.T) {
 		t.Fatal("ring after hash was recorded: want a refusal")
 	}
 }
+
+// TestPrepareBesideOtherKeyspaces: a data folder whose only content is the
+// other keyspaces' folders (made first by their nodes) is still taken.
+func TestPrepareBesideOtherKeyspaces(t *testing.T) {
+	dir := t.TempDir()
+	ks := filepath.Join(dir, KeyspacesDir, "events")
+	if err := Prepare(ks, rowfile, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prepare(dir, rowfile, 2); err != nil {
+		t.Fatalf("default keyspace beside keyspaces/: %v", err)
+	}
+	for d, n := range map[string]int{dir: 2, ks: 3} {
+		if rec, err := Meta(d); err != nil || rec.Partitions != n {
+			t.Fatalf("%s: record %+v, %v", d, rec, err)
+		}
+	}
+	// A file named keyspaces is not a keyspaces folder.
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, KeyspacesDir), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prepare(other, rowfile, 2); err == nil || !strings.Contains(err.Error(), "is not empty (it holds keyspaces)") {
+		t.Fatalf("file named keyspaces: %v", err)
+	}
+}

@@ -2,7 +2,6 @@ package loader
 
 import (
 	"context"
-	"fmt"
 	"iter"
 
 	"github.com/plugdb/plugdb/engines"
@@ -30,11 +29,7 @@ func (l *Loader) openEngine(ctx context.Context, b Block, dir string, logBacked 
 	}
 	opts := engines.Options{Dir: dir, Params: b.Options, Logger: l.logger().Named("engine." + b.Plugin), LogBacked: logBacked}
 	if b.Mode == ModeInProcess {
-		eng, err := l.Engines[b.Plugin](ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("open engine %s in process: %w", b.Plugin, err)
-		}
-		return eng, nil
+		return openInProcess(ctx, plugins.KindEngine, b.Plugin, l.Engines[b.Plugin], opts)
 	}
 	p := &processEngine{supervised[*plugins.EngineClient]{
 		l: l, kind: plugins.KindEngine, block: b, errClosed: engines.ErrClosed,

@@ -4,6 +4,7 @@
 package loader
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -155,6 +156,17 @@ func (l *Loader) checkBlock(kind plugins.Kind, b Block) error {
 		}
 	}
 	return nil
+}
+
+// openInProcess opens the bundled plugin name of kind, linked in process,
+// with open and opts.
+func openInProcess[O, T any](ctx context.Context, kind plugins.Kind, name string, open func(context.Context, O) (T, error), opts O) (T, error) {
+	x, err := open(ctx, opts)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("open %s %s in process: %w", kind, name, err)
+	}
+	return x, nil
 }
 
 func decodeSHA256(s string) ([]byte, error) {

@@ -54,38 +54,32 @@ func TestMain(m *testing.M) {
 		plugins.Serve(plugins.ServeConfig{Engine: memory.Open})
 		os.Exit(0)
 	case "partitioner-v2":
-		goplugin.Serve(&goplugin.ServeConfig{
-			HandshakeConfig:  plugins.Handshake,
-			VersionedPlugins: map[int]goplugin.PluginSet{2: {"partitioner": &plugins.PartitionerPlugin{Open: hash.Open}}},
-			GRPCServer:       goplugin.DefaultGRPCServer,
-		})
+		serveVersion(2, "partitioner", &plugins.PartitionerPlugin{Open: hash.Open})
 		os.Exit(0)
 	case "replicator-v2":
-		goplugin.Serve(&goplugin.ServeConfig{
-			HandshakeConfig:  plugins.Handshake,
-			VersionedPlugins: map[int]goplugin.PluginSet{2: {"replicator": &plugins.ReplicatorPlugin{Open: none.Open}}},
-			GRPCServer:       goplugin.DefaultGRPCServer,
-		})
+		serveVersion(2, "replicator", &plugins.ReplicatorPlugin{Open: none.Open})
 		os.Exit(0)
 	case "engine-v2":
-		goplugin.Serve(&goplugin.ServeConfig{
-			HandshakeConfig:  plugins.Handshake,
-			VersionedPlugins: map[int]goplugin.PluginSet{2: {"engine": &plugins.EnginePlugin{Open: memory.Open}}},
-			GRPCServer:       goplugin.DefaultGRPCServer,
-		})
+		serveVersion(2, "engine", &plugins.EnginePlugin{Open: memory.Open})
 		os.Exit(0)
 	case "other-kind":
-		goplugin.Serve(&goplugin.ServeConfig{
-			HandshakeConfig:  plugins.Handshake,
-			VersionedPlugins: map[int]goplugin.PluginSet{plugins.EngineProtocolVersion: {"partitioner": otherKindPlugin{}}},
-			GRPCServer:       goplugin.DefaultGRPCServer,
-		})
+		serveVersion(plugins.EngineProtocolVersion, "partitioner", otherKindPlugin{})
 		os.Exit(0)
 	case "host":
 		runHost()
 		os.Exit(0)
 	}
 	goleak.VerifyTestMain(m)
+}
+
+// serveVersion serves p, named name, as the one plugin of protocol version v
+// of a plugin process.
+func serveVersion(v int, name string, p goplugin.Plugin) {
+	goplugin.Serve(&goplugin.ServeConfig{
+		HandshakeConfig:  plugins.Handshake,
+		VersionedPlugins: map[int]goplugin.PluginSet{v: {name: p}},
+		GRPCServer:       goplugin.DefaultGRPCServer,
+	})
 }
 
 // otherKindPlugin stands for a plugin of another kind: it serves no engine service.

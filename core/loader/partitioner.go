@@ -20,9 +20,9 @@ func (l *Loader) OpenPartitioner(ctx context.Context, b Block, partitions int) (
 		return nil, fmt.Errorf("partitioner %s: %w", b.Plugin, err)
 	}
 	if b.Mode == ModeInProcess {
-		p, err := l.Partitioners[b.Plugin](ctx, l.logger().Named("partitioner."+b.Plugin))
+		p, err := openInProcess(ctx, plugins.KindPartitioner, b.Plugin, l.Partitioners[b.Plugin], l.logger().Named("partitioner."+b.Plugin))
 		if err != nil {
-			return nil, fmt.Errorf("open partitioner %s in process: %w", b.Plugin, err)
+			return nil, err
 		}
 		if err := p.Configure(ctx, partitions, maps.Clone(b.Options)); err != nil {
 			p.Close()

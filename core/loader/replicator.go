@@ -30,11 +30,7 @@ func (l *Loader) OpenReplicator(ctx context.Context, b Block, opts replicators.O
 		opts.Logger = l.logger().Named("replicator." + b.Plugin)
 	}
 	if b.Mode == ModeInProcess {
-		r, err := l.Replicators[b.Plugin](ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("open replicator %s in process: %w", b.Plugin, err)
-		}
-		return r, nil
+		return openInProcess(ctx, plugins.KindReplicator, b.Plugin, l.Replicators[b.Plugin], opts)
 	}
 	p := &processReplicator{supervised[*plugins.ReplicatorClient]{
 		l: l, kind: plugins.KindReplicator, block: b, errClosed: replicators.ErrClosed,

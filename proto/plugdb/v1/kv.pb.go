@@ -313,7 +313,7 @@ func (x *GetResponse) GetLsn() uint64 {
 // record (even after a failover) instead of writing again. A client sends its
 // writes one at a time per client_id, with seq increasing; a seq below the
 // client's last recorded one is refused (FAILED_PRECONDITION). Records expire
-// (see the README); the router assigns an id to a write that has none.
+// (see docs/replication.md); the router assigns an id to a write that has none.
 type RequestId struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// client_id names the client: 1 to 128 bytes, unique among the clients.
