@@ -67,17 +67,8 @@ func clusterUpCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for _, name := range cfg.KeyspaceNames() {
-				kcfg, err := cfg.ForKeyspace(name)
-				if err != nil {
-					return err
-				}
-				if err := kcfg.Validate(clusterKnown(l)); err != nil {
-					if kcfg.Keyspace != "" {
-						return fmt.Errorf("keyspace %s: %w", name, err)
-					}
-					return err
-				}
+			if err := cfg.Validate(clusterKnown(l)); err != nil { // every keyspace's too
+				return err
 			}
 			if _, err := zkserver.Find(); err != nil {
 				return fmt.Errorf("plugdb cluster up runs ZooKeeper from the system's install: %w", err)

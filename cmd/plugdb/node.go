@@ -130,15 +130,22 @@ func connectZK(ctx context.Context, cfg config.Config, log hclog.Logger) (*coord
 	return client, nil
 }
 
-// joinCluster is the start of every cluster process: load the plugins' names,
-// check the config against them, connect to ZooKeeper and check the cluster's
+// joinCluster is the start of every cluster process, for the keyspace cfg
+// describes: load the plugins' names, check the config against them, connect to ZooKeeper and check the cluster's
 // metadata.
 func joinCluster(ctx context.Context, cfg config.Config, log hclog.Logger) (*loader.Loader, *coord.Client, error) {
 	l, err := newLoader(log)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := cfg.Validate(clusterKnown(l)); err != nil {
+	// The default keyspace's config is the whole config, every keyspace
+	// checked; another keyspace's (config.ForKeyspace's) is checked as the
+	// cluster of its own it is.
+	own := cfg
+	if cfg.Keyspace != "" {
+		own.Keyspaces = nil
+	}
+	if err := own.Validate(clusterKnown(l)); err != nil {
 		return nil, nil, err
 	}
 	client, err := connectZK(ctx, cfg, log)
