@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/plugdb/plugdb/core/cluster"
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
 	"github.com/plugdb/plugdb/internal/testutil"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
@@ -350,4 +351,72 @@ keyspaces:
 	if t.Failed() {
 		t.Logf("logs:\n%s", c.logs())
 	}
+}
+
+// plugdb cluster up with two keyspaces starts the nodes of both (events'
+// with --keyspace, on the ports after the default keyspace's, their data
+// and logs apart), is ready once both have leaders, serves both through its
+// router, and cluster down stops every node of both.
+func TestClusterUpKeyspaces(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "cluster")
+	zk := testutil.FreePortRun(t, 1)
+	nodes := testutil.FreePortRun(t, 1+2)
+	grpcAddr, httpAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	text := fmt.Sprintf(`cluster: e2e
+partitions: 1
+zookeeper: {servers: ["127.0.0.1:%d"], session_timeout: 2s}
+engine: {plugin: rowfile, options: {sync: batch}}
+partitioner: {plugin: hash, mode: inprocess}
+replicator: {plugin: none}
+router: {grpc: "%s", http: "%s"}
+nodes: {replicas: 1, base_port: %d}
+keyspaces:
+  events:
+    partitions: 2
+    partitioner: {plugin: ring, mode: inprocess}
+`, zk, grpcAddr, httpAddr, nodes)
+	cfg := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up := startClusterUp(t, dir, cfg, 1)
+	procs := recorded(t, dir)
+	rec, _ := cluster.ReadRecord(dir)
+	var names []string
+	for _, p := range rec.Children {
+		names = append(names, p.Name+"@"+p.Addr)
+	}
+	want := []string{"zookeeper-1@" + rec.ZooKeeper[0], "router@" + grpcAddr, fmt.Sprintf("node-p0-r0@127.0.0.1:%d", nodes),
+		fmt.Sprintf("node-events-p0-r0@127.0.0.1:%d", nodes+1), fmt.Sprintf("node-events-p1-r0@127.0.0.1:%d", nodes+2)}
+	if !slices.Equal(names, want) {
+		t.Fatalf("recorded children %q, want %q\n%s", names, want, up.output())
+	}
+	for _, w := range []string{"keyspaces: default (1 partitions, hash, none), events (2 partitions, ring, none)",
+		"status of keyspace events: cluster e2e; partition 0 leader", "partition 1 leader"} {
+		if !strings.Contains(up.stdout.String(), w) {
+			t.Errorf("cluster up did not print %q\n%s", w, up.output())
+		}
+	}
+	kv := plugdbv1.NewKVClient(dial(t, grpcAddr))
+	ksPut(t, kv, "", "user:1", "in-default")
+	ksPut(t, kv, "events", "user:1", "in-events")
+	for ks, want := range map[string]string{"": "in-default", "events": "in-events"} {
+		if got, err := ksGet(kv, ks, "user:1"); err != nil || got != want {
+			t.Errorf("get user:1 in keyspace %q: %q, %v; want %q", ks, got, err, want)
+		}
+	}
+	for _, f := range []string{filepath.Join("data", "p0-r0"), filepath.Join("data", "keyspaces", "events", "p1-r0"), filepath.Join("logs", "node-events-p1-r0.log")} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("cluster folder: %v", err)
+		}
+	}
+	down := runPlugdb(t, 2*time.Minute, "cluster", "down", "--dir", dir)
+	if down.code != 0 || !strings.Contains(down.stdout, "node-events-p1-r0 (pid") {
+		t.Fatalf("cluster down\n%s", down)
+	}
+	if code := up.waitExit(t, time.Minute); code != 0 {
+		t.Fatalf("cluster up exited %d after down\n%s", code, up.output())
+	}
+	assertAllGone(t, procs, dir, rec.ZooKeeper)
 }
