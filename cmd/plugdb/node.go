@@ -131,8 +131,8 @@ func connectZK(ctx context.Context, cfg config.Config, log hclog.Logger) (*coord
 }
 
 // joinCluster is the start of every cluster process, for the keyspace cfg
-// describes: load the plugins' names, check the config against them, connect to ZooKeeper and check the cluster's
-// metadata.
+// describes: load the plugins' names, check the config against them,
+// connect to ZooKeeper and check the keyspace's metadata.
 func joinCluster(ctx context.Context, cfg config.Config, log hclog.Logger) (*loader.Loader, *coord.Client, error) {
 	l, err := newLoader(log)
 	if err != nil {
