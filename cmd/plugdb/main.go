@@ -84,7 +84,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(pluginCommand(), demoCommand(), devCommand())
 	root.AddCommand(cliCommands()...)
 	root.AddCommand(nodeCommand(), routerCommand(), clusterCommand())
-	root.AddCommand(benchCommand())
+	root.AddCommand(benchCommand(), reshardCommand())
 	return root
 }
 

@@ -455,9 +455,12 @@ func toStatus(err error, key []byte) error {
 	msg := err.Error()
 	var nl *NotLeaderError
 	var wp *WrongPartitionError
+	var mv *MovingError
 	switch {
 	case errors.As(err, &nl):
 		return notLeaderStatus(nl)
+	case errors.As(err, &mv):
+		return movingStatus(mv, msg)
 	case errors.As(err, &wp):
 		return wrongPartitionStatus(wp, msg)
 	case errors.Is(err, engines.ErrNotFound):

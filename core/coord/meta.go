@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"path"
 	"strconv"
 
@@ -56,10 +55,14 @@ type PluginMeta struct {
 	Options map[string]string `json:"options,omitempty"`
 }
 
-// Meta is the cluster metadata, written once when the cluster is created.
+// Meta is the cluster metadata (of one keyspace): its layout, written when
+// the cluster is created and again by each reshard's flip (FlipReshard).
 type Meta struct {
 	Partitions  int        `json:"partitions"`
 	Partitioner PluginMeta `json:"partitioner"`
+	// Version numbers the layouts: 1 (or 0, before versions were recorded)
+	// when created, one more at each reshard.
+	Version uint64 `json:"version,omitempty"`
 }
 
 // ErrConflict is returned when a config disagrees with the cluster's metadata.
@@ -67,7 +70,9 @@ var ErrConflict = errors.New("config conflicts with the cluster's metadata")
 
 // EnsureMeta creates the cluster's znodes and writes m as its metadata if the
 // cluster is new; otherwise it checks that m matches what the cluster was
-// created with and returns the recorded metadata.
+// created with and returns the recorded metadata. A cluster that was
+// resharded (Version > 1) has the layout it was moved to: EnsureMeta returns
+// it without comparing, and the caller uses it instead of m.
 func EnsureMeta(ctx context.Context, c *Client, m Meta) (Meta, error) {
 	p := PathsOf(c.cfg)
 	data, err := json.Marshal(m)
@@ -100,7 +105,12 @@ func EnsureMeta(ctx context.Context, c *Client, m Meta) (Meta, error) {
 	if err != nil {
 		return Meta{}, err
 	}
-	if got.Partitions != m.Partitions || got.Partitioner.Plugin != m.Partitioner.Plugin || !maps.Equal(got.Partitioner.Options, m.Partitioner.Options) {
+	if got.LayoutVersion() > 1 {
+		// Resharded: the recorded layout is the cluster's, whatever the
+		// config it was created with says.
+		return got, nil
+	}
+	if !SameLayout(got, m) {
 		return got, fmt.Errorf("%w: cluster %q (ZooKeeper %s) was created with partitions=%d, partitioner=%s %v; this config has partitions=%d, partitioner=%s %v: use the cluster's settings, or another cluster name for a new cluster",
 			ErrConflict, c.cfg.Cluster, p.Meta(), got.Partitions, got.Partitioner.Plugin, got.Partitioner.Options, m.Partitions, m.Partitioner.Plugin, m.Partitioner.Options)
 	}

@@ -38,16 +38,24 @@ type Info struct {
 
 // Node is one replica. It implements api.Backend.
 type Node struct {
-	part    *partition.Partition
-	repl    replicators.Replicator
-	client  *coord.Client
-	cand    *coord.Candidate
-	owner   *Owner // nil: every key is taken
-	topo    *coord.Topology
-	addr    string
-	info    Info
-	logger  hclog.Logger
-	applied atomic.Uint64
+	part   *partition.Partition
+	repl   replicators.Replicator
+	client *coord.Client
+	cand   *coord.Candidate
+	// layout is the keyspace's layout and move in progress, as the node
+	// last read them (reshard.go); its owner nil: every key is taken.
+	layout     atomic.Pointer[layout]
+	openLayout OpenLayout // nil: the layout never changes
+	// writes is held (read) by each write from its ownership check to its
+	// end, so that a reshard's fence waits for the writes it did not see.
+	writes   sync.RWMutex
+	layoutMu sync.Mutex
+	opened   []partitioners.Partitioner // by the layouts, closed at Run's end
+	topo     *coord.Topology
+	addr     string
+	info     Info
+	logger   hclog.Logger
+	applied  atomic.Uint64
 
 	mu    sync.Mutex
 	ready uint64 // the epoch in which the partition takes writes; 0: none
@@ -69,6 +77,11 @@ type Config struct {
 	// another partition owns and leaves such rows out of its scans. Nil
 	// takes every key it is sent.
 	Partitioner partitioners.Partitioner
+	// Layout is the keyspace's metadata Partitioner was configured from,
+	// and OpenLayout opens the partitioner of another layout: with it the
+	// node follows reshards (docs/resharding.md). Nil: the layout is fixed.
+	Layout     coord.Meta
+	OpenLayout OpenLayout
 	// ReplAddr is the replicator's address published to the other replicas
 	// when they reach it elsewhere than Replicator.Addr() (a proxy, NAT).
 	ReplAddr string
@@ -86,9 +99,12 @@ func New(part *partition.Partition, client *coord.Client, addr string, info Info
 		logger = hclog.NewNullLogger()
 	}
 	n := &Node{part: part, repl: cfg.Replicator, client: client, addr: addr, info: info, logger: logger}
+	n.openLayout = cfg.OpenLayout
+	l := &layout{meta: cfg.Layout}
 	if cfg.Partitioner != nil {
-		n.owner = NewOwner(cfg.Partitioner, part.ID(), addr)
+		l.owner = NewOwner(cfg.Partitioner, part.ID(), addr)
 	}
+	n.layout.Store(l)
 	replAddr := cfg.ReplAddr
 	if replAddr == "" {
 		replAddr = cfg.Replicator.Addr()
@@ -114,6 +130,7 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Go(func() { n.trackApplied(ctx) })
 	wg.Go(func() { n.runRoles(ctx) })
 	wg.Go(func() { n.runDeliveries(ctx) })
+	wg.Go(func() { n.followLayouts(ctx) })
 	err := n.cand.Run(ctx)
 	wg.Wait()
 	n.topo.Close()
@@ -189,12 +206,9 @@ func (n *Node) check(p int) error {
 }
 
 // owns returns a *api.WrongPartitionError if another partition owns one of
-// keys.
+// keys, or a *api.MovingError if a reshard fences one (checkKeys).
 func (n *Node) owns(ctx context.Context, keys ...[]byte) error {
-	if n.owner == nil {
-		return nil
-	}
-	return n.owner.Check(ctx, keys...)
+	return n.checkKeys(ctx, keys...)
 }
 
 // Get reads a key; a strong read needs the leader. A key of another
@@ -222,6 +236,8 @@ func (n *Node) Write(ctx context.Context, p int, writes []partition.Write, ack r
 	if err := n.check(p); err != nil {
 		return nil, err
 	}
+	n.writes.RLock()
+	defer n.writes.RUnlock()
 	if err := n.ownsAll(ctx, writes); err != nil {
 		return nil, err
 	}
@@ -250,9 +266,6 @@ func (n *Node) Write(ctx context.Context, p int, writes []partition.Write, ack r
 
 // ownsAll is owns for the keys of writes.
 func (n *Node) ownsAll(ctx context.Context, writes []partition.Write) error {
-	if n.owner == nil {
-		return nil
-	}
 	keys := make([][]byte, len(writes))
 	for i, w := range writes {
 		keys[i] = w.Key
@@ -271,10 +284,17 @@ func (n *Node) Scan(ctx context.Context, p int, r engines.ScanRange, rd api.Read
 			return func(yield func(engines.Row, error) bool) { yield(engines.Row{}, err) }
 		}
 	}
-	if n.owner == nil {
+	l := n.layout.Load()
+	if l == nil || l.owner == nil {
 		return n.part.Scan(ctx, r)
 	}
-	return n.owner.Scan(ctx, r, n.part.Scan)
+	if l.fenced() && !rd.Stale {
+		// The keys that move may change at their new owner as soon as the
+		// move flips; a strong scan waits until it has.
+		err := &api.MovingError{Key: r.Start, Partition: n.part.ID(), To: -1, Addr: n.addr}
+		return func(yield func(engines.Row, error) bool) { yield(engines.Row{}, err) }
+	}
+	return l.owner.Scan(ctx, r, n.part.Scan)
 }
 
 // Status describes this replica; a leader also lists its followers as its

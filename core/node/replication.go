@@ -343,7 +343,8 @@ type snapshotServer struct {
 	n *Node
 }
 
-// Snapshot streams a point-in-time copy of the engine.
+// Snapshot streams a point-in-time copy of the engine; rows at or below
+// req.SinceLsn without their values.
 func (s snapshotServer) Snapshot(req *nodev1.SnapshotRequest, stream nodev1.Node_SnapshotServer) error {
 	n := s.n
 	if int(req.GetPartition()) != n.part.ID() {
@@ -367,7 +368,11 @@ func (s snapshotServer) Snapshot(req *nodev1.SnapshotRequest, stream nodev1.Node
 		if err != nil {
 			return status.Errorf(codes.Internal, "snapshot: %v", err)
 		}
-		chunk.Rows = append(chunk.Rows, &nodev1.Row{Key: row.Key, Value: row.Value, Lsn: row.LSN})
+		r := &nodev1.Row{Key: row.Key, Value: row.Value, Lsn: row.LSN}
+		if row.LSN <= req.GetSinceLsn() {
+			r.Value = nil // unchanged since: the key only
+		}
+		chunk.Rows = append(chunk.Rows, r)
 		if len(chunk.Rows) == snapshotChunkRows {
 			if err := stream.Send(chunk); err != nil {
 				return err

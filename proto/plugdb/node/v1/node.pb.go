@@ -28,8 +28,12 @@ const (
 )
 
 type SnapshotRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partition     uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// Rows whose LSN is at or below since_lsn come with their key and LSN
+	// only (no value): a reshard's last pass reads every key but only the
+	// values that changed. 0: every row with its value.
+	SinceLsn      uint64 `protobuf:"varint,2,opt,name=since_lsn,json=sinceLsn,proto3" json:"since_lsn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -71,6 +75,278 @@ func (x *SnapshotRequest) GetPartition() uint32 {
 	return 0
 }
 
+func (x *SnapshotRequest) GetSinceLsn() uint64 {
+	if x != nil {
+		return x.SinceLsn
+	}
+	return 0
+}
+
+type ImportRow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Delete        bool                   `protobuf:"varint,3,opt,name=delete,proto3" json:"delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRow) Reset() {
+	*x = ImportRow{}
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRow) ProtoMessage() {}
+
+func (x *ImportRow) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRow.ProtoReflect.Descriptor instead.
+func (*ImportRow) Descriptor() ([]byte, []int) {
+	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ImportRow) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ImportRow) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *ImportRow) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+type ImportRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// layout_version is the version of the layout the rows are copied to.
+	LayoutVersion uint64       `protobuf:"varint,2,opt,name=layout_version,json=layoutVersion,proto3" json:"layout_version,omitempty"`
+	Rows          []*ImportRow `protobuf:"bytes,3,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRequest) Reset() {
+	*x = ImportRequest{}
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRequest) ProtoMessage() {}
+
+func (x *ImportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRequest.ProtoReflect.Descriptor instead.
+func (*ImportRequest) Descriptor() ([]byte, []int) {
+	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ImportRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ImportRequest) GetLayoutVersion() uint64 {
+	if x != nil {
+		return x.LayoutVersion
+	}
+	return 0
+}
+
+func (x *ImportRequest) GetRows() []*ImportRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+type ImportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// lsn is the LSN of the write in the partition.
+	Lsn           uint64 `protobuf:"varint,1,opt,name=lsn,proto3" json:"lsn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportResponse) Reset() {
+	*x = ImportResponse{}
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportResponse) ProtoMessage() {}
+
+func (x *ImportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportResponse.ProtoReflect.Descriptor instead.
+func (*ImportResponse) Descriptor() ([]byte, []int) {
+	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ImportResponse) GetLsn() uint64 {
+	if x != nil {
+		return x.Lsn
+	}
+	return 0
+}
+
+type PruneRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// layout_version is the layout the partition must be on: a replica on
+	// another refuses (FAILED_PRECONDITION).
+	LayoutVersion uint64 `protobuf:"varint,2,opt,name=layout_version,json=layoutVersion,proto3" json:"layout_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneRequest) Reset() {
+	*x = PruneRequest{}
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneRequest) ProtoMessage() {}
+
+func (x *PruneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneRequest.ProtoReflect.Descriptor instead.
+func (*PruneRequest) Descriptor() ([]byte, []int) {
+	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PruneRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PruneRequest) GetLayoutVersion() uint64 {
+	if x != nil {
+		return x.LayoutVersion
+	}
+	return 0
+}
+
+type PruneResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// deleted is how many rows were deleted.
+	Deleted       int64 `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneResponse) Reset() {
+	*x = PruneResponse{}
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneResponse) ProtoMessage() {}
+
+func (x *PruneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneResponse.ProtoReflect.Descriptor instead.
+func (*PruneResponse) Descriptor() ([]byte, []int) {
+	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PruneResponse) GetDeleted() int64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
 type Row struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -82,7 +358,7 @@ type Row struct {
 
 func (x *Row) Reset() {
 	*x = Row{}
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[1]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -94,7 +370,7 @@ func (x *Row) String() string {
 func (*Row) ProtoMessage() {}
 
 func (x *Row) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[1]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -107,7 +383,7 @@ func (x *Row) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Row.ProtoReflect.Descriptor instead.
 func (*Row) Descriptor() ([]byte, []int) {
-	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{1}
+	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Row) GetKey() []byte {
@@ -142,7 +418,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[2]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +430,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[2]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +443,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{2}
+	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SnapshotChunk) GetLsn() uint64 {
@@ -211,7 +487,7 @@ type Call struct {
 
 func (x *Call) Reset() {
 	*x = Call{}
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[3]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +499,7 @@ func (x *Call) String() string {
 func (*Call) ProtoMessage() {}
 
 func (x *Call) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[3]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +512,7 @@ func (x *Call) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Call.ProtoReflect.Descriptor instead.
 func (*Call) Descriptor() ([]byte, []int) {
-	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{3}
+	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Call) GetId() uint64 {
@@ -363,7 +639,7 @@ type CallBatch struct {
 
 func (x *CallBatch) Reset() {
 	*x = CallBatch{}
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[4]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -375,7 +651,7 @@ func (x *CallBatch) String() string {
 func (*CallBatch) ProtoMessage() {}
 
 func (x *CallBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[4]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -388,7 +664,7 @@ func (x *CallBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallBatch.ProtoReflect.Descriptor instead.
 func (*CallBatch) Descriptor() ([]byte, []int) {
-	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{4}
+	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CallBatch) GetCalls() []*Call {
@@ -417,7 +693,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[5]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +705,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[5]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +718,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{5}
+	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Result) GetId() uint64 {
@@ -524,7 +800,7 @@ type ResultBatch struct {
 
 func (x *ResultBatch) Reset() {
 	*x = ResultBatch{}
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[6]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +812,7 @@ func (x *ResultBatch) String() string {
 func (*ResultBatch) ProtoMessage() {}
 
 func (x *ResultBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_node_v1_node_proto_msgTypes[6]
+	mi := &file_plugdb_node_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +825,7 @@ func (x *ResultBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultBatch.ProtoReflect.Descriptor instead.
 func (*ResultBatch) Descriptor() ([]byte, []int) {
-	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_plugdb_node_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ResultBatch) GetResults() []*Result {
@@ -563,9 +839,25 @@ var File_plugdb_node_v1_node_proto protoreflect.FileDescriptor
 
 const file_plugdb_node_v1_node_proto_rawDesc = "" +
 	"\n" +
-	"\x19plugdb/node/v1/node.proto\x12\x0eplugdb.node.v1\x1a\x12plugdb/v1/kv.proto\"/\n" +
+	"\x19plugdb/node/v1/node.proto\x12\x0eplugdb.node.v1\x1a\x12plugdb/v1/kv.proto\"L\n" +
 	"\x0fSnapshotRequest\x12\x1c\n" +
-	"\tpartition\x18\x01 \x01(\rR\tpartition\"?\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x1b\n" +
+	"\tsince_lsn\x18\x02 \x01(\x04R\bsinceLsn\"K\n" +
+	"\tImportRow\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x16\n" +
+	"\x06delete\x18\x03 \x01(\bR\x06delete\"\x83\x01\n" +
+	"\rImportRequest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12%\n" +
+	"\x0elayout_version\x18\x02 \x01(\x04R\rlayoutVersion\x12-\n" +
+	"\x04rows\x18\x03 \x03(\v2\x19.plugdb.node.v1.ImportRowR\x04rows\"\"\n" +
+	"\x0eImportResponse\x12\x10\n" +
+	"\x03lsn\x18\x01 \x01(\x04R\x03lsn\"S\n" +
+	"\fPruneRequest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12%\n" +
+	"\x0elayout_version\x18\x02 \x01(\x04R\rlayoutVersion\")\n" +
+	"\rPruneResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted\"?\n" +
 	"\x03Row\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x10\n" +
@@ -596,9 +888,11 @@ const file_plugdb_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"\bresponse\"?\n" +
 	"\vResultBatch\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.plugdb.node.v1.ResultR\aresults2T\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.plugdb.node.v1.ResultR\aresults2\xe3\x01\n" +
 	"\x04Node\x12L\n" +
-	"\bSnapshot\x12\x1f.plugdb.node.v1.SnapshotRequest\x1a\x1d.plugdb.node.v1.SnapshotChunk0\x012N\n" +
+	"\bSnapshot\x12\x1f.plugdb.node.v1.SnapshotRequest\x1a\x1d.plugdb.node.v1.SnapshotChunk0\x01\x12G\n" +
+	"\x06Import\x12\x1d.plugdb.node.v1.ImportRequest\x1a\x1e.plugdb.node.v1.ImportResponse\x12D\n" +
+	"\x05Prune\x12\x1c.plugdb.node.v1.PruneRequest\x1a\x1d.plugdb.node.v1.PruneResponse2N\n" +
 	"\aKVCalls\x12C\n" +
 	"\x05Calls\x12\x19.plugdb.node.v1.CallBatch\x1a\x1b.plugdb.node.v1.ResultBatch(\x010\x01B6Z4github.com/plugdb/plugdb/proto/plugdb/node/v1;nodev1b\x06proto3"
 
@@ -614,45 +908,55 @@ func file_plugdb_node_v1_node_proto_rawDescGZIP() []byte {
 	return file_plugdb_node_v1_node_proto_rawDescData
 }
 
-var file_plugdb_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_plugdb_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_plugdb_node_v1_node_proto_goTypes = []any{
 	(*SnapshotRequest)(nil),  // 0: plugdb.node.v1.SnapshotRequest
-	(*Row)(nil),              // 1: plugdb.node.v1.Row
-	(*SnapshotChunk)(nil),    // 2: plugdb.node.v1.SnapshotChunk
-	(*Call)(nil),             // 3: plugdb.node.v1.Call
-	(*CallBatch)(nil),        // 4: plugdb.node.v1.CallBatch
-	(*Result)(nil),           // 5: plugdb.node.v1.Result
-	(*ResultBatch)(nil),      // 6: plugdb.node.v1.ResultBatch
-	(*v1.GetRequest)(nil),    // 7: plugdb.v1.GetRequest
-	(*v1.PutRequest)(nil),    // 8: plugdb.v1.PutRequest
-	(*v1.DeleteRequest)(nil), // 9: plugdb.v1.DeleteRequest
-	(*v1.BatchRequest)(nil),  // 10: plugdb.v1.BatchRequest
-	(*v1.GetResponse)(nil),   // 11: plugdb.v1.GetResponse
-	(*v1.WriteResponse)(nil), // 12: plugdb.v1.WriteResponse
-	(*v1.BatchResponse)(nil), // 13: plugdb.v1.BatchResponse
+	(*ImportRow)(nil),        // 1: plugdb.node.v1.ImportRow
+	(*ImportRequest)(nil),    // 2: plugdb.node.v1.ImportRequest
+	(*ImportResponse)(nil),   // 3: plugdb.node.v1.ImportResponse
+	(*PruneRequest)(nil),     // 4: plugdb.node.v1.PruneRequest
+	(*PruneResponse)(nil),    // 5: plugdb.node.v1.PruneResponse
+	(*Row)(nil),              // 6: plugdb.node.v1.Row
+	(*SnapshotChunk)(nil),    // 7: plugdb.node.v1.SnapshotChunk
+	(*Call)(nil),             // 8: plugdb.node.v1.Call
+	(*CallBatch)(nil),        // 9: plugdb.node.v1.CallBatch
+	(*Result)(nil),           // 10: plugdb.node.v1.Result
+	(*ResultBatch)(nil),      // 11: plugdb.node.v1.ResultBatch
+	(*v1.GetRequest)(nil),    // 12: plugdb.v1.GetRequest
+	(*v1.PutRequest)(nil),    // 13: plugdb.v1.PutRequest
+	(*v1.DeleteRequest)(nil), // 14: plugdb.v1.DeleteRequest
+	(*v1.BatchRequest)(nil),  // 15: plugdb.v1.BatchRequest
+	(*v1.GetResponse)(nil),   // 16: plugdb.v1.GetResponse
+	(*v1.WriteResponse)(nil), // 17: plugdb.v1.WriteResponse
+	(*v1.BatchResponse)(nil), // 18: plugdb.v1.BatchResponse
 }
 var file_plugdb_node_v1_node_proto_depIdxs = []int32{
-	1,  // 0: plugdb.node.v1.SnapshotChunk.rows:type_name -> plugdb.node.v1.Row
-	7,  // 1: plugdb.node.v1.Call.get:type_name -> plugdb.v1.GetRequest
-	8,  // 2: plugdb.node.v1.Call.put:type_name -> plugdb.v1.PutRequest
-	8,  // 3: plugdb.node.v1.Call.create:type_name -> plugdb.v1.PutRequest
-	8,  // 4: plugdb.node.v1.Call.update:type_name -> plugdb.v1.PutRequest
-	9,  // 5: plugdb.node.v1.Call.delete:type_name -> plugdb.v1.DeleteRequest
-	10, // 6: plugdb.node.v1.Call.batch:type_name -> plugdb.v1.BatchRequest
-	3,  // 7: plugdb.node.v1.CallBatch.calls:type_name -> plugdb.node.v1.Call
-	11, // 8: plugdb.node.v1.Result.get:type_name -> plugdb.v1.GetResponse
-	12, // 9: plugdb.node.v1.Result.write:type_name -> plugdb.v1.WriteResponse
-	13, // 10: plugdb.node.v1.Result.batch:type_name -> plugdb.v1.BatchResponse
-	5,  // 11: plugdb.node.v1.ResultBatch.results:type_name -> plugdb.node.v1.Result
-	0,  // 12: plugdb.node.v1.Node.Snapshot:input_type -> plugdb.node.v1.SnapshotRequest
-	4,  // 13: plugdb.node.v1.KVCalls.Calls:input_type -> plugdb.node.v1.CallBatch
-	2,  // 14: plugdb.node.v1.Node.Snapshot:output_type -> plugdb.node.v1.SnapshotChunk
-	6,  // 15: plugdb.node.v1.KVCalls.Calls:output_type -> plugdb.node.v1.ResultBatch
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	1,  // 0: plugdb.node.v1.ImportRequest.rows:type_name -> plugdb.node.v1.ImportRow
+	6,  // 1: plugdb.node.v1.SnapshotChunk.rows:type_name -> plugdb.node.v1.Row
+	12, // 2: plugdb.node.v1.Call.get:type_name -> plugdb.v1.GetRequest
+	13, // 3: plugdb.node.v1.Call.put:type_name -> plugdb.v1.PutRequest
+	13, // 4: plugdb.node.v1.Call.create:type_name -> plugdb.v1.PutRequest
+	13, // 5: plugdb.node.v1.Call.update:type_name -> plugdb.v1.PutRequest
+	14, // 6: plugdb.node.v1.Call.delete:type_name -> plugdb.v1.DeleteRequest
+	15, // 7: plugdb.node.v1.Call.batch:type_name -> plugdb.v1.BatchRequest
+	8,  // 8: plugdb.node.v1.CallBatch.calls:type_name -> plugdb.node.v1.Call
+	16, // 9: plugdb.node.v1.Result.get:type_name -> plugdb.v1.GetResponse
+	17, // 10: plugdb.node.v1.Result.write:type_name -> plugdb.v1.WriteResponse
+	18, // 11: plugdb.node.v1.Result.batch:type_name -> plugdb.v1.BatchResponse
+	10, // 12: plugdb.node.v1.ResultBatch.results:type_name -> plugdb.node.v1.Result
+	0,  // 13: plugdb.node.v1.Node.Snapshot:input_type -> plugdb.node.v1.SnapshotRequest
+	2,  // 14: plugdb.node.v1.Node.Import:input_type -> plugdb.node.v1.ImportRequest
+	4,  // 15: plugdb.node.v1.Node.Prune:input_type -> plugdb.node.v1.PruneRequest
+	9,  // 16: plugdb.node.v1.KVCalls.Calls:input_type -> plugdb.node.v1.CallBatch
+	7,  // 17: plugdb.node.v1.Node.Snapshot:output_type -> plugdb.node.v1.SnapshotChunk
+	3,  // 18: plugdb.node.v1.Node.Import:output_type -> plugdb.node.v1.ImportResponse
+	5,  // 19: plugdb.node.v1.Node.Prune:output_type -> plugdb.node.v1.PruneResponse
+	11, // 20: plugdb.node.v1.KVCalls.Calls:output_type -> plugdb.node.v1.ResultBatch
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_node_v1_node_proto_init() }
@@ -660,7 +964,7 @@ func file_plugdb_node_v1_node_proto_init() {
 	if File_plugdb_node_v1_node_proto != nil {
 		return
 	}
-	file_plugdb_node_v1_node_proto_msgTypes[3].OneofWrappers = []any{
+	file_plugdb_node_v1_node_proto_msgTypes[8].OneofWrappers = []any{
 		(*Call_Get)(nil),
 		(*Call_Put)(nil),
 		(*Call_Create)(nil),
@@ -668,7 +972,7 @@ func file_plugdb_node_v1_node_proto_init() {
 		(*Call_Delete)(nil),
 		(*Call_Batch)(nil),
 	}
-	file_plugdb_node_v1_node_proto_msgTypes[5].OneofWrappers = []any{
+	file_plugdb_node_v1_node_proto_msgTypes[10].OneofWrappers = []any{
 		(*Result_Get)(nil),
 		(*Result_Write)(nil),
 		(*Result_Batch)(nil),
@@ -679,7 +983,7 @@ func file_plugdb_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_node_v1_node_proto_rawDesc), len(file_plugdb_node_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

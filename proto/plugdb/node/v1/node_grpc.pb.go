@@ -25,6 +25,8 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Node_Snapshot_FullMethodName = "/plugdb.node.v1.Node/Snapshot"
+	Node_Import_FullMethodName   = "/plugdb.node.v1.Node/Import"
+	Node_Prune_FullMethodName    = "/plugdb.node.v1.Node/Prune"
 )
 
 // NodeClient is the client API for Node service.
@@ -35,6 +37,14 @@ type NodeClient interface {
 	// follower that cannot catch up from the leader's log restores. The first
 	// chunk carries the LSN the copy was taken at and that statement's epoch.
 	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
+	// Import writes rows a reshard copies into this replica's partition, as
+	// one replicated write on its leader: only keys the partition owns under
+	// the move's new layout (layout_version), and only while the move is
+	// recorded in ZooKeeper and has not flipped.
+	Import(ctx context.Context, in *ImportRequest, opts ...grpc.CallOption) (*ImportResponse, error)
+	// Prune deletes, on the leader, the rows the partition no longer owns
+	// under the current layout (after a reshard's flip), a batch at a time.
+	Prune(ctx context.Context, in *PruneRequest, opts ...grpc.CallOption) (*PruneResponse, error)
 }
 
 type nodeClient struct {
@@ -64,6 +74,26 @@ func (c *nodeClient) Snapshot(ctx context.Context, in *SnapshotRequest, opts ...
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Node_SnapshotClient = grpc.ServerStreamingClient[SnapshotChunk]
 
+func (c *nodeClient) Import(ctx context.Context, in *ImportRequest, opts ...grpc.CallOption) (*ImportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportResponse)
+	err := c.cc.Invoke(ctx, Node_Import_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeClient) Prune(ctx context.Context, in *PruneRequest, opts ...grpc.CallOption) (*PruneResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PruneResponse)
+	err := c.cc.Invoke(ctx, Node_Prune_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServer is the server API for Node service.
 // All implementations must embed UnimplementedNodeServer
 // for forward compatibility.
@@ -72,6 +102,14 @@ type NodeServer interface {
 	// follower that cannot catch up from the leader's log restores. The first
 	// chunk carries the LSN the copy was taken at and that statement's epoch.
 	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
+	// Import writes rows a reshard copies into this replica's partition, as
+	// one replicated write on its leader: only keys the partition owns under
+	// the move's new layout (layout_version), and only while the move is
+	// recorded in ZooKeeper and has not flipped.
+	Import(context.Context, *ImportRequest) (*ImportResponse, error)
+	// Prune deletes, on the leader, the rows the partition no longer owns
+	// under the current layout (after a reshard's flip), a batch at a time.
+	Prune(context.Context, *PruneRequest) (*PruneResponse, error)
 	mustEmbedUnimplementedNodeServer()
 }
 
@@ -84,6 +122,12 @@ type UnimplementedNodeServer struct{}
 
 func (UnimplementedNodeServer) Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error {
 	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
+}
+func (UnimplementedNodeServer) Import(context.Context, *ImportRequest) (*ImportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Import not implemented")
+}
+func (UnimplementedNodeServer) Prune(context.Context, *PruneRequest) (*PruneResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Prune not implemented")
 }
 func (UnimplementedNodeServer) mustEmbedUnimplementedNodeServer() {}
 func (UnimplementedNodeServer) testEmbeddedByValue()              {}
@@ -117,13 +161,58 @@ func _Node_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Node_SnapshotServer = grpc.ServerStreamingServer[SnapshotChunk]
 
+func _Node_Import_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Import(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Import_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Import(ctx, req.(*ImportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Node_Prune_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PruneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).Prune(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_Prune_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).Prune(ctx, req.(*PruneRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Node_ServiceDesc is the grpc.ServiceDesc for Node service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var Node_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "plugdb.node.v1.Node",
 	HandlerType: (*NodeServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Import",
+			Handler:    _Node_Import_Handler,
+		},
+		{
+			MethodName: "Prune",
+			Handler:    _Node_Prune_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Snapshot",

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/plugdb/plugdb/core/config"
+	"github.com/plugdb/plugdb/core/coord"
+	"github.com/plugdb/plugdb/core/loader"
+	"github.com/plugdb/plugdb/core/reshard"
+	"github.com/plugdb/plugdb/partitioners"
+	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+)
+
+// reshardFlags are `plugdb reshard`'s settings.
+type reshardFlags struct {
+	file, keyspace string
+	partitions     int
+	partitioner    string
+	options        []string
+	abort          bool
+	timeout        time.Duration
+}
+
+// reshardCommand is `plugdb reshard`: move a keyspace of a running cluster
+// to another partition count or partitioner.
+func reshardCommand() *cobra.Command {
+	var f reshardFlags
+	cmd := &cobra.Command{
+		Use:   "reshard --config FILE --partitions N [--partitioner NAME [--option k=v …]]",
+		Short: "Move a running cluster's keyspace to another partition count or partitioner",
+		Long: "Move a keyspace of a running cluster to a new layout while it serves (docs/resharding.md):\n" +
+			"start the new partitions' nodes first (`plugdb node --partition P`, they join empty), then\n" +
+			"run this. It records the move in ZooKeeper, copies the rows whose owner changes from each\n" +
+			"partition's leader to their new partition, fences the moving keys for a moment while it\n" +
+			"copies what changed meanwhile, flips the layout in one ZooKeeper write, and prunes the old\n" +
+			"copies. Requests keep flowing through the router; a request for a fenced key waits and is\n" +
+			"retried. Interrupted, it resumes where the record says when run again (without\n" +
+			"--partitions), or --abort rolls it back until it has flipped. Progress goes to stderr.",
+		Example: "  plugdb reshard --config configs/cluster.yaml --partitions 3\n" +
+			"  plugdb reshard --config configs/cluster.yaml --partitions 3 --partitioner ring --option vnodes=128\n" +
+			"  plugdb reshard --config configs/cluster.yaml --abort",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(config.Source{File: f.file, Env: os.Environ()})
+			if err != nil {
+				return err
+			}
+			return runReshard(cmd.Context(), cfg, f, cmd.ErrOrStderr(), cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.file, "config", "", "the cluster's config file (YAML): where ZooKeeper is, the cluster's name")
+	fl.StringVar(&f.keyspace, "keyspace", "", "the keyspace to move (default: the default keyspace)")
+	fl.IntVar(&f.partitions, "partitions", 0, "the new partition count (at least the current one); 0: resume the recorded move")
+	fl.StringVar(&f.partitioner, "partitioner", "", "the new partitioner (bundled: hash, ring, range; default: the current one)")
+	fl.StringArrayVar(&f.options, "option", nil, "an option of the new partitioner, k=v (repeat); with no --partitioner, replaces the current options")
+	fl.BoolVar(&f.abort, "abort", false, "roll back the recorded move (before its flip) instead")
+	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up after this long (the move stays recorded: run again to resume)")
+	return cmd
+}
+
+func runReshard(ctx context.Context, cfg config.Config, f reshardFlags, progress, out io.Writer) error {
+	kcfg, err := cfg.ForKeyspace(f.keyspace)
+	if err != nil {
+		return fmt.Errorf("--keyspace: %w", err)
+	}
+	log := newLogger("warn")
+	l, err := newLoader(log)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	client, err := coord.Connect(ctx, coord.Config{Servers: kcfg.ZooKeeper.Servers, SessionTimeout: kcfg.ZooKeeper.SessionTimeout,
+		Root: kcfg.ZooKeeper.Root, Cluster: kcfg.Cluster, Keyspace: kcfg.Keyspace, Logger: log.Named("zookeeper")})
+	if err != nil {
+		return fmt.Errorf("%w (is the cluster's ZooKeeper running? zookeeper.servers says where)", err)
+	}
+	defer client.Close()
+	if f.abort {
+		if err := reshard.Abort(ctx, client); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "reshard aborted: the layout is unchanged")
+		return nil
+	}
+	cur, err := coord.ReadMeta(ctx, client)
+	if err != nil {
+		return fmt.Errorf("%w (was the cluster started? plugdb cluster up)", err)
+	}
+	rec, running, err := coord.ReadReshard(ctx, client)
+	if err != nil {
+		return err
+	}
+	to, err := f.layout(cur, running, l.PartitionerNames())
+	if err != nil {
+		return err
+	}
+	watch := max(cur.Partitions, to.Partitions)
+	if running {
+		watch = max(watch, rec.To.Partitions)
+	}
+	top := coord.WatchTopology(ctx, client, watch)
+	defer top.Close()
+	nodes := reshard.NewGRPCNodes(top)
+	defer nodes.Close()
+	bar := newReshardBar(progress)
+	m := &reshard.Mover{Client: client, Nodes: nodes, Progress: bar.update,
+		Open: func(ctx context.Context, meta coord.Meta) (reshard.Locator, func(), error) {
+			p, err := openLayout(ctx, l, meta)
+			if err != nil {
+				return nil, nil, err
+			}
+			return p, func() { p.Close() }, nil
+		}}
+	if running {
+		fmt.Fprintf(progress, "resuming the recorded move: %s\n", rec)
+	} else {
+		fmt.Fprintf(progress, "moving keyspace %s from %d partitions (%s) to %d (%s)\n", keyspaceName(f.keyspace), cur.Partitions, cur.Partitioner.Plugin, to.Partitions, to.Partitioner.Plugin)
+	}
+	start := time.Now()
+	rep, err := m.Run(ctx, to)
+	bar.done()
+	if err != nil {
+		return fmt.Errorf("%w (the move stays recorded: run plugdb reshard again to resume it, or with --abort to roll it back before it flips)", err)
+	}
+	after, err := coord.ReadMeta(ctx, client)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "reshard done in %v: keyspace %s now has %d partitions placed by %s (layout v%d)\n",
+		time.Since(start).Round(time.Millisecond), keyspaceName(f.keyspace), after.Partitions, after.Partitioner.Plugin, after.LayoutVersion())
+	fmt.Fprintf(out, "  rows read %d, moved %d (%.1f%%) in %v (%.0f rows/s)\n", rep.Read, rep.Moved, pct(rep.Moved, rep.Read),
+		rep.CopyTime.Round(time.Millisecond), float64(rep.Moved)/max(rep.CopyTime.Seconds(), 1e-9))
+	fmt.Fprintf(out, "  under the fence: %d rows copied again, %d copies deleted; moving keys fenced for %v (the longest write pause)\n",
+		rep.CaughtUp, rep.Deleted, rep.Fenced.Round(time.Millisecond))
+	fmt.Fprintf(out, "  old copies pruned: %d\n", rep.Pruned)
+	if counts, err := keysPerPartition(ctx, top, after.Partitions, kcfg.Keyspace); err == nil {
+		fmt.Fprintf(out, "  keys per partition: %s\n", spread(counts))
+	} else {
+		fmt.Fprintf(out, "  keys per partition: unknown (%v)\n", err)
+	}
+	return nil
+}
+
+// keysPerPartition asks each partition's leader how many keys it holds.
+func keysPerPartition(ctx context.Context, top *coord.Topology, partitions int, keyspace string) (map[int]int64, error) {
+	counts := map[int]int64{}
+	for p := range partitions {
+		addr := top.Partition(p).Leader.Addr
+		if addr == "" {
+			return nil, fmt.Errorf("partition %d has no leader", p)
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		st, err := plugdbv1.NewKVClient(conn).Status(ctx, &plugdbv1.StatusRequest{Keyspace: keyspaceName(keyspace)})
+		conn.Close()
+		if err != nil {
+			return nil, fmt.Errorf("partition %d: %w", p, err)
+		}
+		for _, ps := range st.GetPartitions() {
+			for _, r := range ps.GetReplicas() {
+				if r.GetAddr() == addr {
+					counts[p] = r.GetKeys()
+				}
+			}
+		}
+	}
+	return counts, nil
+}
+
+// layout returns the layout the flags ask for; with no --partitions, the
+// recorded move's (a resume), which must then exist.
+func (f reshardFlags) layout(cur coord.Meta, running bool, bundled []string) (coord.Meta, error) {
+	if f.partitions == 0 {
+		if f.partitioner != "" || len(f.options) > 0 {
+			return coord.Meta{}, fmt.Errorf("--partitioner and --option need --partitions (the new count, at least %d)", cur.Partitions)
+		}
+		if !running {
+			return coord.Meta{}, fmt.Errorf("--partitions: give the new partition count (at least %d); no move is recorded to resume", cur.Partitions)
+		}
+		return coord.Meta{}, nil
+	}
+	to := coord.Meta{Partitions: f.partitions, Partitioner: coord.PluginMeta{Plugin: cur.Partitioner.Plugin, Options: maps.Clone(cur.Partitioner.Options)}}
+	if f.partitioner != "" {
+		if !slices.Contains(bundled, f.partitioner) && !strings.ContainsRune(f.partitioner, '/') {
+			return to, fmt.Errorf("--partitioner %q: allowed values are %s, or a path to a partitioner plugin", f.partitioner, strings.Join(bundled, ", "))
+		}
+		to.Partitioner = coord.PluginMeta{Plugin: f.partitioner}
+	}
+	if len(f.options) > 0 {
+		to.Partitioner.Options = map[string]string{}
+		for _, o := range f.options {
+			k, v, ok := strings.Cut(o, "=")
+			if !ok || k == "" {
+				return to, fmt.Errorf("--option %q: give k=v, e.g. --option vnodes=128", o)
+			}
+			to.Partitioner.Options[k] = v
+		}
+	}
+	if f.partitions > config.MaxPartitions {
+		return to, fmt.Errorf("--partitions %d: allowed values are %d..%d", f.partitions, cur.Partitions, config.MaxPartitions)
+	}
+	return to, nil
+}
+
+// openLayout opens a layout's partitioner, in process when it is bundled
+// (it is a pure function of its options).
+func openLayout(ctx context.Context, l *loader.Loader, m coord.Meta) (partitioners.Partitioner, error) {
+	b := loader.Block{Plugin: m.Partitioner.Plugin, Options: maps.Clone(m.Partitioner.Options)}
+	if slices.Contains(l.PartitionerNames(), b.Plugin) {
+		b.Mode = loader.ModeInProcess
+	}
+	p, err := l.OpenPartitioner(ctx, b, m.Partitions)
+	if err != nil {
+		return nil, fmt.Errorf("layout v%d (%d partitions, %s): %w", m.LayoutVersion(), m.Partitions, m.Partitioner.Plugin, err)
+	}
+	return p, nil
+}
+
+func keyspaceName(name string) string {
+	if name == "" {
+		return config.DefaultKeyspace
+	}
+	return name
+}
+
+func pct(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}
+
+// reshardBar prints a move's progress on one line of w, at most every
+// 200 ms, and each state change on a line of its own.
+type reshardBar struct {
+	w     io.Writer
+	last  time.Time
+	pass  string
+	start time.Time
+}
+
+func newReshardBar(w io.Writer) *reshardBar { return &reshardBar{w: w, start: time.Now()} }
+
+func (b *reshardBar) update(p reshard.Progress) {
+	if p.Pass != b.pass {
+		if b.pass != "" {
+			fmt.Fprintln(b.w)
+		}
+		b.pass = p.Pass
+	} else if time.Since(b.last) < 200*time.Millisecond {
+		return
+	}
+	b.last = time.Now()
+	fmt.Fprintf(b.w, "\r%-8s %-8s rows read %8d  copied %8d  %8.1f MiB  %v   ", p.Pass, p.State, p.Rows, p.Copied,
+		float64(p.Bytes)/(1<<20), time.Since(b.start).Round(100*time.Millisecond))
+}
+
+func (b *reshardBar) done() { fmt.Fprintln(b.w) }
+
+// spread formats keys per partition, for the closing lines.
+func spread(counts map[int]int64) string {
+	parts := slices.Collect(maps.Keys(counts))
+	sort.Ints(parts)
+	var out []string
+	for _, p := range parts {
+		out = append(out, fmt.Sprintf("p%d %d", p, counts[p]))
+	}
+	return strings.Join(out, ", ")
+}

@@ -1,0 +1,268 @@
+package reshard
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/plugdb/plugdb/core/coord"
+	"github.com/plugdb/plugdb/core/partition"
+	nodev1 "github.com/plugdb/plugdb/proto/plugdb/node/v1"
+)
+
+// defaultBatchRows is how many rows one import carries by default.
+const defaultBatchRows = 512
+
+// copier copies one move's rows.
+type copier struct {
+	m        *Mover
+	r        coord.Reshard
+	from, to Locator
+}
+
+// placed is a chunk of rows with their partitions under both layouts.
+type placed struct {
+	rows     []Row
+	from, to []int
+}
+
+// place locates a chunk's rows under both layouts, leaving out the
+// partition's internal rows (its request table), which never move.
+func (c *copier) place(ctx context.Context, chunk []Row) (placed, error) {
+	var pl placed
+	keys := make([][]byte, 0, len(chunk))
+	for _, r := range chunk {
+		if partition.Reserved(r.Key) {
+			continue
+		}
+		pl.rows = append(pl.rows, r)
+		keys = append(keys, r.Key)
+	}
+	pl.from, pl.to = make([]int, len(keys)), make([]int, len(keys))
+	if len(keys) == 0 {
+		return pl, nil
+	}
+	if err := c.from.Locate(ctx, keys, pl.from); err != nil {
+		return pl, fmt.Errorf("place keys under the current layout: %w", err)
+	}
+	if err := c.to.Locate(ctx, keys, pl.to); err != nil {
+		return pl, fmt.Errorf("place keys under the new layout: %w", err)
+	}
+	return pl, nil
+}
+
+// batches gathers imports per target partition and sends them full.
+type batches struct {
+	c    *copier
+	rows map[int][]*nodev1.ImportRow
+	n    int64 // rows sent
+	b    int64 // bytes sent
+}
+
+func (c *copier) batches() *batches { return &batches{c: c, rows: map[int][]*nodev1.ImportRow{}} }
+
+func (b *batches) add(ctx context.Context, q int, row *nodev1.ImportRow) error {
+	b.rows[q] = append(b.rows[q], row)
+	size := b.c.m.BatchRows
+	if size <= 0 {
+		size = defaultBatchRows
+	}
+	if len(b.rows[q]) >= size {
+		return b.send(ctx, q)
+	}
+	return nil
+}
+
+func (b *batches) send(ctx context.Context, q int) error {
+	rows := b.rows[q]
+	if len(rows) == 0 {
+		return nil
+	}
+	if err := b.c.m.Nodes.Import(ctx, q, b.c.r.To.Version, rows); err != nil {
+		return fmt.Errorf("partition %d: import %d rows: %w", q, len(rows), err)
+	}
+	for _, r := range rows {
+		b.n++
+		b.b += int64(len(r.GetKey()) + len(r.GetValue()))
+	}
+	b.rows[q] = nil
+	return nil
+}
+
+func (b *batches) flush(ctx context.Context) error {
+	for q := range b.rows {
+		if err := b.send(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// firstPass copies every source partition's moving rows from a snapshot and
+// returns the LSN each snapshot was taken at.
+func (c *copier) firstPass(ctx context.Context, rep *Report) ([]uint64, error) {
+	lsns := make([]uint64, c.r.From.Partitions)
+	b := c.batches()
+	for p := range c.r.From.Partitions {
+		err := c.m.Nodes.Snapshot(ctx, p, 0, func(lsn, _ uint64, chunk []Row) error {
+			lsns[p] = lsn
+			pl, err := c.place(ctx, chunk)
+			if err != nil {
+				return err
+			}
+			rep.Read += int64(len(chunk))
+			for i, r := range pl.rows {
+				if pl.from[i] != p || pl.to[i] == p {
+					continue // not the source's (left by an aborted move), or not moving
+				}
+				if err := b.add(ctx, pl.to[i], &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
+					return err
+				}
+			}
+			c.m.progress(Progress{State: coord.ReshardCopying, Pass: "copy", Rows: rep.Read, Copied: b.n, Bytes: b.b})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("partition %d: copy: %w", p, err)
+		}
+	}
+	if err := b.flush(ctx); err != nil {
+		return nil, err
+	}
+	rep.Moved = b.n
+	c.m.progress(Progress{State: coord.ReshardCopying, Pass: "copy", Rows: rep.Read, Copied: b.n, Bytes: b.b})
+	return lsns, nil
+}
+
+// lastPass runs under the fence: once every source leader has fenced the
+// moving keys, it copies the rows changed since the first pass (all of them
+// where lsns is 0) and deletes the copies of keys deleted since. If a
+// source's leader changed meanwhile, the pass runs again.
+func (c *copier) lastPass(ctx context.Context, lsns []uint64, rep *Report) error {
+	for {
+		epochs, err := c.awaitFence(ctx)
+		if err != nil {
+			return err
+		}
+		caught, deleted, err := c.catchUp(ctx, lsns)
+		if err != nil {
+			return err
+		}
+		if c.sameLeaders(ctx, epochs) {
+			rep.CaughtUp, rep.Deleted = caught, deleted
+			return nil
+		}
+	}
+}
+
+// awaitFence waits until every source partition's current leader has
+// acknowledged the fence and returns their epochs.
+func (c *copier) awaitFence(ctx context.Context) ([]uint64, error) {
+	epochs := make([]uint64, c.r.From.Partitions)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for p := range epochs {
+		for {
+			e := c.m.Nodes.LeaderEpoch(p)
+			acked, err := coord.FenceAcked(ctx, c.m.Client, p)
+			if err != nil {
+				return nil, err
+			}
+			if e != 0 && acked == e {
+				epochs[p] = e
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("partition %d: wait for its leader (epoch %d) to fence the moving keys (acknowledged: epoch %d): %w", p, e, acked, ctx.Err())
+			case <-tick.C:
+			}
+		}
+	}
+	return epochs, nil
+}
+
+// sameLeaders reports whether every source partition is still led by the
+// leader of epochs, which fenced.
+func (c *copier) sameLeaders(ctx context.Context, epochs []uint64) bool {
+	for p, e := range epochs {
+		if c.m.Nodes.LeaderEpoch(p) != e {
+			return false
+		}
+		if acked, err := coord.FenceAcked(ctx, c.m.Client, p); err != nil || acked != e {
+			return false
+		}
+	}
+	return true
+}
+
+// catchUp copies what changed at the sources since lsns and deletes, at the
+// targets, the copies of keys no source holds any more.
+func (c *copier) catchUp(ctx context.Context, lsns []uint64) (caught, deleted int64, err error) {
+	moving := make(map[int]map[string]struct{}) // by target: the keys the sources hold
+	b := c.batches()
+	var read int64
+	for p := range c.r.From.Partitions {
+		err := c.m.Nodes.Snapshot(ctx, p, lsns[p], func(_, _ uint64, chunk []Row) error {
+			pl, err := c.place(ctx, chunk)
+			if err != nil {
+				return err
+			}
+			read += int64(len(chunk))
+			for i, r := range pl.rows {
+				q := pl.to[i]
+				if pl.from[i] != p || q == p {
+					continue
+				}
+				if moving[q] == nil {
+					moving[q] = map[string]struct{}{}
+				}
+				moving[q][string(r.Key)] = struct{}{}
+				if r.HasValue {
+					if err := b.add(ctx, q, &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
+						return err
+					}
+				}
+			}
+			c.m.progress(Progress{State: coord.ReshardFenced, Pass: "catch-up", Rows: read, Copied: b.n, Bytes: b.b})
+			return nil
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("partition %d: catch up: %w", p, err)
+		}
+	}
+	if err := b.flush(ctx); err != nil {
+		return 0, 0, err
+	}
+	caught = b.n
+	// The targets' copies of keys deleted since the first pass.
+	del := c.batches()
+	for q := range c.r.To.Partitions {
+		err := c.m.Nodes.Snapshot(ctx, q, math.MaxUint64, func(_, _ uint64, chunk []Row) error {
+			pl, err := c.place(ctx, chunk)
+			if err != nil {
+				return err
+			}
+			for i, r := range pl.rows {
+				if pl.to[i] != q || pl.from[i] == q {
+					continue // not a copy this move made
+				}
+				if _, ok := moving[q][string(r.Key)]; ok {
+					continue
+				}
+				if err := del.add(ctx, q, &nodev1.ImportRow{Key: r.Key, Delete: true}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("partition %d: find deleted copies: %w", q, err)
+		}
+	}
+	if err := del.flush(ctx); err != nil {
+		return 0, 0, err
+	}
+	return caught, del.n, nil
+}

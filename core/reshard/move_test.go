@@ -1,0 +1,295 @@
+package reshard
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/goleak"
+
+	"github.com/plugdb/plugdb/core/coord"
+	"github.com/plugdb/plugdb/core/partition"
+	"github.com/plugdb/plugdb/core/zkserver/zktest"
+	"github.com/plugdb/plugdb/partitioners"
+	"github.com/plugdb/plugdb/partitioners/hash"
+	"github.com/plugdb/plugdb/partitioners/ring"
+	nodev1 "github.com/plugdb/plugdb/proto/plugdb/node/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(zktest.M{M: m}) }
+
+// memNodes are partitions in memory with the nodes' reshard rules: a key
+// is imported only where the new layout places it, a fenced source refuses
+// writes of its moving keys, and prune deletes what the current layout
+// places elsewhere. Every leader has epoch 1.
+type memNodes struct {
+	t     *testing.T
+	mu    sync.Mutex
+	parts []map[string]memRow
+	lsn   []uint64
+	to    Locator // the new layout, for import and prune
+}
+
+type memRow struct {
+	value []byte
+	lsn   uint64
+}
+
+func (n *memNodes) put(p int, key, value string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lsn[p]++
+	n.parts[p][key] = memRow{[]byte(value), n.lsn[p]}
+}
+
+func (n *memNodes) del(p int, key string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lsn[p]++
+	delete(n.parts[p], key)
+}
+
+func (n *memNodes) Snapshot(ctx context.Context, p int, since uint64, each func(lsn, epoch uint64, chunk []Row) error) error {
+	n.mu.Lock()
+	lsn := n.lsn[p]
+	var rows []Row
+	for _, k := range slices.Sorted(maps.Keys(n.parts[p])) {
+		r := n.parts[p][k]
+		row := Row{Key: []byte(k), LSN: r.lsn, HasValue: r.lsn > since}
+		if row.HasValue {
+			row.Value = r.value
+		}
+		rows = append(rows, row)
+	}
+	n.mu.Unlock()
+	for len(rows) > 0 { // chunks of 7, to cross chunk edges
+		c := rows[:min(7, len(rows))]
+		rows = rows[len(c):]
+		if err := each(lsn, 1, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *memNodes) Import(ctx context.Context, p int, version uint64, rows []*nodev1.ImportRow) error {
+	for _, r := range rows {
+		out := []int{0}
+		if err := n.to.Locate(ctx, [][]byte{r.GetKey()}, out); err != nil {
+			return err
+		}
+		if out[0] != p {
+			n.t.Errorf("import of %q into partition %d: the new layout places it in %d", r.GetKey(), p, out[0])
+		}
+		if r.GetDelete() {
+			n.del(p, string(r.GetKey()))
+		} else {
+			n.put(p, string(r.GetKey()), string(r.GetValue()))
+		}
+	}
+	return nil
+}
+
+func (n *memNodes) Prune(ctx context.Context, p int, version uint64) (int64, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var pruned int64
+	for k := range n.parts[p] {
+		if partition.Reserved([]byte(k)) {
+			continue
+		}
+		out := []int{0}
+		if err := n.to.Locate(ctx, [][]byte{[]byte(k)}, out); err != nil {
+			return 0, err
+		}
+		if out[0] != p {
+			delete(n.parts[p], k)
+			pruned++
+		}
+	}
+	return pruned, nil
+}
+
+func (n *memNodes) LeaderEpoch(int) uint64 { return 1 }
+
+func openLayout(ctx context.Context, m coord.Meta) (Locator, func(), error) {
+	open := map[string]partitioners.OpenFunc{"hash": hash.Open, "ring": ring.Open}[m.Partitioner.Plugin]
+	if open == nil {
+		return nil, nil, fmt.Errorf("no partitioner %q", m.Partitioner.Plugin)
+	}
+	p, err := open(ctx, hclog.NewNullLogger())
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.Configure(ctx, m.Partitions, m.Partitioner.Options); err != nil {
+		return nil, nil, err
+	}
+	return p, func() { p.Close() }, nil
+}
+
+func locate(t *testing.T, l Locator, key string) int {
+	t.Helper()
+	out := []int{0}
+	if err := l.Locate(context.Background(), [][]byte{[]byte(key)}, out); err != nil {
+		t.Fatal(err)
+	}
+	return out[0]
+}
+
+// TestMoveCopiesCatchesUpAndPrunes moves 2 hash partitions to 3 ring
+// partitions while keys are written, overwritten and deleted between the
+// passes, and checks that every key ends, with its last value, on its new
+// owner only, and that the internal rows stay where they were.
+func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
+	zkSrv := zktest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client, err := coord.Connect(ctx, coord.Config{Servers: zkSrv.Servers(), SessionTimeout: 2 * time.Second, Root: "/plugdb-test", Cluster: "reshard-move-" + fmt.Sprint(time.Now().UnixNano())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	from := coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}
+	to := coord.Meta{Partitions: 3, Partitioner: coord.PluginMeta{Plugin: "ring", Options: map[string]string{"vnodes": "32"}}}
+	if _, err := coord.EnsureMeta(ctx, client, from); err != nil {
+		t.Fatal(err)
+	}
+	fromLoc, closeFrom, _ := openLayout(ctx, from)
+	defer closeFrom()
+	toLoc, closeTo, _ := openLayout(ctx, to)
+	defer closeTo()
+
+	nodes := &memNodes{t: t, parts: []map[string]memRow{{}, {}, {}}, lsn: make([]uint64, 3), to: toLoc}
+	want := map[string]string{}
+	write := func(key, value string) {
+		nodes.put(locate(t, fromLoc, key), key, value)
+		want[key] = value
+	}
+	for i := range 300 {
+		write(fmt.Sprintf("k%03d", i), "v1")
+	}
+	for p := range 2 {
+		nodes.put(p, partition.ReservedPrefix+fmt.Sprint("client-", p), "request table")
+	}
+
+	// Between the passes: overwrite some keys, delete some, add some.
+	var moved []string
+	for i := range 300 {
+		k := fmt.Sprintf("k%03d", i)
+		if locate(t, fromLoc, k) != locate(t, toLoc, k) {
+			moved = append(moved, k)
+		}
+	}
+	if len(moved) < 50 {
+		t.Fatalf("only %d of 300 keys move: the test needs a move", len(moved))
+	}
+	mover := &Mover{Client: client, Nodes: nodes, Open: openLayout, BatchRows: 16}
+	// The writes the first pass misses happen when the state turns fenced,
+	// before the sources acknowledge, as writes in flight would.
+	acked := make(chan struct{})
+	go func() {
+		defer close(acked)
+		for {
+			r, ok, err := coord.ReadReshard(ctx, client)
+			if err != nil || ctx.Err() != nil {
+				return
+			}
+			if ok && r.State == coord.ReshardFenced {
+				break
+			}
+			time.Sleep(5 * time.Millisecond) // polling ZooKeeper, bounded by ctx
+		}
+		for i, k := range moved[:30] {
+			switch i % 3 {
+			case 0:
+				write(k, "v2")
+			case 1:
+				nodes.del(locate(t, fromLoc, k), k)
+				delete(want, k)
+			case 2:
+				write(k+"-new", "v3")
+			}
+		}
+		for p := range 2 {
+			if err := coord.AckFence(ctx, client, p, 1); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	rep, err := mover.Run(ctx, to)
+	<-acked
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Moved != int64(len(moved)) || rep.Deleted != 10 || rep.CaughtUp < 10 {
+		t.Fatalf("report %+v: want %d moved, 10 deleted, at least 10 caught up", rep, len(moved))
+	}
+	if m, _ := coord.ReadMeta(ctx, client); !coord.SameLayout(m, to) || m.Version != 2 {
+		t.Fatalf("meta after the move: %+v", m)
+	}
+	if _, ok, _ := coord.ReadReshard(ctx, client); ok {
+		t.Fatal("the record is left after the move")
+	}
+	got := map[string]string{}
+	for p, rows := range nodes.parts {
+		for k, r := range rows {
+			if partition.Reserved([]byte(k)) {
+				if k != partition.ReservedPrefix+fmt.Sprint("client-", p) {
+					t.Errorf("internal row %q in partition %d", k, p)
+				}
+				continue
+			}
+			if q := locate(t, toLoc, k); q != p {
+				t.Errorf("%q left in partition %d, owner %d", k, p, q)
+			}
+			got[k] = string(r.value)
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("after the move %d keys, want %d", len(got), len(want))
+	}
+}
+
+// TestMoveRefusesWhatIsNotBuilt: fewer partitions and a move to the same
+// layout are refused by name; a second move while one is recorded too.
+func TestMoveRefusesWhatIsNotBuilt(t *testing.T) {
+	zkSrv := zktest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, err := coord.Connect(ctx, coord.Config{Servers: zkSrv.Servers(), SessionTimeout: 2 * time.Second, Root: "/plugdb-test", Cluster: "reshard-refuse-" + fmt.Sprint(time.Now().UnixNano())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	from := coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}
+	if _, err := coord.EnsureMeta(ctx, client, from); err != nil {
+		t.Fatal(err)
+	}
+	m := &Mover{Client: client, Open: openLayout}
+	for _, tc := range []struct {
+		to   coord.Meta
+		want string
+	}{
+		{coord.Meta{Partitions: 1, Partitioner: from.Partitioner}, "fewer partitions is not built yet (allowed: 2 or more)"},
+		{from, "nothing to move"},
+	} {
+		if _, err := m.Run(ctx, tc.to); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Run(%+v) = %v, want …%s…", tc.to, err, tc.want)
+		}
+	}
+	if _, err := coord.BeginReshard(ctx, client, coord.Meta{Partitions: 3, Partitioner: from.Partitioner}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Run(ctx, coord.Meta{Partitions: 4, Partitioner: from.Partitioner}); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("a second move: %v", err)
+	}
+	if err := Abort(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+}

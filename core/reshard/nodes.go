@@ -1,0 +1,132 @@
+package reshard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/plugdb/plugdb/core/coord"
+	nodev1 "github.com/plugdb/plugdb/proto/plugdb/node/v1"
+)
+
+// GRPCNodes reaches the partitions' leaders, as a topology watched in
+// ZooKeeper names them, over the node service (plugdb.node.v1.Node).
+type GRPCNodes struct {
+	top *coord.Topology
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// NewGRPCNodes returns the leaders of top's partitions.
+func NewGRPCNodes(top *coord.Topology) *GRPCNodes {
+	return &GRPCNodes{top: top, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Close closes the connections.
+func (g *GRPCNodes) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var errs []error
+	for _, c := range g.conns {
+		errs = append(errs, c.Close())
+	}
+	g.conns = map[string]*grpc.ClientConn{}
+	return errors.Join(errs...)
+}
+
+// leader returns partition p's leader's client, or an error naming the
+// partition when it has none.
+func (g *GRPCNodes) leader(p int) (nodev1.NodeClient, string, error) {
+	if p >= g.top.Partitions() {
+		return nil, "", fmt.Errorf("partition %d: not watched (%d partitions)", p, g.top.Partitions())
+	}
+	addr := g.top.Partition(p).Leader.Addr
+	if addr == "" {
+		g.top.Refresh(p)
+		return nil, "", fmt.Errorf("partition %d has no leader (start its nodes: plugdb node --partition %d)", p, p)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, ok := g.conns[addr]
+	if !ok {
+		var err error
+		if c, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			return nil, "", fmt.Errorf("node %s: %w", addr, err)
+		}
+		g.conns[addr] = c
+	}
+	return nodev1.NewNodeClient(c), addr, nil
+}
+
+// LeaderEpoch returns partition p's leader's epoch; 0 without a leader.
+func (g *GRPCNodes) LeaderEpoch(p int) uint64 {
+	if p >= g.top.Partitions() {
+		return 0
+	}
+	return g.top.Partition(p).Leader.Epoch
+}
+
+// Snapshot streams partition p's rows from its leader.
+func (g *GRPCNodes) Snapshot(ctx context.Context, p int, since uint64, each func(lsn, epoch uint64, chunk []Row) error) error {
+	nc, addr, err := g.leader(p)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := nc.Snapshot(ctx, &nodev1.SnapshotRequest{Partition: uint32(p), SinceLsn: since})
+	if err != nil {
+		return fmt.Errorf("snapshot from %s: %w", addr, err)
+	}
+	var lsn, epoch uint64
+	for first := true; ; first = false {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("snapshot from %s: %w", addr, err)
+		}
+		if first {
+			lsn, epoch = chunk.GetLsn(), chunk.GetEpoch()
+		}
+		rows := make([]Row, len(chunk.GetRows()))
+		for i, r := range chunk.GetRows() {
+			rows[i] = Row{Key: r.GetKey(), Value: r.GetValue(), LSN: r.GetLsn(), HasValue: r.GetLsn() > since}
+		}
+		if err := each(lsn, epoch, rows); err != nil {
+			return err
+		}
+	}
+}
+
+// Import writes rows into partition p's leader.
+func (g *GRPCNodes) Import(ctx context.Context, p int, version uint64, rows []*nodev1.ImportRow) error {
+	nc, addr, err := g.leader(p)
+	if err != nil {
+		return err
+	}
+	if _, err := nc.Import(ctx, &nodev1.ImportRequest{Partition: uint32(p), LayoutVersion: version, Rows: rows}); err != nil {
+		return fmt.Errorf("node %s: %w", addr, err)
+	}
+	return nil
+}
+
+// Prune asks partition p's leader to delete the rows it no longer owns.
+func (g *GRPCNodes) Prune(ctx context.Context, p int, version uint64) (int64, error) {
+	nc, addr, err := g.leader(p)
+	if err != nil {
+		return 0, err
+	}
+	res, err := nc.Prune(ctx, &nodev1.PruneRequest{Partition: uint32(p), LayoutVersion: version})
+	if err != nil {
+		return 0, fmt.Errorf("node %s: %w", addr, err)
+	}
+	return res.GetDeleted(), nil
+}
