@@ -420,3 +420,22 @@ keyspaces:
 	}
 	assertAllGone(t, procs, dir, rec.ZooKeeper)
 }
+
+// plugdb node --keyspace refuses a keyspace the config does not declare,
+// naming those it does, before it starts anything.
+func TestNodeUnknownKeyspace(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "plugdb.yaml")
+	if err := os.WriteFile(cfg, []byte("keyspaces:\n  events: {partitions: 3}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := runPlugdb(t, 30*time.Second, "node", "--config", cfg, "--keyspace", "nope", "--partition", "0", "--addr", "127.0.0.1:1", "--data", t.TempDir())
+	if res.code != 2 || !strings.Contains(res.stderr, `--keyspace: keyspace "nope": allowed values are default, events`) {
+		t.Fatalf("plugdb node --keyspace nope: want exit 2 naming default and events\n%s", res)
+	}
+	// --partition counts the keyspace's partitions.
+	res = runPlugdb(t, 30*time.Second, "node", "--config", cfg, "--keyspace", "events", "--partition", "3", "--addr", "127.0.0.1:1", "--data", t.TempDir())
+	if res.code != 2 || !strings.Contains(res.stderr, "--partition 3: allowed values are 0..2 (partitions is 3)") {
+		t.Fatalf("plugdb node --keyspace events --partition 3: want exit 2 naming 0..2\n%s", res)
+	}
+}
