@@ -45,8 +45,9 @@ func clusterUpCommand() *cobra.Command {
 			"(with --zookeepers 3, an ensemble on that port and the two after it), the router on\n" +
 			"router.grpc and router.http, and replica r of partition p on\n" +
 			"127.0.0.1:nodes.base_port+p*nodes.replicas+r, each a child process with its log in\n" +
-			"DIR/logs and its data in DIR/data/p<p>-r<r> (ZooKeeper's in DIR/zookeeper). It waits\n" +
-			"until every partition has a leader, prints the endpoints, and runs until SIGINT or\n" +
+			"DIR/logs and its data in DIR/data/p<p>-r<r> (ZooKeeper's in DIR/zookeeper); the nodes of\n" +
+			"another keyspace K follow on the next ports, their data in DIR/data/keyspaces/K. It waits\n" +
+			"until every partition of every keyspace has a leader, prints the endpoints, and runs until SIGINT or\n" +
 			"SIGTERM (or `plugdb cluster down --dir DIR`), then stops the router, the nodes and\n" +
 			"ZooKeeper in that order. A node that dies is reported and left down. Starting again\n" +
 			"on the same DIR reuses its data.",
@@ -66,7 +67,7 @@ func clusterUpCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := cfg.Validate(clusterKnown(l)); err != nil {
+			if err := cfg.Validate(clusterKnown(l)); err != nil { // every keyspace's too
 				return err
 			}
 			if _, err := zkserver.Find(); err != nil {

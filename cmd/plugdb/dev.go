@@ -16,6 +16,7 @@ import (
 	"github.com/plugdb/plugdb/core/api"
 	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/core/datadir"
+	"github.com/plugdb/plugdb/core/loader"
 	"github.com/plugdb/plugdb/core/local"
 	"github.com/plugdb/plugdb/core/server"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
@@ -89,16 +90,81 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 	if err := cfg.Validate(known); err != nil {
 		return err
 	}
+	// One local backend per keyspace, each on its own data folder
+	// (config.ForKeyspace's Data), served side by side.
+	backends := map[string]api.Backend{}
+	var (
+		kcfgs  []config.Config
+		opened []*local.Backend
+	)
+	defer func() {
+		for i, b := range opened {
+			if err := b.Close(); err != nil {
+				log.Error("close partitions", "keyspace", kcfgs[i].Keyspace, "error", err)
+			}
+		}
+	}()
+	for _, name := range cfg.KeyspaceNames() {
+		kcfg, err := cfg.ForKeyspace(name)
+		if err != nil {
+			return err
+		}
+		b, err := openDevKeyspace(ctx, l, kcfg)
+		if err != nil {
+			if kcfg.Keyspace != "" {
+				return fmt.Errorf("keyspace %s: %w", name, err)
+			}
+			return err
+		}
+		backends[name] = b
+		kcfgs, opened = append(kcfgs, kcfg), append(opened, b)
+	}
+	srv, err := server.Start(ctx, api.NewKeyspaceServer(backends), cfg.Router.GRPC, cfg.Router.HTTP)
+	if err != nil {
+		return err
+	}
+	mode := cfg.Engine.Mode
+	if mode == "" {
+		mode = "process"
+	}
+	fmt.Printf("plugdb dev: cluster %q, %d partitions, data in %s\n", cfg.Cluster, cfg.Partitions, cfg.Data)
+	fmt.Printf("  engine %s (%s) %s, partitioner %s (%s), replicator %s\n", cfg.Engine.Plugin, mode, formatOptions(cfg.Engine.Options),
+		cfg.Partitioner.Plugin, pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode).GetMode(), cfg.Replicator.Plugin)
+	for _, k := range kcfgs[1:] {
+		fmt.Printf("  keyspace %s: %d partitions, engine %s, partitioner %s, data in %s\n", k.Keyspace, k.Partitions, k.Engine.Plugin, k.Partitioner.Plugin, k.Data)
+	}
+	fmt.Printf("  gRPC  %s   (plugdb get KEY --addr %s)\n", srv.GRPCAddr(), srv.GRPCAddr())
+	fmt.Printf("  REST  http://%s/v1/kv/KEY   (OpenAPI: /v1/openapi.json)\n", srv.HTTPAddr())
+	if len(kcfgs) > 1 {
+		fmt.Printf("        http://%s/v1/keyspaces/NAME/kv/KEY\n", srv.HTTPAddr())
+	}
+	fmt.Println("ready; Ctrl-C stops")
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: signal received")
+	case err := <-srv.Err():
+		log.Error("server stopped", "error", err)
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Stop(stopCtx)
+	return nil
+}
+
+// openDevKeyspace opens the partitions of the keyspace cfg describes (as
+// config.ForKeyspace makes it) on its data folder.
+func openDevKeyspace(ctx context.Context, l *loader.Loader, cfg config.Config) (*local.Backend, error) {
 	if cfg.Replicator.Plugin != "none" {
-		return fmt.Errorf("replicator.plugin %q: plugdb dev runs one replica per partition: allowed value is none", cfg.Replicator.Plugin)
+		return nil, fmt.Errorf("replicator.plugin %q: plugdb dev runs one replica per partition: allowed value is none", cfg.Replicator.Plugin)
 	}
 	_, statErr := os.Stat(cfg.Data)
 	_, metaErr := datadir.Meta(cfg.Data)
 	if err := datadir.Prepare(cfg.Data, cfg.Engine, cfg.Partitions); err != nil {
-		return err
+		return nil, err
 	}
 	if err := datadir.CheckPartitioner(cfg.Data, cfg.Partitioner); err != nil {
-		return err
+		return nil, err
 	}
 	// A folder this run claimed is released again if its engine cannot be
 	// started (a binary that is no plugin, say), so a fixed config can use it.
@@ -124,38 +190,9 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 	backend, err := local.OpenPartitioned(ctx, l, cfg.Engine.Block(), cfg.Partitioner.Block(), cfg.Data, cfg.Partitions, info)
 	if err != nil {
 		release()
-		return err
+		return nil, err
 	}
-	defer func() {
-		if err := backend.Close(); err != nil {
-			log.Error("close partitions", "error", err)
-		}
-	}()
-	srv, err := server.Start(ctx, api.NewServer(backend), cfg.Router.GRPC, cfg.Router.HTTP)
-	if err != nil {
-		return err
-	}
-	mode := cfg.Engine.Mode
-	if mode == "" {
-		mode = "process"
-	}
-	fmt.Printf("plugdb dev: cluster %q, %d partitions, data in %s\n", cfg.Cluster, cfg.Partitions, cfg.Data)
-	fmt.Printf("  engine %s (%s) %s, partitioner %s (%s), replicator %s\n", cfg.Engine.Plugin, mode, formatOptions(cfg.Engine.Options),
-		cfg.Partitioner.Plugin, info.Partitioner.GetMode(), cfg.Replicator.Plugin)
-	fmt.Printf("  gRPC  %s   (plugdb get KEY --addr %s)\n", srv.GRPCAddr(), srv.GRPCAddr())
-	fmt.Printf("  REST  http://%s/v1/kv/KEY   (OpenAPI: /v1/openapi.json)\n", srv.HTTPAddr())
-	fmt.Println("ready; Ctrl-C stops")
-
-	select {
-	case <-ctx.Done():
-		log.Info("stopping: signal received")
-	case err := <-srv.Err():
-		log.Error("server stopped", "error", err)
-	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	srv.Stop(stopCtx)
-	return nil
+	return backend, nil
 }
 
 func pluginInfo(p config.Plugin, mode string) *plugdbv1.Plugin {

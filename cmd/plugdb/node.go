@@ -33,6 +33,7 @@ func nodeCommand() *cobra.Command {
 	var (
 		file, addr, data, replAddr string
 		advertise, replAdvertise   string
+		keyspace                   string
 		part                       int
 		unclean                    bool
 	)
@@ -55,6 +56,15 @@ func nodeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// From here on cfg is the keyspace's: its partitions, plugins,
+			// ZooKeeper znodes. --data names this replica's own folder, which
+			// the keyspace's data folder does not move.
+			if cfg, err = cfg.ForKeyspace(keyspace); err != nil {
+				return fmt.Errorf("--keyspace: %w", err)
+			}
+			if data != "" {
+				cfg.Data = data
+			}
 			if part < 0 || part >= cfg.Partitions {
 				return fmt.Errorf("--partition %d: allowed values are 0..%d (partitions is %d)", part, cfg.Partitions-1, cfg.Partitions)
 			}
@@ -74,10 +84,15 @@ func nodeCommand() *cobra.Command {
 			}
 			level, _ := cmd.Flags().GetString("log-level")
 			opts := nodeOptions{part: part, addr: addr, replAddr: replAddr, advertise: advertise, replAdvertise: replAdvertise, unclean: unclean}
-			return runNode(cmd.Context(), cfg, opts, newLogger(level).Named(fmt.Sprintf("node.p%d", part)))
+			name := fmt.Sprintf("node.p%d", part)
+			if cfg.Keyspace != "" {
+				name = fmt.Sprintf("node.%s.p%d", cfg.Keyspace, part)
+			}
+			return runNode(cmd.Context(), cfg, opts, newLogger(level).Named(name))
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "", "config file (YAML) overlaying the built-in defaults")
+	cmd.Flags().StringVar(&keyspace, "keyspace", config.DefaultKeyspace, "the keyspace whose partition this replica holds (docs/keyspaces.md); it serves no other")
 	cmd.Flags().IntVar(&part, "partition", -1, "the partition this replica holds, 0..partitions-1")
 	cmd.Flags().StringVar(&addr, "addr", "", "host:port to listen on; also the address the router and other nodes use")
 	cmd.Flags().StringVar(&data, "data", "", "this replica's data folder (sets config key data)")
@@ -96,10 +111,11 @@ func clusterKnown(l *loader.Loader) config.Known {
 }
 
 // connectZK connects to the config's ZooKeeper and writes or checks the
-// cluster metadata.
+// cluster metadata: of the config's keyspace (cfg.Keyspace, as
+// config.ForKeyspace sets it), whose znodes the client then uses.
 func connectZK(ctx context.Context, cfg config.Config, log hclog.Logger) (*coord.Client, error) {
 	zcfg := coord.Config{Servers: cfg.ZooKeeper.Servers, SessionTimeout: cfg.ZooKeeper.SessionTimeout,
-		Root: cfg.ZooKeeper.Root, Cluster: cfg.Cluster, Logger: log.Named("zookeeper")}
+		Root: cfg.ZooKeeper.Root, Cluster: cfg.Cluster, Keyspace: cfg.Keyspace, Logger: log.Named("zookeeper")}
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	client, err := coord.Connect(cctx, zcfg)
@@ -114,15 +130,22 @@ func connectZK(ctx context.Context, cfg config.Config, log hclog.Logger) (*coord
 	return client, nil
 }
 
-// joinCluster is the start of every cluster process: load the plugins' names,
-// check the config against them, connect to ZooKeeper and check the cluster's
-// metadata.
+// joinCluster is the start of every cluster process, for the keyspace cfg
+// describes: load the plugins' names, check the config against them,
+// connect to ZooKeeper and check the keyspace's metadata.
 func joinCluster(ctx context.Context, cfg config.Config, log hclog.Logger) (*loader.Loader, *coord.Client, error) {
 	l, err := newLoader(log)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := cfg.Validate(clusterKnown(l)); err != nil {
+	// The default keyspace's config is the whole config, every keyspace
+	// checked; another keyspace's (config.ForKeyspace's) is checked as the
+	// cluster of its own it is.
+	own := cfg
+	if cfg.Keyspace != "" {
+		own.Keyspaces = nil
+	}
+	if err := own.Validate(clusterKnown(l)); err != nil {
 		return nil, nil, err
 	}
 	client, err := connectZK(ctx, cfg, log)
@@ -206,7 +229,14 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode), Partitioner: pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode),
 		Replicator: pluginInfo(cfg.Replicator, cfg.Replicator.Mode),
 	}, node.Config{Replicator: repl, Partitioner: placer, ReplAddr: o.replAdvertise, Unclean: o.unclean, Logger: log})
-	kv := api.NewServer(n)
+	// The node serves its keyspace alone: a request naming another one is
+	// refused (InvalidArgument, naming this one), never served from this
+	// partition.
+	ksName := cfg.Keyspace
+	if ksName == "" {
+		ksName = api.DefaultKeyspace
+	}
+	kv := api.NewKeyspaceServer(map[string]api.Backend{ksName: n})
 	srv, err := server.Start(ctx, kv, o.addr, "", n.RegisterServices, callstream.Register(kv))
 	if err != nil {
 		return err
@@ -214,8 +244,12 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	runCtx, stopRun := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- n.Run(runCtx) }()
-	fmt.Printf("plugdb node: cluster %q partition %d at %s, replicator %s at %s, data in %s, ZooKeeper %v\n",
-		cfg.Cluster, p, srv.GRPCAddr(), cfg.Replicator.Plugin, repl.Addr(), dir, cfg.ZooKeeper.Servers)
+	ksText := ""
+	if cfg.Keyspace != "" {
+		ksText = " keyspace " + cfg.Keyspace
+	}
+	fmt.Printf("plugdb node: cluster %q%s partition %d at %s, replicator %s at %s, data in %s, ZooKeeper %v\n",
+		cfg.Cluster, ksText, p, srv.GRPCAddr(), cfg.Replicator.Plugin, repl.Addr(), dir, cfg.ZooKeeper.Servers)
 
 	var runErr error
 	select {

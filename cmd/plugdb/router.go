@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,7 +24,8 @@ func routerCommand() *cobra.Command {
 		Long: "Run the router: it loads the partitioner plugin, watches the cluster's topology in\n" +
 			"ZooKeeper, and serves the public API (gRPC on router.grpc, REST on router.http),\n" +
 			"sending writes and strong reads to each partition's leader and stale reads to a\n" +
-			"follower. Stops cleanly on SIGINT or SIGTERM.",
+			"follower. It serves every keyspace of the config (docs/keyspaces.md), each with its\n" +
+			"own partitioner and topology. Stops cleanly on SIGINT or SIGTERM.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := flags.load(cmd)
@@ -38,31 +40,77 @@ func routerCommand() *cobra.Command {
 	return cmd
 }
 
-func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
-	l, client, err := joinCluster(ctx, cfg, log)
+// keyspaceRouter is the router of one keyspace and what it holds open.
+type keyspaceRouter struct {
+	cfg   config.Config // the keyspace's, as config.ForKeyspace makes it
+	r     *router.Router
+	close func()
+}
+
+// openKeyspaceRouter joins keyspace name of cfg's cluster: its own ZooKeeper
+// session (one per keyspace: a coord.Client coordinates one keyspace, and a
+// router serves few keyspaces, so a session each costs little and keeps
+// their watches apart), its metadata checked, its partitioner loaded, and a
+// router.Router watching its topology.
+func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log hclog.Logger) (*keyspaceRouter, error) {
+	kcfg, err := cfg.ForKeyspace(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer client.Close()
-	part, err := l.OpenPartitioner(ctx, cfg.Partitioner.Block(), cfg.Partitions)
+	if kcfg.Keyspace != "" {
+		log = log.Named(kcfg.Keyspace)
+	}
+	l, client, err := joinCluster(ctx, kcfg, log)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("keyspace %s: %w", name, err)
 	}
-	defer part.Close()
+	part, err := l.OpenPartitioner(ctx, kcfg.Partitioner.Block(), kcfg.Partitions)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("keyspace %s: %w", name, err)
+	}
 	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	r := router.New(watchCtx, client, part, cfg.Partitions, router.Info{
-		Cluster: cfg.Cluster, Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode),
-		Partitioner: pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode), Replicator: pluginInfo(cfg.Replicator, cfg.Replicator.Mode),
+	r := router.New(watchCtx, client, part, kcfg.Partitions, router.Info{
+		Cluster: kcfg.Cluster, Keyspace: kcfg.Keyspace, Engine: pluginInfo(kcfg.Engine, kcfg.Engine.Mode),
+		Partitioner: pluginInfo(kcfg.Partitioner, kcfg.Partitioner.Mode), Replicator: pluginInfo(kcfg.Replicator, kcfg.Replicator.Mode),
 	})
-	defer r.Close()
-	srv, err := server.Start(ctx, api.NewServer(r), cfg.Router.GRPC, cfg.Router.HTTP)
+	return &keyspaceRouter{cfg: kcfg, r: r, close: func() {
+		r.Close()
+		stopWatch()
+		part.Close()
+		client.Close()
+	}}, nil
+}
+
+func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
+	var routers []*keyspaceRouter
+	defer func() {
+		for _, kr := range routers {
+			kr.close()
+		}
+	}()
+	backends := map[string]api.Backend{}
+	for _, name := range cfg.KeyspaceNames() {
+		kr, err := openKeyspaceRouter(ctx, cfg, name, log)
+		if err != nil {
+			return err
+		}
+		routers = append(routers, kr)
+		backends[name] = kr.r
+	}
+	srv, err := server.Start(ctx, api.NewKeyspaceServer(backends), cfg.Router.GRPC, cfg.Router.HTTP)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("plugdb router: cluster %q, %d partitions, partitioner %s, ZooKeeper %v\n", cfg.Cluster, cfg.Partitions, cfg.Partitioner.Plugin, cfg.ZooKeeper.Servers)
+	if len(routers) > 1 {
+		fmt.Printf("  keyspaces %s\n", keyspacesLine(routers))
+	}
 	fmt.Printf("  gRPC  %s   (plugdb status --addr %s)\n", srv.GRPCAddr(), srv.GRPCAddr())
 	fmt.Printf("  REST  http://%s/v1/kv/KEY\n", srv.HTTPAddr())
+	if len(routers) > 1 {
+		fmt.Printf("        http://%s/v1/keyspaces/NAME/kv/KEY\n", srv.HTTPAddr())
+	}
 
 	var runErr error
 	select {
@@ -75,4 +123,18 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 	defer cancel()
 	srv.Stop(stopCtx)
 	return runErr
+}
+
+// keyspacesLine describes the routers' keyspaces, e.g. "default (hash, 2
+// partitions), events (range, 3 partitions)".
+func keyspacesLine(routers []*keyspaceRouter) string {
+	parts := make([]string, len(routers))
+	for i, kr := range routers {
+		name := kr.cfg.Keyspace
+		if name == "" {
+			name = config.DefaultKeyspace
+		}
+		parts[i] = fmt.Sprintf("%s (%s, %d partitions)", name, kr.cfg.Partitioner.Plugin, kr.cfg.Partitions)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -1,12 +1,16 @@
 // Package cluster runs plugdb's default cluster on one machine, as `plugdb
 // cluster up` does: a supervisor that starts ZooKeeper (through core/zkserver),
-// a router and partitions × nodes.replicas nodes as its child processes, waits
-// until every partition has a leader, and stops them all in order. The
+// a router and partitions × nodes.replicas nodes of every keyspace as its
+// child processes (a keyspace's nodes get --keyspace and the ports
+// config.ForKeyspace gives them), waits until every partition of every
+// keyspace has a leader, and stops them all in order. The
 // cluster folder holds everything:
 //
 //	DIR/zookeeper/          ZooKeeper's data (and logs)
 //	DIR/data/p<p>-r<r>/     the data folder of replica r of partition p
-//	DIR/logs/<name>.log     each child's stdout and stderr (router.log, node-p0-r1.log)
+//	DIR/data/keyspaces/K/p<p>-r<r>/  the same in keyspace K (not the default one)
+//	DIR/logs/<name>.log     each child's stdout and stderr (router.log, node-p0-r1.log,
+//	                        node-K-p0-r1.log in keyspace K)
 //	DIR/cluster.json        the record of the running cluster (Record)
 //	DIR/cluster.lock        held by the running supervisor
 //
@@ -135,8 +139,29 @@ func ZooKeeperAddrs(servers []string, n int) ([]string, error) {
 	return out, nil
 }
 
-// nodeName names replica r of partition p: node-p<p>-r<r>.
-func nodeName(p, r int) string { return fmt.Sprintf("node-p%d-r%d", p, r) }
+// nodeName names replica r of partition p of keyspace ks: node-p<p>-r<r>
+// in the default keyspace (ks ""), node-<ks>-p<p>-r<r> in another.
+func nodeName(ks string, p, r int) string {
+	if ks != "" {
+		return fmt.Sprintf("node-%s-p%d-r%d", ks, p, r)
+	}
+	return fmt.Sprintf("node-p%d-r%d", p, r)
+}
+
+// keyspaceConfigs returns the config of each of cfg's keyspaces, the
+// default one first (config.ForKeyspace: each has its own partitions and
+// node ports).
+func keyspaceConfigs(cfg config.Config) ([]config.Config, error) {
+	var out []config.Config
+	for _, name := range cfg.KeyspaceNames() {
+		k, err := cfg.ForKeyspace(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
 
 // Start prepares dir, starts ZooKeeper, the router and the nodes, and waits
 // until every partition has a leader. On any failure it stops what it
@@ -205,6 +230,21 @@ func (c *Cluster) start(ctx context.Context, cfgFile string, clients []string) e
 	began := time.Now()
 	c.printf("plugdb cluster: cluster %q in %s: ZooKeeper ×%d, router, %d partitions × %d replicas\n",
 		cfg.Cluster, c.dir, len(clients), cfg.Partitions, cfg.Nodes.Replicas)
+	if len(cfg.Keyspaces) > 0 {
+		ks, err := keyspaceConfigs(cfg)
+		if err != nil {
+			return err
+		}
+		parts := make([]string, len(ks))
+		for i, k := range ks {
+			name := k.Keyspace
+			if name == "" {
+				name = config.DefaultKeyspace
+			}
+			parts[i] = fmt.Sprintf("%s (%d partitions, %s, %s)", name, k.Partitions, k.Partitioner.Plugin, k.Replicator.Plugin)
+		}
+		c.printf("  keyspaces: %s\n", strings.Join(parts, ", "))
+	}
 
 	zkCtx, cancel := context.WithTimeout(ctx, o.ReadyTimeout)
 	zk, err := o.StartZooKeeper(zkCtx, filepath.Join(c.dir, "zookeeper"), clients)
@@ -243,24 +283,39 @@ func (c *Cluster) start(ctx context.Context, cfgFile string, clients []string) e
 		base = []string{"--config", cfgFile}
 	}
 	logDir := filepath.Join(c.dir, "logs")
-	nodeEnv := withNodeProcs(env, runtime.NumCPU(), cfg.Partitions*cfg.Nodes.Replicas)
+	keyspaces, err := keyspaceConfigs(cfg)
+	if err != nil {
+		return err
+	}
+	nodes := 0
+	for _, k := range keyspaces {
+		nodes += k.Partitions * k.Nodes.Replicas
+	}
+	nodeEnv := withNodeProcs(env, runtime.NumCPU(), nodes)
 	c.router, err = startChild("router", cfg.Router.GRPC, filepath.Join(logDir, "router.log"), o.Binary,
 		append([]string{"router"}, base...), env)
 	if err != nil {
 		return err
 	}
 	c.record(c.router)
-	for p := 0; p < cfg.Partitions; p++ {
-		for r := 0; r < cfg.Nodes.Replicas; r++ {
-			name, addr := nodeName(p, r), cfg.NodeAddr(p, r)
-			data := filepath.Join(c.dir, "data", fmt.Sprintf("p%d-r%d", p, r))
-			args := append(append([]string{"node"}, base...), "--partition", strconv.Itoa(p), "--addr", addr, "--data", data)
-			n, err := startChild(name, addr, filepath.Join(logDir, name+".log"), o.Binary, args, nodeEnv)
-			if err != nil {
-				return err
+	for _, k := range keyspaces {
+		for p := 0; p < k.Partitions; p++ {
+			for r := 0; r < k.Nodes.Replicas; r++ {
+				name, addr := nodeName(k.Keyspace, p, r), k.NodeAddr(p, r)
+				data := filepath.Join(c.dir, "data", fmt.Sprintf("p%d-r%d", p, r))
+				args := append(append([]string{"node"}, base...), "--partition", strconv.Itoa(p), "--addr", addr)
+				if k.Keyspace != "" {
+					data = filepath.Join(c.dir, "data", "keyspaces", k.Keyspace, fmt.Sprintf("p%d-r%d", p, r))
+					args = append(args, "--keyspace", k.Keyspace)
+				}
+				args = append(args, "--data", data)
+				n, err := startChild(name, addr, filepath.Join(logDir, name+".log"), o.Binary, args, nodeEnv)
+				if err != nil {
+					return err
+				}
+				c.nodes = append(c.nodes, n)
+				c.record(n)
 			}
-			c.nodes = append(c.nodes, n)
-			c.record(n)
 		}
 	}
 	if err := c.save(); err != nil {
@@ -358,9 +413,15 @@ func (c *Cluster) Record() Record {
 	return r
 }
 
-// waitReady polls the router's Status until every partition has a leader.
-func (c *Cluster) waitReady(ctx context.Context, began time.Time) (*plugdbv1.StatusResponse, error) {
+// waitReady polls the router's Status until every partition of every
+// keyspace has a leader; it returns each keyspace's status, the default
+// keyspace's first.
+func (c *Cluster) waitReady(ctx context.Context, began time.Time) ([]*plugdbv1.StatusResponse, error) {
 	cfg := c.opts.Config
+	keyspaces, err := keyspaceConfigs(cfg)
+	if err != nil {
+		return nil, err
+	}
 	conn, err := grpc.NewClient(cfg.Router.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("router %s: %w", cfg.Router.GRPC, err)
@@ -379,15 +440,30 @@ func (c *Cluster) waitReady(ctx context.Context, began time.Time) (*plugdbv1.Sta
 					ch.name, ch.exitStatus(), ch.log, ch.tail(15))
 			}
 		}
-		callCtx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := kv.Status(callCtx, &plugdbv1.StatusRequest{})
-		cancel()
-		if err == nil {
-			missing := leaderless(st, cfg.Partitions)
-			if len(missing) == 0 {
-				return st, nil
+		var sts []*plugdbv1.StatusResponse
+		var waiting []string
+		for _, k := range keyspaces {
+			callCtx, cancel := context.WithTimeout(ctx, time.Second)
+			st, err := kv.Status(callCtx, &plugdbv1.StatusRequest{Keyspace: k.Keyspace})
+			cancel()
+			if err != nil {
+				waiting = nil
+				break
 			}
-			progress = "waiting for leaders: " + partitionProgress(cfg.Partitions, missing)
+			sts = append(sts, st)
+			if missing := leaderless(st, k.Partitions); len(missing) > 0 {
+				text := partitionProgress(k.Partitions, missing)
+				if k.Keyspace != "" {
+					text = "keyspace " + k.Keyspace + ": " + text
+				}
+				waiting = append(waiting, text)
+			}
+		}
+		if len(sts) == len(keyspaces) {
+			if len(waiting) == 0 {
+				return sts, nil
+			}
+			progress = "waiting for leaders: " + strings.Join(waiting, "; ")
 		}
 		if time.Since(lastPrint) >= time.Second {
 			c.printf("  [%ds] %s\n", int(time.Since(began).Seconds()), progress)
@@ -455,16 +531,29 @@ func StatusLine(st *plugdbv1.StatusResponse) string {
 	return strings.Join(parts, "; ")
 }
 
-func (c *Cluster) printEndpoints(st *plugdbv1.StatusResponse, took time.Duration) {
+func (c *Cluster) printEndpoints(sts []*plugdbv1.StatusResponse, took time.Duration) {
 	cfg := c.opts.Config
 	var b strings.Builder
 	fmt.Fprintf(&b, "  router gRPC  %s   (plugdb status --addr %s)\n", cfg.Router.GRPC, cfg.Router.GRPC)
 	fmt.Fprintf(&b, "  router REST  http://%s/v1/kv/KEY\n", cfg.Router.HTTP)
-	fmt.Fprintf(&b, "  zookeeper    %s\n", strings.Join(c.zk.Servers(), ","))
-	for _, n := range c.nodes {
-		fmt.Fprintf(&b, "  %-12s %s   (pid %d, log %s)\n", n.name, n.addr, n.cmd.Process.Pid, n.log)
+	if len(sts) > 1 {
+		fmt.Fprintf(&b, "               http://%s/v1/keyspaces/NAME/kv/KEY\n", cfg.Router.HTTP)
 	}
-	fmt.Fprintf(&b, "status: %s\n", StatusLine(st))
+	fmt.Fprintf(&b, "  zookeeper    %s\n", strings.Join(c.zk.Servers(), ","))
+	width := 12
+	for _, n := range c.nodes {
+		width = max(width, len(n.name))
+	}
+	for _, n := range c.nodes {
+		fmt.Fprintf(&b, "  %-*s %s   (pid %d, log %s)\n", width, n.name, n.addr, n.cmd.Process.Pid, n.log)
+	}
+	for i, st := range sts {
+		if i == 0 {
+			fmt.Fprintf(&b, "status: %s\n", StatusLine(st))
+			continue
+		}
+		fmt.Fprintf(&b, "status of keyspace %s: %s\n", c.opts.Config.KeyspaceNames()[i], StatusLine(st))
+	}
 	fmt.Fprintf(&b, "ready in %v; Ctrl-C or `plugdb cluster down --dir %s` stops it\n", took.Round(100*time.Millisecond), c.dir)
 	c.printf("%s", b.String())
 }

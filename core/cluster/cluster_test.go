@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/internal/testutil"
@@ -64,7 +66,13 @@ func fakeChild(args []string) int {
 		}
 		s := grpc.NewServer()
 		delay, _ := time.ParseDuration(os.Getenv("CLUSTER_TEST_DELAY"))
-		plugdbv1.RegisterKVServer(s, &fakeKV{partitions: n, readyAt: time.Now().Add(delay)})
+		ksDelay, _ := time.ParseDuration(os.Getenv("CLUSTER_TEST_KEYSPACE_DELAY"))
+		f := &fakeKV{partitions: n, readyAt: time.Now().Add(delay), keyspaces: map[string]int{}, keyspacesReadyAt: time.Now().Add(ksDelay)}
+		for _, kv := range strings.Fields(os.Getenv("CLUSTER_TEST_KEYSPACES")) {
+			name, parts, _ := strings.Cut(kv, "=")
+			f.keyspaces[name], _ = strconv.Atoi(parts)
+		}
+		plugdbv1.RegisterKVServer(s, f)
 		go s.Serve(lis)
 	}
 	<-sig
@@ -76,14 +84,27 @@ type fakeKV struct {
 	plugdbv1.UnimplementedKVServer
 	partitions int
 	readyAt    time.Time // no leaders before
+	// keyspaces are the partition counts of the keyspaces besides the
+	// default one (CLUSTER_TEST_KEYSPACES="events=3"), which have no leaders
+	// before keyspacesReadyAt.
+	keyspaces        map[string]int
+	keyspacesReadyAt time.Time
 }
 
-func (f *fakeKV) Status(context.Context, *plugdbv1.StatusRequest) (*plugdbv1.StatusResponse, error) {
+func (f *fakeKV) Status(_ context.Context, req *plugdbv1.StatusRequest) (*plugdbv1.StatusResponse, error) {
 	st := &plugdbv1.StatusResponse{Cluster: "test"}
-	if time.Now().Before(f.readyAt) {
+	n, ready := f.partitions, f.readyAt
+	if ks := req.GetKeyspace(); ks != "" {
+		var ok bool
+		if n, ok = f.keyspaces[ks]; !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "keyspace %q unknown", ks)
+		}
+		ready = f.keyspacesReadyAt
+	}
+	if time.Now().Before(ready) {
 		return st, nil
 	}
-	for p := 0; p < f.partitions; p++ {
+	for p := 0; p < n; p++ {
 		st.Partitions = append(st.Partitions, &plugdbv1.PartitionStatus{Partition: uint32(p), Epoch: 1, Replicas: []*plugdbv1.Replica{
 			{Partition: uint32(p), Addr: "a", Role: "leader"}, {Partition: uint32(p), Addr: "b", Role: "follower"}}})
 	}
@@ -262,6 +283,55 @@ func TestStartStop(t *testing.T) {
 			c2 := startTest(t, opts)
 			c2.Stop()
 		})
+	}
+}
+
+// TestStartKeyspaces: a keyspace's nodes are started too, with --keyspace,
+// their own names, ports and data folders, and the cluster is ready only
+// once every partition of every keyspace has a leader.
+func TestStartKeyspaces(t *testing.T) {
+	opts, out := testOptions(t, 1, "CLUSTER_TEST_KEYSPACES=events=3", "CLUSTER_TEST_KEYSPACE_DELAY=1500ms")
+	opts.Config.Keyspaces = map[string]config.Keyspace{"events": {Partitions: 3, Partitioner: config.Plugin{Plugin: "range"}}}
+	opts.Config.Nodes.BasePort = testutil.FreePortRun(t, 2*2+3*2)
+	c := startTest(t, opts)
+	rec := c.Record()
+	if len(rec.Children) != 1+1+4+6 {
+		t.Fatalf("record has %d children, want 12: %+v", len(rec.Children), rec.Children)
+	}
+	byName := map[string]Process{}
+	for _, p := range rec.Children {
+		byName[p.Name] = p
+	}
+	// events follows the default keyspace's 2 × 2 nodes on the ports.
+	ev := byName["node-events-p2-r1"]
+	if want := addr(opts.Config.Nodes.BasePort + 2*2 + 2*2 + 1); ev.Addr != want {
+		t.Fatalf("node-events-p2-r1 at %q, want %s (%+v)", ev.Addr, want, rec.Children)
+	}
+	if _, ok := byName["node-p1-r1"]; !ok {
+		t.Fatalf("no node-p1-r1 in %+v", rec.Children)
+	}
+	var log []byte
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		log, _ = os.ReadFile(filepath.Join(opts.Dir, "logs", "node-events-p2-r1.log"))
+		return bytes.Contains(log, []byte("zk="))
+	}, "node-events-p2-r1.log to name its ZooKeeper servers")
+	want := "--partition 2 --addr " + ev.Addr + " --keyspace events --data " + filepath.Join(opts.Dir, "data", "keyspaces", "events", "p2-r1")
+	if !strings.Contains(string(log), want) {
+		t.Errorf("node-events-p2-r1.log does not say %q:\n%s", want, log)
+	}
+	for _, want := range []string{"keyspaces: default (2 partitions, hash, none), events (3 partitions, range, none)",
+		"keyspace events: partition 0 no leader yet", "status of keyspace events: cluster test;", "partition 2 leader a + 1 follower(s)", "ready in"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output does not say %q:\n%s", want, out)
+		}
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rec.Children {
+		if p.Alive() {
+			t.Errorf("%s still alive after Stop", p)
+		}
 	}
 }
 

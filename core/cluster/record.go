@@ -28,7 +28,9 @@ type procID struct {
 
 // Process is one recorded process.
 type Process struct {
-	// Name is "supervisor", "zookeeper-<i>", "router" or "node-p<p>-r<r>".
+	// Name is "supervisor", "zookeeper-<i>", "router", "node-p<p>-r<r>", or
+	// "node-<keyspace>-p<p>-r<r>" for a node of a keyspace other than the
+	// default one.
 	Name string `json:"name"`
 	procID
 	// Addr is where it serves: a ZooKeeper client port, the router's gRPC

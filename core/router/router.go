@@ -40,7 +40,11 @@ const DefaultTimeout = 10 * time.Second
 
 // Info describes the cluster for Status.
 type Info struct {
-	Cluster     string
+	Cluster string
+	// Keyspace is the keyspace the router serves ("" or api.DefaultKeyspace:
+	// the default one): every request it forwards to a node names it, so a
+	// node of another keyspace refuses it rather than serving it.
+	Keyspace    string
 	Engine      *plugdbv1.Plugin
 	Partitioner *plugdbv1.Plugin
 	Replicator  *plugdbv1.Plugin
@@ -148,7 +152,7 @@ func consistency(rd api.Read) plugdbv1.Consistency {
 func (r *Router) Get(ctx context.Context, p int, key []byte, rd api.Read) (engines.Row, error) {
 	var row engines.Row
 	err := r.call(ctx, p, rd.Stale, func(ctx context.Context, kv plugdbv1.KVClient) error {
-		resp, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: key, Consistency: consistency(rd)})
+		resp, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: key, Consistency: consistency(rd), Keyspace: r.info.Keyspace})
 		if err != nil {
 			return err
 		}
@@ -179,14 +183,14 @@ func (r *Router) Write(ctx context.Context, p int, writes []partition.Write, ack
 	var lsns []uint64
 	err := r.call(ctx, p, false, func(ctx context.Context, kv plugdbv1.KVClient) error {
 		if len(writes) == 1 {
-			resp, err := writeOne(ctx, kv, writes[0], a, rid)
+			resp, err := writeOne(ctx, kv, writes[0], a, rid, r.info.Keyspace)
 			if err != nil {
 				return err
 			}
 			lsns = []uint64{resp.GetLsn()}
 			return nil
 		}
-		req := &plugdbv1.BatchRequest{Ack: a, RequestId: rid}
+		req := &plugdbv1.BatchRequest{Ack: a, RequestId: rid, Keyspace: r.info.Keyspace}
 		for _, w := range writes {
 			if w.Cond != partition.Always {
 				return fmt.Errorf("a batch of %d writes with conditions: %w", len(writes), engines.ErrInvalidArgument)
@@ -213,18 +217,19 @@ func (r *Router) Write(ctx context.Context, p int, writes []partition.Write, ack
 	return lsns, err
 }
 
-func writeOne(ctx context.Context, kv plugdbv1.KVClient, w partition.Write, ack plugdbv1.Ack, id *plugdbv1.RequestId) (*plugdbv1.WriteResponse, error) {
+// writeOne sends one write to a node of keyspace ks.
+func writeOne(ctx context.Context, kv plugdbv1.KVClient, w partition.Write, ack plugdbv1.Ack, id *plugdbv1.RequestId, ks string) (*plugdbv1.WriteResponse, error) {
 	switch {
 	case w.Op == engines.OpDelete && w.Cond == partition.MustExist:
-		return kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: w.Key, Ack: ack, RequestId: id})
+		return kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: w.Key, Ack: ack, RequestId: id, Keyspace: ks})
 	case w.Op == engines.OpPut && w.Cond == partition.Always:
-		return kv.Put(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack, RequestId: id})
+		return kv.Put(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack, RequestId: id, Keyspace: ks})
 	case w.Op == engines.OpPut && w.Cond == partition.MustNotExist:
-		return kv.Create(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack, RequestId: id})
+		return kv.Create(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack, RequestId: id, Keyspace: ks})
 	case w.Op == engines.OpPut && w.Cond == partition.MustExist:
-		return kv.Update(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack, RequestId: id})
+		return kv.Update(ctx, &plugdbv1.PutRequest{Key: w.Key, Value: w.Value, Ack: ack, RequestId: id, Keyspace: ks})
 	case w.Op == engines.OpDelete && w.Cond == partition.Always:
-		resp, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: []*plugdbv1.BatchOp{{Op: plugdbv1.BatchOp_OP_DELETE, Key: w.Key}}, Ack: ack, RequestId: id})
+		resp, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: []*plugdbv1.BatchOp{{Op: plugdbv1.BatchOp_OP_DELETE, Key: w.Key}}, Ack: ack, RequestId: id, Keyspace: ks})
 		if err != nil {
 			return nil, err
 		}
@@ -242,7 +247,7 @@ func (r *Router) Scan(ctx context.Context, p int, sr engines.ScanRange, rd api.R
 		var stream grpc.ServerStreamingClient[plugdbv1.KeyValue]
 		var first *plugdbv1.KeyValue
 		err := r.call(ctx, p, rd.Stale, func(callCtx context.Context, kv plugdbv1.KVClient) error {
-			s, err := kv.Scan(ctx, &plugdbv1.ScanRequest{Start: sr.Start, End: sr.End, Limit: int64(sr.Limit), Consistency: consistency(rd)})
+			s, err := kv.Scan(ctx, &plugdbv1.ScanRequest{Start: sr.Start, End: sr.End, Limit: int64(sr.Limit), Consistency: consistency(rd), Keyspace: r.info.Keyspace})
 			if err != nil {
 				return err
 			}
@@ -501,7 +506,7 @@ func (r *Router) replicaStatus(ctx context.Context, p int, m coord.Member) (*plu
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	st, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
+	st, err := kv.Status(ctx, &plugdbv1.StatusRequest{Keyspace: r.info.Keyspace})
 	if err != nil || len(st.GetPartitions()) != 1 || len(st.GetPartitions()[0].GetReplicas()) == 0 {
 		return fallback, nil
 	}

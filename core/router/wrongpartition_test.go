@@ -72,18 +72,29 @@ func (n *refusingNode) Scan(context.Context, int, engines.ScanRange, api.Read) i
 // that cluster that knows it.
 func routeTo(t *testing.T, b api.Backend) *Router {
 	t.Helper()
+	return routeToKeyspace(t, b, "")
+}
+
+// routeToKeyspace is routeTo in keyspace ks ("": the default one): b's
+// server serves that keyspace alone, and the router is the keyspace's.
+func routeToKeyspace(t *testing.T, b api.Backend, ks string) *Router {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	plugdbv1.RegisterKVServer(srv, api.NewServer(b))
+	name := ks
+	if name == "" {
+		name = api.DefaultKeyspace
+	}
+	plugdbv1.RegisterKVServer(srv, api.NewKeyspaceServer(map[string]api.Backend{name: b}))
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 
 	zk := zktest.Shared(t)
 	cfg := coord.Config{Servers: zk.Servers(), SessionTimeout: 2 * time.Second, Root: "/plugdb-router-test",
-		Cluster: strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))}
+		Cluster: strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), Keyspace: ks}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	connect := func() *coord.Client {
@@ -111,7 +122,7 @@ func routeTo(t *testing.T, b api.Backend) *Router {
 	if err := part.Configure(ctx, 2, nil); err != nil {
 		t.Fatal(err)
 	}
-	r := New(ctx, connect(), part, 2, Info{Cluster: cfg.Cluster})
+	r := New(ctx, connect(), part, 2, Info{Cluster: cfg.Cluster, Keyspace: ks})
 	t.Cleanup(func() { r.Close() })
 	deadline := time.Now().Add(20 * time.Second)
 	for r.Topology().Partition(0).Leader.Addr != lis.Addr().String() {
