@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -65,8 +66,8 @@ func nodeCommand() *cobra.Command {
 			if data != "" {
 				cfg.Data = data
 			}
-			if part < 0 || part >= cfg.Partitions {
-				return fmt.Errorf("--partition %d: allowed values are 0..%d (partitions is %d)", part, cfg.Partitions-1, cfg.Partitions)
+			if part < 0 || part >= config.MaxPartitions {
+				return fmt.Errorf("--partition %d: allowed values are 0..%d (partitions is %d)", part, config.MaxPartitions-1, cfg.Partitions)
 			}
 			if _, _, err := net.SplitHostPort(addr); err != nil || addr == "" {
 				return fmt.Errorf("--addr %q: give the host:port this node listens on and is reached at, e.g. 127.0.0.1:7101", addr)
@@ -175,6 +176,13 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		return err
 	}
 	defer client.Close()
+	layout, err := nodeLayout(ctx, client, &cfg, p, log)
+	if err != nil {
+		return err
+	}
+	if err := datadir.Relayout(cfg.Data, cfg.Partitions, cfg.Partitioner); err != nil {
+		return err
+	}
 	if err := datadir.Prepare(cfg.Data, cfg.Engine, cfg.Partitions); err != nil {
 		return err
 	}
@@ -225,10 +233,13 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}
 	defer placer.Close()
 	n := node.New(part, client, addr, node.Info{
-		Cluster: cfg.Cluster, Partitions: cfg.Partitions,
+		Cluster: cfg.Cluster, Partitions: max(cfg.Partitions, p+1),
 		Engine: pluginInfo(cfg.Engine, cfg.Engine.Mode), Partitioner: pluginInfo(cfg.Partitioner, cfg.Partitioner.Mode),
 		Replicator: pluginInfo(cfg.Replicator, cfg.Replicator.Mode),
-	}, node.Config{Replicator: repl, Partitioner: placer, ReplAddr: o.replAdvertise, Unclean: o.unclean, Logger: log})
+	}, node.Config{Replicator: repl, Partitioner: placer, Layout: layout,
+		OpenLayout: func(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
+			return openLayout(ctx, l, m)
+		}, ReplAddr: o.replAdvertise, Unclean: o.unclean, Logger: log})
 	// The node serves its keyspace alone: a request naming another one is
 	// refused (InvalidArgument, naming this one), never served from this
 	// partition.
@@ -276,6 +287,32 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		return nil
 	}
 	return runErr
+}
+
+// nodeLayout returns the keyspace's layout as ZooKeeper records it and sets
+// cfg's partitions and partitioner to it (a resharded keyspace's layout is
+// not the config's). A node of a partition the layout does not have (yet)
+// joins empty: its partition's znodes are made, and it serves no key until a
+// reshard moves keys to it (docs/resharding.md).
+func nodeLayout(ctx context.Context, client *coord.Client, cfg *config.Config, p int, log hclog.Logger) (coord.Meta, error) {
+	rctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	meta, err := coord.ReadMeta(rctx, client)
+	if err != nil {
+		return meta, err
+	}
+	if p >= meta.Partitions {
+		if err := coord.EnsurePartition(rctx, client, p); err != nil {
+			return meta, err
+		}
+		log.Warn("this partition is not in the keyspace's layout yet: the node joins empty and serves no key until a reshard moves keys to it",
+			"partition", p, "partitions", meta.Partitions)
+	}
+	if cfg.Partitions != meta.Partitions || cfg.Partitioner.Plugin != meta.Partitioner.Plugin || !maps.Equal(cfg.Partitioner.Options, meta.Partitioner.Options) {
+		cfg.Partitions = meta.Partitions
+		cfg.Partitioner = config.Plugin{Plugin: meta.Partitioner.Plugin, Mode: cfg.Partitioner.Mode, Options: maps.Clone(meta.Partitioner.Options)}
+	}
+	return meta, nil
 }
 
 // openNodePartitioner opens the cluster's partitioner for a node's ownership

@@ -84,13 +84,8 @@ func EnsureMeta(ctx context.Context, c *Client, m Meta) (Meta, error) {
 			return err
 		}
 		for n := range m.Partitions {
-			for _, dir := range []string{p.Partition(n), p.Members(n), p.Election(n)} {
-				if err := createPath(conn, dir); err != nil {
-					return err
-				}
-			}
-			if _, err := conn.Create(p.Epoch(n), []byte("0"), 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-				return fmt.Errorf("create %s: %w", p.Epoch(n), err)
+			if err := createPartition(conn, p, n); err != nil {
+				return err
 			}
 		}
 		if _, err := conn.Create(p.Meta(), data, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
@@ -115,6 +110,31 @@ func EnsureMeta(ctx context.Context, c *Client, m Meta) (Meta, error) {
 			ErrConflict, c.cfg.Cluster, p.Meta(), got.Partitions, got.Partitioner.Plugin, got.Partitioner.Options, m.Partitions, m.Partitioner.Plugin, m.Partitioner.Options)
 	}
 	return got, nil
+}
+
+// EnsurePartition creates partition n's znodes where missing, for a node of
+// a partition the layout does not have yet (it joins before a reshard
+// moves keys to it).
+func EnsurePartition(ctx context.Context, c *Client, n int) error {
+	p := PathsOf(c.cfg)
+	err := c.Do(ctx, func(conn *zk.Conn) error { return createPartition(conn, p, n) })
+	if err != nil {
+		return fmt.Errorf("partition %d's znodes: %w", n, err)
+	}
+	return nil
+}
+
+// createPartition creates partition n's znodes where missing.
+func createPartition(conn *zk.Conn, p Paths, n int) error {
+	for _, dir := range []string{p.Partition(n), p.Members(n), p.Election(n)} {
+		if err := createPath(conn, dir); err != nil {
+			return err
+		}
+	}
+	if _, err := conn.Create(p.Epoch(n), []byte("0"), 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("create %s: %w", p.Epoch(n), err)
+	}
+	return nil
 }
 
 // ReadMeta reads the cluster metadata.

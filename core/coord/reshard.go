@@ -97,13 +97,8 @@ func BeginReshard(ctx context.Context, c *Client, to Meta) (Reshard, error) {
 	}
 	err = c.Do(ctx, func(conn *zk.Conn) error {
 		for n := from.Partitions; n < to.Partitions; n++ {
-			for _, dir := range []string{p.Partition(n), p.Members(n), p.Election(n)} {
-				if err := createPath(conn, dir); err != nil {
-					return err
-				}
-			}
-			if _, err := conn.Create(p.Epoch(n), []byte("0"), 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-				return fmt.Errorf("create %s: %w", p.Epoch(n), err)
+			if err := createPartition(conn, p, n); err != nil {
+				return err
 			}
 		}
 		if err := createPath(conn, p.FenceAcks()); err != nil {

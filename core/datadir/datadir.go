@@ -175,6 +175,29 @@ func CheckPartitioner(dir string, partitioner config.Plugin) error {
 	return nil
 }
 
+// Relayout records that dir's keys are now placed in partitions partitions
+// by partitioner: a cluster node's keyspace was resharded (its layout in
+// ZooKeeper is the authority). A folder without a record is left alone
+// (Prepare makes one).
+func Relayout(dir string, partitions int, partitioner config.Plugin) error {
+	rec, err := Meta(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	id, err := engineID(partitioner.Plugin)
+	if err != nil {
+		return fmt.Errorf("data folder %s: partitioner %q: %v", dir, partitioner.Plugin, err)
+	}
+	if rec.Partitions == partitions && rec.Partitioner == id && maps.Equal(rec.PartitionerOptions, partitioner.Options) {
+		return nil
+	}
+	rec.Partitions, rec.Partitioner, rec.PartitionerOptions = partitions, id, maps.Clone(partitioner.Options)
+	return write(dir, rec)
+}
+
 // formatOptions renders options as {a: 1, b: 2}, sorted.
 func formatOptions(opts map[string]string) string {
 	parts := make([]string, 0, len(opts))

@@ -99,6 +99,9 @@ type Mover struct {
 	Progress func(Progress)
 	// BatchRows bounds the rows of one import (default 512).
 	BatchRows int
+	// WaitLeaders bounds the wait, before a move begins or resumes, for
+	// every partition of both layouts to have a leader (default 30s).
+	WaitLeaders time.Duration
 }
 
 func (m *Mover) progress(p Progress) {
@@ -126,11 +129,45 @@ func (m *Mover) Run(ctx context.Context, to coord.Meta) (Report, error) {
 		if err := checkLayouts(cur, to); err != nil {
 			return Report{}, err
 		}
+		if err := m.awaitLeaders(ctx, max(cur.Partitions, to.Partitions)); err != nil {
+			return Report{}, err
+		}
 		if r, err = coord.BeginReshard(ctx, m.Client, to); err != nil {
 			return Report{}, err
 		}
 	}
+	if ok {
+		if err := m.awaitLeaders(ctx, max(r.From.Partitions, r.To.Partitions)); err != nil {
+			return Report{}, err
+		}
+	}
 	return m.resume(ctx, r)
+}
+
+// awaitLeaders waits until partitions 0..n-1 each have a leader: a move
+// copies from every old partition's and into every new partition's.
+func (m *Mover) awaitLeaders(ctx context.Context, n int) error {
+	wait := m.WaitLeaders
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for p := 0; p < n; {
+		if m.Nodes.LeaderEpoch(p) != 0 {
+			p++
+			continue
+		}
+		m.progress(Progress{Pass: fmt.Sprintf("waiting for partition %d's leader", p)})
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("partition %d has no leader after %v: start its nodes first (plugdb node --partition %d; plugdb cluster reshard does it for a local cluster)", p, wait, p)
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // checkLayouts refuses moves plugdb does not make.
