@@ -121,7 +121,7 @@ func TestKeyspaceScan(t *testing.T) {
 	check(ev+"/kv?prefix_base64=dXNlcjoz", "user:3")
 	check(ev+"/kv?start=order&end=user:2&consistency=strong", "order/1", "user:1")
 	check(ev+"/kv", "order/1", "user:1", "user:2", "user:3", "usex")
-	check(ev+"/kv?prefix=nothing")
+	check(ev + "/kv?prefix=nothing")
 	check("/v1/kv?prefix=user:", "user:0")
 	check("/v1/keyspaces/default/kv?prefix=user:", "user:0")
 
