@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/signal"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,15 +24,16 @@ const (
 // clusterCommand is `plugdb cluster up|down`: the default cluster on one machine.
 func clusterCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "cluster up|down",
+		Use:   "cluster up|down|reshard",
 		Short: "Run a whole cluster on this machine: ZooKeeper, a router and the nodes",
 		Long: "`plugdb cluster up` starts ZooKeeper (the system's install), a router and\n" +
 			"partitions × nodes.replicas nodes as child processes, their logs in DIR/logs, and stops\n" +
 			"them all on Ctrl-C (SIGINT) or SIGTERM; `plugdb cluster down` stops a cluster started\n" +
-			"in the background from another terminal.",
+			"in the background from another terminal; `plugdb cluster reshard` adds partitions to it\n" +
+			"while it serves.",
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(clusterUpCommand(), clusterDownCommand())
+	cmd.AddCommand(clusterUpCommand(), clusterDownCommand(), clusterReshardCommand())
 	return cmd
 }
 
@@ -78,14 +80,33 @@ func clusterUpCommand() *cobra.Command {
 				return fmt.Errorf("find own executable: %w", err)
 			}
 			ctx := cmd.Context()
+			// `plugdb cluster reshard` asks for the nodes of new partitions
+			// with a request file and RequestSignal (core/cluster/grow.go):
+			// the handler is in place before the record says it is.
+			requests := make(chan os.Signal, 1)
+			signal.Notify(requests, cluster.RequestSignal)
 			c, err := cluster.Start(ctx, cluster.Options{
 				Config: cfg, ConfigFile: file, Dir: dir, Binary: self, ZooKeepers: zookeepers,
-				Env: os.Environ(), Out: cmd.OutOrStdout(),
+				Env: os.Environ(), Out: cmd.OutOrStdout(), ServeRequests: true,
 			})
 			if err != nil {
+				signal.Stop(requests)
 				return err
 			}
-			<-ctx.Done()
+		serve:
+			for {
+				select {
+				case <-ctx.Done():
+					break serve
+				case <-requests:
+					if err := c.ServeRequest(); err != nil {
+						fmt.Fprintf(cmd.OutOrStdout(), "plugdb cluster: a request to start nodes: %v\n", err)
+					}
+				}
+			}
+			// A request that comes while the cluster stops is dropped, and
+			// must not end the supervisor (the signal's default action).
+			signal.Ignore(cluster.RequestSignal)
 			fmt.Fprintln(cmd.OutOrStdout(), "stopping: router, nodes, ZooKeeper …")
 			began := time.Now()
 			if err := c.Stop(); err != nil {

@@ -90,6 +90,11 @@ type Options struct {
 	StartZooKeeper StartZooKeeperFunc
 	// ReadyTimeout bounds the wait for a leader in every partition; 0: 2 minutes.
 	ReadyTimeout time.Duration
+	// ServeRequests says the caller serves requests to start nodes (a
+	// RequestSignal handler calls ServeRequest): the record says so, and
+	// `plugdb cluster reshard` may ask. The caller installs the handler
+	// before Start.
+	ServeRequests bool
 	// StopGrace is how long a child gets to stop after SIGTERM before it is
 	// killed; 0: 10s.
 	StopGrace time.Duration
@@ -103,6 +108,7 @@ type Cluster struct {
 	zk     Ensemble
 	router *child
 	nodes  []*child
+	env    []string   // the children's environment (childEnv), for AddNodes
 	mu     sync.Mutex // guards rec and Out
 	rec    Record
 	// stopped is closed when Stop began: the monitors no longer report exits.
@@ -214,7 +220,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	c := &Cluster{
 		opts: opts, dir: dir, lock: lock, stopped: make(chan struct{}),
 		rec: Record{Dir: dir, Config: cfgFile, GRPC: cfg.Router.GRPC, HTTP: cfg.Router.HTTP, ZooKeeper: clients,
-			Supervisor: Process{Name: "supervisor", procID: self}},
+			Supervisor: Process{Name: "supervisor", procID: self}, Requests: opts.ServeRequests},
 	}
 	if err := c.save(); err != nil {
 		return nil, errors.Join(err, c.Stop())
@@ -278,6 +284,7 @@ func (c *Cluster) start(ctx context.Context, cfgFile string, clients []string) e
 	c.printf("  zookeeper %s up after %v\n", strings.Join(zk.Servers(), ","), time.Since(began).Round(100*time.Millisecond))
 
 	env := childEnv(o.Env, zk.Servers())
+	c.env = env
 	var base []string
 	if cfgFile != "" {
 		base = []string{"--config", cfgFile}

@@ -53,9 +53,13 @@ type Record struct {
 	HTTP string `json:"http"`
 	// ZooKeeper are the ensemble's client addresses.
 	ZooKeeper []string `json:"zookeeper"`
+	// Requests is true when the supervisor starts nodes on request
+	// (RequestNodes: it handles RequestSignal).
+	Requests bool `json:"requests,omitempty"`
 	// Supervisor is the `plugdb cluster up` process.
 	Supervisor Process `json:"supervisor"`
-	// Children are the ZooKeeper servers, the router and the nodes, in start order.
+	// Children are the ZooKeeper servers, the router and the nodes, in start
+	// order; the nodes started on request (AddNodes) come last.
 	Children []Process `json:"children"`
 }
 

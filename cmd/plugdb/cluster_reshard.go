@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plugdb/plugdb/core/cluster"
+	"github.com/plugdb/plugdb/core/config"
+	"github.com/plugdb/plugdb/core/coord"
+)
+
+// clusterReshardCommand is `plugdb cluster reshard`: `plugdb reshard` for
+// the cluster `plugdb cluster up` runs, which also starts the new
+// partitions' nodes.
+func clusterReshardCommand() *cobra.Command {
+	var dir string
+	var f reshardFlags
+	var ready time.Duration
+	cmd := &cobra.Command{
+		Use:   "reshard [--dir DIR] --partitions N [--partitioner NAME [--option k=v …]] [--keyspace K]",
+		Short: "Move the cluster running from DIR to more partitions, starting their nodes",
+		Long: "Move a keyspace of the cluster that `plugdb cluster up --dir DIR` runs to N partitions\n" +
+			"(or another partitioner) while it serves (docs/resharding.md): the cluster's supervisor\n" +
+			"starts nodes.replicas nodes of each new partition as children of its own (their data in\n" +
+			"DIR/data, their logs in DIR/logs, on free loopback ports after the cluster's highest\n" +
+			"node port, recorded in DIR/cluster.json: `plugdb cluster down` and Ctrl-C of `cluster up`\n" +
+			"stop them with the others); once each new partition has a leader, the move runs as\n" +
+			"`plugdb reshard` runs it, with the cluster's config file. Progress goes to stderr. A move\n" +
+			"already recorded is not started again: `plugdb reshard --config FILE` resumes it.",
+		Example: "  plugdb cluster reshard --partitions 3\n" +
+			"  plugdb cluster reshard --dir /tmp/c --partitions 4 --partitioner ring --option vnodes=128\n" +
+			"  plugdb cluster reshard --keyspace events --partitions 3",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runClusterReshard(cmd.Context(), dir, f, ready, cmd.ErrOrStderr(), cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&dir, "dir", defaultClusterDir, "cluster folder given to `plugdb cluster up`")
+	fl.StringVar(&f.keyspace, "keyspace", "", "the keyspace to move (default: the default keyspace)")
+	fl.IntVar(&f.partitions, "partitions", 0, "the new partition count (at least the current one)")
+	fl.StringVar(&f.partitioner, "partitioner", "", "the new partitioner (bundled: hash, ring, range; default: the current one)")
+	fl.StringArrayVar(&f.options, "option", nil, "an option of the new partitioner, k=v (repeat); with no --partitioner, replaces the current options")
+	fl.DurationVar(&ready, "ready-timeout", 2*time.Minute, "how long the new partitions get to elect their leaders")
+	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up the move after this long (it stays recorded: `plugdb reshard --config FILE` resumes it)")
+	return cmd
+}
+
+// runClusterReshard checks the cluster and the move asked for, has the
+// supervisor start the new partitions' nodes, waits for their leaders and
+// runs the move (runReshard).
+func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready time.Duration, progress, out io.Writer) error {
+	if f.partitions <= 0 {
+		return errors.New("--partitions: give the new partition count (at least the current one)")
+	}
+	rec, err := cluster.ReadRunning(dir)
+	if err != nil {
+		return err
+	}
+	// The cluster's processes find ZooKeeper where the supervisor started it
+	// (PLUGDB_ZOOKEEPER_SERVERS, the first occurrence counts).
+	env := append([]string{config.EnvName("zookeeper.servers") + "=" + strings.Join(rec.ZooKeeper, ",")}, os.Environ()...)
+	cfg, err := config.Load(config.Source{File: rec.Config, Env: env})
+	if err != nil {
+		return fmt.Errorf("the cluster's config: %w", err)
+	}
+	kcfg, err := cfg.ForKeyspace(f.keyspace)
+	if err != nil {
+		return fmt.Errorf("--keyspace: %w", err)
+	}
+	resume := "plugdb reshard --config " + rec.Config
+	if rec.Config == "" {
+		resume = fmt.Sprintf("%s=%s plugdb reshard", config.EnvName("zookeeper.servers"), strings.Join(rec.ZooKeeper, ","))
+	}
+	if f.keyspace != "" {
+		resume += " --keyspace " + f.keyspace
+	}
+
+	log := newLogger("warn")
+	l, err := newLoader(log)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	client, err := coord.Connect(cctx, coord.Config{Servers: kcfg.ZooKeeper.Servers, SessionTimeout: kcfg.ZooKeeper.SessionTimeout,
+		Root: kcfg.ZooKeeper.Root, Cluster: kcfg.Cluster, Keyspace: kcfg.Keyspace, Logger: log.Named("zookeeper")})
+	if err != nil {
+		return fmt.Errorf("the cluster's ZooKeeper: %w", err)
+	}
+	defer client.Close()
+	cur, err := coord.ReadMeta(cctx, client)
+	if err != nil {
+		return err
+	}
+	if r, running, err := coord.ReadReshard(cctx, client); err != nil {
+		return err
+	} else if running {
+		return fmt.Errorf("a move of keyspace %s is already recorded (%s): resume it with `%s`, or roll it back (before its flip) with `%s --abort`",
+			keyspaceName(f.keyspace), r, resume, resume)
+	}
+	cancel()
+	if f.partitions < cur.Partitions {
+		return fmt.Errorf("--partitions %d: keyspace %s has %d partitions; a move to fewer is not built yet (allowed values: %d..%d)",
+			f.partitions, keyspaceName(f.keyspace), cur.Partitions, cur.Partitions, config.MaxPartitions)
+	}
+	to, err := f.layout(cur, false, l.PartitionerNames())
+	if err != nil {
+		return err
+	}
+	if coord.SameLayout(cur, to) {
+		return fmt.Errorf("keyspace %s already has %d partitions placed by %s: nothing to move", keyspaceName(f.keyspace), cur.Partitions, cur.Partitioner.Plugin)
+	}
+
+	if to.Partitions > kcfg.Partitions {
+		fmt.Fprintf(progress, "starting the nodes of keyspace %s's partitions %d..%d (%d replicas each) in %s\n",
+			keyspaceName(f.keyspace), kcfg.Partitions, to.Partitions-1, kcfg.Nodes.Replicas, rec.Dir)
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		nodes, err := cluster.RequestNodes(rctx, dir, cluster.AddNodesRequest{Keyspace: f.keyspace, Partitions: to.Partitions})
+		cancel()
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			fmt.Fprintf(progress, "  %s %s (pid %d, log %s)\n", n.Name, n.Addr, n.PID, n.Log)
+		}
+		if err := waitLeaders(ctx, client, kcfg.Partitions, to.Partitions, nodes, ready, progress); err != nil {
+			return err
+		}
+	}
+	client.Close()
+	if err := runReshard(ctx, cfg, f, progress, out); err != nil {
+		return fmt.Errorf("%w\n(resume: `%s`)", err, resume)
+	}
+	fmt.Fprintf(out, "  `plugdb status --addr %s` shows the partitions; `plugdb cluster down --dir %s` stops the new nodes with the others\n", rec.GRPC, dir)
+	return nil
+}
+
+// waitLeaders waits, for at most d, until each partition from..to-1 has a
+// leader in ZooKeeper; it fails early when one of nodes ends.
+func waitLeaders(ctx context.Context, client *coord.Client, from, to int, nodes []cluster.Process, d time.Duration, progress io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	top := coord.WatchTopology(ctx, client, to)
+	defer top.Close()
+	began := time.Now()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var waiting []string
+		for p := from; p < to; p++ {
+			if top.Partition(p).Leader.Addr == "" {
+				waiting = append(waiting, fmt.Sprint(p))
+			}
+		}
+		if len(waiting) == 0 {
+			fmt.Fprintf(progress, "every new partition has a leader after %v\n", time.Since(began).Round(100*time.Millisecond))
+			return nil
+		}
+		for _, n := range nodes {
+			if !n.Alive() {
+				return fmt.Errorf("%s exited before its partition had a leader: see its log %s", n, n.Log)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			var logs []string
+			for _, n := range nodes {
+				logs = append(logs, n.Log)
+			}
+			return fmt.Errorf("partition(s) %s have no leader after %v: see the new nodes' logs (%s)", strings.Join(waiting, ", "), d, strings.Join(logs, ", "))
+		case <-top.Changed():
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,334 @@
+package cluster
+
+// Nodes added to a running cluster, for `plugdb cluster reshard`: the nodes
+// of the partitions a move adds.
+//
+// Ownership: the supervisor starts them, on request, as children of its own
+// like the others. `plugdb cluster reshard` writes DIR/add-nodes.json (an
+// AddNodesRequest) and sends the supervisor RequestSignal; the supervisor
+// (ServeRequest) starts the nodes, records them in DIR/cluster.json, and
+// answers in DIR/add-nodes.result.json. So every process of the cluster has
+// one owner and one way to end: Ctrl-C of `plugdb cluster up`, `plugdb
+// cluster down` (which signals the supervisor and needs no change) and the
+// supervisor's death (Pdeathsig) stop the new nodes as they stop the others,
+// in the same order (router, nodes, then ZooKeeper: a node leaves its
+// election while ZooKeeper still runs), and the supervisor reports a new node
+// that dies as it reports any child. The other way — the reshard command
+// starting the nodes itself and `cluster down` also stopping recorded
+// processes the supervisor did not start — would leave them running after a
+// Ctrl-C of `cluster up`, stop them only after ZooKeeper, and have two
+// writers of the record.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/plugdb/plugdb/core/config"
+)
+
+// RequestSignal is the signal that tells a supervisor a request waits in its
+// cluster folder. Its default action ends a process: it is sent only to a
+// supervisor whose record says it serves requests (Record.Requests).
+const RequestSignal = syscall.SIGUSR1
+
+const (
+	requestFile = "add-nodes.json"
+	resultFile  = "add-nodes.result.json"
+)
+
+// ErrNotRunning is wrapped by RequestNodes's error when no cluster runs from
+// the folder.
+var ErrNotRunning = errors.New("no cluster is running")
+
+// AddNodesRequest asks a cluster's supervisor to start the nodes of more
+// partitions of a keyspace.
+type AddNodesRequest struct {
+	// ID tells the answer to this request apart from an older one.
+	ID string `json:"id"`
+	// Keyspace is the keyspace ("": the default one).
+	Keyspace string `json:"keyspace,omitempty"`
+	// Partitions is the partition count to run nodes for: the supervisor starts
+	// nodes.replicas nodes of each partition from the keyspace's configured
+	// count up to Partitions-1 that has none running.
+	Partitions int `json:"partitions"`
+}
+
+// addNodesResult is the supervisor's answer.
+type addNodesResult struct {
+	ID string `json:"id"`
+	// Nodes are the nodes of the requested partitions, started now or running
+	// already.
+	Nodes []Process `json:"nodes"`
+	Error string    `json:"error,omitempty"`
+}
+
+// ServeRequest serves the request waiting in the cluster folder, if any (the
+// caller calls it when RequestSignal arrives, from the goroutine that calls
+// Stop): it starts the nodes it asks for, records them, and answers. It
+// returns an error only when it could not answer.
+func (c *Cluster) ServeRequest() error {
+	path := filepath.Join(c.dir, requestFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // a stray signal
+	}
+	if err != nil {
+		return err
+	}
+	var req AddNodesRequest
+	res := addNodesResult{}
+	if err := json.Unmarshal(b, &req); err != nil {
+		res.Error = fmt.Sprintf("%s: %v", path, err)
+	} else {
+		res.ID = req.ID
+		nodes, err := c.AddNodes(req.Keyspace, req.Partitions)
+		res.Nodes = nodes
+		if err != nil {
+			res.Error = err.Error()
+		}
+	}
+	out, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(c.dir, resultFile+".tmp")
+	if err := os.WriteFile(tmp, append(out, '\n'), 0o644); err != nil {
+		return fmt.Errorf("answer the request: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(c.dir, resultFile)); err != nil {
+		return fmt.Errorf("answer the request: %w", err)
+	}
+	return os.Remove(path)
+}
+
+// AddNodes starts nodes.replicas nodes of each partition of keyspace from its
+// configured count up to partitions-1 that has none running, as children of
+// the cluster (stopped, monitored and recorded like the others), on free
+// loopback ports after the highest port the record holds, and returns the
+// nodes of those partitions. It does not wait for them: a node of a
+// partition the keyspace's layout does not have yet joins empty (a reshard
+// moves keys to it).
+func (c *Cluster) AddNodes(keyspace string, partitions int) ([]Process, error) {
+	select {
+	case <-c.stopped:
+		return nil, errors.New("the cluster is stopping")
+	default:
+	}
+	if keyspace == config.DefaultKeyspace {
+		keyspace = ""
+	}
+	k, err := c.opts.Config.ForKeyspace(keyspace)
+	if err != nil {
+		return nil, err
+	}
+	if partitions < k.Partitions || partitions > config.MaxPartitions {
+		return nil, fmt.Errorf("%d partitions: allowed values are %d..%d", partitions, k.Partitions, config.MaxPartitions)
+	}
+	running := map[string]*child{}
+	total := 0
+	for _, n := range c.nodes {
+		if !n.exited() {
+			running[n.name] = n
+			total++
+		}
+	}
+	used := map[int]bool{}
+	highest := 0
+	c.mu.Lock()
+	for _, a := range append([]string{c.rec.GRPC, c.rec.HTTP}, c.rec.ZooKeeper...) {
+		used[port(a)] = true
+	}
+	for _, p := range c.rec.Children {
+		used[port(p.Addr)] = true
+		if strings.HasPrefix(p.Name, "node-") {
+			highest = max(highest, port(p.Addr))
+		}
+	}
+	c.mu.Unlock()
+	if highest == 0 {
+		highest = k.Nodes.BasePort - 1
+	}
+
+	var base []string
+	if c.rec.Config != "" {
+		base = []string{"--config", c.rec.Config}
+	}
+	env := withNodeProcs(c.env, runtime.NumCPU(), total+(partitions-k.Partitions)*k.Nodes.Replicas)
+	var out []Process
+	var started []*child
+	next := highest + 1
+	for p := k.Partitions; p < partitions; p++ {
+		for r := 0; r < k.Nodes.Replicas; r++ {
+			name := nodeName(k.Keyspace, p, r)
+			if n, ok := running[name]; ok {
+				out = append(out, n.process())
+				continue
+			}
+			var err error
+			if next, err = freePort(next, used); err != nil {
+				return out, err
+			}
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(next))
+			used[next] = true
+			data := filepath.Join(c.dir, "data", fmt.Sprintf("p%d-r%d", p, r))
+			args := append(append([]string{"node"}, base...), "--partition", strconv.Itoa(p), "--addr", addr)
+			if k.Keyspace != "" {
+				data = filepath.Join(c.dir, "data", "keyspaces", k.Keyspace, fmt.Sprintf("p%d-r%d", p, r))
+				args = append(args, "--keyspace", k.Keyspace)
+			}
+			args = append(args, "--data", data)
+			n, err := startChild(name, addr, filepath.Join(c.dir, "logs", name+".log"), c.opts.Binary, args, env)
+			if err != nil {
+				return out, err
+			}
+			c.nodes = append(c.nodes, n)
+			started = append(started, n)
+			c.monitors.Add(1)
+			go c.monitor(n)
+		}
+	}
+	for _, n := range started {
+		// As at start, the command line is read again once the node runs its own.
+		if id, _, err := identify(n.id.PID); err == nil && id.Start == n.id.Start {
+			n.id.Cmdline = id.Cmdline
+		}
+		c.record(n)
+		out = append(out, n.process())
+	}
+	if len(started) > 0 {
+		names := make([]string, len(started))
+		for i, n := range started {
+			names[i] = fmt.Sprintf("%s %s (pid %d)", n.name, n.addr, n.id.PID)
+		}
+		ks := k.Keyspace
+		if ks == "" {
+			ks = config.DefaultKeyspace
+		}
+		c.printf("plugdb cluster: started for keyspace %s's partitions %d..%d: %s\n", ks, k.Partitions, partitions-1, strings.Join(names, ", "))
+	}
+	return out, c.save()
+}
+
+// port is addr's port, 0 if it has none.
+func port(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// freePort returns the first port from p on that used does not hold and
+// that 127.0.0.1 can listen on now, trying at most 1000.
+func freePort(p int, used map[int]bool) (int, error) {
+	for end := p + 1000; p < end && p <= 65535; p++ {
+		if used[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p, nil
+	}
+	return 0, fmt.Errorf("no free port on 127.0.0.1 from %d on", p)
+}
+
+// RequestNodes asks the supervisor of the cluster running from dir to start
+// the nodes req names (AddNodes) and returns the nodes of those partitions.
+// It fails with an error wrapping ErrNotRunning when no cluster runs from
+// dir.
+func RequestNodes(ctx context.Context, dir string, req AddNodesRequest) ([]Process, error) {
+	rec, err := ReadRunning(dir)
+	if err != nil {
+		return nil, err
+	}
+	abs, sup := rec.Dir, rec.Supervisor
+	if !rec.Requests {
+		return nil, fmt.Errorf("the supervisor of the cluster in %s (pid %d) does not start nodes on request (an older plugdb started it): restart it with `plugdb cluster down --dir %s` and `plugdb cluster up --dir %s`",
+			dir, sup.PID, dir, dir)
+	}
+	if req.ID == "" {
+		req.ID = fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	path, answer := filepath.Join(abs, requestFile), filepath.Join(abs, resultFile)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("another request to start nodes waits in %s (another `plugdb cluster reshard`?): remove it if none runs", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("request nodes: %w", err)
+	}
+	defer os.Remove(path) // the supervisor removes it once it answered
+	_, werr := f.Write(b)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return nil, fmt.Errorf("request nodes: %w", err)
+	}
+	if err := syscall.Kill(sup.PID, RequestSignal); err != nil {
+		return nil, fmt.Errorf("signal the supervisor %s: %w", sup, err)
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, err := os.ReadFile(answer); err == nil {
+			var res addNodesResult
+			if err := json.Unmarshal(b, &res); err == nil && res.ID == req.ID {
+				os.Remove(answer)
+				if res.Error != "" {
+					return res.Nodes, fmt.Errorf("the supervisor could not start the nodes: %s", res.Error)
+				}
+				return res.Nodes, nil
+			}
+		}
+		if !sup.Alive() {
+			return nil, fmt.Errorf("%w from %s: its supervisor (pid %d) ended before it answered", ErrNotRunning, dir, sup.PID)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the supervisor %s did not answer the request in %s: %w", sup, path, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// ReadRunning returns the record of the cluster running from dir, once it is
+// ready; its error wraps ErrNotRunning when no cluster runs from dir.
+func ReadRunning(dir string) (Record, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return Record{}, fmt.Errorf("cluster folder %s: %w", dir, err)
+	}
+	rec, err := ReadRecord(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Record{}, fmt.Errorf("%w from %s (no %s): start one with `plugdb cluster up --dir %s`", ErrNotRunning, dir, RecordFile, dir)
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	rec.Dir = abs
+	if sup := rec.Supervisor; !sup.Alive() {
+		return Record{}, fmt.Errorf("%w from %s: its supervisor (pid %d) is gone; `plugdb cluster down --dir %s` stops what is left, `plugdb cluster up --dir %s` starts it again",
+			ErrNotRunning, dir, sup.PID, dir, dir)
+	}
+	if !rec.Ready {
+		return Record{}, fmt.Errorf("the cluster in %s is still starting: try again once `plugdb cluster up` printed \"ready\"", dir)
+	}
+	return rec, nil
+}
