@@ -39,6 +39,7 @@ var docCoveredElsewhere = map[string]string{
 	"plugdb dev":              "TestDevSwapEngines", // the engine swap refused on a used data folder
 	"plugdb cluster up":       "TestClusterUpDown",
 	"plugdb cluster down":     "TestClusterUpDown",
+	"plugdb cluster reshard":  "TestClusterReshard",
 	"plugdb node":             "TestClusterLeaderKilledFollowerTakesOverAndOldLeaderRejoins",
 	"plugdb put":              "TestClusterRoutesReadsAndWrites",
 	"plugdb get":              "TestClusterRoutesReadsAndWrites", // get --node, --consistency stale
