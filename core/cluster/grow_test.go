@@ -1,0 +1,135 @@
+package cluster
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plugdb/plugdb/internal/testutil"
+)
+
+// TestAddNodesOnRequest: RequestNodes has the supervisor (this test
+// process, serving RequestSignal) start the nodes of the new partitions on
+// the ports after the highest node port, recorded and stopped with the
+// others; asked again, it starts none; fewer partitions are refused.
+func TestAddNodesOnRequest(t *testing.T) {
+	opts, out := testOptions(t, 1)
+	opts.Config.Nodes.BasePort = testutil.FreePortRun(t, 6) // 4 nodes, then the 2 new ones
+	opts.ServeRequests = true
+	requests := make(chan os.Signal, 1)
+	signal.Notify(requests, RequestSignal)
+	defer signal.Stop(requests)
+	c := startTest(t, opts)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-requests:
+				if err := c.ServeRequest(); err != nil {
+					t.Errorf("ServeRequest: %v", err)
+				}
+			}
+		}
+	})
+	stopServing := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopServing()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	nodes, err := RequestNodes(ctx, opts.Dir, AddNodesRequest{Partitions: 3})
+	if err != nil {
+		t.Fatalf("RequestNodes: %v\n%s", err, out)
+	}
+	var got []string
+	for _, n := range nodes {
+		got = append(got, n.Name+"@"+n.Addr)
+		if !n.Alive() {
+			t.Errorf("%s not alive", n)
+		}
+	}
+	want := []string{"node-p2-r0@" + nodeAddr(opts, 2, 0), "node-p2-r1@" + nodeAddr(opts, 2, 1)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("new nodes %q, want %q", got, want)
+	}
+	rec, err := ReadRecord(opts.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range rec.Children {
+		names = append(names, p.Name)
+	}
+	if !rec.Requests || len(names) != 1+1+4+2 || !slices.Equal(names[6:], []string{"node-p2-r0", "node-p2-r1"}) {
+		t.Fatalf("record: requests %v, children %q", rec.Requests, names)
+	}
+	var log []byte
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		log, _ = os.ReadFile(filepath.Join(opts.Dir, "logs", "node-p2-r1.log"))
+		return strings.Contains(string(log), "zk=")
+	}, "node-p2-r1.log to name its ZooKeeper servers")
+	if w := "--partition 2 --addr " + nodeAddr(opts, 2, 1) + " --data " + filepath.Join(opts.Dir, "data", "p2-r1"); !strings.Contains(string(log), w) {
+		t.Errorf("node-p2-r1.log does not say %q:\n%s", w, log)
+	}
+	if w := "started for keyspace default's partitions 2..2: node-p2-r0 " + nodeAddr(opts, 2, 0); !strings.Contains(out.String(), w) {
+		t.Errorf("output does not say %q:\n%s", w, out)
+	}
+
+	// Again: the same nodes, none started.
+	again, err := RequestNodes(ctx, opts.Dir, AddNodesRequest{Keyspace: "default", Partitions: 3})
+	if err != nil || len(again) != 2 || again[0].PID != nodes[0].PID {
+		t.Errorf("second request: %v, %v; want the same two nodes", again, err)
+	}
+	if rec, _ := ReadRecord(opts.Dir); len(rec.Children) != 8 {
+		t.Errorf("second request: %d children recorded, want 8", len(rec.Children))
+	}
+	if _, err := RequestNodes(ctx, opts.Dir, AddNodesRequest{Partitions: 1}); err == nil || !strings.Contains(err.Error(), "allowed values are 2..") {
+		t.Errorf("1 partition: %v, want refused", err)
+	}
+	for _, f := range []string{requestFile, resultFile} {
+		if _, err := os.Stat(filepath.Join(opts.Dir, f)); err == nil {
+			t.Errorf("%s left in the cluster folder", f)
+		}
+	}
+
+	stopServing()
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.Alive() {
+			t.Errorf("%s still alive after Stop", n)
+		}
+	}
+	if strings.Contains(out.String(), "exited") {
+		t.Errorf("a stop was reported as a death:\n%s", out)
+	}
+}
+
+// TestRequestNodesRefused: no cluster, or a supervisor that serves no
+// requests, is refused before any signal is sent.
+func TestRequestNodesRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	if _, err := RequestNodes(ctx, dir, AddNodesRequest{Partitions: 3}); err == nil || !strings.Contains(err.Error(), "no cluster is running from "+dir) {
+		t.Errorf("empty folder: %v", err)
+	}
+	opts, _ := testOptions(t, 1)
+	startTest(t, opts)
+	_, err := RequestNodes(ctx, opts.Dir, AddNodesRequest{Partitions: 3})
+	if err == nil || !strings.Contains(err.Error(), "does not start nodes on request") {
+		t.Errorf("supervisor without requests: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(opts.Dir, requestFile)); err == nil {
+		t.Errorf("%s left in the cluster folder", requestFile)
+	}
+}
