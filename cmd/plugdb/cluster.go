@@ -52,7 +52,8 @@ func clusterUpCommand() *cobra.Command {
 			"until every partition of every keyspace has a leader, prints the endpoints, and runs until SIGINT or\n" +
 			"SIGTERM (or `plugdb cluster down --dir DIR`), then stops the router, the nodes and\n" +
 			"ZooKeeper in that order. A node that dies is reported and left down. Starting again\n" +
-			"on the same DIR reuses its data.",
+			"on the same DIR reuses its data, and starts the nodes of the partitions a move added\n" +
+			"(`plugdb cluster reshard`) too.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if zookeepers != 1 && zookeepers != 3 {

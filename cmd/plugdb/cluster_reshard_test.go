@@ -25,7 +25,8 @@ import (
 // partitions serve, each holds keys, every acknowledged write reads back
 // with its last acknowledged value, and no request failed. A move already
 // recorded is refused with how to resume it. `plugdb cluster down` then
-// stops every process, the new nodes too.
+// stops every process, the new nodes too, and `plugdb cluster up` on the
+// same folder starts them again.
 func TestClusterReshard(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "cluster")
@@ -224,6 +225,26 @@ nodes: {replicas: 3, base_port: %d}
 	if code := up.waitExit(t, time.Minute); code != 0 {
 		t.Fatalf("cluster up exited %d after down\n%s", code, up.output())
 	}
+	assertAllGone(t, procs, dir, rec.ZooKeeper)
+
+	// Up again on the same folder: partition 2's nodes start too (their data
+	// folders say a move added it), and the keys are where they were.
+	up2 := startClusterUp(t, dir, cfg, 1)
+	if !strings.Contains(up2.stdout.String(), "keyspace default: partitions 2..2, which a move added, have data in") {
+		t.Errorf("cluster up again did not start partition 2's nodes\n%s", up2.output())
+	}
+	kv2 := plugdbv1.NewKVClient(dial(t, grpcAddr))
+	for k, v := range want {
+		got, err := kv2.Get(ctx, &plugdbv1.GetRequest{Key: []byte(k)})
+		if err != nil || string(got.GetValue()) != v {
+			t.Fatalf("after a restart, %s = %q, %v; want %q", k, got.GetValue(), err, v)
+		}
+	}
+	procs = recorded(t, dir)
+	if down := runPlugdb(t, 2*time.Minute, "cluster", "down", "--dir", dir); down.code != 0 || !strings.Contains(down.stdout, "node-p2-r2 (pid") {
+		t.Fatalf("cluster down after the restart\n%s", down)
+	}
+	up2.waitExit(t, time.Minute)
 	assertAllGone(t, procs, dir, rec.ZooKeeper)
 }
 

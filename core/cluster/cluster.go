@@ -325,6 +325,24 @@ func (c *Cluster) start(ctx context.Context, cfgFile string, clients []string) e
 			}
 		}
 	}
+	// The partitions a move added (plugdb cluster reshard) are not in the
+	// config: their data folders say which they are, and their nodes start
+	// on the ports after the others, as they did when they were added.
+	for _, k := range keyspaces {
+		grown := grownPartitions(c.dir, k)
+		if grown == k.Partitions {
+			continue
+		}
+		started, err := c.startNodes(k, k.Partitions, grown, nodeEnv, func(string) bool { return true })
+		for _, n := range started {
+			c.record(n)
+		}
+		if err != nil {
+			return err
+		}
+		c.printf("  keyspace %s: partitions %d..%d, which a move added, have data in %s: their nodes start too\n",
+			keyspaceName(k.Keyspace), k.Partitions, grown-1, filepath.Join(c.dir, "data"))
+	}
 	if err := c.save(); err != nil {
 		return err
 	}
@@ -458,8 +476,11 @@ func (c *Cluster) waitReady(ctx context.Context, began time.Time) ([]*plugdbv1.S
 				break
 			}
 			sts = append(sts, st)
-			if missing := leaderless(st, k.Partitions); len(missing) > 0 {
-				text := partitionProgress(k.Partitions, missing)
+			// The router lists the partitions of the keyspace's layout,
+			// which a move may have grown beyond the config's.
+			n := max(k.Partitions, len(st.GetPartitions()))
+			if missing := leaderless(st, n); len(missing) > 0 {
+				text := partitionProgress(n, missing)
 				if k.Keyspace != "" {
 					text = "keyspace " + k.Keyspace + ": " + text
 				}

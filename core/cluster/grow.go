@@ -143,6 +143,40 @@ func (c *Cluster) AddNodes(keyspace string, partitions int) ([]Process, error) {
 			total++
 		}
 	}
+	env := withNodeProcs(c.env, runtime.NumCPU(), total+(partitions-k.Partitions)*k.Nodes.Replicas)
+	var out []Process
+	for p := k.Partitions; p < partitions; p++ {
+		for r := 0; r < k.Nodes.Replicas; r++ {
+			if n, ok := running[nodeName(k.Keyspace, p, r)]; ok {
+				out = append(out, n.process())
+			}
+		}
+	}
+	started, err := c.startNodes(k, k.Partitions, partitions, env, func(name string) bool { return running[name] == nil })
+	for _, n := range started {
+		c.monitors.Add(1)
+		go c.monitor(n)
+		c.record(n)
+		out = append(out, n.process())
+	}
+	if err != nil {
+		return out, errors.Join(err, c.save())
+	}
+	if len(started) > 0 {
+		names := make([]string, len(started))
+		for i, n := range started {
+			names[i] = fmt.Sprintf("%s %s (pid %d)", n.name, n.addr, n.id.PID)
+		}
+		c.printf("plugdb cluster: started for keyspace %s's partitions %d..%d: %s\n", keyspaceName(k.Keyspace), k.Partitions, partitions-1, strings.Join(names, ", "))
+	}
+	return out, c.save()
+}
+
+// startNodes starts the nodes of partitions from..to-1 of keyspace k whose
+// name start accepts, on free loopback ports after the highest port the
+// record holds, and appends them to c.nodes; the caller records and monitors
+// them. It returns those it started, also when it fails on one.
+func (c *Cluster) startNodes(k config.Config, from, to int, env []string, start func(name string) bool) ([]*child, error) {
 	used := map[int]bool{}
 	highest := 0
 	c.mu.Lock()
@@ -155,29 +189,26 @@ func (c *Cluster) AddNodes(keyspace string, partitions int) ([]Process, error) {
 			highest = max(highest, port(p.Addr))
 		}
 	}
+	cfgFile := c.rec.Config
 	c.mu.Unlock()
 	if highest == 0 {
 		highest = k.Nodes.BasePort - 1
 	}
-
 	var base []string
-	if c.rec.Config != "" {
-		base = []string{"--config", c.rec.Config}
+	if cfgFile != "" {
+		base = []string{"--config", cfgFile}
 	}
-	env := withNodeProcs(c.env, runtime.NumCPU(), total+(partitions-k.Partitions)*k.Nodes.Replicas)
-	var out []Process
 	var started []*child
 	next := highest + 1
-	for p := k.Partitions; p < partitions; p++ {
+	for p := from; p < to; p++ {
 		for r := 0; r < k.Nodes.Replicas; r++ {
 			name := nodeName(k.Keyspace, p, r)
-			if n, ok := running[name]; ok {
-				out = append(out, n.process())
+			if !start(name) {
 				continue
 			}
 			var err error
 			if next, err = freePort(next, used); err != nil {
-				return out, err
+				return started, err
 			}
 			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(next))
 			used[next] = true
@@ -190,34 +221,46 @@ func (c *Cluster) AddNodes(keyspace string, partitions int) ([]Process, error) {
 			args = append(args, "--data", data)
 			n, err := startChild(name, addr, filepath.Join(c.dir, "logs", name+".log"), c.opts.Binary, args, env)
 			if err != nil {
-				return out, err
+				return started, err
+			}
+			// As at start, the command line is read again once the node
+			// runs its own.
+			if id, _, err := identify(n.id.PID); err == nil && id.Start == n.id.Start {
+				n.id.Cmdline = id.Cmdline
 			}
 			c.nodes = append(c.nodes, n)
 			started = append(started, n)
-			c.monitors.Add(1)
-			go c.monitor(n)
 		}
 	}
-	for _, n := range started {
-		// As at start, the command line is read again once the node runs its own.
-		if id, _, err := identify(n.id.PID); err == nil && id.Start == n.id.Start {
-			n.id.Cmdline = id.Cmdline
-		}
-		c.record(n)
-		out = append(out, n.process())
+	return started, nil
+}
+
+// grownPartitions returns the partition count of keyspace k that its data
+// folders in dir show: one more than the highest partition with a replica's
+// folder (DIR/data/p<p>-r<r>, DIR/data/keyspaces/K/… for keyspace K) when a
+// move added partitions (plugdb cluster reshard), else k.Partitions.
+func grownPartitions(dir string, k config.Config) int {
+	data := filepath.Join(dir, "data")
+	if k.Keyspace != "" {
+		data = filepath.Join(data, "keyspaces", k.Keyspace)
 	}
-	if len(started) > 0 {
-		names := make([]string, len(started))
-		for i, n := range started {
-			names[i] = fmt.Sprintf("%s %s (pid %d)", n.name, n.addr, n.id.PID)
+	n := k.Partitions
+	ents, _ := os.ReadDir(data)
+	for _, e := range ents {
+		var p, r int
+		if _, err := fmt.Sscanf(e.Name(), "p%d-r%d", &p, &r); err == nil && e.IsDir() && e.Name() == fmt.Sprintf("p%d-r%d", p, r) && p < config.MaxPartitions {
+			n = max(n, p+1)
 		}
-		ks := k.Keyspace
-		if ks == "" {
-			ks = config.DefaultKeyspace
-		}
-		c.printf("plugdb cluster: started for keyspace %s's partitions %d..%d: %s\n", ks, k.Partitions, partitions-1, strings.Join(names, ", "))
 	}
-	return out, c.save()
+	return n
+}
+
+// keyspaceName is ks, or the default keyspace's name for "".
+func keyspaceName(ks string) string {
+	if ks == "" {
+		return config.DefaultKeyspace
+	}
+	return ks
 }
 
 // port is addr's port, 0 if it has none.

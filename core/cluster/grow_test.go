@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -111,6 +112,29 @@ func TestAddNodesOnRequest(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "exited") {
 		t.Errorf("a stop was reported as a death:\n%s", out)
+	}
+
+	// Started again, the cluster starts partition 2's nodes too: their data
+	// folders (a real node makes them) say a move added it.
+	for r := range 2 {
+		if err := os.MkdirAll(filepath.Join(opts.Dir, "data", fmt.Sprintf("p2-r%d", r)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out.Reset()
+	c2 := startTest(t, opts)
+	names = nil
+	for _, p := range c2.Record().Children {
+		names = append(names, p.Name+"@"+p.Addr)
+	}
+	if len(names) != 8 || !slices.Equal(names[6:], want) {
+		t.Errorf("restarted: children %q, want %q last", names, want)
+	}
+	if w := "keyspace default: partitions 2..2, which a move added, have data in"; !strings.Contains(out.String(), w) {
+		t.Errorf("restarted: output does not say %q:\n%s", w, out)
+	}
+	if err := c2.Stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 
