@@ -110,6 +110,14 @@ func (r *Router) acquire() *layout {
 		if l.hold() {
 			return l
 		}
+		if r.cur.Load() == l {
+			// Retired but not replaced: the router is closed. The request
+			// fails with what the closed partitioner and topology say.
+			l.mu.Lock()
+			l.refs++
+			l.mu.Unlock()
+			return l
+		}
 		// Replaced between the load and the hold: the next load sees the
 		// newer one.
 	}

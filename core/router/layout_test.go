@@ -20,6 +20,7 @@ import (
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/internal/testutil"
+	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/partitioners/hash"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 	"github.com/plugdb/plugdb/replicators"
@@ -110,6 +111,30 @@ type fakeCluster struct {
 	cfg   coord.Config
 	admin *coord.Client
 	addrs map[int]string
+	// opened and closed count the partitioners the routers opened and
+	// closed.
+	opened, closed atomic.Int64
+}
+
+// countedPartitioner counts its Close in closed.
+type countedPartitioner struct {
+	partitioners.Partitioner
+	closed *atomic.Int64
+}
+
+func (p countedPartitioner) Close() error {
+	p.closed.Add(1)
+	return p.Partitioner.Close()
+}
+
+// open is openHash, counted.
+func (f *fakeCluster) open(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
+	p, err := openHash(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	f.opened.Add(1)
+	return countedPartitioner{p, &f.closed}, nil
 }
 
 // newFakeCluster creates a keyspace of partitions partitions (hash).
@@ -167,7 +192,7 @@ func (f *fakeCluster) router() *Router {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	r, err := New(f.ctx, f.connect(), meta, openHash, Info{Cluster: f.cfg.Cluster})
+	r, err := New(f.ctx, f.connect(), meta, f.open, Info{Cluster: f.cfg.Cluster})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -246,6 +271,21 @@ func TestRouterFollowsTheLayout(t *testing.T) {
 		t.Fatalf("range of everything: %v, %v; want 3 partitions", ps, err)
 	}
 	f.leads(r, 2)
+	// The old layout's partitioner was closed once no request held it.
+	testutil.WaitFor(t, 5*time.Second, func() bool { return f.opened.Load() == 2 && f.closed.Load() == 1 }, "the old layout's partitioner to close")
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f.closed.Load() != 2 {
+		t.Fatalf("%d partitioners closed after Close, want 2", f.closed.Load())
+	}
+	// A closed router answers, it does not hang.
+	if r.Partitions() != 3 {
+		t.Fatalf("closed router: %d partitions", r.Partitions())
+	}
+	if err := r.Locate(t.Context(), keys, out); err != nil {
+		t.Logf("locate on a closed router: %v", err)
+	}
 }
 
 // A request placed under the old layout that its old owner refuses after

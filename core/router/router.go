@@ -311,6 +311,10 @@ func (r *Router) Scan(ctx context.Context, p int, sr engines.ScanRange, rd api.R
 			yield(engines.Row{}, err)
 			return
 		}
+		if first == nil && r.cur.Load().version != version {
+			yield(engines.Row{}, errLayoutChangedScan)
+			return
+		}
 		for kvRow := first; kvRow != nil; {
 			if !yield(engines.Row{Key: kvRow.GetKey(), Value: kvRow.GetValue(), LSN: kvRow.GetLsn()}, nil) {
 				return
