@@ -22,7 +22,6 @@ func TestClusterRouterFollowsAReshard(t *testing.T) {
 	// keyspace's layouts and accepts a new partition's node while a move is
 	// recorded): being built in cmd/plugdb/node.go; on this branch the
 	// import is refused ("no move to layout v2 is running here").
-	t.Skip("needs plugdb node to follow the keyspace's layouts (cmd/plugdb/node.go, in progress): remove this skip once merged")
 	t.Parallel()
 	c := newTestCluster(t, 2, 1)
 	for i := range 100 {
