@@ -30,10 +30,11 @@ test: test-deps build
 
 # LONG_TESTS is cmd/plugdb's long failover series (longTests in
 # cmd/plugdb/plugdb_test.go): repeated kill -9 / SIGSTOP of leaders under load,
-# porcupine checks and the short nemesis run, about 3.5 minutes on 2 cores.
+# porcupine checks and the short nemesis run, and the measured reshard series
+# (docs/resharding.md), about 5 minutes on 2 cores.
 # `make test` skips them (they need -long); test-long runs only them, and
 # .ci/run runs it after `make test`.
-LONG_TESTS := TestFailoverLosesNoAcknowledgedWrite|TestLinearizableUnderLeaderKills|TestClusterFailoverTimes|TestNemesis
+LONG_TESTS := TestFailoverLosesNoAcknowledgedWrite|TestLinearizableUnderLeaderKills|TestClusterFailoverTimes|TestNemesis|TestReshardSeries
 
 test-long: test-deps
 	$(GOTEST) -race -count=1 -timeout 30m -run '^($(LONG_TESTS))$$' ./cmd/plugdb -long

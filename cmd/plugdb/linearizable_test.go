@@ -194,8 +194,8 @@ func outcome(err error) kvOutput {
 	return kvOutput{kind: "unknown"}
 }
 
-// runLinClient runs random operations through the router until stop.
-func runLinClient(c *testCluster, h *linHistory, id int, keys []string, stop <-chan struct{}) {
+// runLinClient runs random operations through the router (kv) until stop.
+func runLinClient(kv plugdbv1.KVClient, h *linHistory, id int, keys []string, stop <-chan struct{}) {
 	rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
 	for i := 0; i < 100_000; i++ {
 		select {
@@ -212,19 +212,19 @@ func runLinClient(c *testCluster, h *linHistory, id int, keys []string, stop <-c
 		switch in.op {
 		case "get":
 			var resp *plugdbv1.GetResponse
-			resp, err = c.kv.Get(ctx, &plugdbv1.GetRequest{Key: []byte(key), Consistency: plugdbv1.Consistency_CONSISTENCY_STRONG})
+			resp, err = kv.Get(ctx, &plugdbv1.GetRequest{Key: []byte(key), Consistency: plugdbv1.Consistency_CONSISTENCY_STRONG})
 			out = outcome(err)
 			if err == nil {
 				out.value = string(resp.GetValue())
 			}
 		case "put":
-			_, err = c.kv.Put(ctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(in.value)})
+			_, err = kv.Put(ctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(in.value)})
 			out = outcome(err)
 		case "create":
-			_, err = c.kv.Create(ctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(in.value)})
+			_, err = kv.Create(ctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(in.value)})
 			out = outcome(err)
 		case "delete":
-			_, err = c.kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: []byte(key)})
+			_, err = kv.Delete(ctx, &plugdbv1.DeleteRequest{Key: []byte(key)})
 			out = outcome(err)
 		}
 		cancel()
@@ -258,7 +258,7 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 			}
 			t.Cleanup(halt) // if the test ends early
 			for id := range 8 {
-				wg.Go(func() { runLinClient(c, h, id, keys, stop) })
+				wg.Go(func() { runLinClient(c.kv, h, id, keys, stop) })
 			}
 			begin := time.Now()
 			for i := range kills {
@@ -277,30 +277,38 @@ func TestLinearizableUnderLeaderKills(t *testing.T) {
 			summary := h.summary()
 			t.Logf("ack %s: %d operations by 8 clients on %d keys in %v with %d leader kills (%d with unknown outcome): %v",
 				ack, len(ops), len(keys), time.Since(begin).Round(time.Second), kills, len(h.open), summary)
-			checkStart := time.Now()
-			res, info := porcupine.CheckOperationsVerbose(kvModel, ops, 60*time.Second)
-			t.Logf("porcupine: %s in %v", res, time.Since(checkStart).Round(time.Millisecond))
-			switch res {
-			case porcupine.Illegal:
-				// Kept after the test, for a look in a browser.
-				path := "(none)"
-				if dir, err := os.MkdirTemp("", "plugdb-linearizability-"); err == nil {
-					path = filepath.Join(dir, "history-"+ack+".html")
-					if err := porcupine.VisualizePath(kvModel, info, path); err != nil {
-						t.Logf("visualize: %v", err)
-					}
-					var b strings.Builder
-					for _, op := range ops {
-						in, out := op.Input.(kvInput), op.Output.(kvOutput)
-						fmt.Fprintf(&b, "%d %d %d %s %s %s %s %s\n", op.ClientId, op.Call, op.Return, in.op, in.key, in.value, out.kind, out.value)
-					}
-					_ = os.WriteFile(filepath.Join(dir, "history-"+ack+".txt"), []byte(b.String()), 0o644)
-				}
-				t.Fatalf("ack %s: the history is not linearizable; visualization in %s\n%s", ack, path, c.logs())
-			case porcupine.Unknown:
-				t.Logf("ack %s: porcupine did not decide within its timeout", ack)
-			}
+			checkHistory(t, ack, ops, c.logs)
 		})
+	}
+}
+
+// checkHistory checks ops with porcupine and fails the test, keeping the
+// history and its visualization in a temporary folder, if it is not
+// linearizable; logs gives the processes' logs.
+func checkHistory(t *testing.T, name string, ops []porcupine.Operation, logs func() string) {
+	t.Helper()
+	checkStart := time.Now()
+	res, info := porcupine.CheckOperationsVerbose(kvModel, ops, 60*time.Second)
+	t.Logf("porcupine: %s in %v", res, time.Since(checkStart).Round(time.Millisecond))
+	switch res {
+	case porcupine.Illegal:
+		// Kept after the test, for a look in a browser.
+		path := "(none)"
+		if dir, err := os.MkdirTemp("", "plugdb-linearizability-"); err == nil {
+			path = filepath.Join(dir, "history-"+name+".html")
+			if err := porcupine.VisualizePath(kvModel, info, path); err != nil {
+				t.Logf("visualize: %v", err)
+			}
+			var b strings.Builder
+			for _, op := range ops {
+				in, out := op.Input.(kvInput), op.Output.(kvOutput)
+				fmt.Fprintf(&b, "%d %d %d %s %s %s %s %s\n", op.ClientId, op.Call, op.Return, in.op, in.key, in.value, out.kind, out.value)
+			}
+			_ = os.WriteFile(filepath.Join(dir, "history-"+name+".txt"), []byte(b.String()), 0o644)
+		}
+		t.Fatalf("%s: the history is not linearizable; visualization in %s\n%s", name, path, logs())
+	case porcupine.Unknown:
+		t.Logf("%s: porcupine did not decide within its timeout", name)
 	}
 }
 

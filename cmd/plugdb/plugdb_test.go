@@ -49,6 +49,7 @@ var longTests = []string{
 	"TestLinearizableUnderLeaderKills",
 	"TestClusterFailoverTimes",
 	"TestNemesis",
+	"TestReshardSeries",
 }
 
 // requireLong skips t unless -long was given: t is one of longTests, a

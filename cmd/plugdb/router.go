@@ -11,8 +11,10 @@ import (
 
 	"github.com/plugdb/plugdb/core/api"
 	"github.com/plugdb/plugdb/core/config"
+	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/router"
 	"github.com/plugdb/plugdb/core/server"
+	"github.com/plugdb/plugdb/partitioners"
 )
 
 // routerCommand is `plugdb router`: the cluster's front door.
@@ -64,22 +66,46 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log
 	if err != nil {
 		return nil, fmt.Errorf("keyspace %s: %w", name, err)
 	}
-	part, err := l.OpenPartitioner(ctx, kcfg.Partitioner.Block(), kcfg.Partitions)
+	// The keyspace's recorded layout: the config's partitions and
+	// partitioner are only what it was created with, and a reshard may
+	// have moved it since.
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	meta, err := coord.ReadMeta(mctx, client)
+	cancel()
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("keyspace %s: %w", name, err)
 	}
+	// The first layout's partitioner is opened as the config says (its
+	// mode: in-process, or a plugin process); the layouts a reshard moves
+	// to as openLayout does.
+	open := func(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
+		if m.LayoutVersion() <= 1 && coord.SameLayout(m, layoutOf(kcfg)) {
+			return l.OpenPartitioner(ctx, kcfg.Partitioner.Block(), m.Partitions)
+		}
+		return openLayout(ctx, l, m)
+	}
 	watchCtx, stopWatch := context.WithCancel(context.Background())
-	r := router.New(watchCtx, client, part, kcfg.Partitions, router.Info{
+	r, err := router.New(watchCtx, client, meta, open, router.Info{
 		Cluster: kcfg.Cluster, Keyspace: kcfg.Keyspace, Engine: pluginInfo(kcfg.Engine, kcfg.Engine.Mode),
 		Partitioner: pluginInfo(kcfg.Partitioner, kcfg.Partitioner.Mode), Replicator: pluginInfo(kcfg.Replicator, kcfg.Replicator.Mode),
+		Logger: log,
 	})
+	if err != nil {
+		stopWatch()
+		client.Close()
+		return nil, fmt.Errorf("keyspace %s: %w", name, err)
+	}
 	return &keyspaceRouter{cfg: kcfg, r: r, close: func() {
 		r.Close()
 		stopWatch()
-		part.Close()
 		client.Close()
 	}}, nil
+}
+
+// layoutOf is the layout cfg creates its keyspace with.
+func layoutOf(cfg config.Config) coord.Meta {
+	return coord.Meta{Partitions: cfg.Partitions, Partitioner: coord.PluginMeta{Plugin: cfg.Partitioner.Plugin, Options: cfg.Partitioner.Options}}
 }
 
 func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
@@ -102,7 +128,13 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("plugdb router: cluster %q, %d partitions, partitioner %s, ZooKeeper %v\n", cfg.Cluster, cfg.Partitions, cfg.Partitioner.Plugin, cfg.ZooKeeper.Servers)
+	layout := layoutOf(cfg)
+	for _, kr := range routers {
+		if kr.cfg.Keyspace == "" || kr.cfg.Keyspace == config.DefaultKeyspace {
+			layout = kr.r.Layout()
+		}
+	}
+	fmt.Printf("plugdb router: cluster %q, %d partitions, partitioner %s, ZooKeeper %v\n", cfg.Cluster, layout.Partitions, layout.Partitioner.Plugin, cfg.ZooKeeper.Servers)
 	if len(routers) > 1 {
 		fmt.Printf("  keyspaces %s\n", keyspacesLine(routers))
 	}
@@ -134,7 +166,8 @@ func keyspacesLine(routers []*keyspaceRouter) string {
 		if name == "" {
 			name = config.DefaultKeyspace
 		}
-		parts[i] = fmt.Sprintf("%s (%s, %d partitions)", name, kr.cfg.Partitioner.Plugin, kr.cfg.Partitions)
+		m := kr.r.Layout()
+		parts[i] = fmt.Sprintf("%s (%s, %d partitions)", name, m.Partitioner.Plugin, m.Partitions)
 	}
 	return strings.Join(parts, ", ")
 }

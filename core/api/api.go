@@ -373,6 +373,7 @@ func (s *Server) Status(ctx context.Context, req *plugdbv1.StatusRequest) (*plug
 		}
 		st.Keyspaces = append(st.Keyspaces, &plugdbv1.KeyspaceStatus{
 			Name: name, Engine: ks.GetEngine(), Partitioner: ks.GetPartitioner(), Replicator: ks.GetReplicator(), Partitions: ks.GetPartitions(),
+			LayoutVersion: ks.GetLayoutVersion(), Reshard: ks.GetReshard(),
 		})
 	}
 	return st, nil

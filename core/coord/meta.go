@@ -139,14 +139,40 @@ func createPartition(conn *zk.Conn, p Paths, n int) error {
 
 // ReadMeta reads the cluster metadata.
 func ReadMeta(ctx context.Context, c *Client) (Meta, error) {
+	m, _, err := readMeta(ctx, c, false)
+	return m, err
+}
+
+// WatchMeta is ReadMeta that also returns a channel that fires at the
+// metadata's next change (a reshard's flip) or removal, or the session's
+// loss: the caller reads it again then, arming a new watch.
+func WatchMeta(ctx context.Context, c *Client) (Meta, <-chan zk.Event, error) {
+	return readMeta(ctx, c, true)
+}
+
+func readMeta(ctx context.Context, c *Client, arm bool) (Meta, <-chan zk.Event, error) {
 	p := PathsOf(c.cfg)
-	data, err := call(ctx, c, func(conn *zk.Conn) ([]byte, error) {
-		data, _, err := conn.Get(p.Meta())
-		return data, err
+	type result struct {
+		data []byte
+		w    <-chan zk.Event
+	}
+	res, err := call(ctx, c, func(conn *zk.Conn) (result, error) {
+		if !arm {
+			data, _, err := conn.Get(p.Meta())
+			return result{data: data}, err
+		}
+		data, _, w, err := conn.GetW(p.Meta())
+		return result{data, w}, err
 	})
 	if err != nil {
-		return Meta{}, fmt.Errorf("read cluster %q metadata %s: %w", c.cfg.Cluster, p.Meta(), err)
+		return Meta{}, nil, fmt.Errorf("read cluster %q metadata %s: %w", c.cfg.Cluster, p.Meta(), err)
 	}
+	m, err := parseMeta(c, res.data)
+	return m, res.w, err
+}
+
+func parseMeta(c *Client, data []byte) (Meta, error) {
+	p := PathsOf(c.cfg)
 	var m Meta
 	if err := json.Unmarshal(data, &m); err != nil {
 		return Meta{}, fmt.Errorf("read cluster %q metadata %s: %w", c.cfg.Cluster, p.Meta(), err)

@@ -142,3 +142,47 @@ func TestReshardAbort(t *testing.T) {
 		t.Fatalf("a new move after an abort: %+v, %v", r, err)
 	}
 }
+
+// TestWatchMetaFiresAtTheFlip reads the metadata with a watch, and sees the
+// watch fire when a move flips; read again, the metadata is the new layout.
+func TestWatchMetaFiresAtTheFlip(t *testing.T) {
+	zkSrv := zktest.Shared(t)
+	cfg := newCluster(t, zkSrv.Servers())
+	c := connect(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := coord.EnsureMeta(ctx, c, meta); err != nil {
+		t.Fatal(err)
+	}
+	m, w, err := coord.WatchMeta(ctx, c)
+	if err != nil || w == nil {
+		t.Fatalf("WatchMeta = %+v, %v, %v", m, w, err)
+	}
+	if m.Partitions != meta.Partitions || m.LayoutVersion() != 1 {
+		t.Fatalf("WatchMeta = %+v, want the created layout", m)
+	}
+	to := coord.Meta{Partitions: 3, Partitioner: coord.PluginMeta{Plugin: "hash"}}
+	if _, err := coord.BeginReshard(ctx, c, to); err != nil {
+		t.Fatal(err)
+	}
+	if err := coord.SetReshardState(ctx, c, coord.ReshardCopying, coord.ReshardFenced); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w:
+		t.Fatal("the meta watch fired before the flip")
+	default:
+	}
+	if err := coord.FlipReshard(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w:
+	case <-ctx.Done():
+		t.Fatal("the meta watch did not fire at the flip")
+	}
+	m, w2, err := coord.WatchMeta(ctx, c)
+	if err != nil || w2 == nil || m.Partitions != 3 || m.LayoutVersion() != 2 {
+		t.Fatalf("WatchMeta after the flip = %+v, %v, %v; want 3 partitions, version 2", m, w2, err)
+	}
+}

@@ -67,7 +67,7 @@ func TestMarshalShapes(t *testing.T) {
 				{Partition: 0, Addr: "127.0.0.1:7070", Role: "leader", Epoch: 1, AppliedLsn: 42, Keys: 10, Bytes: 4096}}}},
 		}, `{"cluster":"dev","engine":{"plugin":"rowfile","mode":"plugin","options":{"a":"b","sync":"batch"}},"partitioner":null,"replicator":null,` +
 			`"partitions":[{"partition":0,"epoch":1,"replicas":[{"partition":0,"addr":"127.0.0.1:7070","role":"leader","epoch":1,"applied_lsn":42,"keys":10,"bytes":4096,` +
-			`"isr":false,"persisted_lsn":0,"lag_statements":0,"lag_ms":0,"replication_error":"","scans_served":0}],"ack":"","ack_fallback":false,"in_sync":0,"ack_needs":0,"replica_set":0}],"keyspaces":[]}`},
+			`"isr":false,"persisted_lsn":0,"lag_statements":0,"lag_ms":0,"replication_error":"","scans_served":0}],"ack":"","ack_fallback":false,"in_sync":0,"ack_needs":0,"replica_set":0}],"keyspaces":[],"layout_version":0,"reshard":null}`},
 		{"rpc status", status.New(codes.NotFound, "not found: a").Proto(), `{"code":5,"error":"NOT_FOUND","message":"not found: a"}`},
 		{"float", wrapperspb.Double(1.5), `{"value":1.5}`},
 		{"nan", wrapperspb.Float(float32(math.NaN())), `{"value":"NaN"}`},

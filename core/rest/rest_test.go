@@ -452,7 +452,7 @@ func TestStatus(t *testing.T) {
 		`"isr":false,"persisted_lsn":42,"lag_statements":0,"lag_ms":0,"replication_error":"","scans_served":3},`+
 		`{"partition":0,"addr":"127.0.0.1:7071","role":"follower","epoch":1,"applied_lsn":40,"keys":9,"bytes":4000,`+
 		`"isr":true,"persisted_lsn":41,"lag_statements":1,"lag_ms":15,"replication_error":"stream reset","scans_served":0}],`+
-		`"ack":"semi-sync","ack_fallback":true,"in_sync":0,"ack_needs":0,"replica_set":0}],"keyspaces":[]}`)
+		`"ack":"semi-sync","ack_fallback":true,"in_sync":0,"ack_needs":0,"replica_set":0}],"keyspaces":[],"layout_version":0,"reshard":null}`)
 	if ct := r.header.Get("Content-Type"); ct != MIMEJSON {
 		t.Errorf("Content-Type %q", ct)
 	}

@@ -5,6 +5,13 @@
 // topology and retries within the request's deadline. A node refuses a key of
 // another partition (api.WrongPartitionError); the router then refreshes and
 // retries a bounded number of times before it surfaces the refusal.
+//
+// The router follows its keyspace's layout (partition count and
+// partitioner) as reshards change it: it watches the keyspace's metadata in
+// ZooKeeper and, at a flip, opens the new layout's partitioner and topology
+// and swaps them in; a request placed under the old layout that a node
+// refuses (the key moved: api.WrongPartition, or it is moving: api.Moving)
+// is placed again under the new one and retried within its deadline.
 package router
 
 import (
@@ -13,12 +20,14 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -30,7 +39,6 @@ import (
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/engines"
-	"github.com/plugdb/plugdb/partitioners"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 	"github.com/plugdb/plugdb/replicators"
 )
@@ -48,40 +56,69 @@ type Info struct {
 	Engine      *plugdbv1.Plugin
 	Partitioner *plugdbv1.Plugin
 	Replicator  *plugdbv1.Plugin
+	// Logger, if set, hears of the layouts the router moves to and of
+	// failures to follow them.
+	Logger hclog.Logger
 }
 
 // Router implements api.Backend over the cluster's nodes.
 type Router struct {
 	client *coord.Client
-	top    *coord.Topology
-	part   partitioners.Partitioner
-	n      int
+	open   OpenFunc
 	info   Info
 	next   atomic.Uint64 // spreads stale reads over followers
 	sess   *sessions     // request ids of writes that come without one
+
+	cur      atomic.Pointer[layout] // the keyspace's layout as last seen
+	kick     chan struct{}          // asks follow to read the metadata now
+	ctx      context.Context        // the layouts' lifetime: until Close
+	stop     context.CancelFunc
+	follower sync.WaitGroup
+	closing  sync.Once
 
 	mu      sync.Mutex
 	conns   map[string]*grpc.ClientConn
 	clients map[string]*callstream.Client // by node address, over conns
 }
 
-// New returns a router for partitions partitions, watching their topology
-// through client until ctx ends, placing keys with part.
-func New(ctx context.Context, client *coord.Client, part partitioners.Partitioner, partitions int, info Info) *Router {
-	return &Router{
-		client: client, top: coord.WatchTopology(ctx, client, partitions), part: part,
-		n: partitions, info: info, conns: map[string]*grpc.ClientConn{}, clients: map[string]*callstream.Client{},
-		sess: newSessions(),
+// New returns a router of the keyspace whose layout is meta (what
+// coord.EnsureMeta or coord.ReadMeta returned: the recorded layout, not a
+// config's), watching its topology through client until ctx ends or Close,
+// placing keys with the partitioner open opens for it. It follows the
+// keyspace's layout from then on, opening each new one's partitioner with
+// open; it closes every partitioner it opened.
+func New(ctx context.Context, client *coord.Client, meta coord.Meta, open OpenFunc, info Info) (*Router, error) {
+	ctx, stop := context.WithCancel(ctx)
+	l, err := openLayout(ctx, client, open, meta)
+	if err != nil {
+		stop()
+		return nil, err
 	}
+	r := &Router{
+		client: client, open: open, info: info, conns: map[string]*grpc.ClientConn{}, clients: map[string]*callstream.Client{},
+		sess: newSessions(), kick: make(chan struct{}, 1), ctx: ctx, stop: stop,
+	}
+	r.cur.Store(l)
+	r.follower.Go(func() { r.follow(ctx) })
+	return r, nil
 }
 
-// Topology is the router's view of the cluster.
-func (r *Router) Topology() *coord.Topology { return r.top }
+// Topology is the router's view of the cluster under its current layout
+// (the one it replaces stops being updated at a flip).
+func (r *Router) Topology() *coord.Topology { return r.cur.Load().top }
 
-// Close stops watching the topology and closes the connections to the
-// nodes.
+// Layout is the keyspace's layout the router currently places keys with.
+func (r *Router) Layout() coord.Meta { return r.cur.Load().meta }
+
+// Close stops following the layout and watching the topology, closes the
+// partitioners it opened (a request still running closes its layout's when
+// it ends) and the connections to the nodes.
 func (r *Router) Close() error {
-	r.top.Close()
+	r.closing.Do(func() {
+		r.stop()
+		r.follower.Wait()
+		r.cur.Load().retire()
+	})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var errs []error
@@ -95,12 +132,14 @@ func (r *Router) Close() error {
 	return errors.Join(errs...)
 }
 
-// Partitions is the number of partitions.
-func (r *Router) Partitions() int { return r.n }
+// Partitions is the number of partitions of the current layout.
+func (r *Router) Partitions() int { return r.cur.Load().n }
 
-// Locate asks the partitioner.
+// Locate asks the current layout's partitioner.
 func (r *Router) Locate(ctx context.Context, keys [][]byte, out []int) error {
-	if err := r.part.Locate(ctx, keys, out); err != nil {
+	l := r.acquire()
+	defer l.release()
+	if err := l.part.Locate(ctx, keys, out); err != nil {
 		return fmt.Errorf("partitioner: %w", err)
 	}
 	return nil
@@ -108,7 +147,9 @@ func (r *Router) Locate(ctx context.Context, keys [][]byte, out []int) error {
 
 // Range asks the partitioner which partitions a scan touches.
 func (r *Router) Range(ctx context.Context, start, end []byte) ([]int, error) {
-	ps, err := r.part.Range(ctx, start, end)
+	l := r.acquire()
+	defer l.release()
+	ps, err := l.part.Range(ctx, start, end)
 	if err != nil {
 		return nil, fmt.Errorf("partitioner: %w", err)
 	}
@@ -151,7 +192,7 @@ func consistency(rd api.Read) plugdbv1.Consistency {
 // Get reads from the leader, or a follower if rd allows.
 func (r *Router) Get(ctx context.Context, p int, key []byte, rd api.Read) (engines.Row, error) {
 	var row engines.Row
-	err := r.call(ctx, p, rd.Stale, func(ctx context.Context, kv plugdbv1.KVClient) error {
+	err := r.call(ctx, p, [][]byte{key}, rd.Stale, func(ctx context.Context, kv plugdbv1.KVClient) error {
 		resp, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: key, Consistency: consistency(rd), Keyspace: r.info.Keyspace})
 		if err != nil {
 			return err
@@ -181,7 +222,11 @@ func (r *Router) Write(ctx context.Context, p int, writes []partition.Write, ack
 	}
 	rid := api.RequestIDToProto(id)
 	var lsns []uint64
-	err := r.call(ctx, p, false, func(ctx context.Context, kv plugdbv1.KVClient) error {
+	keys := make([][]byte, len(writes))
+	for i, w := range writes {
+		keys[i] = w.Key
+	}
+	err := r.call(ctx, p, keys, false, func(ctx context.Context, kv plugdbv1.KVClient) error {
 		if len(writes) == 1 {
 			resp, err := writeOne(ctx, kv, writes[0], a, rid, r.info.Keyspace)
 			if err != nil {
@@ -239,14 +284,18 @@ func writeOne(ctx context.Context, kv plugdbv1.KVClient, w partition.Write, ack 
 }
 
 // Scan streams partition p's range from its leader (or a follower if rd
-// allows). A scan is retried elsewhere only before its first row.
+// allows). A scan is retried elsewhere only before its first row. A scan
+// during which the keyspace's layout changes fails with a retryable
+// Unavailable (errLayoutChangedScan): its partitions were those of the old
+// layout, and the caller's merged scan must be placed again.
 func (r *Router) Scan(ctx context.Context, p int, sr engines.ScanRange, rd api.Read) iter.Seq2[engines.Row, error] {
 	return func(yield func(engines.Row, error) bool) {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
+		version := r.cur.Load().version
 		var stream grpc.ServerStreamingClient[plugdbv1.KeyValue]
 		var first *plugdbv1.KeyValue
-		err := r.call(ctx, p, rd.Stale, func(callCtx context.Context, kv plugdbv1.KVClient) error {
+		err := r.call(ctx, p, nil, rd.Stale, func(callCtx context.Context, kv plugdbv1.KVClient) error {
 			s, err := kv.Scan(ctx, &plugdbv1.ScanRequest{Start: sr.Start, End: sr.End, Limit: int64(sr.Limit), Consistency: consistency(rd), Keyspace: r.info.Keyspace})
 			if err != nil {
 				return err
@@ -262,12 +311,19 @@ func (r *Router) Scan(ctx context.Context, p int, sr engines.ScanRange, rd api.R
 			yield(engines.Row{}, err)
 			return
 		}
+		if first == nil && r.cur.Load().version != version {
+			yield(engines.Row{}, errLayoutChangedScan)
+			return
+		}
 		for kvRow := first; kvRow != nil; {
 			if !yield(engines.Row{Key: kvRow.GetKey(), Value: kvRow.GetValue(), LSN: kvRow.GetLsn()}, nil) {
 				return
 			}
 			next, err := stream.Recv()
 			if errors.Is(err, io.EOF) {
+				if r.cur.Load().version != version {
+					yield(engines.Row{}, errLayoutChangedScan)
+				}
 				return
 			}
 			if err != nil {
@@ -281,19 +337,42 @@ func (r *Router) Scan(ctx context.Context, p int, sr engines.ScanRange, rd api.R
 
 // MaxWrongPartitionRetries bounds how many times a request refused by a node
 // as belonging to another partition (api.WrongPartition) is sent again after
-// the router refreshed its view; past it the node's FailedPrecondition
-// reaches the client. Nothing was written by a refused request, so any
-// request may be retried.
+// the router refreshed its view, while no reshard is recorded (during one,
+// the router waits for the new layout until the request's deadline); past it
+// the node's FailedPrecondition reaches the client. Nothing was written by
+// a refused request, so any request may be retried.
 const MaxWrongPartitionRetries = 2
+
+// The retryable errors of a request whose keys the layout's change scattered.
+var (
+	errLayoutChangedBatch = status.Error(codes.Unavailable, "the keyspace's layout changed during the batch; nothing was written: retry")
+	errLayoutChangedScan  = status.Error(codes.Unavailable, "the keyspace's layout changed during the scan (a reshard flipped): retry the scan")
+)
 
 // call runs fn against partition p's leader (or a follower when stale), and
 // on "not leader" or an unreachable node refreshes the view and tries again
 // until the request's deadline (DefaultTimeout if it has none), stopping a
-// little before it so the client hears why. On "wrong partition" it
-// refreshes and tries again at most MaxWrongPartitionRetries times.
-func (r *Router) call(ctx context.Context, p int, stale bool, fn func(context.Context, plugdbv1.KVClient) error) error {
-	if p < 0 || p >= r.n {
-		return fmt.Errorf("partition %d: allowed partitions are 0..%d: %w", p, r.n-1, engines.ErrInvalidArgument)
+// little before it so the client hears why. On "moving" (a reshard fences
+// the key) it backs off and tries again until the deadline. On "wrong
+// partition" it places keys (the request's; nil for a scan) again under the
+// current layout if p was computed under an older one, else refreshes the
+// layout and tries again: until the deadline while a reshard is recorded,
+// else at most MaxWrongPartitionRetries times. When the layout changes
+// between attempts the keys are placed again (a scan fails with
+// errLayoutChangedScan, a write whose keys now fall in several partitions
+// with errLayoutChangedBatch: nothing was written).
+func (r *Router) call(ctx context.Context, p int, keys [][]byte, stale bool, fn func(context.Context, plugdbv1.KVClient) error) error {
+	l := r.acquire()
+	defer func() { l.release() }()
+	if p < 0 || p >= l.n {
+		if keys == nil || p < 0 {
+			return fmt.Errorf("partition %d: allowed partitions are 0..%d: %w", p, l.n-1, engines.ErrInvalidArgument)
+		}
+		// Placed under an older layout with more partitions.
+		var err error
+		if p, err = placeAll(ctx, l, keys); err != nil {
+			return err
+		}
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -302,11 +381,26 @@ func (r *Router) call(ctx context.Context, p int, stale bool, fn func(context.Co
 	budget := time.Until(deadline)
 	giveUp := time.Now().Add(budget - min(budget/10, 500*time.Millisecond))
 	backoff := 10 * time.Millisecond
+	movingBackoff := 10 * time.Millisecond
 	wrongPartition := 0 // refusals of the key by a node of another partition
 	var lastErr error
 	for attempt := 0; ; attempt++ {
-		changed := r.top.Changed()
-		addr, err := r.target(p, stale, attempt)
+		if r.cur.Load() != l {
+			// The layout changed: place the keys again under the new one.
+			next := r.acquire()
+			l.release()
+			l = next
+			if keys == nil {
+				return errLayoutChangedScan
+			}
+			var err error
+			if p, err = placeAll(ctx, l, keys); err != nil {
+				return err
+			}
+		}
+		changed, replaced := l.top.Changed(), l.replaced
+		wait, moving := backoff, false
+		addr, err := r.target(l, p, stale, attempt)
 		if err == nil {
 			var kv plugdbv1.KVClient
 			if kv, err = r.kv(addr); err == nil {
@@ -324,20 +418,48 @@ func (r *Router) call(ctx context.Context, p int, stale bool, fn func(context.Co
 				return r.unavailable(p, budget, lastErr)
 			}
 			if _, wrong := api.WrongPartition(err); wrong {
-				// The node serves another partition than the view says (an
-				// address reused, say): refresh the view and try again, a
-				// bounded number of times, then let the client hear why.
-				if wrongPartition++; wrongPartition > MaxWrongPartitionRetries || ctx.Err() != nil {
+				if ctx.Err() != nil {
 					return err
 				}
+				if keys != nil && l.followed {
+					// p may have been computed under a layout this one
+					// replaced: place the keys under this one.
+					q, perr := placeAll(ctx, l, keys)
+					if perr != nil {
+						return perr
+					}
+					if q != p {
+						p, lastErr = q, retryReason(err, addr)
+						continue
+					}
+				}
+				// The node knows a newer layout than the router, or serves
+				// another partition than the view says (an address reused,
+				// say): refresh both and try again; while a reshard is
+				// recorded until the new layout comes, else a bounded
+				// number of times, then let the client hear why.
+				r.refreshMeta()
+				if !r.moveRecorded(ctx) {
+					if wrongPartition++; wrongPartition > MaxWrongPartitionRetries {
+						return err
+					}
+				}
+			} else if api.Moving(err) {
+				// A reshard fences the key for a moment: wait for the fence
+				// to lift or the layout to flip.
+				if ctx.Err() != nil {
+					return err
+				}
+				wait, moving = movingBackoff, true
+				movingBackoff = min(movingBackoff*2, 200*time.Millisecond)
 			} else if !retryable(err) || ctx.Err() != nil {
 				return err
 			}
 			err = retryReason(err, addr)
 		}
 		lastErr = err
-		r.top.Refresh(p)
-		wait := min(backoff, time.Until(giveUp))
+		l.top.Refresh(p)
+		wait = min(wait, time.Until(giveUp))
 		if wait <= 0 {
 			return r.unavailable(p, budget, lastErr)
 		}
@@ -347,14 +469,26 @@ func (r *Router) call(ctx context.Context, p int, stale bool, fn func(context.Co
 			t.Stop()
 			return r.unavailable(p, budget, lastErr)
 		case <-changed:
+		case <-replaced:
 		case <-t.C:
 		}
 		t.Stop()
 		if !time.Now().Before(giveUp) {
 			return r.unavailable(p, budget, lastErr)
 		}
-		backoff = min(backoff*2, 500*time.Millisecond)
+		if !moving {
+			backoff = min(backoff*2, 500*time.Millisecond)
+		}
 	}
+}
+
+// moveRecorded reports whether a reshard of the keyspace is recorded (a
+// node that refuses a key may know its new layout before the router).
+func (r *Router) moveRecorded(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, ok, err := coord.ReadReshard(ctx, r.client)
+	return err == nil && ok
 }
 
 // retryReason is the text of a node's error that is retried, for the error
@@ -386,8 +520,8 @@ func retryable(err error) bool {
 
 // target picks the node for an attempt: the leader, or for a stale read a
 // follower (spread round-robin, the leader when none answers).
-func (r *Router) target(p int, stale bool, attempt int) (string, error) {
-	v := r.top.Partition(p)
+func (r *Router) target(l *layout, p int, stale bool, attempt int) (string, error) {
+	v := l.top.Partition(p)
 	if stale {
 		fs := v.Followers()
 		if len(fs) > 0 && attempt < 2*len(fs) {
@@ -432,12 +566,22 @@ func (r *Router) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) {
 		return nil, status.Errorf(codes.Unavailable, "the router has no ZooKeeper session (%s, state %s for %v): cluster status unknown; retry later",
 			strings.Join(r.client.Config().Servers, ","), st, time.Since(since).Round(time.Millisecond))
 	}
+	l := r.acquire()
+	defer l.release()
 	resp := &plugdbv1.StatusResponse{Cluster: r.info.Cluster, Engine: r.info.Engine, Partitioner: r.info.Partitioner, Replicator: r.info.Replicator}
-	parts := make([]*plugdbv1.PartitionStatus, r.n)
-	nodeParts := make([][]*plugdbv1.PartitionStatus, r.n) // [p][i]: what the node of replica i said
+	if l.followed {
+		// Moved by a reshard: the partitioner is the layout's, not the
+		// config's.
+		resp.Partitioner = &plugdbv1.Plugin{Plugin: l.meta.Partitioner.Plugin, Options: maps.Clone(l.meta.Partitioner.Options)}
+		if old := r.info.Partitioner; old.GetPlugin() == l.meta.Partitioner.Plugin {
+			resp.Partitioner.Mode = old.GetMode()
+		}
+	}
+	parts := make([]*plugdbv1.PartitionStatus, l.n)
+	nodeParts := make([][]*plugdbv1.PartitionStatus, l.n) // [p][i]: what the node of replica i said
 	var wg sync.WaitGroup
-	for p := range r.n {
-		v := r.top.Partition(p)
+	for p := range l.n {
+		v := l.top.Partition(p)
 		ps := &plugdbv1.PartitionStatus{Partition: uint32(p), Epoch: v.Leader.Epoch, Replicas: make([]*plugdbv1.Replica, len(v.Members))}
 		parts[p] = ps
 		nodeParts[p] = make([]*plugdbv1.PartitionStatus, len(v.Members))

@@ -19,6 +19,7 @@ import (
 	"github.com/plugdb/plugdb/core/partition"
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/partitioners/hash"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 	"github.com/plugdb/plugdb/replicators"
@@ -115,14 +116,10 @@ func routeToKeyspace(t *testing.T, b api.Backend, ks string) *Router {
 	go func() { defer close(done); _ = cand.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	part, err := hash.Open(ctx, nil)
+	r, err := New(ctx, connect(), coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}, openHash, Info{Cluster: cfg.Cluster, Keyspace: ks})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := part.Configure(ctx, 2, nil); err != nil {
-		t.Fatal(err)
-	}
-	r := New(ctx, connect(), part, 2, Info{Cluster: cfg.Cluster, Keyspace: ks})
 	t.Cleanup(func() { r.Close() })
 	deadline := time.Now().Add(20 * time.Second)
 	for r.Topology().Partition(0).Leader.Addr != lis.Addr().String() {
@@ -135,6 +132,20 @@ func routeToKeyspace(t *testing.T, b api.Backend, ks string) *Router {
 		}
 	}
 	return r
+}
+
+// openHash opens the hash partitioner for any layout (its plugin name is
+// not checked).
+func openHash(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
+	part, err := hash.Open(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := part.Configure(ctx, m.Partitions, m.Partitioner.Options); err != nil {
+		part.Close()
+		return nil, err
+	}
+	return part, nil
 }
 
 func TestRouterRetriesAWrongPartitionRefusal(t *testing.T) {

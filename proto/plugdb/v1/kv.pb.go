@@ -1264,7 +1264,13 @@ type StatusResponse struct {
 	Partitions  []*PartitionStatus     `protobuf:"bytes,5,rep,name=partitions,proto3" json:"partitions,omitempty"`
 	// keyspaces describes every keyspace the cluster serves, the default one
 	// ("default") first, then the others by name.
-	Keyspaces     []*KeyspaceStatus `protobuf:"bytes,6,rep,name=keyspaces,proto3" json:"keyspaces,omitempty"`
+	Keyspaces []*KeyspaceStatus `protobuf:"bytes,6,rep,name=keyspaces,proto3" json:"keyspaces,omitempty"`
+	// layout_version is the version of the keyspace's layout (its partition
+	// count and partitioner): 1 when created, one more at each reshard.
+	LayoutVersion uint64 `protobuf:"varint,7,opt,name=layout_version,json=layoutVersion,proto3" json:"layout_version,omitempty"`
+	// reshard is the keyspace's move in progress; unset when none runs
+	// (docs/resharding.md).
+	Reshard       *ReshardStatus `protobuf:"bytes,8,opt,name=reshard,proto3" json:"reshard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1341,6 +1347,107 @@ func (x *StatusResponse) GetKeyspaces() []*KeyspaceStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetLayoutVersion() uint64 {
+	if x != nil {
+		return x.LayoutVersion
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetReshard() *ReshardStatus {
+	if x != nil {
+		return x.Reshard
+	}
+	return nil
+}
+
+// ReshardStatus describes a keyspace's move to another layout.
+type ReshardStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state is copying, fenced or flipped.
+	State           string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	FromPartitions  uint32 `protobuf:"varint,2,opt,name=from_partitions,json=fromPartitions,proto3" json:"from_partitions,omitempty"`
+	FromPartitioner string `protobuf:"bytes,3,opt,name=from_partitioner,json=fromPartitioner,proto3" json:"from_partitioner,omitempty"`
+	ToPartitions    uint32 `protobuf:"varint,4,opt,name=to_partitions,json=toPartitions,proto3" json:"to_partitions,omitempty"`
+	ToPartitioner   string `protobuf:"bytes,5,opt,name=to_partitioner,json=toPartitioner,proto3" json:"to_partitioner,omitempty"`
+	// started is when the move began, RFC 3339.
+	Started       string `protobuf:"bytes,6,opt,name=started,proto3" json:"started,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReshardStatus) Reset() {
+	*x = ReshardStatus{}
+	mi := &file_plugdb_v1_kv_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReshardStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReshardStatus) ProtoMessage() {}
+
+func (x *ReshardStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_v1_kv_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReshardStatus.ProtoReflect.Descriptor instead.
+func (*ReshardStatus) Descriptor() ([]byte, []int) {
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReshardStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ReshardStatus) GetFromPartitions() uint32 {
+	if x != nil {
+		return x.FromPartitions
+	}
+	return 0
+}
+
+func (x *ReshardStatus) GetFromPartitioner() string {
+	if x != nil {
+		return x.FromPartitioner
+	}
+	return ""
+}
+
+func (x *ReshardStatus) GetToPartitions() uint32 {
+	if x != nil {
+		return x.ToPartitions
+	}
+	return 0
+}
+
+func (x *ReshardStatus) GetToPartitioner() string {
+	if x != nil {
+		return x.ToPartitioner
+	}
+	return ""
+}
+
+func (x *ReshardStatus) GetStarted() string {
+	if x != nil {
+		return x.Started
+	}
+	return ""
+}
+
 // KeyspaceStatus describes one keyspace: its own plugins and partitions.
 type KeyspaceStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1349,13 +1456,15 @@ type KeyspaceStatus struct {
 	Partitioner   *Plugin                `protobuf:"bytes,3,opt,name=partitioner,proto3" json:"partitioner,omitempty"`
 	Replicator    *Plugin                `protobuf:"bytes,4,opt,name=replicator,proto3" json:"replicator,omitempty"`
 	Partitions    []*PartitionStatus     `protobuf:"bytes,5,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	LayoutVersion uint64                 `protobuf:"varint,6,opt,name=layout_version,json=layoutVersion,proto3" json:"layout_version,omitempty"`
+	Reshard       *ReshardStatus         `protobuf:"bytes,7,opt,name=reshard,proto3" json:"reshard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KeyspaceStatus) Reset() {
 	*x = KeyspaceStatus{}
-	mi := &file_plugdb_v1_kv_proto_msgTypes[16]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1476,7 @@ func (x *KeyspaceStatus) String() string {
 func (*KeyspaceStatus) ProtoMessage() {}
 
 func (x *KeyspaceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_v1_kv_proto_msgTypes[16]
+	mi := &file_plugdb_v1_kv_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1489,7 @@ func (x *KeyspaceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyspaceStatus.ProtoReflect.Descriptor instead.
 func (*KeyspaceStatus) Descriptor() ([]byte, []int) {
-	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{16}
+	return file_plugdb_v1_kv_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KeyspaceStatus) GetName() string {
@@ -1414,6 +1523,20 @@ func (x *KeyspaceStatus) GetReplicator() *Plugin {
 func (x *KeyspaceStatus) GetPartitions() []*PartitionStatus {
 	if x != nil {
 		return x.Partitions
+	}
+	return nil
+}
+
+func (x *KeyspaceStatus) GetLayoutVersion() uint64 {
+	if x != nil {
+		return x.LayoutVersion
+	}
+	return 0
+}
+
+func (x *KeyspaceStatus) GetReshard() *ReshardStatus {
+	if x != nil {
+		return x.Reshard
 	}
 	return nil
 }
@@ -1514,7 +1637,7 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\ain_sync\x18\x06 \x01(\rR\x06inSync\x12\x1b\n" +
 	"\tack_needs\x18\a \x01(\rR\backNeeds\x12\x1f\n" +
 	"\vreplica_set\x18\b \x01(\rR\n" +
-	"replicaSet\"\xb2\x02\n" +
+	"replicaSet\"\x8d\x03\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12)\n" +
 	"\x06engine\x18\x02 \x01(\v2\x11.plugdb.v1.PluginR\x06engine\x123\n" +
@@ -1525,7 +1648,16 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"\n" +
 	"partitions\x18\x05 \x03(\v2\x1a.plugdb.v1.PartitionStatusR\n" +
 	"partitions\x127\n" +
-	"\tkeyspaces\x18\x06 \x03(\v2\x19.plugdb.v1.KeyspaceStatusR\tkeyspaces\"\xf3\x01\n" +
+	"\tkeyspaces\x18\x06 \x03(\v2\x19.plugdb.v1.KeyspaceStatusR\tkeyspaces\x12%\n" +
+	"\x0elayout_version\x18\a \x01(\x04R\rlayoutVersion\x122\n" +
+	"\areshard\x18\b \x01(\v2\x18.plugdb.v1.ReshardStatusR\areshard\"\xdf\x01\n" +
+	"\rReshardStatus\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12'\n" +
+	"\x0ffrom_partitions\x18\x02 \x01(\rR\x0efromPartitions\x12)\n" +
+	"\x10from_partitioner\x18\x03 \x01(\tR\x0ffromPartitioner\x12#\n" +
+	"\rto_partitions\x18\x04 \x01(\rR\ftoPartitions\x12%\n" +
+	"\x0eto_partitioner\x18\x05 \x01(\tR\rtoPartitioner\x12\x18\n" +
+	"\astarted\x18\x06 \x01(\tR\astarted\"\xce\x02\n" +
 	"\x0eKeyspaceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x06engine\x18\x02 \x01(\v2\x11.plugdb.v1.PluginR\x06engine\x123\n" +
@@ -1535,7 +1667,9 @@ const file_plugdb_v1_kv_proto_rawDesc = "" +
 	"replicator\x12:\n" +
 	"\n" +
 	"partitions\x18\x05 \x03(\v2\x1a.plugdb.v1.PartitionStatusR\n" +
-	"partitions*Y\n" +
+	"partitions\x12%\n" +
+	"\x0elayout_version\x18\x06 \x01(\x04R\rlayoutVersion\x122\n" +
+	"\areshard\x18\a \x01(\v2\x18.plugdb.v1.ReshardStatusR\areshard*Y\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CONSISTENCY_STRONG\x10\x01\x12\x15\n" +
@@ -1568,7 +1702,7 @@ func file_plugdb_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_plugdb_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugdb_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_plugdb_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_plugdb_v1_kv_proto_goTypes = []any{
 	(Consistency)(0),        // 0: plugdb.v1.Consistency
 	(Ack)(0),                // 1: plugdb.v1.Ack
@@ -1589,8 +1723,9 @@ var file_plugdb_v1_kv_proto_goTypes = []any{
 	(*Replica)(nil),         // 16: plugdb.v1.Replica
 	(*PartitionStatus)(nil), // 17: plugdb.v1.PartitionStatus
 	(*StatusResponse)(nil),  // 18: plugdb.v1.StatusResponse
-	(*KeyspaceStatus)(nil),  // 19: plugdb.v1.KeyspaceStatus
-	nil,                     // 20: plugdb.v1.Plugin.OptionsEntry
+	(*ReshardStatus)(nil),   // 19: plugdb.v1.ReshardStatus
+	(*KeyspaceStatus)(nil),  // 20: plugdb.v1.KeyspaceStatus
+	nil,                     // 21: plugdb.v1.Plugin.OptionsEntry
 }
 var file_plugdb_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: plugdb.v1.GetRequest.consistency:type_name -> plugdb.v1.Consistency
@@ -1603,38 +1738,40 @@ var file_plugdb_v1_kv_proto_depIdxs = []int32{
 	11, // 7: plugdb.v1.BatchRequest.ops:type_name -> plugdb.v1.BatchOp
 	1,  // 8: plugdb.v1.BatchRequest.ack:type_name -> plugdb.v1.Ack
 	5,  // 9: plugdb.v1.BatchRequest.request_id:type_name -> plugdb.v1.RequestId
-	20, // 10: plugdb.v1.Plugin.options:type_name -> plugdb.v1.Plugin.OptionsEntry
+	21, // 10: plugdb.v1.Plugin.options:type_name -> plugdb.v1.Plugin.OptionsEntry
 	16, // 11: plugdb.v1.PartitionStatus.replicas:type_name -> plugdb.v1.Replica
 	15, // 12: plugdb.v1.StatusResponse.engine:type_name -> plugdb.v1.Plugin
 	15, // 13: plugdb.v1.StatusResponse.partitioner:type_name -> plugdb.v1.Plugin
 	15, // 14: plugdb.v1.StatusResponse.replicator:type_name -> plugdb.v1.Plugin
 	17, // 15: plugdb.v1.StatusResponse.partitions:type_name -> plugdb.v1.PartitionStatus
-	19, // 16: plugdb.v1.StatusResponse.keyspaces:type_name -> plugdb.v1.KeyspaceStatus
-	15, // 17: plugdb.v1.KeyspaceStatus.engine:type_name -> plugdb.v1.Plugin
-	15, // 18: plugdb.v1.KeyspaceStatus.partitioner:type_name -> plugdb.v1.Plugin
-	15, // 19: plugdb.v1.KeyspaceStatus.replicator:type_name -> plugdb.v1.Plugin
-	17, // 20: plugdb.v1.KeyspaceStatus.partitions:type_name -> plugdb.v1.PartitionStatus
-	3,  // 21: plugdb.v1.KV.Get:input_type -> plugdb.v1.GetRequest
-	6,  // 22: plugdb.v1.KV.Put:input_type -> plugdb.v1.PutRequest
-	6,  // 23: plugdb.v1.KV.Create:input_type -> plugdb.v1.PutRequest
-	6,  // 24: plugdb.v1.KV.Update:input_type -> plugdb.v1.PutRequest
-	7,  // 25: plugdb.v1.KV.Delete:input_type -> plugdb.v1.DeleteRequest
-	9,  // 26: plugdb.v1.KV.Scan:input_type -> plugdb.v1.ScanRequest
-	12, // 27: plugdb.v1.KV.Batch:input_type -> plugdb.v1.BatchRequest
-	14, // 28: plugdb.v1.KV.Status:input_type -> plugdb.v1.StatusRequest
-	4,  // 29: plugdb.v1.KV.Get:output_type -> plugdb.v1.GetResponse
-	8,  // 30: plugdb.v1.KV.Put:output_type -> plugdb.v1.WriteResponse
-	8,  // 31: plugdb.v1.KV.Create:output_type -> plugdb.v1.WriteResponse
-	8,  // 32: plugdb.v1.KV.Update:output_type -> plugdb.v1.WriteResponse
-	8,  // 33: plugdb.v1.KV.Delete:output_type -> plugdb.v1.WriteResponse
-	10, // 34: plugdb.v1.KV.Scan:output_type -> plugdb.v1.KeyValue
-	13, // 35: plugdb.v1.KV.Batch:output_type -> plugdb.v1.BatchResponse
-	18, // 36: plugdb.v1.KV.Status:output_type -> plugdb.v1.StatusResponse
-	29, // [29:37] is the sub-list for method output_type
-	21, // [21:29] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	20, // 16: plugdb.v1.StatusResponse.keyspaces:type_name -> plugdb.v1.KeyspaceStatus
+	19, // 17: plugdb.v1.StatusResponse.reshard:type_name -> plugdb.v1.ReshardStatus
+	15, // 18: plugdb.v1.KeyspaceStatus.engine:type_name -> plugdb.v1.Plugin
+	15, // 19: plugdb.v1.KeyspaceStatus.partitioner:type_name -> plugdb.v1.Plugin
+	15, // 20: plugdb.v1.KeyspaceStatus.replicator:type_name -> plugdb.v1.Plugin
+	17, // 21: plugdb.v1.KeyspaceStatus.partitions:type_name -> plugdb.v1.PartitionStatus
+	19, // 22: plugdb.v1.KeyspaceStatus.reshard:type_name -> plugdb.v1.ReshardStatus
+	3,  // 23: plugdb.v1.KV.Get:input_type -> plugdb.v1.GetRequest
+	6,  // 24: plugdb.v1.KV.Put:input_type -> plugdb.v1.PutRequest
+	6,  // 25: plugdb.v1.KV.Create:input_type -> plugdb.v1.PutRequest
+	6,  // 26: plugdb.v1.KV.Update:input_type -> plugdb.v1.PutRequest
+	7,  // 27: plugdb.v1.KV.Delete:input_type -> plugdb.v1.DeleteRequest
+	9,  // 28: plugdb.v1.KV.Scan:input_type -> plugdb.v1.ScanRequest
+	12, // 29: plugdb.v1.KV.Batch:input_type -> plugdb.v1.BatchRequest
+	14, // 30: plugdb.v1.KV.Status:input_type -> plugdb.v1.StatusRequest
+	4,  // 31: plugdb.v1.KV.Get:output_type -> plugdb.v1.GetResponse
+	8,  // 32: plugdb.v1.KV.Put:output_type -> plugdb.v1.WriteResponse
+	8,  // 33: plugdb.v1.KV.Create:output_type -> plugdb.v1.WriteResponse
+	8,  // 34: plugdb.v1.KV.Update:output_type -> plugdb.v1.WriteResponse
+	8,  // 35: plugdb.v1.KV.Delete:output_type -> plugdb.v1.WriteResponse
+	10, // 36: plugdb.v1.KV.Scan:output_type -> plugdb.v1.KeyValue
+	13, // 37: plugdb.v1.KV.Batch:output_type -> plugdb.v1.BatchResponse
+	18, // 38: plugdb.v1.KV.Status:output_type -> plugdb.v1.StatusResponse
+	31, // [31:39] is the sub-list for method output_type
+	23, // [23:31] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_v1_kv_proto_init() }
@@ -1648,7 +1785,7 @@ func file_plugdb_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_v1_kv_proto_rawDesc), len(file_plugdb_v1_kv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
