@@ -6,6 +6,9 @@ import (
 	"math"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/partition"
 	nodev1 "github.com/plugdb/plugdb/proto/plugdb/node/v1"
@@ -13,6 +16,12 @@ import (
 
 // defaultBatchRows is how many rows one import carries by default.
 const defaultBatchRows = 512
+
+// importWait bounds how long an import that its target refuses as
+// FAILED_PRECONDITION (no move to that layout running there) is tried again:
+// a target learns of the recorded move by a ZooKeeper watch, a moment after
+// the record was written, and the first batches can reach it before.
+const importWait = 10 * time.Second
 
 // copier copies one move's rows.
 type copier struct {
@@ -79,7 +88,16 @@ func (b *batches) send(ctx context.Context, q int) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	if err := b.c.m.Nodes.Import(ctx, q, b.c.r.To.Version, rows); err != nil {
+	err := b.c.m.Nodes.Import(ctx, q, b.c.r.To.Version, rows)
+	for deadline := time.Now().Add(importWait); err != nil && status.Code(err) == codes.FailedPrecondition && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("partition %d: import %d rows: %w (last: %v)", q, len(rows), ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		err = b.c.m.Nodes.Import(ctx, q, b.c.r.To.Version, rows)
+	}
+	if err != nil {
 		return fmt.Errorf("partition %d: import %d rows: %w", q, len(rows), err)
 	}
 	for _, r := range rows {

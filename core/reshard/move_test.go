@@ -7,11 +7,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/partition"
@@ -34,6 +37,9 @@ type memNodes struct {
 	parts []map[string]memRow
 	lsn   []uint64
 	to    Locator // the new layout, for import and prune
+	// refuse is how many imports are refused first, as a target that has
+	// not seen the recorded move yet refuses them.
+	refuse atomic.Int32
 }
 
 type memRow struct {
@@ -79,6 +85,9 @@ func (n *memNodes) Snapshot(ctx context.Context, p int, since uint64, each func(
 }
 
 func (n *memNodes) Import(ctx context.Context, p int, version uint64, rows []*nodev1.ImportRow) error {
+	if n.refuse.Add(-1) >= 0 {
+		return fmt.Errorf("node of partition %d: %w", p, status.Errorf(codes.FailedPrecondition, "no move to layout v%d is running here", version))
+	}
 	for _, r := range rows {
 		out := []int{0}
 		if err := n.to.Locate(ctx, [][]byte{r.GetKey()}, out); err != nil {
@@ -166,6 +175,7 @@ func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
 	defer closeTo()
 
 	nodes := &memNodes{t: t, parts: []map[string]memRow{{}, {}, {}}, lsn: make([]uint64, 3), to: toLoc}
+	nodes.refuse.Store(3) // the first imports come before the targets saw the move: tried again
 	want := map[string]string{}
 	write := func(key, value string) {
 		nodes.put(locate(t, fromLoc, key), key, value)
