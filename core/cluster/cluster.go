@@ -458,6 +458,9 @@ func (c *Cluster) waitReady(ctx context.Context, began time.Time) ([]*plugdbv1.S
 	defer tick.Stop()
 	lastPrint := time.Now()
 	progress := "waiting for the router on " + cfg.Router.GRPC
+	// The first wait for leaders is printed at once (then once a second): a
+	// cluster that has them a moment later still shows which it waited for.
+	shownLeaders := false
 	for {
 		for _, ch := range c.children() {
 			if ch.exited() {
@@ -492,6 +495,10 @@ func (c *Cluster) waitReady(ctx context.Context, began time.Time) ([]*plugdbv1.S
 				return sts, nil
 			}
 			progress = "waiting for leaders: " + strings.Join(waiting, "; ")
+			if !shownLeaders {
+				shownLeaders = true
+				lastPrint = time.Time{}
+			}
 		}
 		if time.Since(lastPrint) >= time.Second {
 			c.printf("  [%ds] %s\n", int(time.Since(began).Seconds()), progress)
