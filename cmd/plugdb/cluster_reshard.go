@@ -120,8 +120,10 @@ func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready ti
 	}
 
 	if to.Partitions > kcfg.Partitions {
+		// The partitions from the config's count on are the supervisor's to
+		// start (those an earlier move added run already).
 		fmt.Fprintf(progress, "starting the nodes of keyspace %s's partitions %d..%d (%d replicas each) in %s\n",
-			keyspaceName(f.keyspace), kcfg.Partitions, to.Partitions-1, kcfg.Nodes.Replicas, rec.Dir)
+			keyspaceName(f.keyspace), max(kcfg.Partitions, cur.Partitions), to.Partitions-1, kcfg.Nodes.Replicas, rec.Dir)
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		nodes, err := cluster.RequestNodes(rctx, dir, cluster.AddNodesRequest{Keyspace: f.keyspace, Partitions: to.Partitions})
 		cancel()

@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -223,16 +224,32 @@ func (c *Cluster) startNodes(k config.Config, from, to int, env []string, start 
 			if err != nil {
 				return started, err
 			}
-			// As at start, the command line is read again once the node
-			// runs its own.
-			if id, _, err := identify(n.id.PID); err == nil && id.Start == n.id.Start {
-				n.id.Cmdline = id.Cmdline
-			}
+			n.id = settledID(n)
 			c.nodes = append(c.nodes, n)
 			started = append(started, n)
 		}
 	}
 	return started, nil
+}
+
+// settledID identifies a child just started once /proc shows its own
+// command line — while exec runs it is empty or the supervisor's, and Alive
+// would never match it — waiting at most 2s; failing that, the recorded
+// command line is the one it was given, as exec gives it.
+func settledID(ch *child) procID {
+	for range 200 {
+		id, _, err := identify(ch.id.PID)
+		if err != nil {
+			break
+		}
+		if slices.Equal(id.Cmdline, ch.cmd.Args) {
+			return id
+		}
+		time.Sleep(10 * time.Millisecond) // exec is under way
+	}
+	id := ch.id
+	id.Cmdline = slices.Clone(ch.cmd.Args)
+	return id
 }
 
 // grownPartitions returns the partition count of keyspace k that its data
