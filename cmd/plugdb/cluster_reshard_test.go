@@ -24,16 +24,17 @@ import (
 // --partitions 3` starts partition 2's nodes and moves the keyspace: 3
 // partitions serve, each holds keys, every acknowledged write reads back
 // with its last acknowledged value, and no request failed. A move already
-// recorded is refused with how to resume it. `plugdb cluster down` then
+// recorded is refused with how to resume it; a second move (3 → 4) runs
+// too. `plugdb cluster down` then
 // stops every process, the new nodes too, and `plugdb cluster up` on the
 // same folder starts them again.
 func TestClusterReshard(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "cluster")
-	// Nine node ports handed out: the six of cluster up and the three after
+	// Twelve node ports handed out: the six of cluster up and the six after
 	// them, where the new nodes go (after the highest recorded node port), so
 	// that no parallel test takes them meanwhile.
-	nodes := testutil.FreePortRun(t, 9)
+	nodes := testutil.FreePortRun(t, 12)
 	zk := testutil.FreePortRun(t, 1)
 	grpcAddr := testutil.FreeAddr(t)
 	text := fmt.Sprintf(`cluster: e2e
@@ -200,16 +201,27 @@ nodes: {replicas: 3, base_port: %d}
 		t.Errorf("plugdb status does not show partition 2\n%s", status)
 	}
 
+	// A second move, 3 → 4: partition 3's nodes start, partition 2's run on
+	// (every leader fences again, in the same epoch).
+	second := runPlugdb(t, 2*time.Minute, "cluster", "reshard", "--dir", dir, "--partitions", "4")
+	if second.code != 0 || !strings.Contains(second.stdout, "now has 4 partitions placed by hash (layout v3)") ||
+		!strings.Contains(second.stderr, "partitions 3..3") {
+		t.Fatalf("plugdb cluster reshard --partitions 4:\n%s\n%s", second, up.output())
+	}
+	if st, err := kv.Status(ctx, &plugdbv1.StatusRequest{}); err != nil || len(st.GetPartitions()) != 4 {
+		t.Errorf("router status after the second move: %d partitions, %v; want 4", len(st.GetPartitions()), err)
+	}
+
 	// A move already recorded: refused, saying how to resume or abort it.
 	client, err := coord.Connect(ctx, coord.Config{Servers: rec.ZooKeeper, SessionTimeout: 2 * time.Second, Root: "/plugdb", Cluster: "e2e"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	if _, err := coord.BeginReshard(ctx, client, coord.Meta{Partitions: 4, Partitioner: coord.PluginMeta{Plugin: "hash"}}); err != nil {
+	if _, err := coord.BeginReshard(ctx, client, coord.Meta{Partitions: 5, Partitioner: coord.PluginMeta{Plugin: "hash"}}); err != nil {
 		t.Fatal(err)
 	}
-	again := runPlugdb(t, 30*time.Second, "cluster", "reshard", "--dir", dir, "--partitions", "5")
+	again := runPlugdb(t, 30*time.Second, "cluster", "reshard", "--dir", dir, "--partitions", "6")
 	if again.code == 0 || !strings.Contains(again.stderr, "is already recorded") || !strings.Contains(again.stderr, "plugdb reshard --config "+cfg) {
 		t.Errorf("cluster reshard with a move recorded: want a refusal naming `plugdb reshard --config %s`\n%s", cfg, again)
 	}
@@ -219,7 +231,7 @@ nodes: {replicas: 3, base_port: %d}
 
 	procs := recorded(t, dir)
 	down := runPlugdb(t, 2*time.Minute, "cluster", "down", "--dir", dir)
-	if down.code != 0 || !strings.Contains(down.stdout, "node-p2-r2 (pid") {
+	if down.code != 0 || !strings.Contains(down.stdout, "node-p2-r2 (pid") || !strings.Contains(down.stdout, "node-p3-r2 (pid") {
 		t.Fatalf("cluster down\n%s", down)
 	}
 	if code := up.waitExit(t, time.Minute); code != 0 {
@@ -227,10 +239,10 @@ nodes: {replicas: 3, base_port: %d}
 	}
 	assertAllGone(t, procs, dir, rec.ZooKeeper)
 
-	// Up again on the same folder: partition 2's nodes start too (their data
-	// folders say a move added it), and the keys are where they were.
+	// Up again on the same folder: partitions 2 and 3's nodes start too
+	// (their data folders say a move added them), and the keys are where they were.
 	up2 := startClusterUp(t, dir, cfg, 1)
-	if !strings.Contains(up2.stdout.String(), "keyspace default: partitions 2..2, which a move added, have data in") {
+	if !strings.Contains(up2.stdout.String(), "keyspace default: partitions 2..3, which a move added, have data in") {
 		t.Errorf("cluster up again did not start partition 2's nodes\n%s", up2.output())
 	}
 	kv2 := plugdbv1.NewKVClient(dial(t, grpcAddr))
@@ -241,7 +253,7 @@ nodes: {replicas: 3, base_port: %d}
 		}
 	}
 	procs = recorded(t, dir)
-	if down := runPlugdb(t, 2*time.Minute, "cluster", "down", "--dir", dir); down.code != 0 || !strings.Contains(down.stdout, "node-p2-r2 (pid") {
+	if down := runPlugdb(t, 2*time.Minute, "cluster", "down", "--dir", dir); down.code != 0 || !strings.Contains(down.stdout, "node-p3-r2 (pid") {
 		t.Fatalf("cluster down after the restart\n%s", down)
 	}
 	up2.waitExit(t, time.Minute)
