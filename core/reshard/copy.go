@@ -6,6 +6,9 @@ import (
 	"math"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/partition"
 	nodev1 "github.com/plugdb/plugdb/proto/plugdb/node/v1"
@@ -79,7 +82,7 @@ func (b *batches) send(ctx context.Context, q int) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	if err := b.c.m.Nodes.Import(ctx, q, b.c.r.To.Version, rows); err != nil {
+	if err := retry(ctx, func() error { return b.c.m.Nodes.Import(ctx, q, b.c.r.To.Version, rows) }); err != nil {
 		return fmt.Errorf("partition %d: import %d rows: %w", q, len(rows), err)
 	}
 	for _, r := range rows {
@@ -265,4 +268,35 @@ func (c *copier) catchUp(ctx context.Context, lsns []uint64) (caught, deleted in
 		return 0, 0, err
 	}
 	return caught, del.n, nil
+}
+
+// retryFor bounds how long one import is retried while its partition
+// cannot take it yet.
+const retryFor = 30 * time.Second
+
+// retry runs fn until it succeeds, retrying while the partition cannot take
+// it yet: its leader has not seen the move's record (FAILED_PRECONDITION) or
+// is changing (UNAVAILABLE). An import is idempotent (puts and deletes of
+// whole rows), so sending one again is safe.
+func retry(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(retryFor)
+	wait := 10 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		code := status.Code(err)
+		if code != codes.FailedPrecondition && code != codes.Unavailable || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
 }
