@@ -77,7 +77,8 @@ func (n *Node) followLayouts(ctx context.Context) {
 	defer n.closeLayout()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	var acked uint64 // the epoch this replica acknowledged the fence in
+	type ack struct{ version, epoch uint64 }
+	var acked ack // the move (its To version) and epoch this replica acknowledged the fence of
 	var armed <-chan zk.Event
 	for {
 		w, err := n.readLayout(ctx, armed == nil)
@@ -88,7 +89,7 @@ func (n *Node) followLayouts(ctx context.Context) {
 			armed = w
 		}
 		if l := n.layout.Load(); l != nil && l.fenced() {
-			if epoch, ok := n.cand.Leader(); ok && n.readyEpoch() == epoch && acked != epoch {
+			if epoch, ok := n.cand.Leader(); ok && n.readyEpoch() == epoch && acked != (ack{l.move.To.Version, epoch}) {
 				// Every write that passed the ownership check before the
 				// fence ends before the acknowledgement.
 				n.writes.Lock()
@@ -96,7 +97,7 @@ func (n *Node) followLayouts(ctx context.Context) {
 				if err := coord.AckFence(ctx, n.client, n.part.ID(), epoch); err != nil {
 					n.logger.Warn("acknowledge the reshard's fence", "error", err)
 				} else {
-					acked = epoch
+					acked = ack{l.move.To.Version, epoch}
 					n.logger.Info("fenced the keys that move", "epoch", epoch, "move", l.move.String())
 				}
 			}

@@ -102,10 +102,22 @@ func (b *batches) flush(ctx context.Context) error {
 	return nil
 }
 
+// keySets are keys by partition.
+type keySets map[int]map[string]struct{}
+
+func (k keySets) add(p int, key []byte) {
+	if k[p] == nil {
+		k[p] = map[string]struct{}{}
+	}
+	k[p][string(key)] = struct{}{}
+}
+
 // firstPass copies every source partition's moving rows from a snapshot and
-// returns the LSN each snapshot was taken at.
-func (c *copier) firstPass(ctx context.Context, rep *Report) ([]uint64, error) {
+// returns the LSN each snapshot was taken at and the keys it copied, by
+// target.
+func (c *copier) firstPass(ctx context.Context, rep *Report) ([]uint64, keySets, error) {
 	lsns := make([]uint64, c.r.From.Partitions)
+	copied := keySets{}
 	b := c.batches()
 	for p := range c.r.From.Partitions {
 		err := c.m.Nodes.Snapshot(ctx, p, 0, func(lsn, _ uint64, chunk []Row) error {
@@ -114,11 +126,12 @@ func (c *copier) firstPass(ctx context.Context, rep *Report) ([]uint64, error) {
 			if err != nil {
 				return err
 			}
-			rep.Read += int64(len(chunk))
+			rep.Read += int64(len(pl.rows))
 			for i, r := range pl.rows {
 				if pl.from[i] != p || pl.to[i] == p {
 					continue // not the source's (left by an aborted move), or not moving
 				}
+				copied.add(pl.to[i], r.Key)
 				if err := b.add(ctx, pl.to[i], &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
 					return err
 				}
@@ -127,33 +140,41 @@ func (c *copier) firstPass(ctx context.Context, rep *Report) ([]uint64, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("partition %d: copy: %w", p, err)
+			return nil, nil, fmt.Errorf("partition %d: copy: %w", p, err)
 		}
 	}
 	if err := b.flush(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rep.Moved = b.n
 	c.m.progress(Progress{State: coord.ReshardCopying, Pass: "copy", Rows: rep.Read, Copied: b.n, Bytes: b.b})
-	return lsns, nil
+	// Copies an earlier, aborted or interrupted, attempt left that this one
+	// did not make again (their keys were deleted since) would show at the
+	// flip: delete them now, before the fence.
+	cleaned, err := c.cleanTargets(ctx, copied, coord.ReshardCopying)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep.Deleted += cleaned
+	return lsns, copied, nil
 }
 
 // lastPass runs under the fence: once every source leader has fenced the
 // moving keys, it copies the rows changed since the first pass (all of them
 // where lsns is 0) and deletes the copies of keys deleted since. If a
 // source's leader changed meanwhile, the pass runs again.
-func (c *copier) lastPass(ctx context.Context, lsns []uint64, rep *Report) error {
+func (c *copier) lastPass(ctx context.Context, lsns []uint64, copied keySets, rep *Report) error {
 	for {
 		epochs, err := c.awaitFence(ctx)
 		if err != nil {
 			return err
 		}
-		caught, deleted, err := c.catchUp(ctx, lsns)
+		caught, deleted, err := c.catchUp(ctx, lsns, copied)
 		if err != nil {
 			return err
 		}
 		if c.sameLeaders(ctx, epochs) {
-			rep.CaughtUp, rep.Deleted = caught, deleted
+			rep.CaughtUp, rep.Deleted = caught, rep.Deleted+deleted
 			return nil
 		}
 	}
@@ -201,9 +222,11 @@ func (c *copier) sameLeaders(ctx context.Context, epochs []uint64) bool {
 }
 
 // catchUp copies what changed at the sources since lsns and deletes, at the
-// targets, the copies of keys no source holds any more.
-func (c *copier) catchUp(ctx context.Context, lsns []uint64) (caught, deleted int64, err error) {
-	moving := make(map[int]map[string]struct{}) // by target: the keys the sources hold
+// targets, the copies of keys no source holds any more: of the keys copied
+// (the first pass's copies), or, with copied nil (a move resumed fenced), of
+// every copy a target holds.
+func (c *copier) catchUp(ctx context.Context, lsns []uint64, copied keySets) (caught, deleted int64, err error) {
+	moving := keySets{} // by target: the keys the sources hold
 	b := c.batches()
 	var read int64
 	for p := range c.r.From.Partitions {
@@ -218,10 +241,7 @@ func (c *copier) catchUp(ctx context.Context, lsns []uint64) (caught, deleted in
 				if pl.from[i] != p || q == p {
 					continue
 				}
-				if moving[q] == nil {
-					moving[q] = map[string]struct{}{}
-				}
-				moving[q][string(r.Key)] = struct{}{}
+				moving.add(q, r.Key)
 				if r.HasValue {
 					if err := b.add(ctx, q, &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
 						return err
@@ -240,6 +260,31 @@ func (c *copier) catchUp(ctx context.Context, lsns []uint64) (caught, deleted in
 	}
 	caught = b.n
 	// The targets' copies of keys deleted since the first pass.
+	if copied == nil {
+		deleted, err = c.cleanTargets(ctx, moving, coord.ReshardFenced)
+		return caught, deleted, err
+	}
+	del := c.batches()
+	for q, keys := range copied {
+		for k := range keys {
+			if _, ok := moving[q][k]; ok {
+				continue
+			}
+			if err := del.add(ctx, q, &nodev1.ImportRow{Key: []byte(k), Delete: true}); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if err := del.flush(ctx); err != nil {
+		return 0, 0, err
+	}
+	return caught, del.n, nil
+}
+
+// cleanTargets deletes, at each target partition, the copies (keys it owns
+// under the new layout but not under the old) that are not in keep, and
+// returns how many.
+func (c *copier) cleanTargets(ctx context.Context, keep keySets, state coord.ReshardState) (int64, error) {
 	del := c.batches()
 	for q := range c.r.To.Partitions {
 		err := c.m.Nodes.Snapshot(ctx, q, math.MaxUint64, func(_, _ uint64, chunk []Row) error {
@@ -249,9 +294,9 @@ func (c *copier) catchUp(ctx context.Context, lsns []uint64) (caught, deleted in
 			}
 			for i, r := range pl.rows {
 				if pl.to[i] != q || pl.from[i] == q {
-					continue // not a copy this move made
+					continue // not a copy
 				}
-				if _, ok := moving[q][string(r.Key)]; ok {
+				if _, ok := keep[q][string(r.Key)]; ok {
 					continue
 				}
 				if err := del.add(ctx, q, &nodev1.ImportRow{Key: r.Key, Delete: true}); err != nil {
@@ -261,13 +306,14 @@ func (c *copier) catchUp(ctx context.Context, lsns []uint64) (caught, deleted in
 			return nil
 		})
 		if err != nil {
-			return 0, 0, fmt.Errorf("partition %d: find deleted copies: %w", q, err)
+			return 0, fmt.Errorf("partition %d: find stale copies: %w", q, err)
 		}
+		c.m.progress(Progress{State: state, Pass: "clean", Copied: del.n})
 	}
 	if err := del.flush(ctx); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
-	return caught, del.n, nil
+	return del.n, nil
 }
 
 // retryFor bounds how long one import is retried while its partition
