@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -191,6 +192,24 @@ func TestReshardUnderLoad(t *testing.T) {
 		if _, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: []byte(fmt.Sprintf("k%05d", i))}); err != nil {
 			t.Fatalf("after the move, k%05d: %v", i, err)
 		}
+	}
+	// A scan through the router sees every key once, on the new layout.
+	stream, err := kv.Scan(ctx, &plugdbv1.ScanRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanned := 0
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if err != io.EOF {
+				t.Fatalf("scan after the move: %v", err)
+			}
+			break
+		}
+		scanned++
+	}
+	if scanned != loaded+len(want) {
+		t.Errorf("a scan after the move reads %d rows, want %d", scanned, loaded+len(want))
 	}
 	st, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
 	if err != nil || len(st.GetPartitions()) != 3 {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/go-zookeeper/zk"
@@ -291,6 +293,21 @@ func (s snapshotServer) Prune(ctx context.Context, req *nodev1.PruneRequest) (*n
 		n.logger.Info("pruned the rows other partitions own", "rows", deleted, "layout", l.meta.LayoutVersion())
 	}
 	return &nodev1.PruneResponse{Deleted: deleted}, nil
+}
+
+// layoutOf returns the layout version the request was placed under
+// (api.LayoutHeader), if it says.
+func layoutOf(ctx context.Context) (uint64, bool) {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return 0, false
+	}
+	vs := md.Get(api.LayoutHeader)
+	if len(vs) == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(vs[0], 10, 64)
+	return v, err == nil
 }
 
 func layoutVersion(l *layout) uint64 {
