@@ -2,8 +2,10 @@ package reshard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -112,51 +114,100 @@ func (k keySets) add(p int, key []byte) {
 	k[p][string(key)] = struct{}{}
 }
 
+// passResult is what one pass over the sources did.
+type passResult struct {
+	lsns         []uint64 // the LSN each source's snapshot was taken at
+	moving       keySets  // the keys the sources hold that move, by target
+	rows, keys   int64    // rows sent; distinct keys among them
+	copied, size int64    // rows imported and their bytes
+}
+
+// pass reads every source partition's snapshot, the partitions at once:
+// rows above since[p] come with their values and are imported where they
+// move; the others are keys only. It returns the moving keys the sources
+// hold, by target.
+func (c *copier) pass(ctx context.Context, since []uint64, state coord.ReshardState, name string) (passResult, error) {
+	res := passResult{lsns: make([]uint64, c.r.From.Partitions), moving: keySets{}}
+	var mu sync.Mutex // guards res and the progress reports
+	var wg sync.WaitGroup
+	errs := make([]error, c.r.From.Partitions)
+	for p := range c.r.From.Partitions {
+		wg.Go(func() {
+			b := c.batches()
+			moving := keySets{}
+			seen := map[string]struct{}{}
+			var rows int64
+			err := c.m.Nodes.Snapshot(ctx, p, since[p], func(lsn, _ uint64, chunk []Row) error {
+				pl, err := c.place(ctx, chunk)
+				if err != nil {
+					return err
+				}
+				rows += int64(len(pl.rows))
+				for i, r := range pl.rows {
+					seen[string(r.Key)] = struct{}{}
+					q := pl.to[i]
+					if pl.from[i] != p || q == p {
+						continue // not the source's (left by an aborted move), or not moving
+					}
+					moving.add(q, r.Key)
+					if r.HasValue {
+						if err := b.add(ctx, q, &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
+							return err
+						}
+					}
+				}
+				mu.Lock()
+				res.lsns[p] = lsn
+				c.m.progress(Progress{State: state, Pass: name, Rows: res.rows + rows, Copied: res.copied + b.n, Bytes: res.size + b.b})
+				mu.Unlock()
+				return nil
+			})
+			if err == nil {
+				err = b.flush(ctx)
+			}
+			if err != nil {
+				errs[p] = fmt.Errorf("partition %d: %s: %w", p, name, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			res.rows += rows
+			res.keys += int64(len(seen))
+			res.copied += b.n
+			res.size += b.b
+			for q, keys := range moving {
+				for k := range keys {
+					res.moving.add(q, []byte(k))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return res, err
+	}
+	c.m.progress(Progress{State: state, Pass: name, Rows: res.rows, Copied: res.copied, Bytes: res.size})
+	return res, nil
+}
+
 // firstPass copies every source partition's moving rows from a snapshot and
 // returns the LSN each snapshot was taken at and the keys it copied, by
 // target.
 func (c *copier) firstPass(ctx context.Context, rep *Report) ([]uint64, keySets, error) {
-	lsns := make([]uint64, c.r.From.Partitions)
-	copied := keySets{}
-	b := c.batches()
-	for p := range c.r.From.Partitions {
-		err := c.m.Nodes.Snapshot(ctx, p, 0, func(lsn, _ uint64, chunk []Row) error {
-			lsns[p] = lsn
-			pl, err := c.place(ctx, chunk)
-			if err != nil {
-				return err
-			}
-			rep.Read += int64(len(pl.rows))
-			for i, r := range pl.rows {
-				if pl.from[i] != p || pl.to[i] == p {
-					continue // not the source's (left by an aborted move), or not moving
-				}
-				copied.add(pl.to[i], r.Key)
-				if err := b.add(ctx, pl.to[i], &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
-					return err
-				}
-			}
-			c.m.progress(Progress{State: coord.ReshardCopying, Pass: "copy", Rows: rep.Read, Copied: b.n, Bytes: b.b})
-			return nil
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("partition %d: copy: %w", p, err)
-		}
-	}
-	if err := b.flush(ctx); err != nil {
+	res, err := c.pass(ctx, make([]uint64, c.r.From.Partitions), coord.ReshardCopying, "copy")
+	if err != nil {
 		return nil, nil, err
 	}
-	rep.Moved = b.n
-	c.m.progress(Progress{State: coord.ReshardCopying, Pass: "copy", Rows: rep.Read, Copied: b.n, Bytes: b.b})
+	rep.Rows, rep.Read, rep.Moved = res.rows, res.keys, res.copied
 	// Copies an earlier, aborted or interrupted, attempt left that this one
 	// did not make again (their keys were deleted since) would show at the
 	// flip: delete them now, before the fence.
-	cleaned, err := c.cleanTargets(ctx, copied, coord.ReshardCopying)
+	cleaned, err := c.cleanTargets(ctx, res.moving, coord.ReshardCopying)
 	if err != nil {
 		return nil, nil, err
 	}
 	rep.Deleted += cleaned
-	return lsns, copied, nil
+	return res.lsns, res.moving, nil
 }
 
 // lastPass runs under the fence: once every source leader has fenced the
@@ -226,39 +277,12 @@ func (c *copier) sameLeaders(ctx context.Context, epochs []uint64) bool {
 // (the first pass's copies), or, with copied nil (a move resumed fenced), of
 // every copy a target holds.
 func (c *copier) catchUp(ctx context.Context, lsns []uint64, copied keySets) (caught, deleted int64, err error) {
-	moving := keySets{} // by target: the keys the sources hold
-	b := c.batches()
-	var read int64
-	for p := range c.r.From.Partitions {
-		err := c.m.Nodes.Snapshot(ctx, p, lsns[p], func(_, _ uint64, chunk []Row) error {
-			pl, err := c.place(ctx, chunk)
-			if err != nil {
-				return err
-			}
-			read += int64(len(chunk))
-			for i, r := range pl.rows {
-				q := pl.to[i]
-				if pl.from[i] != p || q == p {
-					continue
-				}
-				moving.add(q, r.Key)
-				if r.HasValue {
-					if err := b.add(ctx, q, &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
-						return err
-					}
-				}
-			}
-			c.m.progress(Progress{State: coord.ReshardFenced, Pass: "catch-up", Rows: read, Copied: b.n, Bytes: b.b})
-			return nil
-		})
-		if err != nil {
-			return 0, 0, fmt.Errorf("partition %d: catch up: %w", p, err)
-		}
-	}
-	if err := b.flush(ctx); err != nil {
+	res, err := c.pass(ctx, lsns, coord.ReshardFenced, "catch-up")
+	if err != nil {
 		return 0, 0, err
 	}
-	caught = b.n
+	moving := res.moving
+	caught = res.copied
 	// The targets' copies of keys deleted since the first pass.
 	if copied == nil {
 		deleted, err = c.cleanTargets(ctx, moving, coord.ReshardFenced)

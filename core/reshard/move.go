@@ -81,8 +81,9 @@ type Report struct {
 	Moved, CaughtUp, Deleted int64
 	// Pruned is the number of rows the sources deleted after the flip.
 	Pruned int64
-	// Read is the rows read by the first pass.
-	Read int64
+	// Read is the keys the first pass read, Rows the rows it was sent (a
+	// key more than once if a snapshot repeats it).
+	Read, Rows int64
 	// CopyTime is the first pass's duration; Fenced how long the moving keys
 	// were fenced (the longest write pause a client could see).
 	CopyTime, Fenced time.Duration
