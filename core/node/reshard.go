@@ -68,8 +68,8 @@ func (n *Node) checkKeys(ctx context.Context, keys ...[]byte) error {
 }
 
 // followLayouts keeps the node's layout current with the keyspace's
-// metadata and move record in ZooKeeper (watched; read again on every tick
-// too), and, while a move is fenced and this replica leads, acknowledges the
+// metadata and move record in ZooKeeper (watched; read again every second,
+// every 100 ms while a move runs), and, while a move is fenced and this replica leads, acknowledges the
 // fence once no write that passed the ownership check before it is still
 // running.
 func (n *Node) followLayouts(ctx context.Context) {
@@ -77,8 +77,10 @@ func (n *Node) followLayouts(ctx context.Context) {
 		return
 	}
 	defer n.closeLayout()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	// The watch says when the record changes; the timer is a safety net,
+	// short while a move runs (a leader's fence is acknowledged on it).
+	timer := time.NewTimer(time.Second)
+	defer timer.Stop()
 	type ack struct{ version, epoch uint64 }
 	var acked ack // the move (its To version) and epoch this replica acknowledged the fence of
 	var armed <-chan zk.Event
@@ -104,12 +106,17 @@ func (n *Node) followLayouts(ctx context.Context) {
 				}
 			}
 		}
+		every := time.Second
+		if l := n.layout.Load(); l != nil && l.move != nil {
+			every = 100 * time.Millisecond
+		}
+		timer.Reset(every)
 		select {
 		case <-ctx.Done():
 			return
 		case <-armed:
 			armed = nil
-		case <-tick.C:
+		case <-timer.C:
 		}
 	}
 }
