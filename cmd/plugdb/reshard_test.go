@@ -70,18 +70,7 @@ nodes: {replicas: 1}
 	}
 	kv := plugdbv1.NewKVClient(dial(t, c.grpc))
 	ready := testutil.Eventually(t.Context(), 60*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		st, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
-		if err != nil || len(st.GetPartitions()) != partitions {
-			return false
-		}
-		for _, p := range st.GetPartitions() {
-			if len(p.GetReplicas()) == 0 || p.GetReplicas()[0].GetRole() != "leader" {
-				return false
-			}
-		}
-		return true
+		return everyPartitionLed(kv, map[string]int{"": partitions})
 	})
 	if !ready {
 		t.Fatalf("no leader in every partition after 60s\n%s", c.logs())

@@ -147,19 +147,11 @@ func locate(t *testing.T, l Locator, key string) int {
 // passes, and checks that every key ends, with its last value, on its new
 // owner only, and that the internal rows stay where they were.
 func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
-	zkSrv := zktest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	client, err := coord.Connect(ctx, coord.Config{Servers: zkSrv.Servers(), SessionTimeout: 2 * time.Second, Root: "/plugdb-test", Cluster: "reshard-move-" + fmt.Sprint(time.Now().UnixNano())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
 	from := coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}
 	to := coord.Meta{Partitions: 3, Partitioner: coord.PluginMeta{Plugin: "ring", Options: map[string]string{"vnodes": "32"}}}
-	if _, err := coord.EnsureMeta(ctx, client, from); err != nil {
-		t.Fatal(err)
-	}
+	client := connectCluster(t, "reshard-move-", from)
 	fromLoc, closeFrom, _ := openLayout(ctx, from)
 	defer closeFrom()
 	toLoc, closeTo, _ := openLayout(ctx, to)
@@ -259,18 +251,10 @@ func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
 // TestMoveRefusesWhatIsNotBuilt: fewer partitions and a move to the same
 // layout are refused by name; a second move while one is recorded too.
 func TestMoveRefusesWhatIsNotBuilt(t *testing.T) {
-	zkSrv := zktest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client, err := coord.Connect(ctx, coord.Config{Servers: zkSrv.Servers(), SessionTimeout: 2 * time.Second, Root: "/plugdb-test", Cluster: "reshard-refuse-" + fmt.Sprint(time.Now().UnixNano())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
 	from := coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}
-	if _, err := coord.EnsureMeta(ctx, client, from); err != nil {
-		t.Fatal(err)
-	}
+	client := connectCluster(t, "reshard-refuse-", from)
 	m := &Mover{Client: client, Open: openLayout}
 	for _, tc := range []struct {
 		to   coord.Meta
@@ -299,19 +283,11 @@ func TestMoveRefusesWhatIsNotBuilt(t *testing.T) {
 // since), and a move resumed in its fenced state copies every moving row
 // again and deletes stale copies.
 func TestMoveClearsStaleCopiesAndResumesFenced(t *testing.T) {
-	zkSrv := zktest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	client, err := coord.Connect(ctx, coord.Config{Servers: zkSrv.Servers(), SessionTimeout: 2 * time.Second, Root: "/plugdb-test", Cluster: "reshard-stale-" + fmt.Sprint(time.Now().UnixNano())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
 	from := coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}
 	to := coord.Meta{Partitions: 3, Partitioner: coord.PluginMeta{Plugin: "hash"}}
-	if _, err := coord.EnsureMeta(ctx, client, from); err != nil {
-		t.Fatal(err)
-	}
+	client := connectCluster(t, "reshard-stale-", from)
 	fromLoc, closeFrom, _ := openLayout(ctx, from)
 	defer closeFrom()
 	toLoc, closeTo, _ := openLayout(ctx, to)
@@ -377,4 +353,22 @@ func TestMoveClearsStaleCopiesAndResumesFenced(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// connectCluster returns a client of a new cluster on the shared ZooKeeper
+// whose metadata is from.
+func connectCluster(t *testing.T, name string, from coord.Meta) *coord.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, err := coord.Connect(ctx, coord.Config{Servers: zktest.Shared(t).Servers(), SessionTimeout: 2 * time.Second, Root: "/plugdb-test",
+		Cluster: name + fmt.Sprint(time.Now().UnixNano())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	if _, err := coord.EnsureMeta(ctx, client, from); err != nil {
+		t.Fatal(err)
+	}
+	return client
 }
