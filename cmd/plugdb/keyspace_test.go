@@ -91,6 +91,25 @@ func ksStatus(t *testing.T, kv plugdbv1.KVClient, ks string) *plugdbv1.StatusRes
 
 // wantRefused checks err is InvalidArgument and its message names each of
 // names.
+// everyPartitionLed reports whether the router's status of each keyspace
+// lists partitions (want[keyspace] of them, when not 0), each with a leader.
+func everyPartitionLed(kv plugdbv1.KVClient, want map[string]int) bool {
+	for ks, n := range want {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, err := kv.Status(ctx, &plugdbv1.StatusRequest{Keyspace: ks})
+		cancel()
+		if err != nil || len(st.GetPartitions()) == 0 || n > 0 && len(st.GetPartitions()) != n {
+			return false
+		}
+		for _, p := range st.GetPartitions() {
+			if len(p.GetReplicas()) == 0 || p.GetReplicas()[0].GetRole() != "leader" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func wantRefused(t *testing.T, what string, err error, names ...string) {
 	t.Helper()
 	if status.Code(err) != codes.InvalidArgument {
@@ -296,20 +315,7 @@ keyspaces:
 	}
 	kv := plugdbv1.NewKVClient(dial(t, c.grpc))
 	ready := testutil.Eventually(t.Context(), 60*time.Second, func() bool {
-		for _, ks := range []string{"", "events"} {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			st, err := kv.Status(ctx, &plugdbv1.StatusRequest{Keyspace: ks})
-			cancel()
-			if err != nil || len(st.GetPartitions()) == 0 {
-				return false
-			}
-			for _, p := range st.GetPartitions() {
-				if len(p.GetReplicas()) == 0 || p.GetReplicas()[0].GetRole() != "leader" {
-					return false
-				}
-			}
-		}
-		return true
+		return everyPartitionLed(kv, map[string]int{"": 0, "events": 0})
 	})
 	if !ready {
 		t.Fatalf("no leader in every partition of both keyspaces after 60s\n%s", c.logs())

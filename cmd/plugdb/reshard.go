@@ -142,7 +142,7 @@ func runReshard(ctx context.Context, cfg config.Config, f reshardFlags, progress
 	}
 	fmt.Fprintf(out, "reshard done in %v: keyspace %s now has %d partitions placed by %s (layout v%d)\n",
 		time.Since(start).Round(time.Millisecond), keyspaceName(f.keyspace), after.Partitions, after.Partitioner.Plugin, after.LayoutVersion())
-	fmt.Fprintf(out, "  rows read %d, moved %d (%.1f%%) in %v (%.0f rows/s)\n", rep.Read, rep.Moved, pct(rep.Moved, rep.Read),
+	fmt.Fprintf(out, "  keys read %d (%d rows), moved %d (%.1f%%) in %v (%.0f keys/s)\n", rep.Read, rep.Rows, rep.Moved, pct(rep.Moved, rep.Read),
 		rep.CopyTime.Round(time.Millisecond), float64(rep.Moved)/max(rep.CopyTime.Seconds(), 1e-9))
 	fmt.Fprintf(out, "  under the fence: %d rows copied again, %d copies deleted; moving keys fenced for %v (the longest write pause)\n",
 		rep.CaughtUp, rep.Deleted, rep.Fenced.Round(time.Millisecond))

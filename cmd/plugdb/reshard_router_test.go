@@ -18,10 +18,6 @@ import (
 // keys' new owners), every row is read back after the move, and the router
 // reports the new layout.
 func TestClusterRouterFollowsAReshard(t *testing.T) {
-	// Needs the node side of a move in `plugdb node` (it follows the
-	// keyspace's layouts and accepts a new partition's node while a move is
-	// recorded): being built in cmd/plugdb/node.go; on this branch the
-	// import is refused ("no move to layout v2 is running here").
 	t.Parallel()
 	c := newTestCluster(t, 2, 1)
 	for i := range 100 {

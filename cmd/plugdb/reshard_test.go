@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,9 +17,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/plugdb/plugdb/core/api"
+	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
 	"github.com/plugdb/plugdb/internal/testutil"
+	"github.com/plugdb/plugdb/partitioners"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
@@ -64,18 +70,7 @@ nodes: {replicas: 1}
 	}
 	kv := plugdbv1.NewKVClient(dial(t, c.grpc))
 	ready := testutil.Eventually(t.Context(), 60*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		st, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
-		if err != nil || len(st.GetPartitions()) != partitions {
-			return false
-		}
-		for _, p := range st.GetPartitions() {
-			if len(p.GetReplicas()) == 0 || p.GetReplicas()[0].GetRole() != "leader" {
-				return false
-			}
-		}
-		return true
+		return everyPartitionLed(kv, map[string]int{"": partitions})
 	})
 	if !ready {
 		t.Fatalf("no leader in every partition after 60s\n%s", c.logs())
@@ -187,6 +182,24 @@ func TestReshardUnderLoad(t *testing.T) {
 			t.Fatalf("after the move, k%05d: %v", i, err)
 		}
 	}
+	// A scan through the router sees every key once, on the new layout.
+	stream, err := kv.Scan(ctx, &plugdbv1.ScanRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanned := 0
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if err != io.EOF {
+				t.Fatalf("scan after the move: %v", err)
+			}
+			break
+		}
+		scanned++
+	}
+	if scanned != loaded+len(want) {
+		t.Errorf("a scan after the move reads %d rows, want %d", scanned, loaded+len(want))
+	}
 	st, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
 	if err != nil || len(st.GetPartitions()) != 3 {
 		t.Fatalf("status after the move: %d partitions, %v", len(st.GetPartitions()), err)
@@ -221,4 +234,207 @@ func TestReshardUnderLoad(t *testing.T) {
 	if t.Failed() {
 		t.Logf("logs:\n%s", c.logs())
 	}
+}
+
+// TestReshardLinearizable checks with porcupine that a history of puts,
+// strong gets, creates and deletes through the router, on 12 keys (most of
+// which move) from 8 clients, stays linearizable across a move from 2 hash
+// partitions to 3 ring partitions.
+func TestReshardLinearizable(t *testing.T) {
+	t.Parallel()
+	c := startReshardCluster(t, 2, 3)
+	kv := plugdbv1.NewKVClient(dial(t, c.grpc))
+	var keys []string
+	for i := range 12 {
+		keys = append(keys, fmt.Sprintf("lin-%02d", i))
+	}
+	h := &linHistory{start: time.Now()}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for id := range 8 {
+		wg.Go(func() { runLinClient(kv, h, id, keys, stop) })
+	}
+	time.Sleep(time.Second) // the history's planned shape: a second before the move
+	res := runPlugdb(t, 2*time.Minute, "reshard", "--config", c.cfg, "--partitions", "3", "--partitioner", "ring", "--option", "vnodes=64")
+	time.Sleep(time.Second) // and a second after it
+	close(stop)
+	wg.Wait()
+	if res.code != 0 {
+		t.Fatalf("plugdb reshard:\n%s\n%s", res, c.logs())
+	}
+	ops := h.finish()
+	t.Logf("%d operations by 8 clients on %d keys across the move (%d with unknown outcome): %v", len(ops), len(keys), len(h.open), h.summary())
+	if len(h.open) > 0 {
+		t.Errorf("%d operations had no answer: a move must only make requests wait", len(h.open))
+	}
+	checkHistory(t, "reshard", ops, c.logs)
+}
+
+// TestReshardSeries is the measured series of docs/resharding.md: 2 → 3 → 4
+// hash partitions, then hash → range, on 100k keys with 16 writers and 8
+// readers running through the router. It asserts what must hold (no request
+// fails, every acknowledged write reads back, the keys moved are the ones the
+// partitioners place elsewhere) and logs the figures: rows moved against the
+// prediction, copy rate, the fence's length, and the writes' latency during
+// each move (max and p99). Long: make test-long.
+func TestReshardSeries(t *testing.T) {
+	requireLong(t)
+	c := startReshardCluster(t, 2, 4)
+	kv := plugdbv1.NewKVClient(dial(t, c.grpc))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	const keys = 100_000
+	for i := 0; i < keys; i += 500 {
+		var ops []*plugdbv1.BatchOp
+		for j := i; j < min(i+500, keys); j++ {
+			ops = append(ops, &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_PUT, Key: []byte(fmt.Sprintf("k%06d", j)), Value: []byte("v0")})
+		}
+		if _, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: ops}); err != nil {
+			t.Fatalf("load: %v", err)
+		}
+	}
+	splits := map[string]string{"splits": "k025000,k050000,k075000"}
+	moves := []struct {
+		name     string
+		args     []string
+		from, to coord.Meta
+	}{
+		{"hash 2→3", []string{"--partitions", "3"}, metaOf(2, "hash", nil), metaOf(3, "hash", nil)},
+		{"hash 3→4", []string{"--partitions", "4"}, metaOf(3, "hash", nil), metaOf(4, "hash", nil)},
+		{"hash→range 4", []string{"--partitions", "4", "--partitioner", "range", "--option", "splits=k025000,k050000,k075000"},
+			metaOf(4, "hash", nil), metaOf(4, "range", splits)},
+	}
+	loadedKeys := make([][]byte, keys)
+	for i := range loadedKeys {
+		loadedKeys[i] = []byte(fmt.Sprintf("k%06d", i))
+	}
+	acked := make([]map[string]int, 16)
+	for w := range acked {
+		acked[w] = map[string]int{}
+	}
+	for _, mv := range moves {
+		predicted := predictMoved(t, mv.from, mv.to, loadedKeys)
+		stop := make(chan struct{})
+		var failed atomic.Int64
+		var firstErr atomic.Value
+		var mu sync.Mutex
+		var lat []time.Duration
+		var wg sync.WaitGroup
+		for w := range 16 {
+			wg.Go(func() {
+				for i := 1; i <= 1_000_000; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					key := fmt.Sprintf("e%02d-%07d", w, i) // new keys
+					if w%2 == 1 {
+						key = fmt.Sprintf("k%06d", (w*keys/16+i)%keys) // a writer's own stretch
+					}
+					start := time.Now()
+					wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					_, err := kv.Put(wctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(fmt.Sprintf("w%d-%d", w, i))})
+					cancel()
+					d := time.Since(start)
+					mu.Lock()
+					lat = append(lat, d)
+					mu.Unlock()
+					if err != nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, fmt.Sprintf("put %s: %v", key, err))
+						continue
+					}
+					if w%2 == 1 {
+						acked[w][key] = i
+					}
+				}
+			})
+		}
+		for r := range 8 {
+			wg.Go(func() {
+				for i := 0; i < 1_000_000; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					_, err := kv.Get(rctx, &plugdbv1.GetRequest{Key: []byte(fmt.Sprintf("k%06d", (r*12289+i*31)%keys))})
+					cancel()
+					if err != nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, fmt.Sprintf("get: %v", err))
+					}
+				}
+			})
+		}
+		time.Sleep(time.Second) // load pacing: the move starts under load
+		mu.Lock()
+		lat = lat[:0] // latency during the move only
+		mu.Unlock()
+		res := runPlugdb(t, 5*time.Minute, append([]string{"reshard", "--config", c.cfg}, mv.args...)...)
+		mu.Lock()
+		during := slices.Clone(lat)
+		mu.Unlock()
+		close(stop)
+		wg.Wait()
+		if res.code != 0 {
+			t.Fatalf("%s: plugdb reshard:\n%s\n%s", mv.name, res, c.logs())
+		}
+		slices.Sort(during)
+		p99, worst := time.Duration(0), time.Duration(0)
+		if len(during) > 0 {
+			p99, worst = during[len(during)*99/100], during[len(during)-1]
+		}
+		t.Logf("%s: %s\n  the partitioners predict %.1f%% of the loaded keys move\n  writes during the move: %d, p99 %v, max %v; failed requests %d",
+			mv.name, strings.TrimSpace(res.stdout), 100*predicted, len(during), p99.Round(time.Millisecond), worst.Round(time.Millisecond), failed.Load())
+		if n := failed.Load(); n > 0 {
+			t.Errorf("%s: %d requests failed; first: %v", mv.name, n, firstErr.Load())
+		}
+	}
+	lost := 0
+	for w, m := range acked {
+		for k, i := range m {
+			got, err := kv.Get(ctx, &plugdbv1.GetRequest{Key: []byte(k)})
+			if err != nil || string(got.GetValue()) != fmt.Sprintf("w%d-%d", w, i) {
+				lost++
+				if lost < 5 {
+					t.Errorf("%s: %q, %v; want w%d-%d", k, got.GetValue(), err, w, i)
+				}
+			}
+		}
+	}
+	t.Logf("acknowledged writes lost: %d", lost)
+}
+
+func metaOf(partitions int, partitioner string, options map[string]string) coord.Meta {
+	return coord.Meta{Partitions: partitions, Partitioner: coord.PluginMeta{Plugin: partitioner, Options: options}}
+}
+
+// predictMoved is the share of keys the partitioners of from and to place
+// in different partitions (partitioners.Moved), with the bundled ones in
+// process.
+func predictMoved(t *testing.T, from, to coord.Meta, keys [][]byte) float64 {
+	t.Helper()
+	l, err := newLoader(hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := openLayout(ctx, l, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := openLayout(ctx, l, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	n, err := partitioners.Moved(ctx, a, b, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return float64(n) / float64(len(keys))
 }

@@ -11,6 +11,11 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
+// LayoutHeader is the gRPC metadata key with which the router sends a node
+// the layout version a scan was placed under; a node on another layout
+// refuses the scan with a *MovingError (To -1).
+const LayoutHeader = "plugdb-layout"
+
 // ReasonMoving is the ErrorInfo reason of a MovingError on the wire; its
 // metadata holds "partition" (the node's), "to" (the key's next partition)
 // and "addr".

@@ -261,22 +261,15 @@ var errAlready = errors.New("already done")
 func updateReshard(ctx context.Context, c *Client, change func(*Reshard) ([]any, error)) error {
 	p := PathsOf(c.cfg)
 	err := c.Do(ctx, func(conn *zk.Conn) error {
-		data, st, err := conn.Get(p.Reshard())
-		if errors.Is(err, zk.ErrNoNode) {
-			return ErrNoReshard
-		}
+		r, st, err := getReshard(conn, p)
 		if err != nil {
-			return err
-		}
-		var r Reshard
-		if err := json.Unmarshal(data, &r); err != nil {
 			return err
 		}
 		more, err := change(&r)
 		if err != nil {
 			return err
 		}
-		data, err = json.Marshal(r)
+		data, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
@@ -293,20 +286,29 @@ func updateReshard(ctx context.Context, c *Client, change func(*Reshard) ([]any,
 	return nil
 }
 
+// getReshard reads the record and its stat; ErrNoReshard if there is none.
+func getReshard(conn *zk.Conn, p Paths) (Reshard, *zk.Stat, error) {
+	data, st, err := conn.Get(p.Reshard())
+	if errors.Is(err, zk.ErrNoNode) {
+		return Reshard{}, nil, ErrNoReshard
+	}
+	if err != nil {
+		return Reshard{}, nil, err
+	}
+	var r Reshard
+	if err := json.Unmarshal(data, &r); err != nil {
+		return Reshard{}, nil, fmt.Errorf("read %s: %w", p.Reshard(), err)
+	}
+	return r, st, nil
+}
+
 // removeReshard deletes the record and the fence acknowledgements if check
 // allows.
 func removeReshard(ctx context.Context, c *Client, check func(Reshard) error) error {
 	p := PathsOf(c.cfg)
 	err := c.Do(ctx, func(conn *zk.Conn) error {
-		data, st, err := conn.Get(p.Reshard())
-		if errors.Is(err, zk.ErrNoNode) {
-			return ErrNoReshard
-		}
+		r, st, err := getReshard(conn, p)
 		if err != nil {
-			return err
-		}
-		var r Reshard
-		if err := json.Unmarshal(data, &r); err != nil {
 			return err
 		}
 		if err := check(r); err != nil {

@@ -16,14 +16,9 @@ import (
 // metadata and the state in one write), end; and refuses the steps out of
 // order.
 func TestReshardRecordSteps(t *testing.T) {
-	zkSrv := zktest.Shared(t)
-	cfg := newCluster(t, zkSrv.Servers())
-	c := connect(t, cfg)
+	cfg, c := newMetaCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := coord.EnsureMeta(ctx, c, meta); err != nil {
-		t.Fatal(err)
-	}
 	if _, ok, err := coord.ReadReshard(ctx, c); err != nil || ok {
 		t.Fatalf("ReadReshard before any move = %v, %v", ok, err)
 	}
@@ -113,13 +108,9 @@ func TestReshardRecordSteps(t *testing.T) {
 
 // TestReshardAbort: an aborted move leaves the layout as it was.
 func TestReshardAbort(t *testing.T) {
-	zkSrv := zktest.Shared(t)
-	c := connect(t, newCluster(t, zkSrv.Servers()))
+	_, c := newMetaCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := coord.EnsureMeta(ctx, c, meta); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := coord.BeginReshard(ctx, c, coord.Meta{Partitions: 4, Partitioner: meta.Partitioner}); err != nil {
 		t.Fatal(err)
 	}
@@ -146,14 +137,9 @@ func TestReshardAbort(t *testing.T) {
 // TestWatchMetaFiresAtTheFlip reads the metadata with a watch, and sees the
 // watch fire when a move flips; read again, the metadata is the new layout.
 func TestWatchMetaFiresAtTheFlip(t *testing.T) {
-	zkSrv := zktest.Shared(t)
-	cfg := newCluster(t, zkSrv.Servers())
-	c := connect(t, cfg)
+	_, c := newMetaCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := coord.EnsureMeta(ctx, c, meta); err != nil {
-		t.Fatal(err)
-	}
 	m, w, err := coord.WatchMeta(ctx, c)
 	if err != nil || w == nil {
 		t.Fatalf("WatchMeta = %+v, %v, %v", m, w, err)
@@ -185,4 +171,18 @@ func TestWatchMetaFiresAtTheFlip(t *testing.T) {
 	if err != nil || w2 == nil || m.Partitions != 3 || m.LayoutVersion() != 2 {
 		t.Fatalf("WatchMeta after the flip = %+v, %v, %v; want 3 partitions, version 2", m, w2, err)
 	}
+}
+
+// newMetaCluster returns a cluster of its own on the shared ZooKeeper, with
+// its metadata (meta) written, and a client of it.
+func newMetaCluster(t *testing.T) (coord.Config, *coord.Client) {
+	t.Helper()
+	cfg := newCluster(t, zktest.Shared(t).Servers())
+	c := connect(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := coord.EnsureMeta(ctx, c, meta); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, c
 }

@@ -288,6 +288,11 @@ func (n *Node) Scan(ctx context.Context, p int, r engines.ScanRange, rd api.Read
 	if l == nil || l.owner == nil {
 		return n.part.Scan(ctx, r)
 	}
+	if v, ok := layoutOf(ctx); ok && v != l.meta.LayoutVersion() {
+		// Placed under another layout: its partitions are not this one's.
+		err := &api.MovingError{Key: r.Start, Partition: n.part.ID(), To: -1, Addr: n.addr}
+		return func(yield func(engines.Row, error) bool) { yield(engines.Row{}, err) }
+	}
 	if l.fenced() && !rd.Stale {
 		// The keys that move may change at their new owner as soon as the
 		// move flips; a strong scan waits until it has.

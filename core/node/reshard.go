@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/go-zookeeper/zk"
@@ -66,8 +68,8 @@ func (n *Node) checkKeys(ctx context.Context, keys ...[]byte) error {
 }
 
 // followLayouts keeps the node's layout current with the keyspace's
-// metadata and move record in ZooKeeper (watched; read again on every tick
-// too), and, while a move is fenced and this replica leads, acknowledges the
+// metadata and move record in ZooKeeper (watched; read again every second,
+// every 100 ms while a move runs), and, while a move is fenced and this replica leads, acknowledges the
 // fence once no write that passed the ownership check before it is still
 // running.
 func (n *Node) followLayouts(ctx context.Context) {
@@ -75,12 +77,12 @@ func (n *Node) followLayouts(ctx context.Context) {
 		return
 	}
 	defer n.closeLayout()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	// The epoch this replica acknowledged the fence in, and the move's
-	// layout version: a later move must be acknowledged again, in the same
-	// epoch too.
-	var acked, ackedMove uint64
+	// The watch says when the record changes; the timer is a safety net,
+	// short while a move runs (a leader's fence is acknowledged on it).
+	timer := time.NewTimer(time.Second)
+	defer timer.Stop()
+	type ack struct{ version, epoch uint64 }
+	var acked ack // the move (its To version) and epoch this replica acknowledged the fence of
 	var armed <-chan zk.Event
 	for {
 		w, err := n.readLayout(ctx, armed == nil)
@@ -91,7 +93,7 @@ func (n *Node) followLayouts(ctx context.Context) {
 			armed = w
 		}
 		if l := n.layout.Load(); l != nil && l.fenced() {
-			if epoch, ok := n.cand.Leader(); ok && n.readyEpoch() == epoch && (acked != epoch || ackedMove != l.move.To.Version) {
+			if epoch, ok := n.cand.Leader(); ok && n.readyEpoch() == epoch && acked != (ack{l.move.To.Version, epoch}) {
 				// Every write that passed the ownership check before the
 				// fence ends before the acknowledgement.
 				n.writes.Lock()
@@ -99,17 +101,22 @@ func (n *Node) followLayouts(ctx context.Context) {
 				if err := coord.AckFence(ctx, n.client, n.part.ID(), epoch); err != nil {
 					n.logger.Warn("acknowledge the reshard's fence", "error", err)
 				} else {
-					acked, ackedMove = epoch, l.move.To.Version
+					acked = ack{l.move.To.Version, epoch}
 					n.logger.Info("fenced the keys that move", "epoch", epoch, "move", l.move.String())
 				}
 			}
 		}
+		every := time.Second
+		if l := n.layout.Load(); l != nil && l.move != nil {
+			every = 100 * time.Millisecond
+		}
+		timer.Reset(every)
 		select {
 		case <-ctx.Done():
 			return
 		case <-armed:
 			armed = nil
-		case <-tick.C:
+		case <-timer.C:
 		}
 	}
 }
@@ -293,6 +300,21 @@ func (s snapshotServer) Prune(ctx context.Context, req *nodev1.PruneRequest) (*n
 		n.logger.Info("pruned the rows other partitions own", "rows", deleted, "layout", l.meta.LayoutVersion())
 	}
 	return &nodev1.PruneResponse{Deleted: deleted}, nil
+}
+
+// layoutOf returns the layout version the request was placed under
+// (api.LayoutHeader), if it says.
+func layoutOf(ctx context.Context) (uint64, bool) {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return 0, false
+	}
+	vs := md.Get(api.LayoutHeader)
+	if len(vs) == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(vs[0], 10, 64)
+	return v, err == nil
 }
 
 func layoutVersion(l *layout) uint64 {

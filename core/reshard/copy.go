@@ -2,8 +2,10 @@ package reshard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -16,12 +18,6 @@ import (
 
 // defaultBatchRows is how many rows one import carries by default.
 const defaultBatchRows = 512
-
-// importWait bounds how long an import that its target refuses as
-// FAILED_PRECONDITION (no move to that layout running there) is tried again:
-// a target learns of the recorded move by a ZooKeeper watch, a moment after
-// the record was written, and the first batches can reach it before.
-const importWait = 10 * time.Second
 
 // copier copies one move's rows.
 type copier struct {
@@ -88,16 +84,7 @@ func (b *batches) send(ctx context.Context, q int) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	err := b.c.m.Nodes.Import(ctx, q, b.c.r.To.Version, rows)
-	for deadline := time.Now().Add(importWait); err != nil && status.Code(err) == codes.FailedPrecondition && time.Now().Before(deadline); {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("partition %d: import %d rows: %w (last: %v)", q, len(rows), ctx.Err(), err)
-		case <-time.After(50 * time.Millisecond):
-		}
-		err = b.c.m.Nodes.Import(ctx, q, b.c.r.To.Version, rows)
-	}
-	if err != nil {
+	if err := retry(ctx, func() error { return b.c.m.Nodes.Import(ctx, q, b.c.r.To.Version, rows) }); err != nil {
 		return fmt.Errorf("partition %d: import %d rows: %w", q, len(rows), err)
 	}
 	for _, r := range rows {
@@ -117,58 +104,128 @@ func (b *batches) flush(ctx context.Context) error {
 	return nil
 }
 
-// firstPass copies every source partition's moving rows from a snapshot and
-// returns the LSN each snapshot was taken at.
-func (c *copier) firstPass(ctx context.Context, rep *Report) ([]uint64, error) {
-	lsns := make([]uint64, c.r.From.Partitions)
-	b := c.batches()
+// keySets are keys by partition.
+type keySets map[int]map[string]struct{}
+
+func (k keySets) add(p int, key []byte) {
+	if k[p] == nil {
+		k[p] = map[string]struct{}{}
+	}
+	k[p][string(key)] = struct{}{}
+}
+
+// passResult is what one pass over the sources did.
+type passResult struct {
+	lsns         []uint64 // the LSN each source's snapshot was taken at
+	moving       keySets  // the keys the sources hold that move, by target
+	rows, keys   int64    // rows sent; distinct keys among them
+	copied, size int64    // rows imported and their bytes
+}
+
+// pass reads every source partition's snapshot, the partitions at once:
+// rows above since[p] come with their values and are imported where they
+// move; the others are keys only. It returns the moving keys the sources
+// hold, by target.
+func (c *copier) pass(ctx context.Context, since []uint64, state coord.ReshardState, name string) (passResult, error) {
+	res := passResult{lsns: make([]uint64, c.r.From.Partitions), moving: keySets{}}
+	var mu sync.Mutex // guards res and the progress reports
+	var wg sync.WaitGroup
+	errs := make([]error, c.r.From.Partitions)
 	for p := range c.r.From.Partitions {
-		err := c.m.Nodes.Snapshot(ctx, p, 0, func(lsn, _ uint64, chunk []Row) error {
-			lsns[p] = lsn
-			pl, err := c.place(ctx, chunk)
-			if err != nil {
-				return err
-			}
-			rep.Read += int64(len(chunk))
-			for i, r := range pl.rows {
-				if pl.from[i] != p || pl.to[i] == p {
-					continue // not the source's (left by an aborted move), or not moving
-				}
-				if err := b.add(ctx, pl.to[i], &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
+		wg.Go(func() {
+			b := c.batches()
+			moving := keySets{}
+			seen := map[string]struct{}{}
+			var rows int64
+			err := c.m.Nodes.Snapshot(ctx, p, since[p], func(lsn, _ uint64, chunk []Row) error {
+				pl, err := c.place(ctx, chunk)
+				if err != nil {
 					return err
 				}
+				rows += int64(len(pl.rows))
+				for i, r := range pl.rows {
+					seen[string(r.Key)] = struct{}{}
+					q := pl.to[i]
+					if pl.from[i] != p || q == p {
+						continue // not the source's (left by an aborted move), or not moving
+					}
+					moving.add(q, r.Key)
+					if r.HasValue {
+						if err := b.add(ctx, q, &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
+							return err
+						}
+					}
+				}
+				mu.Lock()
+				res.lsns[p] = lsn
+				c.m.progress(Progress{State: state, Pass: name, Rows: res.rows + rows, Copied: res.copied + b.n, Bytes: res.size + b.b})
+				mu.Unlock()
+				return nil
+			})
+			if err == nil {
+				err = b.flush(ctx)
 			}
-			c.m.progress(Progress{State: coord.ReshardCopying, Pass: "copy", Rows: rep.Read, Copied: b.n, Bytes: b.b})
-			return nil
+			if err != nil {
+				errs[p] = fmt.Errorf("partition %d: %s: %w", p, name, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			res.rows += rows
+			res.keys += int64(len(seen))
+			res.copied += b.n
+			res.size += b.b
+			for q, keys := range moving {
+				for k := range keys {
+					res.moving.add(q, []byte(k))
+				}
+			}
 		})
-		if err != nil {
-			return nil, fmt.Errorf("partition %d: copy: %w", p, err)
-		}
 	}
-	if err := b.flush(ctx); err != nil {
-		return nil, err
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return res, err
 	}
-	rep.Moved = b.n
-	c.m.progress(Progress{State: coord.ReshardCopying, Pass: "copy", Rows: rep.Read, Copied: b.n, Bytes: b.b})
-	return lsns, nil
+	c.m.progress(Progress{State: state, Pass: name, Rows: res.rows, Copied: res.copied, Bytes: res.size})
+	return res, nil
+}
+
+// firstPass copies every source partition's moving rows from a snapshot and
+// returns the LSN each snapshot was taken at and the keys it copied, by
+// target.
+func (c *copier) firstPass(ctx context.Context, rep *Report) ([]uint64, keySets, error) {
+	res, err := c.pass(ctx, make([]uint64, c.r.From.Partitions), coord.ReshardCopying, "copy")
+	if err != nil {
+		return nil, nil, err
+	}
+	rep.Rows, rep.Read, rep.Moved = res.rows, res.keys, res.copied
+	// Copies an earlier, aborted or interrupted, attempt left that this one
+	// did not make again (their keys were deleted since) would show at the
+	// flip: delete them now, before the fence.
+	cleaned, err := c.cleanTargets(ctx, res.moving, coord.ReshardCopying)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep.Deleted += cleaned
+	return res.lsns, res.moving, nil
 }
 
 // lastPass runs under the fence: once every source leader has fenced the
 // moving keys, it copies the rows changed since the first pass (all of them
 // where lsns is 0) and deletes the copies of keys deleted since. If a
 // source's leader changed meanwhile, the pass runs again.
-func (c *copier) lastPass(ctx context.Context, lsns []uint64, rep *Report) error {
+func (c *copier) lastPass(ctx context.Context, lsns []uint64, copied keySets, rep *Report) error {
 	for {
 		epochs, err := c.awaitFence(ctx)
 		if err != nil {
 			return err
 		}
-		caught, deleted, err := c.catchUp(ctx, lsns)
+		caught, deleted, err := c.catchUp(ctx, lsns, copied)
 		if err != nil {
 			return err
 		}
 		if c.sameLeaders(ctx, epochs) {
-			rep.CaughtUp, rep.Deleted = caught, deleted
+			rep.CaughtUp, rep.Deleted = caught, rep.Deleted+deleted
 			return nil
 		}
 	}
@@ -216,45 +273,42 @@ func (c *copier) sameLeaders(ctx context.Context, epochs []uint64) bool {
 }
 
 // catchUp copies what changed at the sources since lsns and deletes, at the
-// targets, the copies of keys no source holds any more.
-func (c *copier) catchUp(ctx context.Context, lsns []uint64) (caught, deleted int64, err error) {
-	moving := make(map[int]map[string]struct{}) // by target: the keys the sources hold
-	b := c.batches()
-	var read int64
-	for p := range c.r.From.Partitions {
-		err := c.m.Nodes.Snapshot(ctx, p, lsns[p], func(_, _ uint64, chunk []Row) error {
-			pl, err := c.place(ctx, chunk)
-			if err != nil {
-				return err
-			}
-			read += int64(len(chunk))
-			for i, r := range pl.rows {
-				q := pl.to[i]
-				if pl.from[i] != p || q == p {
-					continue
-				}
-				if moving[q] == nil {
-					moving[q] = map[string]struct{}{}
-				}
-				moving[q][string(r.Key)] = struct{}{}
-				if r.HasValue {
-					if err := b.add(ctx, q, &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
-						return err
-					}
-				}
-			}
-			c.m.progress(Progress{State: coord.ReshardFenced, Pass: "catch-up", Rows: read, Copied: b.n, Bytes: b.b})
-			return nil
-		})
-		if err != nil {
-			return 0, 0, fmt.Errorf("partition %d: catch up: %w", p, err)
-		}
-	}
-	if err := b.flush(ctx); err != nil {
+// targets, the copies of keys no source holds any more: of the keys copied
+// (the first pass's copies), or, with copied nil (a move resumed fenced), of
+// every copy a target holds.
+func (c *copier) catchUp(ctx context.Context, lsns []uint64, copied keySets) (caught, deleted int64, err error) {
+	res, err := c.pass(ctx, lsns, coord.ReshardFenced, "catch-up")
+	if err != nil {
 		return 0, 0, err
 	}
-	caught = b.n
+	moving := res.moving
+	caught = res.copied
 	// The targets' copies of keys deleted since the first pass.
+	if copied == nil {
+		deleted, err = c.cleanTargets(ctx, moving, coord.ReshardFenced)
+		return caught, deleted, err
+	}
+	del := c.batches()
+	for q, keys := range copied {
+		for k := range keys {
+			if _, ok := moving[q][k]; ok {
+				continue
+			}
+			if err := del.add(ctx, q, &nodev1.ImportRow{Key: []byte(k), Delete: true}); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if err := del.flush(ctx); err != nil {
+		return 0, 0, err
+	}
+	return caught, del.n, nil
+}
+
+// cleanTargets deletes, at each target partition, the copies (keys it owns
+// under the new layout but not under the old) that are not in keep, and
+// returns how many.
+func (c *copier) cleanTargets(ctx context.Context, keep keySets, state coord.ReshardState) (int64, error) {
 	del := c.batches()
 	for q := range c.r.To.Partitions {
 		err := c.m.Nodes.Snapshot(ctx, q, math.MaxUint64, func(_, _ uint64, chunk []Row) error {
@@ -264,9 +318,9 @@ func (c *copier) catchUp(ctx context.Context, lsns []uint64) (caught, deleted in
 			}
 			for i, r := range pl.rows {
 				if pl.to[i] != q || pl.from[i] == q {
-					continue // not a copy this move made
+					continue // not a copy
 				}
-				if _, ok := moving[q][string(r.Key)]; ok {
+				if _, ok := keep[q][string(r.Key)]; ok {
 					continue
 				}
 				if err := del.add(ctx, q, &nodev1.ImportRow{Key: r.Key, Delete: true}); err != nil {
@@ -276,11 +330,43 @@ func (c *copier) catchUp(ctx context.Context, lsns []uint64) (caught, deleted in
 			return nil
 		})
 		if err != nil {
-			return 0, 0, fmt.Errorf("partition %d: find deleted copies: %w", q, err)
+			return 0, fmt.Errorf("partition %d: find stale copies: %w", q, err)
 		}
+		c.m.progress(Progress{State: state, Pass: "clean", Copied: del.n})
 	}
 	if err := del.flush(ctx); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
-	return caught, del.n, nil
+	return del.n, nil
+}
+
+// retryFor bounds how long one import is retried while its partition
+// cannot take it yet.
+const retryFor = 30 * time.Second
+
+// retry runs fn until it succeeds, retrying while the partition cannot take
+// it yet: its leader has not seen the move's record (FAILED_PRECONDITION) or
+// is changing (UNAVAILABLE). An import is idempotent (puts and deletes of
+// whole rows), so sending one again is safe.
+func retry(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(retryFor)
+	wait := 10 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		code := status.Code(err)
+		if code != codes.FailedPrecondition && code != codes.Unavailable || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
 }

@@ -74,13 +74,16 @@ type Progress struct {
 
 // Report is what a finished move did.
 type Report struct {
-	// Moved is the number of rows copied to a new owner (first pass), and
-	// CaughtUp those copied again or deleted under the fence.
+	// Moved is the number of rows copied to a new owner (first pass),
+	// CaughtUp those copied again under the fence, and Deleted the copies
+	// deleted (of keys deleted since they were copied, or left by an earlier
+	// attempt).
 	Moved, CaughtUp, Deleted int64
 	// Pruned is the number of rows the sources deleted after the flip.
 	Pruned int64
-	// Read is the rows read by the first pass.
-	Read int64
+	// Read is the keys the first pass read, Rows the rows it was sent (a
+	// key more than once if a snapshot repeats it).
+	Read, Rows int64
 	// CopyTime is the first pass's duration; Fenced how long the moving keys
 	// were fenced (the longest write pause a client could see).
 	CopyTime, Fenced time.Duration
@@ -199,9 +202,10 @@ func (m *Mover) resume(ctx context.Context, r coord.Reshard) (Report, error) {
 		defer closeTo()
 		c := &copier{m: m, r: r, from: from, to: toLoc}
 		lsns := make([]uint64, r.From.Partitions) // first pass's LSNs; 0: copy all again
+		var copied keySets                        // the first pass's copies; nil: unknown (resumed fenced)
 		if r.State == coord.ReshardCopying {
 			start := time.Now()
-			if lsns, err = c.firstPass(ctx, &rep); err != nil {
+			if lsns, copied, err = c.firstPass(ctx, &rep); err != nil {
 				return rep, err
 			}
 			rep.CopyTime = time.Since(start)
@@ -210,7 +214,7 @@ func (m *Mover) resume(ctx context.Context, r coord.Reshard) (Report, error) {
 			}
 		}
 		fenced := time.Now()
-		if err := c.lastPass(ctx, lsns, &rep); err != nil {
+		if err := c.lastPass(ctx, lsns, copied, &rep); err != nil {
 			return rep, err
 		}
 		if err := coord.FlipReshard(ctx, m.Client); err != nil {

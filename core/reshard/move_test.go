@@ -156,19 +156,11 @@ func locate(t *testing.T, l Locator, key string) int {
 // passes, and checks that every key ends, with its last value, on its new
 // owner only, and that the internal rows stay where they were.
 func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
-	zkSrv := zktest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	client, err := coord.Connect(ctx, coord.Config{Servers: zkSrv.Servers(), SessionTimeout: 2 * time.Second, Root: "/plugdb-test", Cluster: "reshard-move-" + fmt.Sprint(time.Now().UnixNano())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
 	from := coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}
 	to := coord.Meta{Partitions: 3, Partitioner: coord.PluginMeta{Plugin: "ring", Options: map[string]string{"vnodes": "32"}}}
-	if _, err := coord.EnsureMeta(ctx, client, from); err != nil {
-		t.Fatal(err)
-	}
+	client := connectCluster(t, "reshard-move-", from)
 	fromLoc, closeFrom, _ := openLayout(ctx, from)
 	defer closeFrom()
 	toLoc, closeTo, _ := openLayout(ctx, to)
@@ -269,18 +261,10 @@ func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
 // TestMoveRefusesWhatIsNotBuilt: fewer partitions and a move to the same
 // layout are refused by name; a second move while one is recorded too.
 func TestMoveRefusesWhatIsNotBuilt(t *testing.T) {
-	zkSrv := zktest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client, err := coord.Connect(ctx, coord.Config{Servers: zkSrv.Servers(), SessionTimeout: 2 * time.Second, Root: "/plugdb-test", Cluster: "reshard-refuse-" + fmt.Sprint(time.Now().UnixNano())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
 	from := coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}
-	if _, err := coord.EnsureMeta(ctx, client, from); err != nil {
-		t.Fatal(err)
-	}
+	client := connectCluster(t, "reshard-refuse-", from)
 	m := &Mover{Client: client, Open: openLayout}
 	for _, tc := range []struct {
 		to   coord.Meta
@@ -302,4 +286,99 @@ func TestMoveRefusesWhatIsNotBuilt(t *testing.T) {
 	if err := Abort(ctx, client); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestMoveClearsStaleCopiesAndResumesFenced: copies an aborted move left at
+// would-be owners do not show after a later move (their keys were deleted
+// since), and a move resumed in its fenced state copies every moving row
+// again and deletes stale copies.
+func TestMoveClearsStaleCopiesAndResumesFenced(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	from := coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}
+	to := coord.Meta{Partitions: 3, Partitioner: coord.PluginMeta{Plugin: "hash"}}
+	client := connectCluster(t, "reshard-stale-", from)
+	fromLoc, closeFrom, _ := openLayout(ctx, from)
+	defer closeFrom()
+	toLoc, closeTo, _ := openLayout(ctx, to)
+	defer closeTo()
+	for _, resumeFenced := range []bool{false, true} {
+		nodes := &memNodes{t: t, parts: []map[string]memRow{{}, {}, {}}, lsn: make([]uint64, 3), to: toLoc}
+		want := map[string]string{}
+		stale := 0
+		for i := range 200 {
+			k := fmt.Sprintf("s%03d", i)
+			f, q := locate(t, fromLoc, k), locate(t, toLoc, k)
+			if i%2 == 0 && f != q {
+				nodes.put(q, k, "stale copy") // left by an aborted move; deleted at its source since
+				stale++
+				continue
+			}
+			nodes.put(f, k, "v")
+			want[k] = "v"
+		}
+		if _, err := coord.BeginReshard(ctx, client, to); err != nil {
+			t.Fatal(err)
+		}
+		if resumeFenced {
+			if err := coord.SetReshardState(ctx, client, coord.ReshardCopying, coord.ReshardFenced); err != nil {
+				t.Fatal(err)
+			}
+		}
+		acks := make(chan struct{})
+		go func() {
+			defer close(acks)
+			for ctx.Err() == nil {
+				if r, ok, _ := coord.ReadReshard(ctx, client); ok && r.State == coord.ReshardFenced {
+					break
+				}
+				time.Sleep(5 * time.Millisecond) // polling ZooKeeper, bounded by ctx
+			}
+			for p := range 2 {
+				_ = coord.AckFence(ctx, client, p, 1)
+			}
+		}()
+		rep, err := (&Mover{Client: client, Nodes: nodes, Open: openLayout}).Run(ctx, coord.Meta{})
+		<-acks
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Deleted != int64(stale) {
+			t.Errorf("resumed fenced %v: deleted %d stale copies, want %d (%+v)", resumeFenced, rep.Deleted, stale, rep)
+		}
+		got := map[string]string{}
+		for p, rows := range nodes.parts {
+			for k, r := range rows {
+				if q := locate(t, toLoc, k); q != p {
+					t.Errorf("%q left in partition %d, owner %d", k, p, q)
+				}
+				got[k] = string(r.value)
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("resumed fenced %v: %d keys after the move, want %d", resumeFenced, len(got), len(want))
+		}
+		// Back to 2 partitions for the next round: a new cluster layout.
+		if _, err := client.Conn().Set(coord.PathsOf(client.Config()).Meta(), []byte(`{"partitions":2,"partitioner":{"plugin":"hash"}}`), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// connectCluster returns a client of a new cluster on the shared ZooKeeper
+// whose metadata is from.
+func connectCluster(t *testing.T, name string, from coord.Meta) *coord.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, err := coord.Connect(ctx, coord.Config{Servers: zktest.Shared(t).Servers(), SessionTimeout: 2 * time.Second, Root: "/plugdb-test",
+		Cluster: name + fmt.Sprint(time.Now().UnixNano())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	if _, err := coord.EnsureMeta(ctx, client, from); err != nil {
+		t.Fatal(err)
+	}
+	return client
 }

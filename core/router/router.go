@@ -22,6 +22,7 @@ import (
 	"iter"
 	"maps"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/core/api"
@@ -296,6 +298,12 @@ func (r *Router) Scan(ctx context.Context, p int, sr engines.ScanRange, rd api.R
 		var stream grpc.ServerStreamingClient[plugdbv1.KeyValue]
 		var first *plugdbv1.KeyValue
 		err := r.call(ctx, p, nil, rd.Stale, func(callCtx context.Context, kv plugdbv1.KVClient) error {
+			if r.cur.Load().version != version {
+				return errLayoutChangedScan
+			}
+			// The node refuses a scan placed under another layout than its
+			// own (it would leave out the rows that moved): see core/node.
+			ctx := metadata.AppendToOutgoingContext(ctx, api.LayoutHeader, strconv.FormatUint(version, 10))
 			s, err := kv.Scan(ctx, &plugdbv1.ScanRequest{Start: sr.Start, End: sr.End, Limit: int64(sr.Limit), Consistency: consistency(rd), Keyspace: r.info.Keyspace})
 			if err != nil {
 				return err
