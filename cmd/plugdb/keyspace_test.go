@@ -431,17 +431,22 @@ keyspaces:
 // naming those it does, before it starts anything.
 func TestNodeUnknownKeyspace(t *testing.T) {
 	t.Parallel()
+	zk := zktest.Shared(t)
+	servers, _ := json.Marshal(zk.Servers())
 	cfg := filepath.Join(t.TempDir(), "plugdb.yaml")
-	if err := os.WriteFile(cfg, []byte("keyspaces:\n  events: {partitions: 3}\n"), 0o644); err != nil {
+	yaml := fmt.Sprintf("zookeeper: {servers: %s, root: /e2e-%d}\nkeyspaces:\n  events: {partitions: 3}\n", servers, clusterRoots.Add(1))
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	res := runPlugdb(t, 30*time.Second, "node", "--config", cfg, "--keyspace", "nope", "--partition", "0", "--addr", "127.0.0.1:1", "--data", t.TempDir())
 	if res.code != 2 || !strings.Contains(res.stderr, `--keyspace: keyspace "nope": allowed values are default, events`) {
 		t.Fatalf("plugdb node --keyspace nope: want exit 2 naming default and events\n%s", res)
 	}
-	// --partition counts the keyspace's partitions.
+	// --partition counts the keyspace's partitions, as ZooKeeper records
+	// them (a reshard changes them): a partition a reshard will add needs
+	// --new-partition.
 	res = runPlugdb(t, 30*time.Second, "node", "--config", cfg, "--keyspace", "events", "--partition", "3", "--addr", "127.0.0.1:1", "--data", t.TempDir())
-	if res.code != 2 || !strings.Contains(res.stderr, "--partition 3: allowed values are 0..2 (partitions is 3)") {
+	if res.code != 2 || !strings.Contains(res.stderr, "--partition 3: allowed values are 0..2 (the keyspace has 3 partitions); to start a node of a partition a reshard will add, give --new-partition") {
 		t.Fatalf("plugdb node --keyspace events --partition 3: want exit 2 naming 0..2\n%s", res)
 	}
 }

@@ -36,7 +36,7 @@ func nodeCommand() *cobra.Command {
 		advertise, replAdvertise   string
 		keyspace                   string
 		part                       int
-		unclean                    bool
+		unclean, newPartition      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "node --config FILE --partition N --addr HOST:PORT --data DIR",
@@ -84,7 +84,7 @@ func nodeCommand() *cobra.Command {
 				}
 			}
 			level, _ := cmd.Flags().GetString("log-level")
-			opts := nodeOptions{part: part, addr: addr, replAddr: replAddr, advertise: advertise, replAdvertise: replAdvertise, unclean: unclean}
+			opts := nodeOptions{part: part, addr: addr, replAddr: replAddr, advertise: advertise, replAdvertise: replAdvertise, unclean: unclean, newPartition: newPartition}
 			name := fmt.Sprintf("node.p%d", part)
 			if cfg.Keyspace != "" {
 				name = fmt.Sprintf("node.%s.p%d", cfg.Keyspace, part)
@@ -100,6 +100,7 @@ func nodeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&replAddr, "repl-addr", "", "host:port the replicator listens on for its peers (default: --addr's host, any free port; published in ZooKeeper)")
 	cmd.Flags().StringVar(&advertise, "advertise", "", "host:port the router and other nodes reach this node at, when not --addr (e.g. through a proxy or NAT);\nalso its name in ZooKeeper")
 	cmd.Flags().StringVar(&replAdvertise, "repl-advertise", "", "host:port peers reach the replicator at, when not the address it listens on; published in ZooKeeper")
+	cmd.Flags().BoolVar(&newPartition, "new-partition", false, "start a node of a partition the keyspace's layout does not have yet, which a reshard will add:\nit joins empty and serves no key until the move flips (docs/resharding.md)")
 	cmd.Flags().BoolVar(&unclean, "unclean-election", false, "let this replica lead although it is not in the in-sync set; with ack async, writes the old leader\nacknowledged that this replica never received are lost")
 	_ = cmd.MarkFlagRequired("partition")
 	_ = cmd.MarkFlagRequired("addr")
@@ -164,6 +165,9 @@ type nodeOptions struct {
 	// when not addr and the replicator's listening address.
 	advertise, replAdvertise string
 	unclean                  bool
+	// newPartition lets the node hold a partition the layout does not have
+	// yet (a reshard will add it).
+	newPartition bool
 }
 
 func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Logger) error {
@@ -176,7 +180,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		return err
 	}
 	defer client.Close()
-	layout, err := nodeLayout(ctx, client, &cfg, p, log)
+	layout, err := nodeLayout(ctx, client, &cfg, p, o.newPartition, log)
 	if err != nil {
 		return err
 	}
@@ -292,14 +296,25 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 // nodeLayout returns the keyspace's layout as ZooKeeper records it and sets
 // cfg's partitions and partitioner to it (a resharded keyspace's layout is
 // not the config's). A node of a partition the layout does not have (yet)
-// joins empty: its partition's znodes are made, and it serves no key until a
+// joins empty, when a recorded move adds it or newPartition says a move
+// will: its partition's znodes are made, and it serves no key until a
 // reshard moves keys to it (docs/resharding.md).
-func nodeLayout(ctx context.Context, client *coord.Client, cfg *config.Config, p int, log hclog.Logger) (coord.Meta, error) {
+func nodeLayout(ctx context.Context, client *coord.Client, cfg *config.Config, p int, newPartition bool, log hclog.Logger) (coord.Meta, error) {
 	rctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	meta, err := coord.ReadMeta(rctx, client)
 	if err != nil {
 		return meta, err
+	}
+	if p >= meta.Partitions && !newPartition {
+		r, moving, err := coord.ReadReshard(rctx, client)
+		if err != nil {
+			return meta, err
+		}
+		if !moving || p >= r.To.Partitions {
+			return meta, fmt.Errorf("--partition %d: allowed values are 0..%d (the keyspace has %d partitions); to start a node of a partition a reshard will add, give --new-partition",
+				p, meta.Partitions-1, meta.Partitions)
+		}
 	}
 	if p >= meta.Partitions {
 		if err := coord.EnsurePartition(rctx, client, p); err != nil {

@@ -53,7 +53,7 @@ func TestClusterRouterFollowsAReshard(t *testing.T) {
 	addr := testutil.FreeAddr(t)
 	c.dataOf[addr] = t.TempDir()
 	c.partOf[addr] = 2
-	c.startNode(addr)
+	c.startNode(addr, "--new-partition") // the move adds it
 	select {
 	case <-mv.done:
 	case <-time.After(90 * time.Second):

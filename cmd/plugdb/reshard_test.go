@@ -65,8 +65,11 @@ nodes: {replicas: 1}
 	c.procs["router"] = startProc(t, "router", "router", "--config", c.cfg)
 	for p := range nodes {
 		c.addrs[p] = testutil.FreeAddr(t)
-		c.procs[fmt.Sprint("node ", p)] = startProc(t, fmt.Sprint("node ", p), "node", "--config", c.cfg, "--partition", fmt.Sprint(p),
-			"--addr", c.addrs[p], "--data", filepath.Join(dir, fmt.Sprint("p", p)))
+		args := []string{"node", "--config", c.cfg, "--partition", fmt.Sprint(p), "--addr", c.addrs[p], "--data", filepath.Join(dir, fmt.Sprint("p", p))}
+		if p >= partitions {
+			args = append(args, "--new-partition") // joins empty: the moves add it
+		}
+		c.procs[fmt.Sprint("node ", p)] = startProc(t, fmt.Sprint("node ", p), args...)
 	}
 	kv := plugdbv1.NewKVClient(dial(t, c.grpc))
 	ready := testutil.Eventually(t.Context(), 60*time.Second, func() bool {

@@ -148,9 +148,10 @@ nodes: {replicas: %d}
 	return c
 }
 
-func (c *testCluster) startNode(addr string) {
-	c.nodes[addr] = startProc(c.t, "node "+addr, "node", "--config", c.cfg, "--partition", fmt.Sprint(c.partOf[addr]),
-		"--addr", addr, "--data", c.dataOf[addr])
+func (c *testCluster) startNode(addr string, flags ...string) {
+	args := append([]string{"node", "--config", c.cfg, "--partition", fmt.Sprint(c.partOf[addr]),
+		"--addr", addr, "--data", c.dataOf[addr]}, flags...)
+	c.nodes[addr] = startProc(c.t, "node "+addr, args...)
 }
 
 func (c *testCluster) logs() string {

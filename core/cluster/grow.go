@@ -214,7 +214,9 @@ func (c *Cluster) startNodes(k config.Config, from, to int, env []string, start 
 			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(next))
 			used[next] = true
 			data := filepath.Join(c.dir, "data", fmt.Sprintf("p%d-r%d", p, r))
-			args := append(append([]string{"node"}, base...), "--partition", strconv.Itoa(p), "--addr", addr)
+			// A partition the layout may not have yet (the move is about to
+			// add it, or an aborted one did not).
+			args := append(append([]string{"node"}, base...), "--partition", strconv.Itoa(p), "--addr", addr, "--new-partition")
 			if k.Keyspace != "" {
 				data = filepath.Join(c.dir, "data", "keyspaces", k.Keyspace, fmt.Sprintf("p%d-r%d", p, r))
 				args = append(args, "--keyspace", k.Keyspace)
