@@ -50,6 +50,7 @@ var longTests = []string{
 	"TestClusterFailoverTimes",
 	"TestNemesis",
 	"TestReshardSeries",
+	"TestReshardSurvivesKills",
 }
 
 // requireLong skips t unless -long was given: t is one of longTests, a

@@ -441,3 +441,148 @@ func predictMoved(t *testing.T, from, to coord.Meta, keys [][]byte) float64 {
 	}
 	return float64(n) / float64(len(keys))
 }
+
+// TestReshardSurvivesKills moves a cluster under writers while processes
+// are killed with SIGKILL: the reshard command itself during its copy (run
+// again, it resumes the recorded move), then, in a second move, a source
+// partition's node (restarted; the move, run again, finishes), and a third
+// move that is aborted after a kill (the layout stays and every key is
+// served). Every acknowledged write reads back after each step; requests may
+// fail only while the killed node is down. Long: make test-long.
+func TestReshardSurvivesKills(t *testing.T) {
+	requireLong(t)
+	c := startReshardCluster(t, 2, 4)
+	kv := plugdbv1.NewKVClient(dial(t, c.grpc))
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	const keys = 30000
+	for i := 0; i < keys; i += 500 {
+		var ops []*plugdbv1.BatchOp
+		for j := i; j < min(i+500, keys); j++ {
+			ops = append(ops, &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_PUT, Key: []byte(fmt.Sprintf("k%06d", j)), Value: []byte("v0")})
+		}
+		if _, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: ops}); err != nil {
+			t.Fatalf("load: %v", err)
+		}
+	}
+	acked := map[string]string{}
+	var mu sync.Mutex
+	// write runs 4 writers over the loaded keys until stop; it returns how
+	// many writes failed.
+	write := func(stop <-chan struct{}) func() int64 {
+		var failed atomic.Int64
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := 1; i <= 1_000_000; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					key := fmt.Sprintf("k%06d", (w*keys/4+i)%keys)
+					val := fmt.Sprintf("w%d-%d", w, i)
+					wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+					_, err := kv.Put(wctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(val)})
+					cancel()
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					mu.Lock()
+					acked[key] = val
+					mu.Unlock()
+				}
+			})
+		}
+		return func() int64 { wg.Wait(); return failed.Load() }
+	}
+	check := func(step string) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		// One scan through the router reads every key (strong).
+		stream, err := kv.Scan(ctx, &plugdbv1.ScanRequest{})
+		if err != nil {
+			t.Fatalf("%s: scan: %v", step, err)
+		}
+		n := 0
+		for ; ; n++ {
+			row, err := stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: scan: %v\n%s", step, err, c.logs())
+			}
+			want, ok := acked[string(row.GetKey())]
+			if !ok {
+				want = "v0"
+			}
+			if string(row.GetValue()) != want {
+				t.Fatalf("%s: %s = %q; want %q\n%s", step, row.GetKey(), row.GetValue(), want, c.logs())
+			}
+		}
+		if n != keys {
+			t.Fatalf("%s: the scan reads %d keys, want %d", step, n, keys)
+		}
+	}
+	// startMove runs plugdb reshard and waits until it copies.
+	startMove := func(args ...string) *proc {
+		mv := startProc(t, "reshard", append([]string{"reshard", "--config", c.cfg}, args...)...)
+		if !testutil.Eventually(ctx, 60*time.Second, func() bool { return strings.Contains(mv.out.String(), "copy ") || mv.exited() }) {
+			t.Fatalf("the move does not copy:\n%s", mv.out.String())
+		}
+		return mv
+	}
+
+	// 1. kill -9 the reshard command while it copies; run again: it resumes.
+	stop := make(chan struct{})
+	wait := write(stop)
+	mv := startMove("--partitions", "3")
+	mv.kill()
+	res := runPlugdb(t, 2*time.Minute, "status", "--addr", c.grpc)
+	if !strings.Contains(res.stdout, "reshard: ") {
+		t.Errorf("status during the interrupted move names no move:\n%s", res)
+	}
+	res = runPlugdb(t, 3*time.Minute, "reshard", "--config", c.cfg)
+	close(stop)
+	if failed := wait(); failed > 0 {
+		t.Errorf("move 1: %d writes failed", failed)
+	}
+	if res.code != 0 || !strings.Contains(res.stderr, "resuming the recorded move") || !strings.Contains(res.stdout, "now has 3 partitions") {
+		t.Fatalf("the resumed move:\n%s\n%s", res, c.logs())
+	}
+	check("after the resumed move")
+
+	// 2. kill -9 a source's node during the second move and restart it;
+	// the move fails or waits; run again, it finishes.
+	stop = make(chan struct{})
+	wait = write(stop)
+	mv = startMove("--partitions", "4")
+	node0 := c.procs["node 0"]
+	node0.kill()
+	c.procs["node 0"] = startProc(t, "node 0 again", node0.cmd.Args[1:]...)
+	<-mv.done
+	if !strings.Contains(mv.out.String(), "now has 4 partitions") {
+		res = runPlugdb(t, 3*time.Minute, "reshard", "--config", c.cfg)
+		if res.code != 0 || !strings.Contains(res.stdout, "now has 4 partitions") {
+			t.Fatalf("the move after a source's kill, run again:\n%s\n%s", res, c.logs())
+		}
+	}
+	close(stop)
+	t.Logf("move 2: %d writes failed while partition 0's only node was down", wait())
+	check("after the move with a source killed")
+
+	// 3. kill -9 the reshard command, then abort: the layout stays.
+	mv = startMove("--partitions", "4", "--partitioner", "ring")
+	mv.kill()
+	if res := runPlugdb(t, time.Minute, "reshard", "--config", c.cfg, "--abort"); res.code != 0 || !strings.Contains(res.stdout, "reshard aborted") {
+		t.Fatalf("abort:\n%s", res)
+	}
+	st, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
+	if err != nil || len(st.GetPartitions()) != 4 || st.GetReshard() != nil {
+		t.Fatalf("after the abort: %d partitions, reshard %v, %v", len(st.GetPartitions()), st.GetReshard(), err)
+	}
+	check("after the aborted move")
+}

@@ -576,7 +576,12 @@ func (r *Router) Status(ctx context.Context) (*plugdbv1.StatusResponse, error) {
 	}
 	l := r.acquire()
 	defer l.release()
-	resp := &plugdbv1.StatusResponse{Cluster: r.info.Cluster, Engine: r.info.Engine, Partitioner: r.info.Partitioner, Replicator: r.info.Replicator}
+	resp := &plugdbv1.StatusResponse{Cluster: r.info.Cluster, Engine: r.info.Engine, Partitioner: r.info.Partitioner, Replicator: r.info.Replicator,
+		LayoutVersion: l.version}
+	if mv, ok, err := coord.ReadReshard(ctx, r.client); err == nil && ok {
+		resp.Reshard = &plugdbv1.ReshardStatus{State: string(mv.State), FromPartitions: uint32(mv.From.Partitions), FromPartitioner: mv.From.Partitioner.Plugin,
+			ToPartitions: uint32(mv.To.Partitions), ToPartitioner: mv.To.Partitioner.Plugin, Started: mv.Started.Format(time.RFC3339)}
+	}
 	if l.followed {
 		// Moved by a reshard: the partitioner is the layout's, not the
 		// config's.
