@@ -77,7 +77,7 @@ func TestAddNodesOnRequest(t *testing.T) {
 		log, _ = os.ReadFile(filepath.Join(opts.Dir, "logs", "node-p2-r1.log"))
 		return strings.Contains(string(log), "zk=")
 	}, "node-p2-r1.log to name its ZooKeeper servers")
-	if w := "--partition 2 --addr " + nodeAddr(opts, 2, 1) + " --data " + filepath.Join(opts.Dir, "data", "p2-r1"); !strings.Contains(string(log), w) {
+	if w := "--partition 2 --addr " + nodeAddr(opts, 2, 1) + " --new-partition --data " + filepath.Join(opts.Dir, "data", "p2-r1"); !strings.Contains(string(log), w) {
 		t.Errorf("node-p2-r1.log does not say %q:\n%s", w, log)
 	}
 	if w := "started for keyspace default's partitions 2..2: node-p2-r0 " + nodeAddr(opts, 2, 0); !strings.Contains(out.String(), w) {
