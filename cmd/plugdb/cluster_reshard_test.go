@@ -107,27 +107,7 @@ nodes: {replicas: 3, base_port: %d}
 			}
 		})
 	}
-	for r := range readers {
-		wg.Go(func() {
-			for i := range perWorker {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := fmt.Sprintf("k%05d", (r*991+i*13)%loaded)
-				rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-				_, err := kv.Get(rctx, &plugdbv1.GetRequest{Key: []byte(key)})
-				cancel()
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("get %s: %v", key, err))
-					continue
-				}
-				gets.Add(1)
-			}
-		})
-	}
+	runReaders(&wg, ctx, kv, readers, perWorker, loaded, "k%05d", stop, &failed, &firstErr, &gets)
 	time.Sleep(500 * time.Millisecond) // load pacing: the move starts with writers running
 	res := runPlugdb(t, 2*time.Minute, "cluster", "reshard", "--dir", dir, "--partitions", "3")
 	time.Sleep(500 * time.Millisecond) // load pacing: writers run on the new layout too

@@ -132,25 +132,7 @@ func TestReshardUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	for r := range readers {
-		wg.Go(func() {
-			for i := 0; i < perWriter; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := fmt.Sprintf("k%05d", (r*991+i*13)%loaded)
-				rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-				_, err := kv.Get(rctx, &plugdbv1.GetRequest{Key: []byte(key)})
-				cancel()
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("get %s: %v", key, err))
-				}
-			}
-		})
-	}
+	runReaders(&wg, ctx, kv, readers, perWriter, loaded, "k%05d", stop, &failed, &firstErr, nil)
 	time.Sleep(500 * time.Millisecond) // load pacing: the move starts with writers running
 	res := runPlugdb(t, 2*time.Minute, "reshard", "--config", c.cfg, "--partitions", "3")
 	time.Sleep(500 * time.Millisecond) // load pacing: writers run on the new layout too
@@ -287,15 +269,7 @@ func TestReshardSeries(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const keys = 100_000
-	for i := 0; i < keys; i += 500 {
-		var ops []*plugdbv1.BatchOp
-		for j := i; j < min(i+500, keys); j++ {
-			ops = append(ops, &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_PUT, Key: []byte(fmt.Sprintf("k%06d", j)), Value: []byte("v0")})
-		}
-		if _, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: ops}); err != nil {
-			t.Fatalf("load: %v", err)
-		}
-	}
+	loadKeys(t, ctx, kv, keys)
 	splits := map[string]string{"splits": "k025000,k050000,k075000"}
 	moves := []struct {
 		name     string
@@ -456,15 +430,7 @@ func TestReshardSurvivesKills(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	const keys = 30000
-	for i := 0; i < keys; i += 500 {
-		var ops []*plugdbv1.BatchOp
-		for j := i; j < min(i+500, keys); j++ {
-			ops = append(ops, &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_PUT, Key: []byte(fmt.Sprintf("k%06d", j)), Value: []byte("v0")})
-		}
-		if _, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: ops}); err != nil {
-			t.Fatalf("load: %v", err)
-		}
-	}
+	loadKeys(t, ctx, kv, keys)
 	acked := map[string]string{}
 	var mu sync.Mutex
 	// write runs 4 writers over the loaded keys until stop; it returns how
@@ -585,4 +551,49 @@ func TestReshardSurvivesKills(t *testing.T) {
 		t.Fatalf("after the abort: %d partitions, reshard %v, %v", len(st.GetPartitions()), st.GetReshard(), err)
 	}
 	check("after the aborted move")
+}
+
+// loadKeys writes keys k000000… (n of them, value v0) through kv in batches.
+func loadKeys(t *testing.T, ctx context.Context, kv plugdbv1.KVClient, n int) {
+	t.Helper()
+	for i := 0; i < n; i += 500 {
+		var ops []*plugdbv1.BatchOp
+		for j := i; j < min(i+500, n); j++ {
+			ops = append(ops, &plugdbv1.BatchOp{Op: plugdbv1.BatchOp_OP_PUT, Key: []byte(fmt.Sprintf("k%06d", j)), Value: []byte("v0")})
+		}
+		if _, err := kv.Batch(ctx, &plugdbv1.BatchRequest{Ops: ops}); err != nil {
+			t.Fatalf("load: %v", err)
+		}
+	}
+}
+
+// runReaders starts readers (on wg) that get keys fmt.Sprintf(format, i) of
+// the loaded ones through kv until stop, at most perReader each; a failed
+// get counts in failed (the first kept in firstErr), an answered one in gets
+// (if not nil).
+func runReaders(wg *sync.WaitGroup, ctx context.Context, kv plugdbv1.KVClient, readers, perReader, loaded int, format string,
+	stop <-chan struct{}, failed *atomic.Int64, firstErr *atomic.Value, gets *atomic.Int64) {
+	for r := range readers {
+		wg.Go(func() {
+			for i := range perReader {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf(format, (r*991+i*13)%loaded)
+				rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				_, err := kv.Get(rctx, &plugdbv1.GetRequest{Key: []byte(key)})
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("get %s: %v", key, err))
+					continue
+				}
+				if gets != nil {
+					gets.Add(1)
+				}
+			}
+		})
+	}
 }
