@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -418,10 +419,11 @@ func predictMoved(t *testing.T, from, to coord.Meta, keys [][]byte) float64 {
 
 // TestReshardSurvivesKills moves a cluster under writers while processes
 // are killed with SIGKILL: the reshard command itself during its copy (run
-// again, it resumes the recorded move), then, in a second move, a source
-// partition's node (restarted; the move, run again, finishes), and a third
-// move that is aborted after a kill (the layout stays and every key is
-// served). Every acknowledged write reads back after each step; requests may
+// again, it resumes the recorded move); in a second move a source
+// partition's node (restarted; the move, run again, finishes); in a third a
+// target's node and the router (restarted) while a source is paused
+// (SIGSTOP past its session); and a fourth move is aborted after a kill (the
+// layout stays and every key is served). Every acknowledged write reads back after each step; requests may
 // fail only while the killed node is down. Long: make test-long.
 func TestReshardSurvivesKills(t *testing.T) {
 	requireLong(t)
@@ -540,15 +542,45 @@ func TestReshardSurvivesKills(t *testing.T) {
 	t.Logf("move 2: %d writes failed while partition 0's only node was down", wait())
 	check("after the move with a source killed")
 
-	// 3. kill -9 the reshard command, then abort: the layout stays.
-	mv = startMove("--partitions", "4", "--partitioner", "ring")
+	// 3. during a move to ring partitioning, kill -9 a target's node (the
+	// new partition 3's, restarted) and the router (restarted), and pause a
+	// source's node longer than its ZooKeeper session (SIGSTOP, 3 s): the
+	// move finishes (run again if it failed).
+	stop = make(chan struct{})
+	wait = write(stop)
+	mv = startMove("--partitions", "4", "--partitioner", "ring", "--option", "vnodes=64")
+	restart := func(name string) {
+		old := c.procs[name]
+		old.kill()
+		c.procs[name] = startProc(t, name+" again", old.cmd.Args[1:]...)
+	}
+	restart("node 3")
+	restart("router")
+	node1 := c.procs["node 1"]
+	_ = syscall.Kill(-node1.cmd.Process.Pid, syscall.SIGSTOP)
+	time.Sleep(3 * time.Second) // fault injection: a source paused past its session timeout
+	_ = syscall.Kill(-node1.cmd.Process.Pid, syscall.SIGCONT)
+	<-mv.done
+	if !strings.Contains(mv.out.String(), "now has 4 partitions placed by ring") {
+		t.Logf("the move under faults stopped:\n%s", mv.out.String())
+		res = runPlugdb(t, 3*time.Minute, "reshard", "--config", c.cfg)
+		if res.code != 0 || !strings.Contains(res.stdout, "now has 4 partitions placed by ring") {
+			t.Fatalf("the move under faults, run again:\n%s\n%s", res, c.logs())
+		}
+	}
+	close(stop)
+	t.Logf("move 3: %d writes failed while the router was down or partition 1 paused", wait())
+	check("after the move with a target and the router killed and a source paused")
+
+	// 4. kill -9 the reshard command, then abort: the layout stays.
+	mv = startMove("--partitions", "4", "--partitioner", "hash")
 	mv.kill()
 	if res := runPlugdb(t, time.Minute, "reshard", "--config", c.cfg, "--abort"); res.code != 0 || !strings.Contains(res.stdout, "reshard aborted") {
 		t.Fatalf("abort:\n%s", res)
 	}
 	st, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
-	if err != nil || len(st.GetPartitions()) != 4 || st.GetReshard() != nil {
-		t.Fatalf("after the abort: %d partitions, reshard %v, %v", len(st.GetPartitions()), st.GetReshard(), err)
+	if err != nil || len(st.GetPartitions()) != 4 || st.GetReshard() != nil || st.GetPartitioner().GetPlugin() != "ring" {
+		t.Fatalf("after the abort: %d partitions by %s, reshard %v, %v", len(st.GetPartitions()), st.GetPartitioner().GetPlugin(), st.GetReshard(), err)
 	}
 	check("after the aborted move")
 }
