@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -124,8 +123,7 @@ func connectZK(ctx context.Context, cfg config.Config, log hclog.Logger) (*coord
 	if err != nil {
 		return nil, fmt.Errorf("%w (is ZooKeeper running? `plugdb cluster up` starts one; zookeeper.servers sets where)", err)
 	}
-	meta := coord.Meta{Partitions: cfg.Partitions, Partitioner: coord.PluginMeta{Plugin: cfg.Partitioner.Plugin, Options: cfg.Partitioner.Options}}
-	if _, err := coord.EnsureMeta(cctx, client, meta); err != nil {
+	if _, err := coord.EnsureMeta(cctx, client, layoutOf(cfg)); err != nil {
 		client.Close()
 		return nil, err
 	}
@@ -231,7 +229,11 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 			log.Error("close partition", "error", err)
 		}
 	}()
-	placer, err := openNodePartitioner(ctx, l, cfg)
+	// Every write, point read and scanned chunk asks the partitioner: a
+	// bundled one (a pure function of its options) runs in process whatever
+	// the config's mode, at no plugin call's cost; a third-party one as the
+	// config says.
+	placer, err := openLayout(ctx, l, layout, cfg.Partitioner, true)
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
@@ -242,7 +244,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		Replicator: pluginInfo(cfg.Replicator, cfg.Replicator.Mode),
 	}, node.Config{Replicator: repl, Partitioner: placer, Layout: layout,
 		OpenLayout: func(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
-			return openLayout(ctx, l, m)
+			return openLayout(ctx, l, m, cfg.Partitioner, true)
 		}, ReplAddr: o.replAdvertise, Unclean: o.unclean, Logger: log})
 	// The node serves its keyspace alone: a request naming another one is
 	// refused (InvalidArgument, naming this one), never served from this
@@ -328,22 +330,4 @@ func nodeLayout(ctx context.Context, client *coord.Client, cfg *config.Config, p
 		cfg.Partitioner = config.Plugin{Plugin: meta.Partitioner.Plugin, Mode: cfg.Partitioner.Mode, Options: maps.Clone(meta.Partitioner.Options)}
 	}
 	return meta, nil
-}
-
-// openNodePartitioner opens the cluster's partitioner for a node's ownership
-// checks (every write, point read and scanned chunk asks it). A bundled
-// partitioner is linked in process, whatever the config's mode: it is a pure
-// function of its configuration, so in process it answers alike at no plugin
-// call's cost, and without a plugin process per node. A third-party one runs
-// as the config says.
-func openNodePartitioner(ctx context.Context, l *loader.Loader, cfg config.Config) (partitioners.Partitioner, error) {
-	b := cfg.Partitioner.Block()
-	if slices.Contains(l.PartitionerNames(), b.Plugin) {
-		b.Mode = loader.ModeInProcess
-	}
-	p, err := l.OpenPartitioner(ctx, b, cfg.Partitions)
-	if err != nil {
-		return nil, fmt.Errorf("the partitioner that checks which keys the node owns: %w", err)
-	}
-	return p, nil
 }

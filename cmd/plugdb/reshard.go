@@ -17,9 +17,7 @@ import (
 
 	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/core/coord"
-	"github.com/plugdb/plugdb/core/loader"
 	"github.com/plugdb/plugdb/core/reshard"
-	"github.com/plugdb/plugdb/partitioners"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 )
 
@@ -41,7 +39,7 @@ func reshardCommand() *cobra.Command {
 		Use:   "reshard --config FILE --partitions N [--partitioner NAME [--option k=v …]]",
 		Short: "Move a running cluster's keyspace to another partition count or partitioner",
 		Long: "Move a keyspace of a running cluster to a new layout while it serves (docs/resharding.md):\n" +
-			"start the new partitions' nodes first (`plugdb node --partition P`, they join empty), then\n" +
+			"start the new partitions' nodes first (`plugdb node --partition P --new-partition`, they join empty), then\n" +
 			"run this. It records the move in ZooKeeper, copies the rows whose owner changes from each\n" +
 			"partition's leader to their new partition, fences the moving keys for a moment while it\n" +
 			"copies what changed meanwhile, flips the layout in one ZooKeeper write, and prunes the old\n" +
@@ -119,7 +117,7 @@ func runReshard(ctx context.Context, cfg config.Config, f reshardFlags, progress
 	bar := newReshardBar(progress)
 	m := &reshard.Mover{Client: client, Nodes: nodes, Progress: bar.update,
 		Open: func(ctx context.Context, meta coord.Meta) (reshard.Locator, func(), error) {
-			p, err := openLayout(ctx, l, meta)
+			p, err := openLayout(ctx, l, meta, kcfg.Partitioner, true)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -216,20 +214,6 @@ func (f reshardFlags) layout(cur coord.Meta, running bool, bundled []string) (co
 		return to, fmt.Errorf("--partitions %d: allowed values are %d..%d", f.partitions, cur.Partitions, config.MaxPartitions)
 	}
 	return to, nil
-}
-
-// openLayout opens a layout's partitioner, in process when it is bundled
-// (it is a pure function of its options).
-func openLayout(ctx context.Context, l *loader.Loader, m coord.Meta) (partitioners.Partitioner, error) {
-	b := loader.Block{Plugin: m.Partitioner.Plugin, Options: maps.Clone(m.Partitioner.Options)}
-	if slices.Contains(l.PartitionerNames(), b.Plugin) {
-		b.Mode = loader.ModeInProcess
-	}
-	p, err := l.OpenPartitioner(ctx, b, m.Partitions)
-	if err != nil {
-		return nil, fmt.Errorf("layout v%d (%d partitions, %s): %w", m.LayoutVersion(), m.Partitions, m.Partitioner.Plugin, err)
-	}
-	return p, nil
 }
 
 func keyspaceName(name string) string {

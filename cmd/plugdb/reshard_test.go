@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/plugdb/plugdb/core/api"
+	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
 	"github.com/plugdb/plugdb/internal/testutil"
@@ -400,12 +401,12 @@ func predictMoved(t *testing.T, from, to coord.Meta, keys [][]byte) float64 {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	a, err := openLayout(ctx, l, from)
+	a, err := openLayout(ctx, l, from, config.Plugin{}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := openLayout(ctx, l, to)
+	b, err := openLayout(ctx, l, to, config.Plugin{}, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,14 +76,11 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log
 		client.Close()
 		return nil, fmt.Errorf("keyspace %s: %w", name, err)
 	}
-	// The first layout's partitioner is opened as the config says (its
-	// mode: in-process, or a plugin process); the layouts a reshard moves
-	// to as openLayout does.
+	// A layout with the config's partitioner is opened as the config says
+	// (its mode: in-process, or a plugin process); another in process if
+	// bundled.
 	open := func(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
-		if m.LayoutVersion() <= 1 && coord.SameLayout(m, layoutOf(kcfg)) {
-			return l.OpenPartitioner(ctx, kcfg.Partitioner.Block(), m.Partitions)
-		}
-		return openLayout(ctx, l, m)
+		return openLayout(ctx, l, m, kcfg.Partitioner, false)
 	}
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	r, err := router.New(watchCtx, client, meta, open, router.Info{
@@ -101,11 +98,6 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log
 		stopWatch()
 		client.Close()
 	}}, nil
-}
-
-// layoutOf is the layout cfg creates its keyspace with.
-func layoutOf(cfg config.Config) coord.Meta {
-	return coord.Meta{Partitions: cfg.Partitions, Partitioner: coord.PluginMeta{Plugin: cfg.Partitioner.Plugin, Options: cfg.Partitioner.Options}}
 }
 
 func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
