@@ -51,6 +51,7 @@ var longTests = []string{
 	"TestNemesis",
 	"TestReshardSeries",
 	"TestReshardSurvivesKills",
+	"TestReshardSurvivesNetworkFaults",
 }
 
 // requireLong skips t unless -long was given: t is one of longTests, a

@@ -45,7 +45,9 @@ func reshardCommand() *cobra.Command {
 			"copies what changed meanwhile, flips the layout in one ZooKeeper write, and prunes the old\n" +
 			"copies. Requests keep flowing through the router; a request for a fenced key waits and is\n" +
 			"retried. Interrupted, it resumes where the record says when run again (without\n" +
-			"--partitions), or --abort rolls it back until it has flipped. Progress goes to stderr.",
+			"--partitions), or --abort rolls it back until it has flipped. A move to fewer partitions retires\n" +
+			"the highest ones: their keys move to the others, and their nodes, which then hold nothing, can be\n" +
+			"stopped. Progress goes to stderr.",
 		Example: "  plugdb reshard --config configs/cluster.yaml --partitions 3\n" +
 			"  plugdb reshard --config configs/cluster.yaml --partitions 3 --partitioner ring --option vnodes=128\n" +
 			"  plugdb reshard --config configs/cluster.yaml --abort",
@@ -145,6 +147,10 @@ func runReshard(ctx context.Context, cfg config.Config, f reshardFlags, progress
 	fmt.Fprintf(out, "  under the fence: %d rows copied again, %d copies deleted; moving keys fenced for %v (the longest write pause)\n",
 		rep.CaughtUp, rep.Deleted, rep.Fenced.Round(time.Millisecond))
 	fmt.Fprintf(out, "  old copies pruned: %d\n", rep.Pruned)
+	if rep.Retired > 0 {
+		fmt.Fprintf(out, "  partitions %d..%d are retired: they hold no key now; stop their nodes (plugdb cluster reshard does it for a local cluster)\n",
+			after.Partitions, after.Partitions+rep.Retired-1)
+	}
 	if counts, err := keysPerPartition(ctx, top, after.Partitions, kcfg.Keyspace); err == nil {
 		fmt.Fprintf(out, "  keys per partition: %s\n", spread(counts))
 	} else {
@@ -186,10 +192,10 @@ func keysPerPartition(ctx context.Context, top *coord.Topology, partitions int, 
 func (f reshardFlags) layout(cur coord.Meta, running bool, bundled []string) (coord.Meta, error) {
 	if f.partitions == 0 {
 		if f.partitioner != "" || len(f.options) > 0 {
-			return coord.Meta{}, fmt.Errorf("--partitioner and --option need --partitions (the new count, at least %d)", cur.Partitions)
+			return coord.Meta{}, fmt.Errorf("--partitioner and --option need --partitions (the new count, 1..%d)", config.MaxPartitions)
 		}
 		if !running {
-			return coord.Meta{}, fmt.Errorf("--partitions: give the new partition count (at least %d); no move is recorded to resume", cur.Partitions)
+			return coord.Meta{}, fmt.Errorf("--partitions: give the new partition count (1..%d); no move is recorded to resume", config.MaxPartitions)
 		}
 		return coord.Meta{}, nil
 	}
@@ -210,8 +216,8 @@ func (f reshardFlags) layout(cur coord.Meta, running bool, bundled []string) (co
 			to.Partitioner.Options[k] = v
 		}
 	}
-	if f.partitions > config.MaxPartitions {
-		return to, fmt.Errorf("--partitions %d: allowed values are %d..%d", f.partitions, cur.Partitions, config.MaxPartitions)
+	if f.partitions < 0 || f.partitions > config.MaxPartitions {
+		return to, fmt.Errorf("--partitions %d: allowed values are 1..%d", f.partitions, config.MaxPartitions)
 	}
 	return to, nil
 }

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/plugdb/plugdb/core/api"
 	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/core/coord"
+	"github.com/plugdb/plugdb/core/zkserver"
 	"github.com/plugdb/plugdb/core/zkserver/zktest"
 	"github.com/plugdb/plugdb/internal/testutil"
 	"github.com/plugdb/plugdb/partitioners"
@@ -36,6 +36,9 @@ type reshardCluster struct {
 	grpc  string
 	procs map[string]*proc
 	addrs map[int]string
+	// configFor writes the cluster's config with another ZooKeeper address
+	// (a fault proxy's) and returns its path.
+	configFor func(name, zkAddr string) string
 }
 
 func (c *reshardCluster) logs() string {
@@ -47,11 +50,31 @@ func (c *reshardCluster) logs() string {
 }
 
 func startReshardCluster(t *testing.T, partitions, nodes int) *reshardCluster {
-	zk := zktest.Shared(t)
+	return startReshardClusterWith(t, reshardSetup{partitions: partitions, nodes: nodes})
+}
+
+// reshardSetup is the shape of a reshardCluster.
+type reshardSetup struct {
+	partitions, nodes int
+	// zk is the cluster's ZooKeeper; nil: the package's shared one.
+	zk *zkserver.Ensemble
+	// nodeZK gives a node its own ZooKeeper address (a fault proxy's); the
+	// others use zk's.
+	nodeZK map[int]string
+}
+
+func startReshardClusterWith(t *testing.T, s reshardSetup) *reshardCluster {
+	zk := s.zk
+	if zk == nil {
+		zk = zktest.Shared(t)
+	}
 	dir := t.TempDir()
 	c := &reshardCluster{grpc: testutil.FreeAddr(t), procs: map[string]*proc{}, addrs: map[int]string{}}
-	servers, _ := json.Marshal(zk.Servers())
-	yaml := fmt.Sprintf(`cluster: reshard
+	root, http := clusterRoots.Add(1), testutil.FreeAddr(t)
+	// config writes the cluster's config for ZooKeeper servers to path.
+	config := func(path string, servers []string) string {
+		js, _ := json.Marshal(servers)
+		yaml := fmt.Sprintf(`cluster: reshard
 partitions: %d
 zookeeper: {servers: %s, session_timeout: 2s, root: /e2e-%d}
 engine: {plugin: rowfile, options: {sync: batch}}
@@ -59,23 +82,32 @@ partitioner: {plugin: hash, mode: inprocess}
 replicator: {plugin: statement, options: {ack: semi-sync, min_insync: "1"}}
 router: {grpc: %q, http: %q}
 nodes: {replicas: 1}
-`, partitions, servers, clusterRoots.Add(1), c.grpc, testutil.FreeAddr(t))
-	c.cfg = filepath.Join(dir, "cluster.yaml")
-	if err := os.WriteFile(c.cfg, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
+`, s.partitions, js, root, c.grpc, http)
+		if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	c.cfg = config(filepath.Join(dir, "cluster.yaml"), zk.Servers())
+	c.configFor = func(name, zkAddr string) string {
+		return config(filepath.Join(dir, name+".yaml"), []string{zkAddr})
 	}
 	c.procs["router"] = startProc(t, "router", "router", "--config", c.cfg)
-	for p := range nodes {
+	for p := range s.nodes {
 		c.addrs[p] = testutil.FreeAddr(t)
-		args := []string{"node", "--config", c.cfg, "--partition", fmt.Sprint(p), "--addr", c.addrs[p], "--data", filepath.Join(dir, fmt.Sprint("p", p))}
-		if p >= partitions {
+		cfg := c.cfg
+		if addr, ok := s.nodeZK[p]; ok {
+			cfg = c.configFor(fmt.Sprint("node", p), addr)
+		}
+		args := []string{"node", "--config", cfg, "--partition", fmt.Sprint(p), "--addr", c.addrs[p], "--data", filepath.Join(dir, fmt.Sprint("p", p))}
+		if p >= s.partitions {
 			args = append(args, "--new-partition") // joins empty: the moves add it
 		}
 		c.procs[fmt.Sprint("node ", p)] = startProc(t, fmt.Sprint("node ", p), args...)
 	}
 	kv := plugdbv1.NewKVClient(dial(t, c.grpc))
 	ready := testutil.Eventually(t.Context(), 60*time.Second, func() bool {
-		return everyPartitionLed(kv, map[string]int{"": partitions})
+		return everyPartitionLed(kv, map[string]int{"": s.partitions})
 	})
 	if !ready {
 		t.Fatalf("no leader in every partition after 60s\n%s", c.logs())
@@ -416,174 +448,6 @@ func predictMoved(t *testing.T, from, to coord.Meta, keys [][]byte) float64 {
 		t.Fatal(err)
 	}
 	return float64(n) / float64(len(keys))
-}
-
-// TestReshardSurvivesKills moves a cluster under writers while processes
-// are killed with SIGKILL: the reshard command itself during its copy (run
-// again, it resumes the recorded move); in a second move a source
-// partition's node (restarted; the move, run again, finishes); in a third a
-// target's node and the router (restarted) while a source is paused
-// (SIGSTOP past its session); and a fourth move is aborted after a kill (the
-// layout stays and every key is served). Every acknowledged write reads back after each step; requests may
-// fail only while the killed node is down. Long: make test-long.
-func TestReshardSurvivesKills(t *testing.T) {
-	requireLong(t)
-	c := startReshardCluster(t, 2, 4)
-	kv := plugdbv1.NewKVClient(dial(t, c.grpc))
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	const keys = 30000
-	loadKeys(t, ctx, kv, keys)
-	acked := map[string]string{}
-	var mu sync.Mutex
-	// write runs 4 writers over the loaded keys until stop; it returns how
-	// many writes failed.
-	write := func(stop <-chan struct{}) func() int64 {
-		var failed atomic.Int64
-		var wg sync.WaitGroup
-		for w := range 4 {
-			wg.Go(func() {
-				for i := 1; i <= 1_000_000; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					key := fmt.Sprintf("k%06d", (w*keys/4+i)%keys)
-					val := fmt.Sprintf("w%d-%d", w, i)
-					wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-					_, err := kv.Put(wctx, &plugdbv1.PutRequest{Key: []byte(key), Value: []byte(val)})
-					cancel()
-					if err != nil {
-						failed.Add(1)
-						continue
-					}
-					mu.Lock()
-					acked[key] = val
-					mu.Unlock()
-				}
-			})
-		}
-		return func() int64 { wg.Wait(); return failed.Load() }
-	}
-	check := func(step string) {
-		t.Helper()
-		mu.Lock()
-		defer mu.Unlock()
-		// One scan through the router reads every key (strong).
-		stream, err := kv.Scan(ctx, &plugdbv1.ScanRequest{})
-		if err != nil {
-			t.Fatalf("%s: scan: %v", step, err)
-		}
-		n := 0
-		for ; ; n++ {
-			row, err := stream.Recv()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: scan: %v\n%s", step, err, c.logs())
-			}
-			want, ok := acked[string(row.GetKey())]
-			if !ok {
-				want = "v0"
-			}
-			if string(row.GetValue()) != want {
-				t.Fatalf("%s: %s = %q; want %q\n%s", step, row.GetKey(), row.GetValue(), want, c.logs())
-			}
-		}
-		if n != keys {
-			t.Fatalf("%s: the scan reads %d keys, want %d", step, n, keys)
-		}
-	}
-	// startMove runs plugdb reshard and waits until it copies.
-	startMove := func(args ...string) *proc {
-		mv := startProc(t, "reshard", append([]string{"reshard", "--config", c.cfg}, args...)...)
-		if !testutil.Eventually(ctx, 60*time.Second, func() bool { return strings.Contains(mv.out.String(), "copy ") || mv.exited() }) {
-			t.Fatalf("the move does not copy:\n%s", mv.out.String())
-		}
-		return mv
-	}
-
-	// 1. kill -9 the reshard command while it copies; run again: it resumes.
-	stop := make(chan struct{})
-	wait := write(stop)
-	mv := startMove("--partitions", "3")
-	mv.kill()
-	res := runPlugdb(t, 2*time.Minute, "status", "--addr", c.grpc)
-	if !strings.Contains(res.stdout, "reshard: ") {
-		t.Errorf("status during the interrupted move names no move:\n%s", res)
-	}
-	res = runPlugdb(t, 3*time.Minute, "reshard", "--config", c.cfg)
-	close(stop)
-	if failed := wait(); failed > 0 {
-		t.Errorf("move 1: %d writes failed", failed)
-	}
-	if res.code != 0 || !strings.Contains(res.stderr, "resuming the recorded move") || !strings.Contains(res.stdout, "now has 3 partitions") {
-		t.Fatalf("the resumed move:\n%s\n%s", res, c.logs())
-	}
-	check("after the resumed move")
-
-	// 2. kill -9 a source's node during the second move and restart it;
-	// the move fails or waits; run again, it finishes.
-	stop = make(chan struct{})
-	wait = write(stop)
-	mv = startMove("--partitions", "4")
-	node0 := c.procs["node 0"]
-	node0.kill()
-	c.procs["node 0"] = startProc(t, "node 0 again", node0.cmd.Args[1:]...)
-	<-mv.done
-	if !strings.Contains(mv.out.String(), "now has 4 partitions") {
-		res = runPlugdb(t, 3*time.Minute, "reshard", "--config", c.cfg)
-		if res.code != 0 || !strings.Contains(res.stdout, "now has 4 partitions") {
-			t.Fatalf("the move after a source's kill, run again:\n%s\n%s", res, c.logs())
-		}
-	}
-	close(stop)
-	t.Logf("move 2: %d writes failed while partition 0's only node was down", wait())
-	check("after the move with a source killed")
-
-	// 3. during a move to ring partitioning, kill -9 a target's node (the
-	// new partition 3's, restarted) and the router (restarted), and pause a
-	// source's node longer than its ZooKeeper session (SIGSTOP, 3 s): the
-	// move finishes (run again if it failed).
-	stop = make(chan struct{})
-	wait = write(stop)
-	mv = startMove("--partitions", "4", "--partitioner", "ring", "--option", "vnodes=64")
-	restart := func(name string) {
-		old := c.procs[name]
-		old.kill()
-		c.procs[name] = startProc(t, name+" again", old.cmd.Args[1:]...)
-	}
-	restart("node 3")
-	restart("router")
-	node1 := c.procs["node 1"]
-	_ = syscall.Kill(-node1.cmd.Process.Pid, syscall.SIGSTOP)
-	time.Sleep(3 * time.Second) // fault injection: a source paused past its session timeout
-	_ = syscall.Kill(-node1.cmd.Process.Pid, syscall.SIGCONT)
-	<-mv.done
-	if !strings.Contains(mv.out.String(), "now has 4 partitions placed by ring") {
-		t.Logf("the move under faults stopped:\n%s", mv.out.String())
-		res = runPlugdb(t, 3*time.Minute, "reshard", "--config", c.cfg)
-		if res.code != 0 || !strings.Contains(res.stdout, "now has 4 partitions placed by ring") {
-			t.Fatalf("the move under faults, run again:\n%s\n%s", res, c.logs())
-		}
-	}
-	close(stop)
-	t.Logf("move 3: %d writes failed while the router was down or partition 1 paused", wait())
-	check("after the move with a target and the router killed and a source paused")
-
-	// 4. kill -9 the reshard command, then abort: the layout stays.
-	mv = startMove("--partitions", "4", "--partitioner", "hash")
-	mv.kill()
-	if res := runPlugdb(t, time.Minute, "reshard", "--config", c.cfg, "--abort"); res.code != 0 || !strings.Contains(res.stdout, "reshard aborted") {
-		t.Fatalf("abort:\n%s", res)
-	}
-	st, err := kv.Status(ctx, &plugdbv1.StatusRequest{})
-	if err != nil || len(st.GetPartitions()) != 4 || st.GetReshard() != nil || st.GetPartitioner().GetPlugin() != "ring" {
-		t.Fatalf("after the abort: %d partitions by %s, reshard %v, %v", len(st.GetPartitions()), st.GetPartitioner().GetPlugin(), st.GetReshard(), err)
-	}
-	check("after the aborted move")
 }
 
 // loadKeys writes keys k000000… (n of them, value v0) through kv in batches.

@@ -248,9 +248,22 @@ func (s snapshotServer) Import(ctx context.Context, req *nodev1.ImportRequest) (
 	}
 	lsns, err := n.part.WriteOnce(ctx, writes, replicators.AckDefault, partition.RequestID{})
 	if err != nil {
-		return nil, api.ToStatus(fmt.Errorf("partition %d: import %d rows: %w", n.part.ID(), len(writes), err))
+		return nil, api.ToStatus(fmt.Errorf("partition %d: import %d rows: %w", n.part.ID(), len(writes), n.retryable(err)))
 	}
 	return &nodev1.ImportResponse{Lsn: lsns[len(lsns)-1]}, nil
+}
+
+// retryable turns a replicator's refusal as a non-leader (it lost its
+// leadership while the write was under way) into a NotLeaderError, which the
+// mover retries on the partition's next leader: an import or a prune may
+// then be in the log or not, and writing it again is harmless (its writes
+// are unconditional puts of copied values, or deletes of keys the partition
+// no longer owns).
+func (n *Node) retryable(err error) error {
+	if errors.Is(err, replicators.ErrNotLeader) {
+		return &api.NotLeaderError{Partition: n.part.ID(), Addr: n.addr, Why: "it lost its leadership during the write: " + err.Error()}
+	}
+	return err
 }
 
 // pruneBatch is how many rows one write of Prune deletes.
@@ -292,7 +305,7 @@ func (s snapshotServer) Prune(ctx context.Context, req *nodev1.PruneRequest) (*n
 			writes[i] = partition.Write{Op: engines.OpDelete, Key: k, Cond: partition.Always}
 		}
 		if _, err := n.part.WriteOnce(ctx, writes, replicators.AckDefault, partition.RequestID{}); err != nil {
-			return nil, api.ToStatus(fmt.Errorf("partition %d: prune: delete %d rows: %w", n.part.ID(), len(chunk), err))
+			return nil, api.ToStatus(fmt.Errorf("partition %d: prune: delete %d rows: %w", n.part.ID(), len(chunk), n.retryable(err)))
 		}
 		deleted += int64(len(chunk))
 	}

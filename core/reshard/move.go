@@ -16,6 +16,10 @@
 //     by name and retried.
 //  4. the sources prune the rows they no longer own; the record is removed.
 //
+// A move to fewer partitions works the same way: the partitions it retires
+// are sources only, every key of theirs moves, and after the prune they hold
+// nothing; their nodes refuse every key (WRONG_PARTITION) until stopped.
+//
 // A move interrupted at any step resumes from the recorded state when Run is
 // called again (a resumed copy starts over; copies are idempotent), or is
 // rolled back by Abort until it has flipped.
@@ -81,6 +85,9 @@ type Report struct {
 	Moved, CaughtUp, Deleted int64
 	// Pruned is the number of rows the sources deleted after the flip.
 	Pruned int64
+	// Retired is the number of partitions the move retired (a move to
+	// fewer): they hold no key after the prune.
+	Retired int
 	// Read is the keys the first pass read, Rows the rows it was sent (a
 	// key more than once if a snapshot repeats it).
 	Read, Rows int64
@@ -177,9 +184,7 @@ func (m *Mover) awaitLeaders(ctx context.Context, n int) error {
 func checkLayouts(from, to coord.Meta) error {
 	switch {
 	case to.Partitions < 1:
-		return fmt.Errorf("reshard to %d partitions: allowed values are %d or more (the current count)", to.Partitions, from.Partitions)
-	case to.Partitions < from.Partitions:
-		return fmt.Errorf("reshard from %d to %d partitions: fewer partitions is not built yet (allowed: %d or more)", from.Partitions, to.Partitions, from.Partitions)
+		return fmt.Errorf("reshard to %d partitions: allowed values are 1 or more", to.Partitions)
 	case coord.SameLayout(from, to):
 		return fmt.Errorf("reshard: the keyspace already has %d partitions placed by %s %v: nothing to move", to.Partitions, to.Partitioner.Plugin, to.Partitioner.Options)
 	}
@@ -230,6 +235,7 @@ func (m *Mover) resume(ctx context.Context, r coord.Reshard) (Report, error) {
 		}
 		rep.Pruned += n
 	}
+	rep.Retired = max(r.From.Partitions-r.To.Partitions, 0)
 	if err := coord.EndReshard(ctx, m.Client); err != nil && !errors.Is(err, coord.ErrNoReshard) {
 		return rep, err
 	}

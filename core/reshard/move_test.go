@@ -152,21 +152,35 @@ func locate(t *testing.T, l Locator, key string) int {
 }
 
 // TestMoveCopiesCatchesUpAndPrunes moves 2 hash partitions to 3 ring
-// partitions while keys are written, overwritten and deleted between the
-// passes, and checks that every key ends, with its last value, on its new
-// owner only, and that the internal rows stay where they were.
+// partitions, and 3 hash partitions to 2 (retiring one), while keys are
+// written, overwritten and deleted between the passes, and checks that
+// every key ends, with its last value, on its new owner only (a retired
+// partition holds none), and that the internal rows stay where they were.
 func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
+	hash := coord.PluginMeta{Plugin: "hash"}
+	t.Run("grow", func(t *testing.T) {
+		testMove(t, coord.Meta{Partitions: 2, Partitioner: hash},
+			coord.Meta{Partitions: 3, Partitioner: coord.PluginMeta{Plugin: "ring", Options: map[string]string{"vnodes": "32"}}})
+	})
+	t.Run("shrink", func(t *testing.T) {
+		testMove(t, coord.Meta{Partitions: 3, Partitioner: hash}, coord.Meta{Partitions: 2, Partitioner: hash})
+	})
+}
+
+func testMove(t *testing.T, from, to coord.Meta) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	from := coord.Meta{Partitions: 2, Partitioner: coord.PluginMeta{Plugin: "hash"}}
-	to := coord.Meta{Partitions: 3, Partitioner: coord.PluginMeta{Plugin: "ring", Options: map[string]string{"vnodes": "32"}}}
 	client := connectCluster(t, "reshard-move-", from)
 	fromLoc, closeFrom, _ := openLayout(ctx, from)
 	defer closeFrom()
 	toLoc, closeTo, _ := openLayout(ctx, to)
 	defer closeTo()
 
-	nodes := &memNodes{t: t, parts: []map[string]memRow{{}, {}, {}}, lsn: make([]uint64, 3), to: toLoc}
+	n := max(from.Partitions, to.Partitions)
+	nodes := &memNodes{t: t, parts: make([]map[string]memRow, n), lsn: make([]uint64, n), to: toLoc}
+	for p := range n {
+		nodes.parts[p] = map[string]memRow{}
+	}
 	nodes.refuse.Store(3) // the first imports come before the targets saw the move: tried again
 	want := map[string]string{}
 	write := func(key, value string) {
@@ -176,7 +190,7 @@ func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
 	for i := range 300 {
 		write(fmt.Sprintf("k%03d", i), "v1")
 	}
-	for p := range 2 {
+	for p := range from.Partitions {
 		nodes.put(p, partition.ReservedPrefix+fmt.Sprint("client-", p), "request table")
 	}
 
@@ -218,7 +232,7 @@ func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
 				write(k+"-new", "v3")
 			}
 		}
-		for p := range 2 {
+		for p := range from.Partitions {
 			if err := coord.AckFence(ctx, client, p, 1); err != nil {
 				t.Error(err)
 			}
@@ -258,7 +272,7 @@ func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
 	}
 }
 
-// TestMoveRefusesWhatIsNotBuilt: fewer partitions and a move to the same
+// TestMoveRefusesWhatIsNotBuilt: no partitions and a move to the same
 // layout are refused by name; a second move while one is recorded too.
 func TestMoveRefusesWhatIsNotBuilt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -270,7 +284,7 @@ func TestMoveRefusesWhatIsNotBuilt(t *testing.T) {
 		to   coord.Meta
 		want string
 	}{
-		{coord.Meta{Partitions: 1, Partitioner: from.Partitioner}, "fewer partitions is not built yet (allowed: 2 or more)"},
+		{coord.Meta{Partitions: 0, Partitioner: from.Partitioner}, "allowed values are 1 or more"},
 		{from, "nothing to move"},
 	} {
 		if _, err := m.Run(ctx, tc.to); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -303,7 +317,11 @@ func TestMoveClearsStaleCopiesAndResumesFenced(t *testing.T) {
 	toLoc, closeTo, _ := openLayout(ctx, to)
 	defer closeTo()
 	for _, resumeFenced := range []bool{false, true} {
-		nodes := &memNodes{t: t, parts: []map[string]memRow{{}, {}, {}}, lsn: make([]uint64, 3), to: toLoc}
+		n := max(from.Partitions, to.Partitions)
+	nodes := &memNodes{t: t, parts: make([]map[string]memRow, n), lsn: make([]uint64, n), to: toLoc}
+	for p := range n {
+		nodes.parts[p] = map[string]memRow{}
+	}
 		want := map[string]string{}
 		stale := 0
 		for i := range 200 {
