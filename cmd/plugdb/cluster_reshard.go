@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,14 +26,16 @@ func clusterReshardCommand() *cobra.Command {
 	var ready time.Duration
 	cmd := &cobra.Command{
 		Use:   "reshard [--dir DIR] --partitions N [--partitioner NAME [--option k=v …]] [--keyspace K]",
-		Short: "Move the cluster running from DIR to more partitions, starting their nodes",
+		Short: "Move the cluster running from DIR to another partition count, starting or stopping nodes",
 		Long: "Move a keyspace of the cluster that `plugdb cluster up --dir DIR` runs to N partitions\n" +
 			"(or another partitioner) while it serves (docs/resharding.md): the cluster's supervisor\n" +
 			"starts nodes.replicas nodes of each new partition as children of its own (their data in\n" +
 			"DIR/data, their logs in DIR/logs, on free loopback ports after the cluster's highest\n" +
 			"node port, recorded in DIR/cluster.json: `plugdb cluster down` and Ctrl-C of `cluster up`\n" +
 			"stop them with the others); once each new partition has a leader, the move runs as\n" +
-			"`plugdb reshard` runs it, with the cluster's config file. Progress goes to stderr. A move\n" +
+			"`plugdb reshard` runs it, with the cluster's config file. A move to fewer partitions (down\n" +
+			"to the config's count) then stops the retired partitions' nodes, moves their data to\n" +
+			"DIR/retired and removes them from ZooKeeper. Progress goes to stderr. A move\n" +
 			"already recorded is not started again: `plugdb reshard --config FILE` resumes it.",
 		Example: "  plugdb cluster reshard --partitions 3\n" +
 			"  plugdb cluster reshard --dir /tmp/c --partitions 4 --partitioner ring --option vnodes=128\n" +
@@ -45,7 +48,7 @@ func clusterReshardCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&dir, "dir", defaultClusterDir, "cluster folder given to `plugdb cluster up`")
 	fl.StringVar(&f.keyspace, "keyspace", "", "the keyspace to move (default: the default keyspace)")
-	fl.IntVar(&f.partitions, "partitions", 0, "the new partition count (at least the current one)")
+	fl.IntVar(&f.partitions, "partitions", 0, "the new partition count (at least the config's; fewer than now retires partitions: their nodes stop)")
 	fl.StringVar(&f.partitioner, "partitioner", "", "the new partitioner (bundled: hash, ring, range; default: the current one)")
 	fl.StringArrayVar(&f.options, "option", nil, "an option of the new partitioner, k=v (repeat); with no --partitioner, replaces the current options")
 	fl.DurationVar(&ready, "ready-timeout", 2*time.Minute, "how long the new partitions get to elect their leaders")
@@ -58,7 +61,7 @@ func clusterReshardCommand() *cobra.Command {
 // runs the move (runReshard).
 func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready time.Duration, progress, out io.Writer) error {
 	if f.partitions <= 0 {
-		return errors.New("--partitions: give the new partition count (at least the current one)")
+		return errors.New("--partitions: give the new partition count (at least the config's)")
 	}
 	rec, err := cluster.ReadRunning(dir)
 	if err != nil {
@@ -107,9 +110,9 @@ func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready ti
 			keyspaceName(f.keyspace), r, resume, resume)
 	}
 	cancel()
-	if f.partitions < cur.Partitions {
-		return fmt.Errorf("--partitions %d: keyspace %s has %d partitions; a move to fewer is not built yet (allowed values: %d..%d)",
-			f.partitions, keyspaceName(f.keyspace), cur.Partitions, cur.Partitions, config.MaxPartitions)
+	if f.partitions < kcfg.Partitions {
+		return fmt.Errorf("--partitions %d: allowed values are %d..%d: keyspace %s's config has %d partitions, the fewest a local cluster runs (`plugdb reshard --config FILE` moves other clusters to fewer)",
+			f.partitions, kcfg.Partitions, config.MaxPartitions, keyspaceName(f.keyspace), kcfg.Partitions)
 	}
 	to, err := f.layout(cur, false, l.PartitionerNames())
 	if err != nil {
@@ -119,7 +122,7 @@ func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready ti
 		return fmt.Errorf("keyspace %s already has %d partitions placed by %s: nothing to move", keyspaceName(f.keyspace), cur.Partitions, cur.Partitioner.Plugin)
 	}
 
-	if to.Partitions > kcfg.Partitions {
+	if to.Partitions > max(kcfg.Partitions, cur.Partitions) {
 		// The partitions from the config's count on are the supervisor's to
 		// start (those an earlier move added run already).
 		fmt.Fprintf(progress, "starting the nodes of keyspace %s's partitions %d..%d (%d replicas each) in %s\n",
@@ -137,11 +140,47 @@ func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready ti
 			return err
 		}
 	}
-	client.Close()
 	if err := runReshard(ctx, cfg, f, progress, out); err != nil {
 		return fmt.Errorf("%w\n(resume: `%s`)", err, resume)
 	}
+	if to.Partitions < cur.Partitions {
+		return retireNodes(ctx, client, dir, f.keyspace, to.Partitions, out)
+	}
 	fmt.Fprintf(out, "  `plugdb status --addr %s` shows the partitions; `plugdb cluster down --dir %s` stops the new nodes with the others\n", rec.GRPC, dir)
+	return nil
+}
+
+// retireNodes has the supervisor of the cluster in dir stop the nodes of the
+// partitions a move to fewer retired (from partitions on), then removes
+// those partitions from ZooKeeper (coord.ForgetPartitions), so that a later
+// move can add them again.
+func retireNodes(ctx context.Context, client *coord.Client, dir, keyspace string, partitions int, out io.Writer) error {
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	stopped, err := cluster.RequestNodes(rctx, dir, cluster.AddNodesRequest{Keyspace: keyspace, Partitions: partitions, Retire: true})
+	for _, n := range stopped {
+		fmt.Fprintf(out, "  stopped %s %s (pid %d), a node of a retired partition\n", n.Name, n.Addr, n.PID)
+	}
+	if err != nil {
+		return err
+	}
+	// A node killed after its grace period leaves its registration until
+	// its ZooKeeper session expires.
+	var gone []int
+	for {
+		if gone, err = coord.ForgetPartitions(rctx, client, partitions); !errors.Is(err, coord.ErrPartitionInUse) {
+			break
+		}
+		select {
+		case <-rctx.Done():
+			return fmt.Errorf("forget the retired partitions: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("forget the retired partitions: %w", err)
+	}
+	fmt.Fprintf(out, "  retired partitions' nodes stopped, their data moved to %s; partitions removed from ZooKeeper: %v\n", filepath.Join(dir, cluster.RetiredDir), gone)
 	return nil
 }
 

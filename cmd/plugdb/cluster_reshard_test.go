@@ -52,9 +52,10 @@ nodes: {replicas: 3, base_port: %d}
 	}
 	up := startClusterUp(t, dir, cfg, 1)
 
-	// Refused before anything starts: fewer partitions, the same layout.
+	// Refused before anything starts: fewer partitions than the config's,
+	// the same layout.
 	for _, c := range []struct{ n, want string }{
-		{"1", "a move to fewer is not built yet"},
+		{"1", "allowed values are 2..1024: keyspace default's config has 2 partitions, the fewest a local cluster runs"},
 		{"2", "already has 2 partitions placed by hash: nothing to move"},
 	} {
 		res := runPlugdb(t, 30*time.Second, "cluster", "reshard", "--dir", dir, "--partitions", c.n)
@@ -232,9 +233,39 @@ nodes: {replicas: 3, base_port: %d}
 			t.Fatalf("after a restart, %s = %q, %v; want %q", k, got.GetValue(), err, v)
 		}
 	}
+
+	// A move to fewer partitions, 4 → 3: partition 3's keys move to the
+	// others, its nodes stop, its data goes to DIR/retired, and ZooKeeper
+	// forgets it (and partition 4, which the aborted move made); every key
+	// reads back.
 	procs = recorded(t, dir)
-	if down := runPlugdb(t, 2*time.Minute, "cluster", "down", "--dir", dir); down.code != 0 || !strings.Contains(down.stdout, "node-p3-r2 (pid") {
-		t.Fatalf("cluster down after the restart\n%s", down)
+	shrink := runPlugdb(t, 2*time.Minute, "cluster", "reshard", "--dir", dir, "--partitions", "3")
+	if shrink.code != 0 || !strings.Contains(shrink.stdout, "now has 3 partitions placed by hash") ||
+		!strings.Contains(shrink.stdout, "stopped node-p3-r2") || !strings.Contains(shrink.stdout, "partitions removed from ZooKeeper: [3") {
+		t.Fatalf("plugdb cluster reshard --partitions 3 (fewer):\n%s\n%s", shrink, up2.output())
+	}
+	for _, p := range procs {
+		if strings.HasPrefix(p.Name, "node-p3-") && p.Alive() {
+			t.Errorf("%s still runs after its partition was retired", p)
+		}
+	}
+	if old, _ := filepath.Glob(filepath.Join(dir, "retired", "p3-r*")); len(old) != 3 {
+		t.Errorf("retired data folders %q, want partition 3's three", old)
+	}
+	if st, err := kv2.Status(ctx, &plugdbv1.StatusRequest{}); err != nil || len(st.GetPartitions()) != 3 {
+		t.Errorf("router status after the move to fewer: %d partitions, %v; want 3", len(st.GetPartitions()), err)
+	}
+	for k, v := range want {
+		got, err := kv2.Get(ctx, &plugdbv1.GetRequest{Key: []byte(k)})
+		if err != nil || string(got.GetValue()) != v {
+			t.Fatalf("after the move to fewer, %s = %q, %v; want %q", k, got.GetValue(), err, v)
+		}
+	}
+
+	procs = recorded(t, dir)
+	if down := runPlugdb(t, 2*time.Minute, "cluster", "down", "--dir", dir); down.code != 0 || !strings.Contains(down.stdout, "node-p2-r2 (pid") ||
+		strings.Contains(down.stdout, "node-p3-") {
+		t.Fatalf("cluster down after the move to fewer\n%s", down)
 	}
 	up2.waitExit(t, time.Minute)
 	assertAllGone(t, procs, dir, rec.ZooKeeper)

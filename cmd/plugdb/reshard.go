@@ -28,6 +28,7 @@ type reshardFlags struct {
 	partitioner    string
 	options        []string
 	abort          bool
+	forget         bool
 	timeout        time.Duration
 }
 
@@ -63,10 +64,11 @@ func reshardCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.file, "config", "", "the cluster's config file (YAML): where ZooKeeper is, the cluster's name")
 	fl.StringVar(&f.keyspace, "keyspace", "", "the keyspace to move (default: the default keyspace)")
-	fl.IntVar(&f.partitions, "partitions", 0, "the new partition count (at least the current one); 0: resume the recorded move")
+	fl.IntVar(&f.partitions, "partitions", 0, "the new partition count (1 or more; fewer retires the highest partitions); 0: resume the recorded move")
 	fl.StringVar(&f.partitioner, "partitioner", "", "the new partitioner (bundled: hash, ring, range; default: the current one)")
 	fl.StringArrayVar(&f.options, "option", nil, "an option of the new partitioner, k=v (repeat); with no --partitioner, replaces the current options")
 	fl.BoolVar(&f.abort, "abort", false, "roll back the recorded move (before its flip) instead")
+	fl.BoolVar(&f.forget, "forget-retired", false, "instead, remove from ZooKeeper the partitions a move to fewer retired, once their nodes are stopped\n(needed before a later move adds them again)")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up after this long (the move stays recorded: run again to resume)")
 	return cmd
 }
@@ -95,6 +97,9 @@ func runReshard(ctx context.Context, cfg config.Config, f reshardFlags, progress
 		}
 		fmt.Fprintln(out, "reshard aborted: the layout is unchanged")
 		return nil
+	}
+	if f.forget {
+		return forgetRetired(ctx, client, out)
 	}
 	cur, err := coord.ReadMeta(ctx, client)
 	if err != nil {
@@ -148,13 +153,33 @@ func runReshard(ctx context.Context, cfg config.Config, f reshardFlags, progress
 		rep.CaughtUp, rep.Deleted, rep.Fenced.Round(time.Millisecond))
 	fmt.Fprintf(out, "  old copies pruned: %d\n", rep.Pruned)
 	if rep.Retired > 0 {
-		fmt.Fprintf(out, "  partitions %d..%d are retired: they hold no key now; stop their nodes (plugdb cluster reshard does it for a local cluster)\n",
-			after.Partitions, after.Partitions+rep.Retired-1)
+		fmt.Fprintf(out, "  partitions %d..%d are retired: they hold no key now; stop their nodes, then run plugdb reshard --forget-retired\n"+
+			"  (plugdb cluster reshard does both for a local cluster)\n", after.Partitions, after.Partitions+rep.Retired-1)
 	}
 	if counts, err := keysPerPartition(ctx, top, after.Partitions, kcfg.Keyspace); err == nil {
 		fmt.Fprintf(out, "  keys per partition: %s\n", spread(counts))
 	} else {
 		fmt.Fprintf(out, "  keys per partition: unknown (%v)\n", err)
+	}
+	return nil
+}
+
+// forgetRetired removes the znodes of the partitions beyond the layout's
+// count (coord.ForgetPartitions).
+func forgetRetired(ctx context.Context, client *coord.Client, out io.Writer) error {
+	cur, err := coord.ReadMeta(ctx, client)
+	if err != nil {
+		return err
+	}
+	gone, err := coord.ForgetPartitions(ctx, client, cur.Partitions)
+	if len(gone) > 0 {
+		fmt.Fprintf(out, "forgot retired partitions %v (the layout has %d)\n", gone, cur.Partitions)
+	}
+	if err != nil {
+		return fmt.Errorf("forget retired partitions: %w", err)
+	}
+	if len(gone) == 0 {
+		fmt.Fprintf(out, "no retired partition to forget (the layout has %d)\n", cur.Partitions)
 	}
 	return nil
 }

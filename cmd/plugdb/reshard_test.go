@@ -290,7 +290,8 @@ func TestReshardLinearizable(t *testing.T) {
 }
 
 // TestReshardSeries is the measured series of docs/resharding.md: 2 → 3 → 4
-// hash partitions, then hash → range, on 100k keys with 16 writers and 8
+// hash partitions, then hash → range, then back to 3 hash partitions
+// (retiring one), on 100k keys with 16 writers and 8
 // readers running through the router. It asserts what must hold (no request
 // fails, every acknowledged write reads back, the keys moved are the ones the
 // partitioners place elsewhere) and logs the figures: rows moved against the
@@ -314,6 +315,7 @@ func TestReshardSeries(t *testing.T) {
 		{"hash 3→4", []string{"--partitions", "4"}, metaOf(3, "hash", nil), metaOf(4, "hash", nil)},
 		{"hash→range 4", []string{"--partitions", "4", "--partitioner", "range", "--option", "splits=k025000,k050000,k075000"},
 			metaOf(4, "hash", nil), metaOf(4, "range", splits)},
+		{"range 4→hash 3 (fewer)", []string{"--partitions", "3", "--partitioner", "hash"}, metaOf(4, "range", splits), metaOf(3, "hash", nil)},
 	}
 	loadedKeys := make([][]byte, keys)
 	for i := range loadedKeys {

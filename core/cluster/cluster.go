@@ -480,8 +480,11 @@ func (c *Cluster) waitReady(ctx context.Context, began time.Time) ([]*plugdbv1.S
 			}
 			sts = append(sts, st)
 			// The router lists the partitions of the keyspace's layout,
-			// which a move may have grown beyond the config's.
-			n := max(k.Partitions, len(st.GetPartitions()))
+			// which a move may have made other than the config's.
+			n := len(st.GetPartitions())
+			if n == 0 {
+				n = k.Partitions
+			}
 			if missing := leaderless(st, n); len(missing) > 0 {
 				text := partitionProgress(n, missing)
 				if k.Keyspace != "" {

@@ -32,6 +32,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -63,6 +64,9 @@ type AddNodesRequest struct {
 	// nodes.replicas nodes of each partition from the keyspace's configured
 	// count up to Partitions-1 that has none running.
 	Partitions int `json:"partitions"`
+	// Retire asks instead to stop the nodes of the partitions from
+	// Partitions on, which a move to fewer partitions retired (RetireNodes).
+	Retire bool `json:"retire,omitempty"`
 }
 
 // addNodesResult is the supervisor's answer.
@@ -93,7 +97,11 @@ func (c *Cluster) ServeRequest() error {
 		res.Error = fmt.Sprintf("%s: %v", path, err)
 	} else {
 		res.ID = req.ID
-		nodes, err := c.AddNodes(req.Keyspace, req.Partitions)
+		add := c.AddNodes
+		if req.Retire {
+			add = c.RetireNodes
+		}
+		nodes, err := add(req.Keyspace, req.Partitions)
 		res.Nodes = nodes
 		if err != nil {
 			res.Error = err.Error()
@@ -144,16 +152,17 @@ func (c *Cluster) AddNodes(keyspace string, partitions int) ([]Process, error) {
 			total++
 		}
 	}
-	env := withNodeProcs(c.env, runtime.NumCPU(), total+(partitions-k.Partitions)*k.Nodes.Replicas)
+	from := k.Partitions
+	env := withNodeProcs(c.env, runtime.NumCPU(), total+(partitions-from)*k.Nodes.Replicas)
 	var out []Process
-	for p := k.Partitions; p < partitions; p++ {
+	for p := from; p < partitions; p++ {
 		for r := 0; r < k.Nodes.Replicas; r++ {
 			if n, ok := running[nodeName(k.Keyspace, p, r)]; ok {
 				out = append(out, n.process())
 			}
 		}
 	}
-	started, err := c.startNodes(k, k.Partitions, partitions, env, func(name string) bool { return running[name] == nil })
+	started, err := c.startNodes(k, from, partitions, env, func(name string) bool { return running[name] == nil })
 	for _, n := range started {
 		c.monitors.Add(1)
 		go c.monitor(n)
@@ -168,9 +177,102 @@ func (c *Cluster) AddNodes(keyspace string, partitions int) ([]Process, error) {
 		for i, n := range started {
 			names[i] = fmt.Sprintf("%s %s (pid %d)", n.name, n.addr, n.id.PID)
 		}
-		c.printf("plugdb cluster: started for keyspace %s's partitions %d..%d: %s\n", keyspaceName(k.Keyspace), k.Partitions, partitions-1, strings.Join(names, ", "))
+		c.printf("plugdb cluster: started for keyspace %s's partitions %d..%d: %s\n", keyspaceName(k.Keyspace), from, partitions-1, strings.Join(names, ", "))
 	}
 	return out, c.save()
+}
+
+// RetiredDir is where the supervisor moves the data folders of retired
+// nodes, under the cluster folder.
+const RetiredDir = "retired"
+
+// RetireNodes stops the nodes of keyspace's partitions from partitions on
+// (a move to fewer partitions retired them: they hold no key), removes them
+// from the record, moves their data folders to DIR/retired/ (with the time
+// in their names), and returns the nodes it stopped. Started again, the
+// cluster does not start them: their data folders are gone from DIR/data
+// (grownPartitions).
+func (c *Cluster) RetireNodes(keyspace string, partitions int) ([]Process, error) {
+	select {
+	case <-c.stopped:
+		return nil, errors.New("the cluster is stopping")
+	default:
+	}
+	if keyspace == config.DefaultKeyspace {
+		keyspace = ""
+	}
+	k, err := c.opts.Config.ForKeyspace(keyspace)
+	if err != nil {
+		return nil, err
+	}
+	if partitions < k.Partitions {
+		// The config's partitions are the local cluster's floor: `cluster
+		// up` starts their nodes at fixed ports whatever the layout.
+		return nil, fmt.Errorf("retire nodes from partition %d: allowed values are %d..%d (keyspace %s's config has %d partitions, the fewest a local cluster runs)",
+			partitions, k.Partitions, config.MaxPartitions-1, keyspaceName(k.Keyspace), k.Partitions)
+	}
+	retire := map[string]bool{}
+	for p := partitions; p < config.MaxPartitions; p++ {
+		for r := range k.Nodes.Replicas {
+			retire[nodeName(k.Keyspace, p, r)] = true
+		}
+	}
+	var stopped []*child
+	c.mu.Lock()
+	kept := c.nodes[:0]
+	for _, n := range c.nodes {
+		if retire[n.name] {
+			stopped = append(stopped, n)
+		} else {
+			kept = append(kept, n)
+		}
+	}
+	c.nodes = kept
+	c.rec.Children = slices.DeleteFunc(c.rec.Children, func(p Process) bool { return retire[p.Name] })
+	c.mu.Unlock()
+	var out []Process
+	var errs []error
+	stamp := time.Now().UTC().Format("20060102T150405")
+	// Together, as Stop stops nodes: a replica may wait on its peers.
+	var wg sync.WaitGroup
+	for _, n := range stopped {
+		wg.Go(func() { n.stop(c.opts.StopGrace) })
+	}
+	wg.Wait()
+	for _, n := range stopped {
+		out = append(out, n.process())
+		var p, r int
+		if _, err := fmt.Sscanf(n.name[strings.LastIndex(n.name, "-p")+1:], "p%d-r%d", &p, &r); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", n.name, err))
+			continue
+		}
+		from := dataDir(c.dir, k.Keyspace, p, r)
+		to := filepath.Join(c.dir, RetiredDir, strings.TrimPrefix(from, filepath.Join(c.dir, "data")+string(filepath.Separator))+"-"+stamp)
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.Rename(from, to); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("move %s's data folder aside: %w", n.name, err))
+		}
+	}
+	if len(stopped) > 0 {
+		names := make([]string, len(stopped))
+		for i, n := range stopped {
+			names[i] = fmt.Sprintf("%s %s (pid %d)", n.name, n.addr, n.id.PID)
+		}
+		c.printf("plugdb cluster: stopped the nodes of keyspace %s's retired partitions %d and above: %s; their data is in %s\n",
+			keyspaceName(k.Keyspace), partitions, strings.Join(names, ", "), filepath.Join(c.dir, RetiredDir))
+	}
+	return out, errors.Join(append(errs, c.save())...)
+}
+
+// dataDir is the data folder of replica r of keyspace ks's partition p.
+func dataDir(dir, ks string, p, r int) string {
+	if ks != "" {
+		return filepath.Join(dir, "data", "keyspaces", ks, fmt.Sprintf("p%d-r%d", p, r))
+	}
+	return filepath.Join(dir, "data", fmt.Sprintf("p%d-r%d", p, r))
 }
 
 // startNodes starts the nodes of partitions from..to-1 of keyspace k whose
@@ -213,12 +315,11 @@ func (c *Cluster) startNodes(k config.Config, from, to int, env []string, start 
 			}
 			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(next))
 			used[next] = true
-			data := filepath.Join(c.dir, "data", fmt.Sprintf("p%d-r%d", p, r))
+			data := dataDir(c.dir, k.Keyspace, p, r)
 			// A partition the layout may not have yet (the move is about to
 			// add it, or an aborted one did not).
 			args := append(append([]string{"node"}, base...), "--partition", strconv.Itoa(p), "--addr", addr, "--new-partition")
 			if k.Keyspace != "" {
-				data = filepath.Join(c.dir, "data", "keyspaces", k.Keyspace, fmt.Sprintf("p%d-r%d", p, r))
 				args = append(args, "--keyspace", k.Keyspace)
 			}
 			args = append(args, "--data", data)
