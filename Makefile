@@ -34,7 +34,7 @@ test: test-deps build
 # (docs/resharding.md), about 5 minutes on 2 cores.
 # `make test` skips them (they need -long); test-long runs only them, and
 # .ci/run runs it after `make test`.
-LONG_TESTS := TestFailoverLosesNoAcknowledgedWrite|TestLinearizableUnderLeaderKills|TestClusterFailoverTimes|TestNemesis|TestReshardSeries|TestReshardSurvivesKills|TestReshardSurvivesNetworkFaults
+LONG_TESTS := TestFailoverLosesNoAcknowledgedWrite|TestLinearizableUnderLeaderKills|TestClusterFailoverTimes|TestNemesis|TestReshardSeries|TestReshardSurvivesKills|TestReshardSurvivesNetworkFaults|TestClusterReshardSurvivesLeaderKills
 
 test-long: test-deps
 	$(GOTEST) -race -count=1 -timeout 30m -run '^($(LONG_TESTS))$$' ./cmd/plugdb -long

@@ -35,8 +35,9 @@ func clusterReshardCommand() *cobra.Command {
 			"stop them with the others); once each new partition has a leader, the move runs as\n" +
 			"`plugdb reshard` runs it, with the cluster's config file. A move to fewer partitions (down\n" +
 			"to the config's count) then stops the retired partitions' nodes, moves their data to\n" +
-			"DIR/retired and removes them from ZooKeeper. Progress goes to stderr. A move\n" +
-			"already recorded is not started again: `plugdb reshard --config FILE` resumes it.",
+			"DIR/retired and removes them from ZooKeeper. Progress goes to stderr. Run again after an\n" +
+			"interruption, it resumes the recorded move; a move to another layout already recorded is\n" +
+			"refused (`plugdb reshard --config FILE` resumes it, `--abort` rolls it back).",
 		Example: "  plugdb cluster reshard --partitions 3\n" +
 			"  plugdb cluster reshard --dir /tmp/c --partitions 4 --partitioner ring --option vnodes=128\n" +
 			"  plugdb cluster reshard --keyspace events --partitions 3",
@@ -103,11 +104,9 @@ func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready ti
 	if err != nil {
 		return err
 	}
-	if r, running, err := coord.ReadReshard(cctx, client); err != nil {
+	r, running, err := coord.ReadReshard(cctx, client)
+	if err != nil {
 		return err
-	} else if running {
-		return fmt.Errorf("a move of keyspace %s is already recorded (%s): resume it with `%s`, or roll it back (before its flip) with `%s --abort`",
-			keyspaceName(f.keyspace), r, resume, resume)
 	}
 	cancel()
 	if f.partitions < kcfg.Partitions {
@@ -118,7 +117,14 @@ func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready ti
 	if err != nil {
 		return err
 	}
-	if coord.SameLayout(cur, to) {
+	switch {
+	case running && !coord.SameLayout(r.To, to):
+		return fmt.Errorf("a move of keyspace %s is already recorded (%s): resume it with `%s` (or this command with its layout), or roll it back (before its flip) with `%s --abort`",
+			keyspaceName(f.keyspace), r, resume, resume)
+	case running:
+		// The same command again, after it was interrupted: it resumes.
+		cur = r.From
+	case coord.SameLayout(cur, to):
 		return fmt.Errorf("keyspace %s already has %d partitions placed by %s: nothing to move", keyspaceName(f.keyspace), cur.Partitions, cur.Partitioner.Plugin)
 	}
 

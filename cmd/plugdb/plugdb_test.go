@@ -52,6 +52,7 @@ var longTests = []string{
 	"TestReshardSeries",
 	"TestReshardSurvivesKills",
 	"TestReshardSurvivesNetworkFaults",
+	"TestClusterReshardSurvivesLeaderKills",
 }
 
 // requireLong skips t unless -long was given: t is one of longTests, a

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,7 +74,7 @@ func (l *reshardLoad) write(ctx context.Context, stop <-chan struct{}) func() in
 	return func() int64 { wg.Wait(); return failed.Load() }
 }
 
-// check reads every key with one strong scan through the router: each
+// check reads every loaded key with one strong scan through the router: each
 // exactly once, with its last acknowledged value (or v0). A write that
 // failed may or may not have happened; none ran on these keys since, as
 // the writers are stopped before a check, except through an unanswered
@@ -86,7 +88,7 @@ func (l *reshardLoad) check(ctx context.Context, step string) {
 		l.t.Fatalf("%s: scan: %v", step, err)
 	}
 	n := 0
-	for ; ; n++ {
+	for {
 		row, err := stream.Recv()
 		if err == io.EOF {
 			break
@@ -94,6 +96,10 @@ func (l *reshardLoad) check(ctx context.Context, step string) {
 		if err != nil {
 			l.t.Fatalf("%s: scan: %v\n%s", step, err, l.c.logs())
 		}
+		if !strings.HasPrefix(string(row.GetKey()), "k") {
+			continue // another load's key (the linearizability clients')
+		}
+		n++
 		want, ok := l.acked[string(row.GetKey())]
 		if !ok {
 			want = "v0"
@@ -223,7 +229,8 @@ func TestReshardSurvivesKills(t *testing.T) {
 // to ZooKeeper is black-holed mid-move (its session expires while the
 // process runs on); the reshard command's own link to ZooKeeper is
 // black-holed mid-move. Each move finishes (run again once if it stopped),
-// and every acknowledged write reads back after each.
+// every acknowledged write reads back after each, and porcupine finds the
+// history of clients running through all three linearizable.
 func TestReshardSurvivesNetworkFaults(t *testing.T) {
 	requireLong(t)
 	zk := zktest.Start(t, 1)
@@ -232,6 +239,19 @@ func TestReshardSurvivesNetworkFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	l := newReshardLoad(t, ctx, c, 30000)
+	// Linearizability clients run through every step; porcupine checks
+	// their history at the end.
+	var linKeys []string
+	for i := range 8 {
+		linKeys = append(linKeys, fmt.Sprintf("lin-%02d", i))
+	}
+	h := &linHistory{start: time.Now()}
+	linStop := make(chan struct{})
+	var lin sync.WaitGroup
+	for id := range 4 {
+		lin.Go(func() { runLinClient(l.kv, h, id, linKeys, linStop) })
+	}
+	defer func() { close(linStop); lin.Wait() }()
 
 	// 1. ZooKeeper stops mid-copy for 4 s (twice the session timeout) and
 	// starts again on its data.
@@ -280,4 +300,113 @@ func TestReshardSurvivesNetworkFaults(t *testing.T) {
 		t.Errorf("move 3: %d writes failed while only the reshard command was cut from ZooKeeper", failed)
 	}
 	l.check(ctx, "after the move with the command cut from ZooKeeper")
+
+	close(linStop)
+	lin.Wait()
+	linStop = make(chan struct{}) // for the deferred close
+	ops := h.finish()
+	t.Logf("%d operations by 4 clients on %d keys across the three moves (%d with unknown outcome): %v", len(ops), len(linKeys), len(h.open), h.summary())
+	checkHistory(t, "reshard-network-faults", ops, c.logs)
+}
+
+// TestClusterReshardSurvivesLeaderKills moves a fresh `plugdb cluster up`
+// (2 partitions × 3 replicas, semi-sync) to 3 partitions under writers and
+// porcupine's clients while the leaders of a source (partition 0) and of
+// the new target (partition 2) are killed with SIGKILL mid-move: followers
+// take over, fence again under their new epochs, and the move ends (the
+// same `cluster reshard` run again resumes it if it stopped). Every
+// acknowledged write reads back, every key once, and the history is
+// linearizable.
+func TestClusterReshardSurvivesLeaderKills(t *testing.T) {
+	requireLong(t)
+	dir := filepath.Join(t.TempDir(), "cluster")
+	nodes := testutil.FreePortRun(t, 9) // the six of cluster up and partition 2's three after them
+	grpcAddr := testutil.FreeAddr(t)
+	text := fmt.Sprintf(`cluster: kills
+partitions: 2
+zookeeper: {servers: ["127.0.0.1:%d"], session_timeout: 2s}
+engine: {plugin: rowfile, options: {sync: batch}}
+partitioner: {plugin: hash, mode: inprocess}
+replicator: {plugin: statement, options: {ack: semi-sync}}
+router: {grpc: "%s", http: "%s"}
+nodes: {replicas: 3, base_port: %d}
+`, testutil.FreePortRun(t, 1), grpcAddr, testutil.FreeAddr(t), nodes)
+	cfg := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up := startClusterUp(t, dir, cfg, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := &reshardCluster{cfg: cfg, grpc: grpcAddr, procs: map[string]*proc{}}
+	l := newReshardLoad(t, ctx, c, 20000)
+	var linKeys []string
+	for i := range 8 {
+		linKeys = append(linKeys, fmt.Sprintf("lin-%02d", i))
+	}
+	h := &linHistory{start: time.Now()}
+	stop := make(chan struct{})
+	var lin sync.WaitGroup
+	for id := range 4 {
+		lin.Go(func() { runLinClient(l.kv, h, id, linKeys, stop) })
+	}
+	wait := l.write(ctx, stop)
+	stopLoad := sync.OnceFunc(func() { close(stop); lin.Wait() })
+	defer stopLoad()
+
+	move := func() *proc {
+		return startProc(t, "cluster reshard", "cluster", "reshard", "--dir", dir, "--partitions", "3")
+	}
+	mv := move()
+	if !testutil.Eventually(ctx, time.Minute, func() bool { return strings.Contains(mv.out.String(), "copy ") || mv.exited() }) {
+		t.Fatalf("the move does not copy:\n%s", mv.out.String())
+	}
+	// killLeader kills partition p's leader with SIGKILL (the supervisor
+	// reports it and leaves it down) and returns its address; a node of
+	// partition p names it (the router lists the current layout's only).
+	killLeader := func(p int) string {
+		t.Helper()
+		procs := recorded(t, dir)
+		for _, pr := range procs {
+			if !strings.HasPrefix(pr.Name, fmt.Sprintf("node-p%d-", p)) || !pr.Alive() {
+				continue
+			}
+			st, err := plugdbv1.NewKVClient(dial(t, pr.Addr)).Status(ctx, &plugdbv1.StatusRequest{})
+			if err != nil {
+				continue
+			}
+			for _, ps := range st.GetPartitions() {
+				for _, r := range ps.GetReplicas() {
+					if r.GetRole() != "leader" {
+						continue
+					}
+					for _, victim := range procs {
+						if victim.Addr == r.GetAddr() {
+							_ = syscall.Kill(victim.PID, syscall.SIGKILL)
+							return victim.Addr
+						}
+					}
+				}
+			}
+		}
+		t.Fatalf("partition %d: no node names a leader to kill", p)
+		return ""
+	}
+	killed := []string{killLeader(0), killLeader(2)}
+	<-mv.done
+	if !strings.Contains(mv.out.String(), "now has 3 partitions") {
+		t.Logf("the move stopped; the same command again:\n%s", mv.out.String())
+		again := move()
+		<-again.done
+		if !strings.Contains(again.out.String(), "now has 3 partitions") {
+			t.Fatalf("cluster reshard run again:\n%s\n%s", again.out.String(), up.output())
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // load pacing: the load runs on the new layout too
+	stopLoad()
+	t.Logf("killed leaders %v; %d writes failed during the failovers", killed, wait())
+	l.check(ctx, "after the move with leaders killed")
+	ops := h.finish()
+	t.Logf("%d operations by 4 clients on %d keys across the move (%d with unknown outcome): %v", len(ops), len(linKeys), len(h.open), h.summary())
+	checkHistory(t, "cluster-reshard-leader-kills", ops, func() string { return up.output() })
 }

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/core/coord"
 	nodev1 "github.com/plugdb/plugdb/proto/plugdb/node/v1"
@@ -18,6 +21,10 @@ import (
 // ZooKeeper names them, over the node service (plugdb.node.v1.Node).
 type GRPCNodes struct {
 	top *coord.Topology
+	// Idle bounds the wait for a snapshot's next chunk and for an import or
+	// a prune (default 30 s): a stuck node or a black-holed link fails the
+	// pass instead of holding it until the move's own deadline.
+	Idle time.Duration
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
@@ -49,7 +56,8 @@ func (g *GRPCNodes) leader(p int) (nodev1.NodeClient, string, error) {
 	addr := g.top.Partition(p).Leader.Addr
 	if addr == "" {
 		g.top.Refresh(p)
-		return nil, "", fmt.Errorf("partition %d has no leader (start its nodes: plugdb node --partition %d)", p, p)
+		// Unavailable: an import waits (retry) for the partition to elect one.
+		return nil, "", status.Errorf(codes.Unavailable, "partition %d has no leader (start its nodes: plugdb node --partition %d)", p, p)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -78,9 +86,16 @@ func (g *GRPCNodes) Snapshot(ctx context.Context, p int, since uint64, each func
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := g.idle()
+	stuck := fmt.Errorf("snapshot from %s: no rows for %v (a stuck node or link; run the move again to resume)", addr, idle)
+	watchdog := time.AfterFunc(idle, func() { cancel(stuck) })
+	defer watchdog.Stop()
 	stream, err := nc.Snapshot(ctx, &nodev1.SnapshotRequest{Partition: uint32(p), SinceLsn: since})
+	if context.Cause(ctx) == stuck {
+		return stuck
+	}
 	if err != nil {
 		return fmt.Errorf("snapshot from %s: %w", addr, err)
 	}
@@ -90,9 +105,13 @@ func (g *GRPCNodes) Snapshot(ctx context.Context, p int, since uint64, each func
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
+		if cause := context.Cause(ctx); cause == stuck {
+			return stuck
+		}
 		if err != nil {
 			return fmt.Errorf("snapshot from %s: %w", addr, err)
 		}
+		watchdog.Stop()
 		if first {
 			lsn, epoch = chunk.GetLsn(), chunk.GetEpoch()
 		}
@@ -103,16 +122,31 @@ func (g *GRPCNodes) Snapshot(ctx context.Context, p int, since uint64, each func
 		if err := each(lsn, epoch, rows); err != nil {
 			return err
 		}
+		watchdog.Reset(idle)
 	}
 }
 
-// Import writes rows into partition p's leader.
+func (g *GRPCNodes) idle() time.Duration {
+	if g.Idle > 0 {
+		return g.Idle
+	}
+	return 30 * time.Second
+}
+
+// Import writes rows into partition p's leader, waiting at most Idle for
+// the answer (then Unavailable, which the mover retries).
 func (g *GRPCNodes) Import(ctx context.Context, p int, version uint64, rows []*nodev1.ImportRow) error {
 	nc, addr, err := g.leader(p)
 	if err != nil {
 		return err
 	}
-	if _, err := nc.Import(ctx, &nodev1.ImportRequest{Partition: uint32(p), LayoutVersion: version, Rows: rows}); err != nil {
+	actx, cancel := context.WithTimeout(ctx, g.idle())
+	defer cancel()
+	if _, err := nc.Import(actx, &nodev1.ImportRequest{Partition: uint32(p), LayoutVersion: version, Rows: rows}); err != nil {
+		if ctx.Err() == nil && actx.Err() != nil {
+			// This attempt's bound, not the move's: worth another try.
+			return status.Errorf(codes.Unavailable, "node %s: import: no answer in %v: %v", addr, g.idle(), err)
+		}
 		return fmt.Errorf("node %s: %w", addr, err)
 	}
 	return nil
