@@ -40,6 +40,9 @@ type memNodes struct {
 	// refuse is how many imports are refused first, as a target that has
 	// not seen the recorded move yet refuses them.
 	refuse atomic.Int32
+	// broken is how many snapshots break after their first chunk, as when
+	// the source's leader dies.
+	broken atomic.Int32
 }
 
 type memRow struct {
@@ -79,6 +82,9 @@ func (n *memNodes) Snapshot(ctx context.Context, p int, since uint64, each func(
 		rows = rows[len(c):]
 		if err := each(lsn, 1, c); err != nil {
 			return err
+		}
+		if n.broken.Add(-1) >= 0 {
+			return status.Errorf(codes.Unavailable, "partition %d: error reading from server: EOF", p)
 		}
 	}
 	return nil
@@ -153,7 +159,8 @@ func locate(t *testing.T, l Locator, key string) int {
 
 // TestMoveCopiesCatchesUpAndPrunes moves 2 hash partitions to 3 ring
 // partitions, and 3 hash partitions to 2 (retiring one), while keys are
-// written, overwritten and deleted between the passes, and checks that
+// written, overwritten and deleted between the passes and two snapshot
+// streams break (read again from the source's leader), and checks that
 // every key ends, with its last value, on its new owner only (a retired
 // partition holds none), and that the internal rows stay where they were.
 func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
@@ -182,6 +189,7 @@ func testMove(t *testing.T, from, to coord.Meta) {
 		nodes.parts[p] = map[string]memRow{}
 	}
 	nodes.refuse.Store(3) // the first imports come before the targets saw the move: tried again
+	nodes.broken.Store(2) // two snapshots break (their leader died): read again
 	want := map[string]string{}
 	write := func(key, value string) {
 		nodes.put(locate(t, fromLoc, key), key, value)
