@@ -282,8 +282,12 @@ func (b *reshardBar) update(p reshard.Progress) {
 		return
 	}
 	b.last = time.Now()
-	fmt.Fprintf(b.w, "\r%-8s %-8s rows read %8d  copied %8d  %8.1f MiB  %v   ", p.Pass, p.State, p.Rows, p.Copied,
-		float64(p.Bytes)/(1<<20), time.Since(b.start).Round(100*time.Millisecond))
+	lag := ""
+	if p.Lag > 0 {
+		lag = fmt.Sprintf("  lag %d statements", p.Lag)
+	}
+	fmt.Fprintf(b.w, "\r%-8s %-8s rows read %8d  copied %8d  %8.1f MiB%s  %v   ", p.Pass, p.State, p.Rows, p.Copied,
+		float64(p.Bytes)/(1<<20), lag, time.Since(b.start).Round(100*time.Millisecond))
 }
 
 func (b *reshardBar) done() { fmt.Fprintln(b.w) }

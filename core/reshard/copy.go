@@ -131,14 +131,18 @@ func (c *copier) pass(ctx context.Context, since []uint64, state coord.ReshardSt
 	var mu sync.Mutex // guards res and the progress reports
 	var wg sync.WaitGroup
 	errs := make([]error, c.r.From.Partitions)
+	lag := make([]uint64, c.r.From.Partitions) // statements each source took since its first-pass snapshot
 	for p := range c.r.From.Partitions {
 		wg.Go(func() {
 			var src sourceResult
 			err := c.retrySource(ctx, p, name, func() (err error) {
-				src, err = c.passSource(ctx, p, since[p], func(rows, copied, size int64) {
+				src, err = c.passSource(ctx, p, since[p], func(lsn uint64, rows, copied, size int64) {
 					mu.Lock()
 					defer mu.Unlock()
-					c.m.progress(Progress{State: state, Pass: name, Rows: res.rows + rows, Copied: res.copied + copied, Bytes: res.size + size})
+					if since[p] > 0 && lsn > since[p] {
+						lag[p] = lsn - since[p]
+					}
+					c.m.progress(Progress{State: state, Pass: name, Rows: res.rows + rows, Copied: res.copied + copied, Bytes: res.size + size, Lag: sum(lag)})
 				})
 				return err
 			})
@@ -164,8 +168,16 @@ func (c *copier) pass(ctx context.Context, since []uint64, state coord.ReshardSt
 	if err := errors.Join(errs...); err != nil {
 		return res, err
 	}
-	c.m.progress(Progress{State: state, Pass: name, Rows: res.rows, Copied: res.copied, Bytes: res.size})
+	c.m.progress(Progress{State: state, Pass: name, Rows: res.rows, Copied: res.copied, Bytes: res.size, Lag: sum(lag)})
 	return res, nil
+}
+
+func sum(xs []uint64) uint64 {
+	var n uint64
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }
 
 // sourceResult is what one source's share of a pass did.
@@ -177,8 +189,8 @@ type sourceResult struct {
 
 // passSource reads source partition p's snapshot: rows above since come
 // with their values and are imported where they move; report gets the
-// running totals.
-func (c *copier) passSource(ctx context.Context, p int, since uint64, report func(rows, copied, size int64)) (sourceResult, error) {
+// running totals and the snapshot's LSN.
+func (c *copier) passSource(ctx context.Context, p int, since uint64, report func(lsn uint64, rows, copied, size int64)) (sourceResult, error) {
 	res := sourceResult{moving: keySets{}}
 	b := c.batches()
 	seen := map[string]struct{}{}
@@ -204,7 +216,7 @@ func (c *copier) passSource(ctx context.Context, p int, since uint64, report fun
 			}
 		}
 		res.lsn = lsn
-		report(res.rows, b.n, b.b)
+		report(lsn, res.rows, b.n, b.b)
 		return nil
 	})
 	if err == nil {

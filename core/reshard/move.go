@@ -74,6 +74,9 @@ type Progress struct {
 	Rows   int64  // rows read in this pass
 	Copied int64  // rows imported (moved) in this pass
 	Bytes  int64  // bytes imported in this pass
+	// Lag is, in the catch-up pass, the statements the sources took since
+	// the first pass's snapshots: what the catch-up reads values for.
+	Lag uint64
 }
 
 // Report is what a finished move did.

@@ -213,7 +213,15 @@ func testMove(t *testing.T, from, to coord.Meta) {
 	if len(moved) < 50 {
 		t.Fatalf("only %d of 300 keys move: the test needs a move", len(moved))
 	}
-	mover := &Mover{Client: client, Nodes: nodes, Open: openLayout, BatchRows: 16}
+	var lagMu sync.Mutex
+	var lag uint64 // the catch-up's largest lag reported
+	mover := &Mover{Client: client, Nodes: nodes, Open: openLayout, BatchRows: 16, Progress: func(p Progress) {
+		lagMu.Lock()
+		defer lagMu.Unlock()
+		if p.Pass == "catch-up" {
+			lag = max(lag, p.Lag)
+		}
+	}}
 	// The writes the first pass misses happen when the state turns fenced,
 	// before the sources acknowledge, as writes in flight would.
 	acked := make(chan struct{})
@@ -253,6 +261,9 @@ func testMove(t *testing.T, from, to coord.Meta) {
 	}
 	if rep.Moved != int64(len(moved)) || rep.Deleted != 10 || rep.CaughtUp < 10 {
 		t.Fatalf("report %+v: want %d moved, 10 deleted, at least 10 caught up", rep, len(moved))
+	}
+	if lag < 30 {
+		t.Errorf("catch-up lag reported %d statements; the sources took at least 30 since the first pass", lag)
 	}
 	if m, _ := coord.ReadMeta(ctx, client); !coord.SameLayout(m, to) || m.Version != 2 {
 		t.Fatalf("meta after the move: %+v", m)
@@ -326,10 +337,10 @@ func TestMoveClearsStaleCopiesAndResumesFenced(t *testing.T) {
 	defer closeTo()
 	for _, resumeFenced := range []bool{false, true} {
 		n := max(from.Partitions, to.Partitions)
-	nodes := &memNodes{t: t, parts: make([]map[string]memRow, n), lsn: make([]uint64, n), to: toLoc}
-	for p := range n {
-		nodes.parts[p] = map[string]memRow{}
-	}
+		nodes := &memNodes{t: t, parts: make([]map[string]memRow, n), lsn: make([]uint64, n), to: toLoc}
+		for p := range n {
+			nodes.parts[p] = map[string]memRow{}
+		}
 		want := map[string]string{}
 		stale := 0
 		for i := range 200 {
