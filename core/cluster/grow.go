@@ -129,15 +129,7 @@ func (c *Cluster) ServeRequest() error {
 // partition the keyspace's layout does not have yet joins empty (a reshard
 // moves keys to it).
 func (c *Cluster) AddNodes(keyspace string, partitions int) ([]Process, error) {
-	select {
-	case <-c.stopped:
-		return nil, errors.New("the cluster is stopping")
-	default:
-	}
-	if keyspace == config.DefaultKeyspace {
-		keyspace = ""
-	}
-	k, err := c.opts.Config.ForKeyspace(keyspace)
+	k, err := c.requestKeyspace(keyspace)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +174,20 @@ func (c *Cluster) AddNodes(keyspace string, partitions int) ([]Process, error) {
 	return out, c.save()
 }
 
+// requestKeyspace returns the config of the keyspace a request names (""
+// or "default": the default one), refusing while the cluster stops.
+func (c *Cluster) requestKeyspace(keyspace string) (config.Config, error) {
+	select {
+	case <-c.stopped:
+		return config.Config{}, errors.New("the cluster is stopping")
+	default:
+	}
+	if keyspace == config.DefaultKeyspace {
+		keyspace = ""
+	}
+	return c.opts.Config.ForKeyspace(keyspace)
+}
+
 // RetiredDir is where the supervisor moves the data folders of retired
 // nodes, under the cluster folder.
 const RetiredDir = "retired"
@@ -193,15 +199,7 @@ const RetiredDir = "retired"
 // cluster does not start them: their data folders are gone from DIR/data
 // (grownPartitions).
 func (c *Cluster) RetireNodes(keyspace string, partitions int) ([]Process, error) {
-	select {
-	case <-c.stopped:
-		return nil, errors.New("the cluster is stopping")
-	default:
-	}
-	if keyspace == config.DefaultKeyspace {
-		keyspace = ""
-	}
-	k, err := c.opts.Config.ForKeyspace(keyspace)
+	k, err := c.requestKeyspace(keyspace)
 	if err != nil {
 		return nil, err
 	}
