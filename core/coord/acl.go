@@ -133,8 +133,8 @@ func secureTree(conn *zk.Conn, root, base string, acl []zk.ACL) ([]string, error
 		if errors.Is(err, zk.ErrNoNode) {
 			return false, nil
 		}
-		if err != nil {
-			return false, fmt.Errorf("read the ACL of %s: %w", p, err)
+		if err != nil { // ZooKeeper shows an ACL only to whom it allows READ or ADMIN
+			return false, fmt.Errorf("read the ACL of %w", refused(p, nil, err))
 		}
 		if !worldOpen(got) {
 			return true, nil
