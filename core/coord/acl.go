@@ -53,32 +53,48 @@ func (c *Client) ACL() []zk.ACL { return append([]zk.ACL(nil), c.acl...) }
 // addAuth presents the client's credentials, if any, within ctx, once the
 // client has a session. go-zookeeper remembers them and sends them again
 // first thing on every later connection (resendZkAuth, before any queued
-// request), a new session after expiry included. A connection lost before
-// the server answered is retried: the credentials are remembered only once
-// answered.
+// request), a new session after expiry included. It retries after a lost
+// connection: the credentials are remembered only once the server answered.
 func (c *Client) addAuth(ctx context.Context) error {
 	creds := c.cfg.Auth
 	if !creds.Set() {
 		return nil
 	}
-	for {
-		err := c.Do(ctx, func(conn *zk.Conn) error {
+	err := c.retry(ctx, func() error {
+		return c.Do(ctx, func(conn *zk.Conn) error {
 			return conn.AddAuth("digest", []byte(creds.User+":"+creds.Password))
 		})
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, zk.ErrConnectionClosed) || ctx.Err() != nil {
-			return fmt.Errorf("authenticate to ZooKeeper %s as %s: %w", strings.Join(c.cfg.Servers, ","), creds, err)
+	})
+	if err != nil {
+		return fmt.Errorf("authenticate to ZooKeeper %s as %s: %w", strings.Join(c.cfg.Servers, ","), creds, err)
+	}
+	return nil
+}
+
+// retry runs fn until it succeeds, fails otherwise than by a lost
+// connection, or ctx ends, waiting for a session before each new try; fn
+// must be idempotent.
+func (c *Client) retry(ctx context.Context, fn func() error) error {
+	for {
+		err := fn()
+		if err == nil || !lostConnection(err) || ctx.Err() != nil {
+			return err
 		}
 		select { // the state change may not have arrived yet
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
+			return err
 		}
 		if _, err := c.WaitSession(ctx); err != nil {
 			return err
 		}
 	}
+}
+
+// lostConnection reports whether err is go-zookeeper's for a request the
+// connection or session ended under.
+func lostConnection(err error) bool {
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) || errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved)
 }
 
 // clusterBase is the cluster's znode: every keyspace's lives under it.
@@ -96,9 +112,11 @@ func (c *Client) secure(ctx context.Context) error {
 	}
 	base := c.clusterBase()
 	if !c.cfg.Auth.Set() {
-		err := c.Do(ctx, func(conn *zk.Conn) error {
-			_, _, err := conn.Get(base)
-			return err
+		err := c.retry(ctx, func() error {
+			return c.Do(ctx, func(conn *zk.Conn) error {
+				_, _, err := conn.Get(base)
+				return err
+			})
 		})
 		switch {
 		case err == nil, errors.Is(err, zk.ErrNoNode):
@@ -109,8 +127,13 @@ func (c *Client) secure(ctx context.Context) error {
 			return fmt.Errorf("check access to %s: %w", base, err)
 		}
 	}
-	secured, err := call(ctx, c, func(conn *zk.Conn) ([]string, error) {
-		return secureTree(conn, c.cfg.Root, base, c.acl)
+	var secured []string
+	err := c.retry(ctx, func() error {
+		var err error
+		secured, err = call(ctx, c, func(conn *zk.Conn) ([]string, error) {
+			return secureTree(conn, c.cfg.Root, base, c.acl)
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cluster %q's znodes with the credentials of %s: %w", c.cfg.Cluster, c.cfg.Auth, err)
