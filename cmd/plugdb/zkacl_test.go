@@ -97,19 +97,7 @@ func TestClusterZooKeeperACLs(t *testing.T) {
 
 	// ZooKeeper refuses an unauthenticated writer, and reader.
 	base := "/plugdb/e2e"
-	anon := zkConn(t, rec.ZooKeeper, "")
-	if _, err := anon.Create(base+"/intruder", nil, 0, zk.WorldACL(zk.PermAll)); !errors.Is(err, zk.ErrNoAuth) {
-		t.Errorf("unauthenticated create under %s: %v, want %v", base, err, zk.ErrNoAuth)
-	}
-	if _, err := anon.Set(base+"/meta", []byte(`{"partitions":1}`), -1); !errors.Is(err, zk.ErrNoAuth) {
-		t.Errorf("unauthenticated set of %s/meta: %v, want %v", base, err, zk.ErrNoAuth)
-	}
-	if err := anon.Delete(base+"/partitions/0/leader", -1); !errors.Is(err, zk.ErrNoAuth) {
-		t.Errorf("unauthenticated delete of partition 0's leader: %v, want %v", err, zk.ErrNoAuth)
-	}
-	if _, _, err := anon.Get(base + "/partitions/0/leader"); !errors.Is(err, zk.ErrNoAuth) {
-		t.Errorf("unauthenticated read of partition 0's leader: %v, want %v", err, zk.ErrNoAuth)
-	}
+	assertZooKeeperRefuses(t, rec.ZooKeeper, base)
 	if data, _, err := zkConn(t, rec.ZooKeeper, "plugdb:e2e-secret").Get(base + "/meta"); err != nil || !strings.Contains(string(data), `"partitions":2`) {
 		t.Errorf("read of %s/meta with the credentials: %q, %v", base, data, err)
 	}
@@ -119,5 +107,26 @@ func TestClusterZooKeeperACLs(t *testing.T) {
 		"node", "--config", open, "--partition", "0", "--addr", testutil.FreeAddr(t), "--data", t.TempDir())
 	if node.code == 0 || !strings.Contains(node.stderr, "no credentials") || !strings.Contains(node.stderr, "zookeeper.auth_file") {
 		t.Errorf("a node without the credentials: want a refusal naming zookeeper.auth_file\n%s", node)
+	}
+	t.Logf("a node without the credentials: %s", strings.TrimSpace(node.stderr))
+}
+
+// assertZooKeeperRefuses checks that ZooKeeper refuses a client without
+// credentials to write or read the znodes of the cluster at base (with a
+// partition 0 that has a leader).
+func assertZooKeeperRefuses(t *testing.T, servers []string, base string) {
+	t.Helper()
+	anon := zkConn(t, servers, "")
+	if _, err := anon.Create(base+"/intruder", nil, 0, zk.WorldACL(zk.PermAll)); !errors.Is(err, zk.ErrNoAuth) {
+		t.Errorf("unauthenticated create under %s: %v, want %v", base, err, zk.ErrNoAuth)
+	}
+	if _, err := anon.Set(base+"/meta", []byte(`{"partitions":1}`), -1); !errors.Is(err, zk.ErrNoAuth) {
+		t.Errorf("unauthenticated set of %s/meta: %v, want %v", base, err, zk.ErrNoAuth)
+	}
+	if err := anon.Delete(base+"/partitions/0/leader", -1); !errors.Is(err, zk.ErrNoAuth) {
+		t.Errorf("unauthenticated delete of %s/partitions/0/leader: %v, want %v", base, err, zk.ErrNoAuth)
+	}
+	if _, _, err := anon.Get(base + "/partitions/0/leader"); !errors.Is(err, zk.ErrNoAuth) {
+		t.Errorf("unauthenticated read of %s/partitions/0/leader: %v, want %v", base, err, zk.ErrNoAuth)
 	}
 }
