@@ -7,6 +7,8 @@
 // cluster folder holds everything:
 //
 //	DIR/zookeeper/          ZooKeeper's data (and logs)
+//	DIR/zookeeper.auth      the ZooKeeper credentials the children get, unless the
+//	                        config names a file (AuthFile)
 //	DIR/data/p<p>-r<r>/     the data folder of replica r of partition p
 //	DIR/data/keyspaces/K/p<p>-r<r>/  the same in keyspace K (not the default one)
 //	DIR/logs/<name>.log     each child's stdout and stderr (router.log, node-p0-r1.log,
