@@ -175,6 +175,21 @@ func TestACLsRefuseClientsWithoutTheCredentials(t *testing.T) {
 		t.Fatalf("the error shows the password: %s", msg)
 	}
 
+	// Another cluster under the same root with other credentials: the
+	// secured root refuses it.
+	other := securedCluster(t, zkSrv.Servers())
+	other.Root = cfg.Root
+	other.Auth = coord.Credentials{User: "other", Password: "pw"}
+	if c, err := coord.Connect(ctx, other); err == nil {
+		_, err = coord.EnsureMeta(ctx, c, meta)
+		c.Close()
+		if !errors.Is(err, coord.ErrNoAuth) {
+			t.Fatalf("a cluster with other credentials under a secured root: %v, want ErrNoAuth", err)
+		}
+	} else if !errors.Is(err, coord.ErrNoAuth) || !strings.Contains(err.Error(), cfg.Root) {
+		t.Fatalf("connect with other credentials under a secured root: %v, want ErrNoAuth naming %s", err, cfg.Root)
+	}
+
 	// The owner still reads and writes.
 	if _, err := coord.EnsureMeta(ctx, connect(t, cfg), meta); err != nil {
 		t.Fatal(err)
@@ -247,5 +262,33 @@ func TestCredentialsSurviveZooKeeperRestart(t *testing.T) {
 	raw := rawConn(t, zkSrv.Servers(), "")
 	if _, err := raw.Create(coord.PathsOf(cfg).Partition(3), nil, 0, zk.WorldACL(zk.PermAll)); !errors.Is(err, zk.ErrNoAuth) {
 		t.Fatalf("unauthenticated create after the restart: %v, want %v", err, zk.ErrNoAuth)
+	}
+}
+
+// TestCredentialsSurviveSessionExpiry: a client cut off from ZooKeeper past
+// its session timeout gets a new session, in which go-zookeeper presents the
+// credentials again: the replica registers and leads again, which writes.
+func TestCredentialsSurviveSessionExpiry(t *testing.T) {
+	zkSrv := zktest.Shared(t)
+	px := newProxy(t, zkSrv.Servers()[0])
+	cfg := securedCluster(t, []string{px.Addr()})
+	a := startLeader(t, cfg)
+	e1, _ := a.k.Leader()
+	_, s1, _ := a.c.State()
+	px.Cut()
+	testutil.WaitFor(t, 20*time.Second, func() bool { _, ok := a.k.Leader(); return !ok }, "a stops leading")
+	// Past the session timeout: the server expires the session.
+	owner := rawConn(t, zkSrv.Servers(), "plugdb:"+cfg.Auth.Password)
+	testutil.WaitFor(t, 20*time.Second, func() bool {
+		children, _, err := owner.Children(coord.PathsOf(cfg).Members(0))
+		return err == nil && len(children) == 0
+	}, "the cut-off session to expire")
+	px.Heal()
+	testutil.WaitFor(t, 30*time.Second, func() bool { e, ok := a.k.Leader(); return ok && e > e1 }, "a leads again")
+	if _, s2, _ := a.c.State(); s2 == s1 {
+		t.Fatalf("session %#x after the expiry, want a new one", s2)
+	}
+	if err := a.k.SetISR(t.Context(), []string{"127.0.0.1:1"}); err != nil {
+		t.Fatalf("write in the new session: %v", err)
 	}
 }
