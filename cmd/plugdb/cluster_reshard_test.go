@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/plugdb/plugdb/core/cluster"
+	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/internal/testutil"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
@@ -181,7 +182,12 @@ func TestClusterReshard(t *testing.T) {
 	}
 
 	// A move already recorded: refused, saying how to resume or abort it.
-	client, err := coord.Connect(ctx, coord.Config{Servers: rec.ZooKeeper, SessionTimeout: 2 * time.Second, Root: "/plugdb", Cluster: "e2e"})
+	user, password, err := config.ReadAuthFile(rec.ZooKeeperAuth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := coord.Connect(ctx, coord.Config{Servers: rec.ZooKeeper, SessionTimeout: 2 * time.Second, Root: "/plugdb", Cluster: "e2e",
+		Auth: coord.Credentials{User: user, Password: password}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +199,7 @@ func TestClusterReshard(t *testing.T) {
 	if again.code == 0 || !strings.Contains(again.stderr, "is already recorded") || !strings.Contains(again.stderr, "plugdb reshard --config "+cfg) {
 		t.Errorf("cluster reshard with a move recorded: want a refusal naming `plugdb reshard --config %s`\n%s", cfg, again)
 	}
-	if abort := runPlugdb(t, 30*time.Second, "reshard", "--config", cfg, "--abort"); abort.code != 0 {
+	if abort := runPlugdbEnv(t, 30*time.Second, []string{"PLUGDB_ZOOKEEPER_AUTH_FILE=" + rec.ZooKeeperAuth}, "reshard", "--config", cfg, "--abort"); abort.code != 0 {
 		t.Errorf("plugdb reshard --abort\n%s", abort)
 	}
 

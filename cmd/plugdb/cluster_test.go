@@ -197,6 +197,11 @@ func TestClusterUpDown(t *testing.T) {
 	if n := len(runningWith("PLUGDB_ZOOKEEPER_SERVERS=" + strings.Join(rec.ZooKeeper, ",") + "\x00")); n < 5 {
 		t.Fatalf("%d processes have the cluster's ZooKeeper in their environment, want the router, 4 nodes and their plugins", n)
 	}
+	// Its znodes are protected by the credentials cluster up made.
+	if rec.ZooKeeperAuth != filepath.Join(dir, cluster.AuthFile) {
+		t.Errorf("credentials %q, want %s", rec.ZooKeeperAuth, filepath.Join(dir, cluster.AuthFile))
+	}
+	assertZooKeeperRefuses(t, rec.ZooKeeper, "/plugdb/e2e")
 	for _, want := range []string{"status: cluster e2e; partition 0 leader", "partition 1 leader", "node-p1-r1", "router gRPC  " + grpcAddr} {
 		if !strings.Contains(up.stdout.String(), want) {
 			t.Errorf("cluster up did not print %q\n%s", want, up.output())

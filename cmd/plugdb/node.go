@@ -115,13 +115,15 @@ func clusterKnown(l *loader.Loader) config.Known {
 // cluster metadata: of the config's keyspace (cfg.Keyspace, as
 // config.ForKeyspace sets it), whose znodes the client then uses.
 func connectZK(ctx context.Context, cfg config.Config, log hclog.Logger) (*coord.Client, error) {
-	zcfg := coord.Config{Servers: cfg.ZooKeeper.Servers, SessionTimeout: cfg.ZooKeeper.SessionTimeout,
-		Root: cfg.ZooKeeper.Root, Cluster: cfg.Cluster, Keyspace: cfg.Keyspace, Logger: log.Named("zookeeper")}
+	zcfg, err := coordConfig(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	client, err := coord.Connect(cctx, zcfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w (is ZooKeeper running? `plugdb cluster up` starts one; zookeeper.servers sets where)", err)
+		return nil, connectError(err, "is ZooKeeper running? `plugdb cluster up` starts one; zookeeper.servers sets where")
 	}
 	if _, err := coord.EnsureMeta(cctx, client, layoutOf(cfg)); err != nil {
 		client.Close()

@@ -85,10 +85,13 @@ func runReshard(ctx context.Context, cfg config.Config, f reshardFlags, progress
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	client, err := coord.Connect(ctx, coord.Config{Servers: kcfg.ZooKeeper.Servers, SessionTimeout: kcfg.ZooKeeper.SessionTimeout,
-		Root: kcfg.ZooKeeper.Root, Cluster: kcfg.Cluster, Keyspace: kcfg.Keyspace, Logger: log.Named("zookeeper")})
+	zcfg, err := coordConfig(kcfg, log)
 	if err != nil {
-		return fmt.Errorf("%w (is the cluster's ZooKeeper running? zookeeper.servers says where)", err)
+		return err
+	}
+	client, err := coord.Connect(ctx, zcfg)
+	if err != nil {
+		return connectError(err, "is the cluster's ZooKeeper running? zookeeper.servers says where")
 	}
 	defer client.Close()
 	if f.abort {

@@ -53,6 +53,10 @@ type Record struct {
 	HTTP string `json:"http"`
 	// ZooKeeper are the ensemble's client addresses.
 	ZooKeeper []string `json:"zookeeper"`
+	// ZooKeeperAuth is the credentials file the children get
+	// (PLUGDB_ZOOKEEPER_AUTH_FILE): the config's zookeeper.auth_file, or
+	// AuthFile in the cluster folder.
+	ZooKeeperAuth string `json:"zookeeper_auth_file,omitempty"`
 	// Requests is true when the supervisor starts nodes on request
 	// (RequestNodes: it handles RequestSignal).
 	Requests bool `json:"requests,omitempty"`

@@ -111,6 +111,9 @@ type ZooKeeper struct {
 	SessionTimeout time.Duration `koanf:"session_timeout" json:"session_timeout"`
 	// Root is plugdb's root znode ("/plugdb").
 	Root string `koanf:"root" json:"root"`
+	// AuthFile names a file holding the digest credentials (user:password)
+	// that protect plugdb's znodes; empty: none, the znodes are open.
+	AuthFile string `koanf:"auth_file" json:"auth_file,omitempty"`
 }
 
 // Plugin is a plugin block: engine, partitioner or replicator.
@@ -279,6 +282,7 @@ func toMap(c Config) map[string]any {
 			"servers":         append([]string(nil), c.ZooKeeper.Servers...),
 			"session_timeout": c.ZooKeeper.SessionTimeout,
 			"root":            c.ZooKeeper.Root,
+			"auth_file":       c.ZooKeeper.AuthFile,
 		},
 		"engine":      block(c.Engine),
 		"partitioner": block(c.Partitioner),
@@ -309,6 +313,7 @@ func (c Config) Validate(known Known) error {
 		{"zookeeper.servers", c.ZooKeeper.Servers, checkServers(c.ZooKeeper.Servers)},
 		{"zookeeper.session_timeout", c.ZooKeeper.SessionTimeout, checkTimeout(c.ZooKeeper.SessionTimeout)},
 		{"zookeeper.root", c.ZooKeeper.Root, checkRoot(c.ZooKeeper.Root)},
+		{"zookeeper.auth_file", c.ZooKeeper.AuthFile, checkAuthFile(c.ZooKeeper.AuthFile)},
 	}
 	plugs := []struct {
 		kind  string

@@ -31,6 +31,7 @@
 //	zookeeper.servers            one or more host:port (a YAML list, or comma-separated)
 //	zookeeper.session_timeout    a positive Go duration (2s, 500ms)
 //	zookeeper.root               an absolute ZooKeeper path (/plugdb)
+//	zookeeper.auth_file          empty, or a file holding user:password: digest ACLs on plugdb's znodes
 //	engine.plugin                a bundled name or a path (containing '/') to a plugin binary
 //	engine.mode                  process | inprocess (empty: process)
 //	engine.sha256                empty, or the plugin binary's SHA-256 in hex
@@ -57,6 +58,7 @@
 //     PLUGDB_ZOOKEEPER_SERVERS → zookeeper.servers,
 //     PLUGDB_ZOOKEEPER_SESSION_TIMEOUT → zookeeper.session_timeout,
 //     PLUGDB_ZOOKEEPER_ROOT → zookeeper.root,
+//     PLUGDB_ZOOKEEPER_AUTH_FILE → zookeeper.auth_file,
 //     PLUGDB_ENGINE_PLUGIN → engine.plugin, PLUGDB_ENGINE_MODE → engine.mode,
 //     PLUGDB_ENGINE_SHA256 → engine.sha256 (and the same for PARTITIONER and
 //     REPLICATOR), PLUGDB_ROUTER_GRPC → router.grpc, PLUGDB_ROUTER_HTTP → router.http,

@@ -18,7 +18,7 @@ var pluginKeys = []string{"plugin", "mode", "sha256", "options"}
 // sections lists each section's keys in file order ("" is the top level).
 var sections = map[string][]string{
 	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes", "keyspaces"},
-	"zookeeper":   {"servers", "session_timeout", "root"},
+	"zookeeper":   {"servers", "session_timeout", "root", "auth_file"},
 	"engine":      pluginKeys,
 	"partitioner": pluginKeys,
 	"replicator":  pluginKeys,
@@ -46,6 +46,7 @@ var leaves = map[string]leaf{
 	"zookeeper.servers":         {parse: parseServers},
 	"zookeeper.session_timeout": {parse: parseTimeout},
 	"zookeeper.root":            {parse: stringParser(checkRoot, allowedRoot)},
+	"zookeeper.auth_file":       {parse: stringParser(checkAuthFileName, allowedAuthFile)},
 	"router.grpc":               {parse: stringParser(checkAddr, allowedHostPort)},
 	"router.http":               {parse: stringParser(checkAddr, allowedHostPort)},
 }
