@@ -316,7 +316,8 @@ func (c *copier) awaitFence(ctx context.Context) ([]uint64, error) {
 	for p := range epochs {
 		for {
 			e := c.m.Nodes.LeaderEpoch(p)
-			acked, err := coord.FenceAcked(ctx, c.m.Client, p)
+			var acked uint64
+			err := zkRetry(ctx, func() (err error) { acked, err = coord.FenceAcked(ctx, c.m.Client, p); return err })
 			if err != nil {
 				return nil, err
 			}
