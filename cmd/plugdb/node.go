@@ -256,7 +256,8 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		ksName = api.DefaultKeyspace
 	}
 	kv := api.NewKeyspaceServer(map[string]api.Backend{ksName: n})
-	srv, err := server.Start(ctx, kv, o.addr, "", n.RegisterServices, callstream.Register(kv))
+	calls := callstream.NewServer(kv)
+	srv, err := server.Start(ctx, kv, o.addr, "", n.RegisterServices, calls.Register)
 	if err != nil {
 		return err
 	}
@@ -290,7 +291,9 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	calls.Drain() // the router's call streams end: the graceful stop need not wait for it
 	srv.Stop(stopCtx)
+	calls.Wait()
 	if errors.Is(runErr, context.Canceled) {
 		return nil
 	}
