@@ -32,6 +32,7 @@ const connectTimeout = 15 * time.Second
 func nodeCommand() *cobra.Command {
 	var (
 		file, addr, data, replAddr string
+		metricsAddr                string
 		advertise, replAdvertise   string
 		keyspace                   string
 		part                       int
@@ -51,6 +52,9 @@ func nodeCommand() *cobra.Command {
 			set := map[string]string{}
 			if data != "" {
 				set["data"] = data
+			}
+			if metricsAddr != "" {
+				set["metrics.addr"] = metricsAddr
 			}
 			cfg, err := config.Load(config.Source{File: file, Env: os.Environ(), Flags: set})
 			if err != nil {
@@ -96,6 +100,7 @@ func nodeCommand() *cobra.Command {
 	cmd.Flags().IntVar(&part, "partition", -1, "the partition this replica holds, 0..partitions-1")
 	cmd.Flags().StringVar(&addr, "addr", "", "host:port to listen on; also the address the router and other nodes use")
 	cmd.Flags().StringVar(&data, "data", "", "this replica's data folder (sets config key data)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "host:port to serve Prometheus /metrics and /healthz on (sets config key metrics.addr; docs/metrics.md)")
 	cmd.Flags().StringVar(&replAddr, "repl-addr", "", "host:port the replicator listens on for its peers (default: --addr's host, any free port; published in ZooKeeper)")
 	cmd.Flags().StringVar(&advertise, "advertise", "", "host:port the router and other nodes reach this node at, when not --addr (e.g. through a proxy or NAT);\nalso its name in ZooKeeper")
 	cmd.Flags().StringVar(&replAdvertise, "repl-advertise", "", "host:port peers reach the replicator at, when not the address it listens on; published in ZooKeeper")
@@ -178,6 +183,11 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		return err
 	}
 	defer client.Close()
+	m, err := newProcessMetrics()
+	if err != nil {
+		return err
+	}
+	l.OnRestart = m.plugins.Restarted
 	layout, err := nodeLayout(ctx, client, &cfg, p, o.newPartition, log)
 	if err != nil {
 		return err
@@ -201,6 +211,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
+	repl = m.plugins.Replicator(repl, cfg.Replicator.Plugin)
 	defer func() {
 		if err := repl.Close(); err != nil {
 			log.Error("close replicator", "error", err)
@@ -219,6 +230,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
+	eng = m.plugins.Engine(eng, cfg.Engine.Plugin, keyspaceLabel(cfg.Keyspace), p)
 	part, err := partition.OpenReplica(ctx, p, eng, repl, partition.ReplicaOptions{Logger: log, AnswerAtCommit: logIsCommitPoint})
 	if err != nil {
 		eng.Close()
@@ -253,11 +265,17 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if ksName == "" {
 		ksName = api.DefaultKeyspace
 	}
-	kv := api.NewKeyspaceServer(map[string]api.Backend{ksName: n})
-	srv, err := server.Start(ctx, kv, o.addr, "", n.RegisterServices, callstream.Register(kv))
+	kv := m.countedKV(api.NewKeyspaceServer(map[string]api.Backend{ksName: n}))
+	nm, err := startNodeMetrics(m, cfg, p, client, n, repl)
+	if err != nil {
+		return fmt.Errorf("partition %d: %w", p, err)
+	}
+	defer nm.Stop()
+	srv, err := server.StartWith(ctx, kv, o.addr, "", m.extra(nil), n.RegisterServices, callstream.Register(kv), m.grpc.Init)
 	if err != nil {
 		return err
 	}
+	nm.serving.Store(true)
 	runCtx, stopRun := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- n.Run(runCtx) }()
@@ -267,6 +285,9 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}
 	fmt.Printf("plugdb node: cluster %q%s partition %d at %s, replicator %s at %s, data in %s, ZooKeeper %v\n",
 		cfg.Cluster, ksText, p, srv.GRPCAddr(), cfg.Replicator.Plugin, repl.Addr(), dir, cfg.ZooKeeper.Servers)
+	if a := nm.Addr(); a != "" {
+		fmt.Printf("  metrics http://%s/metrics   (health: /healthz)\n", a)
+	}
 
 	var runErr error
 	select {

@@ -44,9 +44,10 @@ func routerCommand() *cobra.Command {
 
 // keyspaceRouter is the router of one keyspace and what it holds open.
 type keyspaceRouter struct {
-	cfg   config.Config // the keyspace's, as config.ForKeyspace makes it
-	r     *router.Router
-	close func()
+	cfg    config.Config // the keyspace's, as config.ForKeyspace makes it
+	r      *router.Router
+	client *coord.Client
+	close  func()
 }
 
 // openKeyspaceRouter joins keyspace name of cfg's cluster: its own ZooKeeper
@@ -93,7 +94,7 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log
 		client.Close()
 		return nil, fmt.Errorf("keyspace %s: %w", name, err)
 	}
-	return &keyspaceRouter{cfg: kcfg, r: r, close: func() {
+	return &keyspaceRouter{cfg: kcfg, r: r, client: client, close: func() {
 		r.Close()
 		stopWatch()
 		client.Close()
@@ -116,7 +117,12 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 		routers = append(routers, kr)
 		backends[name] = kr.r
 	}
-	srv, err := server.Start(ctx, api.NewKeyspaceServer(backends), cfg.Router.GRPC, cfg.Router.HTTP)
+	m, stopMetrics, err := startRouterMetrics(routers)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	srv, err := server.StartWith(ctx, m.countedKV(api.NewKeyspaceServer(backends)), cfg.Router.GRPC, cfg.Router.HTTP, m.extra(m.health), m.grpc.Init)
 	if err != nil {
 		return err
 	}
@@ -135,6 +141,7 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 	if len(routers) > 1 {
 		fmt.Printf("        http://%s/v1/keyspaces/NAME/kv/KEY\n", srv.HTTPAddr())
 	}
+	fmt.Printf("  metrics http://%s/metrics   (health: /healthz)\n", srv.HTTPAddr())
 
 	var runErr error
 	select {
