@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +34,45 @@ var (
 		"plugdb_plugin_call_duration_seconds", "plugdb_plugin_restarts_total",
 	}
 )
+
+// docFamilyRE finds a family in a table row of docs/metrics.md.
+var docFamilyRE = regexp.MustCompile("(?m)^\\| `(plugdb_[a-z0-9_]+)`")
+
+// checkMetricsDoc: docs/metrics.md lists every plugdb_ family the router
+// and a leader node expose, and no other.
+func checkMetricsDoc(t *testing.T, scrapes ...metricstest.Families) {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range docFamilyRE.FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = true
+	}
+	exposed := map[string]bool{}
+	for _, f := range scrapes {
+		for name := range f {
+			if strings.HasPrefix(name, "plugdb_") {
+				exposed[name] = true
+			}
+		}
+	}
+	for name := range exposed {
+		if !documented[name] {
+			t.Errorf("%s is exposed but not in docs/metrics.md", name)
+		}
+	}
+	for name := range documented {
+		if !exposed[name] {
+			t.Errorf("docs/metrics.md lists %s, which neither the router nor a leader node exposes", name)
+		}
+	}
+}
 
 // healthz returns the status code and body of url's /healthz, or 0 and the
 // error.
@@ -184,6 +226,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	if v := sum(t, node, "plugdb_replication_in_sync_replicas", p0); v != 2 {
 		t.Errorf("leader %s: plugdb_replication_in_sync_replicas %v, want 2", leader0, v)
 	}
+	checkMetricsDoc(t, router, node)
 
 	// Partition 1 loses both its nodes: it has no leader, and the router
 	// cannot serve it.

@@ -337,8 +337,8 @@ func TestPluginsEngine(t *testing.T) {
 	if v, _ := f.Sum("plugdb_plugin_call_duration_seconds", map[string]string{"kind": "engine", "plugin": "memory", "method": "Get"}); v != 1 {
 		t.Errorf("Get calls %v, want 1", v)
 	}
-	if _, ok := f.Sum("plugdb_plugin_call_errors_total", nil); ok {
-		t.Error("a not-found Get counted as a failed call")
+	if v, ok := f.Sum("plugdb_plugin_call_errors_total", nil); !ok || v != 0 {
+		t.Errorf("plugin call errors %v (family there: %v); want 0: a not-found Get is no failed call", v, ok)
 	}
 	if v, _ := f.Sum("plugdb_plugin_restarts_total", map[string]string{"kind": "engine", "plugin": "memory"}); v != 1 {
 		t.Errorf("restarts %v, want 1", v)

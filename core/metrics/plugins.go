@@ -70,8 +70,17 @@ func (o observer) done(method string, began time.Time, err error) {
 	}
 }
 
-func (p *Plugins) observer(kind, plugin string) observer {
-	p.restarts.WithLabelValues(kind, plugin) // the series exists from the start
+// The methods whose error series exist from the start, by plugin kind.
+var (
+	engineMethods     = []string{"Get", "Apply", "AppliedLSN", "Stats", "Flush", "Close"}
+	replicatorMethods = []string{"Lead", "SetPeers", "Replicate", "Follow", "Applied", "EpochAt", "Restored", "Status", "Close"}
+)
+
+func (p *Plugins) observer(kind, plugin string, methods []string) observer {
+	p.restarts.WithLabelValues(kind, plugin) // the series exist from the start
+	for _, m := range methods {
+		p.errors.WithLabelValues(kind, plugin, m)
+	}
 	return observer{p: p, kind: kind, plugin: plugin}
 }
 
@@ -79,7 +88,7 @@ func (p *Plugins) observer(kind, plugin string) observer {
 // partition the partition it holds. The result has the optional interfaces
 // e has (it is an engines.Proxy).
 func (p *Plugins) Engine(e engines.Engine, plugin, keyspace string, partition int) engines.Engine {
-	return &engine{e: e, o: p.observer("engine", plugin), apply: p.apply.WithLabelValues(keyspace, strconv.Itoa(partition))}
+	return &engine{e: e, o: p.observer("engine", plugin, engineMethods), apply: p.apply.WithLabelValues(keyspace, strconv.Itoa(partition))}
 }
 
 // engine is a timed engines.Engine.
@@ -171,7 +180,7 @@ func (m *engine) Flush(ctx context.Context) (uint64, error) {
 
 // Replicator returns r with its calls timed; plugin names it.
 func (p *Plugins) Replicator(r replicators.Replicator, plugin string) replicators.Replicator {
-	return &replicator{r: r, o: p.observer("replicator", plugin)}
+	return &replicator{r: r, o: p.observer("replicator", plugin, replicatorMethods)}
 }
 
 // replicator is a timed replicators.Replicator. Deliveries streams: it is
