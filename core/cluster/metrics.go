@@ -1,5 +1,12 @@
 package cluster
 
+import (
+	"net"
+	"strconv"
+
+	"github.com/plugdb/plugdb/core/config"
+)
+
 // metricsFlag is the node flag that gives its metrics address.
 const metricsFlag = "--metrics-addr"
 
@@ -24,4 +31,40 @@ func (c *child) metricsAddr() string {
 		}
 	}
 	return ""
+}
+
+// metricsPorts gives the nodes of the partitions a move added (which the
+// metrics.base_port scheme does not place) metrics ports after the highest
+// recorded one, as startNodes gives them their own ports.
+type metricsPorts struct {
+	on   bool
+	port int // the last one given
+	used map[int]bool
+}
+
+// newMetricsPorts notes the recorded metrics ports in used (shared with the
+// nodes' own ports, so that neither takes the other's).
+func newMetricsPorts(k config.Config, children []Process, used map[int]bool) *metricsPorts {
+	m := &metricsPorts{on: k.Metrics.BasePort != 0, port: k.Metrics.BasePort - 1, used: used}
+	for _, p := range children {
+		if p.Metrics != "" {
+			used[port(p.Metrics)] = true
+			m.port = max(m.port, port(p.Metrics))
+		}
+	}
+	return m
+}
+
+// next returns the arguments that give the next node its metrics address;
+// none when metrics.base_port is 0.
+func (m *metricsPorts) next() ([]string, error) {
+	if !m.on {
+		return nil, nil
+	}
+	p, err := freePort(m.port+1, m.used)
+	if err != nil {
+		return nil, err
+	}
+	m.port, m.used[p] = p, true
+	return metricsArgs(net.JoinHostPort("127.0.0.1", strconv.Itoa(p))), nil
 }
