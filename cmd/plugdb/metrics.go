@@ -79,22 +79,19 @@ func routerKeyspaces(routers []*keyspaceRouter) []metrics.Keyspace {
 	return out
 }
 
-// startRouterMetrics makes the router's metrics: those of every process
-// and its keyspaces' partitions and sessions, whose leader changes it counts
-// until stop. Its health: every session up, every partition led.
-func startRouterMetrics(routers []*keyspaceRouter) (m *processMetrics, stop func(), err error) {
-	if m, err = newProcessMetrics(); err != nil {
-		return nil, nil, err
-	}
+// startRouterMetrics adds to m the router's keyspaces' partitions and
+// sessions, whose leader changes it counts until stop, and sets m.health:
+// every session up, every partition led.
+func startRouterMetrics(m *processMetrics, routers []*keyspaceRouter) (stop func(), err error) {
 	parts, err := metrics.NewPartitions(m.reg, routerKeyspaces(routers)...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("metrics: %w", err)
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	m.health = parts.Health
 	ctx, cancel := context.WithCancel(context.Background())
 	watched := make(chan struct{})
 	go func() { parts.Watch(ctx); close(watched) }()
-	return m, func() { cancel(); <-watched }, nil
+	return func() { cancel(); <-watched }, nil
 }
 
 // nodeMetrics is a node's metrics: its partition's view in ZooKeeper, its

@@ -196,6 +196,9 @@ func TestMetricsAndHealth(t *testing.T) {
 	if got := sum(t, router, "plugdb_grpc_server_handled_total", map[string]string{"grpc_method": "Put", "grpc_code": "OK"}); got < float64(sent) {
 		t.Errorf("router: plugdb_grpc_server_handled_total{grpc_method=Put} %v, want at least %d", got, sent)
 	}
+	if got := sum(t, router, "plugdb_plugin_call_duration_seconds", map[string]string{"kind": "partitioner", "plugin": "hash", "method": "Locate"}); got < float64(sent) {
+		t.Errorf("router: partitioner Locate calls %v, want at least one per put (%d)", got, sent)
+	}
 	node := scrape(t, c, metricsOf[leader0])
 	grew := func(f, before metricstest.Families, name string, labels map[string]string) float64 {
 		return sum(t, f, name, labels) - sum(t, before, name, labels)

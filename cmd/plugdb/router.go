@@ -55,7 +55,7 @@ type keyspaceRouter struct {
 // router serves few keyspaces, so a session each costs little and keeps
 // their watches apart), its metadata checked, its partitioner loaded, and a
 // router.Router watching its topology.
-func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log hclog.Logger) (*keyspaceRouter, error) {
+func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, pm *processMetrics, log hclog.Logger) (*keyspaceRouter, error) {
 	kcfg, err := cfg.ForKeyspace(name)
 	if err != nil {
 		return nil, err
@@ -67,6 +67,7 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log
 	if err != nil {
 		return nil, fmt.Errorf("keyspace %s: %w", name, err)
 	}
+	l.OnRestart = pm.plugins.Restarted
 	// The keyspace's recorded layout: the config's partitions and
 	// partitioner are only what it was created with, and a reshard may
 	// have moved it since.
@@ -81,7 +82,11 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log
 	// (its mode: in-process, or a plugin process); another in process if
 	// bundled.
 	open := func(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
-		return openLayout(ctx, l, m, kcfg.Partitioner, false)
+		p, err := openLayout(ctx, l, m, kcfg.Partitioner, false)
+		if err != nil {
+			return nil, err
+		}
+		return pm.plugins.Partitioner(p, m.Partitioner.Plugin), nil
 	}
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	r, err := router.New(watchCtx, client, meta, open, router.Info{
@@ -108,16 +113,20 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 			kr.close()
 		}
 	}()
+	m, err := newProcessMetrics()
+	if err != nil {
+		return err
+	}
 	backends := map[string]api.Backend{}
 	for _, name := range cfg.KeyspaceNames() {
-		kr, err := openKeyspaceRouter(ctx, cfg, name, log)
+		kr, err := openKeyspaceRouter(ctx, cfg, name, m, log)
 		if err != nil {
 			return err
 		}
 		routers = append(routers, kr)
 		backends[name] = kr.r
 	}
-	m, stopMetrics, err := startRouterMetrics(routers)
+	stopMetrics, err := startRouterMetrics(m, routers)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/plugdb/plugdb/engines"
 	"github.com/plugdb/plugdb/engines/memory"
 	"github.com/plugdb/plugdb/internal/testutil"
+	"github.com/plugdb/plugdb/partitioners/hash"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -342,5 +343,48 @@ func TestPluginsEngine(t *testing.T) {
 	}
 	if v, _ := f.Sum("plugdb_plugin_restarts_total", map[string]string{"kind": "engine", "plugin": "memory"}); v != 1 {
 		t.Errorf("restarts %v, want 1", v)
+	}
+}
+
+func TestPluginsPartitioner(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p, err := NewPlugins(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	inner, err := hash.Open(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := p.Partitioner(inner, "hash")
+	defer part.Close()
+	if err := part.Configure(ctx, 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	keys := [][]byte{[]byte("a"), []byte("b")}
+	got, want := make([]int, 2), make([]int, 2)
+	if err := part.Locate(ctx, keys, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.Locate(ctx, keys, want); err != nil || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("the timed partitioner places %v, the partitioner %v (%v)", got, want, err)
+	}
+	if err := part.Configure(ctx, 0, nil); err == nil {
+		t.Fatal("0 partitions configured")
+	}
+	f := gather(t, reg)
+	for _, c := range []struct {
+		name, method string
+		want         float64
+	}{
+		{"plugdb_plugin_call_duration_seconds", "Locate", 1},
+		{"plugdb_plugin_call_duration_seconds", "Configure", 2},
+		{"plugdb_plugin_call_errors_total", "Configure", 1},
+		{"plugdb_plugin_call_errors_total", "Locate", 0},
+	} {
+		if v, _ := f.Sum(c.name, map[string]string{"kind": "partitioner", "plugin": "hash", "method": c.method}); v != c.want {
+			t.Errorf("%s{method=%s} = %v, want %v", c.name, c.method, v, c.want)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plugdb/plugdb/engines"
+	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/replicators"
 )
 
@@ -255,6 +256,47 @@ func (m *replicator) Status(ctx context.Context) (replicators.Status, error) {
 func (m *replicator) Close() error {
 	began := time.Now()
 	err := m.r.Close()
+	m.o.done("Close", began, err)
+	return err
+}
+
+// Partitioner returns p with its calls timed; plugin names it.
+func (p *Plugins) Partitioner(part partitioners.Partitioner, plugin string) partitioners.Partitioner {
+	return &partitioner{p: part, o: p.observer("partitioner", plugin, partitionerMethods)}
+}
+
+var partitionerMethods = []string{"Configure", "Locate", "Range", "Close"}
+
+// partitioner is a timed partitioners.Partitioner.
+type partitioner struct {
+	p partitioners.Partitioner
+	o observer
+}
+
+func (m *partitioner) Configure(ctx context.Context, partitions int, options map[string]string) error {
+	began := time.Now()
+	err := m.p.Configure(ctx, partitions, options)
+	m.o.done("Configure", began, err)
+	return err
+}
+
+func (m *partitioner) Locate(ctx context.Context, keys [][]byte, out []int) error {
+	began := time.Now()
+	err := m.p.Locate(ctx, keys, out)
+	m.o.done("Locate", began, err)
+	return err
+}
+
+func (m *partitioner) Range(ctx context.Context, start, end []byte) ([]int, error) {
+	began := time.Now()
+	parts, err := m.p.Range(ctx, start, end)
+	m.o.done("Range", began, err)
+	return parts, err
+}
+
+func (m *partitioner) Close() error {
+	began := time.Now()
+	err := m.p.Close()
 	m.o.done("Close", began, err)
 	return err
 }
