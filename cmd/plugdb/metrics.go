@@ -155,6 +155,15 @@ func (nm *nodeMetrics) Addr() string {
 	return nm.srv.Addr()
 }
 
+// Err reports a metrics server that stopped serving on its own; nil (a
+// channel that never delivers) without a metrics address.
+func (nm *nodeMetrics) Err() <-chan error {
+	if nm.srv == nil {
+		return nil
+	}
+	return nm.srv.Err()
+}
+
 // Stop stops serving the metrics and watching ZooKeeper for them.
 func (nm *nodeMetrics) Stop() {
 	nm.stopping.Store(true)

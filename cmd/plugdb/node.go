@@ -297,7 +297,10 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		runErr = fmt.Errorf("node server stopped: %w", err)
 	case err := <-ran:
 		runErr = fmt.Errorf("election stopped: %w", err)
+	case err := <-nm.Err():
+		runErr = err
 	}
+	nm.stopping.Store(true) // /healthz: 503 while the node withdraws and drains
 	// Withdraw first so a follower takes over at once, then drain requests.
 	stopRun()
 	select {
