@@ -21,8 +21,8 @@ import (
 // others; asked again, it starts none; fewer partitions are refused.
 func TestAddNodesOnRequest(t *testing.T) {
 	opts, out := testOptions(t, 1)
-	opts.Config.Nodes.BasePort = testutil.FreePortRun(t, 6) // 4 nodes, then the 2 new ones
-	opts.Config.Metrics.BasePort = testutil.FreePortRun(t, 6)  // their metrics addresses
+	opts.Config.Nodes.BasePort = testutil.FreePortRun(t, 6)   // 4 nodes, then the 2 new ones
+	opts.Config.Metrics.BasePort = testutil.FreePortRun(t, 6) // their metrics addresses
 	opts.ServeRequests = true
 	requests := make(chan os.Signal, 1)
 	signal.Notify(requests, RequestSignal)
