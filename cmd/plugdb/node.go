@@ -32,6 +32,7 @@ const connectTimeout = 15 * time.Second
 func nodeCommand() *cobra.Command {
 	var (
 		file, addr, data, replAddr string
+		metricsAddr                string
 		advertise, replAdvertise   string
 		keyspace                   string
 		part                       int
@@ -51,6 +52,9 @@ func nodeCommand() *cobra.Command {
 			set := map[string]string{}
 			if data != "" {
 				set["data"] = data
+			}
+			if metricsAddr != "" {
+				set["metrics.addr"] = metricsAddr
 			}
 			cfg, err := config.Load(config.Source{File: file, Env: os.Environ(), Flags: set})
 			if err != nil {
@@ -96,6 +100,7 @@ func nodeCommand() *cobra.Command {
 	cmd.Flags().IntVar(&part, "partition", -1, "the partition this replica holds, 0..partitions-1")
 	cmd.Flags().StringVar(&addr, "addr", "", "host:port to listen on; also the address the router and other nodes use")
 	cmd.Flags().StringVar(&data, "data", "", "this replica's data folder (sets config key data)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "host:port to serve Prometheus /metrics and /healthz on (sets config key metrics.addr; docs/metrics.md)")
 	cmd.Flags().StringVar(&replAddr, "repl-addr", "", "host:port the replicator listens on for its peers (default: --addr's host, any free port; published in ZooKeeper)")
 	cmd.Flags().StringVar(&advertise, "advertise", "", "host:port the router and other nodes reach this node at, when not --addr (e.g. through a proxy or NAT);\nalso its name in ZooKeeper")
 	cmd.Flags().StringVar(&replAdvertise, "repl-advertise", "", "host:port peers reach the replicator at, when not the address it listens on; published in ZooKeeper")
@@ -180,6 +185,11 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		return err
 	}
 	defer client.Close()
+	m, err := newProcessMetrics()
+	if err != nil {
+		return err
+	}
+	l.OnRestart = m.plugins.Restarted
 	layout, err := nodeLayout(ctx, client, &cfg, p, o.newPartition, log)
 	if err != nil {
 		return err
@@ -203,6 +213,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
+	repl = m.plugins.Replicator(repl, cfg.Replicator.Plugin)
 	defer func() {
 		if err := repl.Close(); err != nil {
 			log.Error("close replicator", "error", err)
@@ -221,6 +232,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
+	eng = m.plugins.Engine(eng, cfg.Engine.Plugin, keyspaceLabel(cfg.Keyspace), p)
 	part, err := partition.OpenReplica(ctx, p, eng, repl, partition.ReplicaOptions{Logger: log, AnswerAtCommit: logIsCommitPoint})
 	if err != nil {
 		eng.Close()
@@ -255,12 +267,18 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if ksName == "" {
 		ksName = api.DefaultKeyspace
 	}
-	kv := api.NewKeyspaceServer(map[string]api.Backend{ksName: n})
+	kv := m.countedKV(api.NewKeyspaceServer(map[string]api.Backend{ksName: n}))
+	nm, err := startNodeMetrics(m, cfg, p, client, n, repl)
+	if err != nil {
+		return fmt.Errorf("partition %d: %w", p, err)
+	}
+	defer nm.Stop()
 	calls := callstream.NewServer(kv)
-	srv, err := server.Start(ctx, kv, o.addr, "", n.RegisterServices, calls.Register)
+	srv, err := server.StartWith(ctx, kv, o.addr, "", m.extra(nil), n.RegisterServices, calls.Register, m.grpc.Init)
 	if err != nil {
 		return err
 	}
+	nm.serving.Store(true)
 	runCtx, stopRun := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- n.Run(runCtx) }()
@@ -270,6 +288,9 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}
 	fmt.Printf("plugdb node: cluster %q%s partition %d at %s, replicator %s at %s, data in %s, ZooKeeper %v\n",
 		cfg.Cluster, ksText, p, srv.GRPCAddr(), cfg.Replicator.Plugin, repl.Addr(), dir, cfg.ZooKeeper.Servers)
+	if a := nm.Addr(); a != "" {
+		fmt.Printf("  metrics http://%s/metrics   (health: /healthz)\n", a)
+	}
 
 	var runErr error
 	select {
@@ -279,7 +300,10 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		runErr = fmt.Errorf("node server stopped: %w", err)
 	case err := <-ran:
 		runErr = fmt.Errorf("election stopped: %w", err)
+	case err := <-nm.Err():
+		runErr = err
 	}
+	nm.stopping.Store(true) // /healthz: 503 while the node withdraws and drains
 	// Withdraw first so a follower takes over at once, then drain requests.
 	stopRun()
 	select {

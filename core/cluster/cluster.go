@@ -322,7 +322,7 @@ func (c *Cluster) start(ctx context.Context, cfgFile string, clients []string) e
 					data = filepath.Join(c.dir, "data", "keyspaces", k.Keyspace, fmt.Sprintf("p%d-r%d", p, r))
 					args = append(args, "--keyspace", k.Keyspace)
 				}
-				args = append(args, "--data", data)
+				args = append(append(args, "--data", data), metricsArgs(k.MetricsAddr(p, r))...)
 				n, err := startChild(name, addr, filepath.Join(logDir, name+".log"), o.Binary, args, nodeEnv)
 				if err != nil {
 					return err
@@ -585,12 +585,17 @@ func (c *Cluster) printEndpoints(sts []*plugdbv1.StatusResponse, took time.Durat
 		fmt.Fprintf(&b, "               http://%s/v1/keyspaces/NAME/kv/KEY\n", cfg.Router.HTTP)
 	}
 	fmt.Fprintf(&b, "  zookeeper    %s   (credentials: %s)\n", strings.Join(c.zk.Servers(), ","), c.rec.ZooKeeperAuth)
+	fmt.Fprintf(&b, "  metrics      http://%s/metrics (router; nodes: below)\n", cfg.Router.HTTP)
 	width := 12
 	for _, n := range c.nodes {
 		width = max(width, len(n.name))
 	}
 	for _, n := range c.nodes {
-		fmt.Fprintf(&b, "  %-*s %s   (pid %d, log %s)\n", width, n.name, n.addr, n.cmd.Process.Pid, n.log)
+		metrics := ""
+		if m := n.metricsAddr(); m != "" {
+			metrics = "metrics http://" + m + "/metrics, "
+		}
+		fmt.Fprintf(&b, "  %-*s %s   (%spid %d, log %s)\n", width, n.name, n.addr, metrics, n.cmd.Process.Pid, n.log)
 	}
 	for i, st := range sts {
 		if i == 0 {

@@ -290,6 +290,7 @@ func (c *Cluster) startNodes(k config.Config, from, to int, env []string, start 
 			highest = max(highest, port(p.Addr))
 		}
 	}
+	metrics := newMetricsPorts(k, c.rec.Children, used)
 	cfgFile := c.rec.Config
 	c.mu.Unlock()
 	if highest == 0 {
@@ -320,7 +321,11 @@ func (c *Cluster) startNodes(k config.Config, from, to int, env []string, start 
 			if k.Keyspace != "" {
 				args = append(args, "--keyspace", k.Keyspace)
 			}
-			args = append(args, "--data", data)
+			margs, err := metrics.next()
+			if err != nil {
+				return started, err
+			}
+			args = append(append(args, "--data", data), margs...)
 			n, err := startChild(name, addr, filepath.Join(c.dir, "logs", name+".log"), c.opts.Binary, args, env)
 			if err != nil {
 				return started, err

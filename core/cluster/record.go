@@ -38,6 +38,9 @@ type Process struct {
 	Addr string `json:"addr,omitempty"`
 	// Log is its log file (stdout and stderr); empty for the supervisor.
 	Log string `json:"log,omitempty"`
+	// Metrics is where a node serves /metrics and /healthz (metrics.base_port);
+	// empty: nowhere. The router serves them on its HTTP address.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // Record is the content of RecordFile.

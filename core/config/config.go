@@ -33,6 +33,7 @@ type Config struct {
 	Replicator  Plugin    `koanf:"replicator" json:"replicator"`
 	Router      Router    `koanf:"router" json:"router"`
 	Nodes       Nodes     `koanf:"nodes" json:"nodes"`
+	Metrics     Metrics   `koanf:"metrics" json:"metrics"`
 	// Keyspaces are the keyspaces besides the default one (the top-level
 	// partitions, engine, partitioner and replicator), by name; see
 	// docs/keyspaces.md.
@@ -89,6 +90,9 @@ func (c Config) ForKeyspace(name string) (Config, error) {
 	out.Keyspace = name
 	out.Data = filepath.Join(c.Data, "keyspaces", name)
 	out.Nodes.BasePort += offset
+	if out.Metrics.BasePort != 0 {
+		out.Metrics.BasePort += offset
+	}
 	if ks.Partitions != 0 {
 		out.Partitions = ks.Partitions
 	}
@@ -289,6 +293,7 @@ func toMap(c Config) map[string]any {
 		"replicator":  block(c.Replicator),
 		"router":      map[string]any{"grpc": c.Router.GRPC, "http": c.Router.HTTP},
 		"nodes":       map[string]any{"replicas": c.Nodes.Replicas, "base_port": c.Nodes.BasePort},
+		"metrics":     map[string]any{"addr": c.Metrics.Addr, "base_port": c.Metrics.BasePort},
 	}
 }
 
@@ -363,7 +368,7 @@ func (c Config) Validate(known Known) error {
 	if e := checkNodePorts(c.Nodes.BasePort, total, c.Nodes.Replicas); e != nil {
 		return fmt.Errorf("nodes.base_port %d: %s", c.Nodes.BasePort, e)
 	}
-	return nil
+	return c.validateMetrics(total)
 }
 
 // validateKeyspace checks what keyspace name (k, as ForKeyspace made it)

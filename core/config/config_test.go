@@ -274,14 +274,14 @@ func TestEnvNamesUnambiguous(t *testing.T) {
 	}
 	wantKeys := []string{"cluster", "data", "partitions", "zookeeper.servers", "zookeeper.session_timeout", "zookeeper.root", "zookeeper.auth_file",
 		"engine.plugin", "engine.mode", "engine.sha256", "partitioner.plugin", "partitioner.mode", "partitioner.sha256",
-		"replicator.plugin", "replicator.mode", "replicator.sha256", "router.grpc", "router.http", "nodes.replicas", "nodes.base_port"}
+		"replicator.plugin", "replicator.mode", "replicator.sha256", "router.grpc", "router.http", "nodes.replicas", "nodes.base_port", "metrics.addr", "metrics.base_port"}
 	if !slices.Equal(Keys(), wantKeys) {
 		t.Errorf("Keys() = %v", Keys())
 	}
 }
 
 func TestLoadErrors(t *testing.T) {
-	const topKeys = "cluster, data, partitions, zookeeper, engine, partitioner, replicator, router, nodes, keyspaces"
+	const topKeys = "cluster, data, partitions, zookeeper, engine, partitioner, replicator, router, nodes, metrics, keyspaces"
 	tests := []struct {
 		name  string
 		file  string // FILE in want is the file's path

@@ -17,13 +17,14 @@ var pluginKeys = []string{"plugin", "mode", "sha256", "options"}
 
 // sections lists each section's keys in file order ("" is the top level).
 var sections = map[string][]string{
-	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes", "keyspaces"},
+	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes", "metrics", "keyspaces"},
 	"zookeeper":   {"servers", "session_timeout", "root", "auth_file"},
 	"engine":      pluginKeys,
 	"partitioner": pluginKeys,
 	"replicator":  pluginKeys,
 	"router":      {"grpc", "http"},
 	"nodes":       {"replicas", "base_port"},
+	"metrics":     {"addr", "base_port"},
 }
 
 // keyspaceKeys are the keys of one keyspace under keyspaces.NAME: the
@@ -49,6 +50,8 @@ var leaves = map[string]leaf{
 	"zookeeper.auth_file":       {parse: stringParser(checkAuthFileName, allowedAuthFile)},
 	"router.grpc":               {parse: stringParser(checkAddr, allowedHostPort)},
 	"router.http":               {parse: stringParser(checkAddr, allowedHostPort)},
+	"metrics.addr":              {parse: stringParser(checkMetricsAddr, allowedMetricsAddr)},
+	"metrics.base_port":         {parse: intParser(checkMetricsBasePort, allowedMetricsBasePort)},
 }
 
 func init() {

@@ -34,6 +34,11 @@ type Server struct {
 // Start listens on grpcAddr and httpAddr and serves kv on both; an empty
 // httpAddr serves gRPC only. register adds more services to the gRPC server.
 func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string, register ...func(*grpc.Server)) (*Server, error) {
+	return StartWith(ctx, kv, grpcAddr, httpAddr, Extra{}, register...)
+}
+
+// StartWith is Start with x's gRPC options and HTTP handlers.
+func StartWith(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string, x Extra, register ...func(*grpc.Server)) (*Server, error) {
 	grpcLis, err := net.Listen("tcp", grpcAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for gRPC on %s: %w", grpcAddr, err)
@@ -46,7 +51,7 @@ func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string,
 			return nil, fmt.Errorf("listen for REST on %s: %w", httpAddr, err)
 		}
 	}
-	s := &Server{grpc: grpc.NewServer(), health: health.NewServer(), grpcLis: grpcLis, httpLis: httpLis, errc: make(chan error, 2)}
+	s := &Server{grpc: grpc.NewServer(x.GRPCOptions...), health: health.NewServer(), grpcLis: grpcLis, httpLis: httpLis, errc: make(chan error, 2)}
 	plugdbv1.RegisterKVServer(s.grpc, kv)
 	for _, r := range register {
 		r(s.grpc)
@@ -74,7 +79,7 @@ func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string,
 		s.conn.Close()
 		return nil, fmt.Errorf("REST gateway: %w", err)
 	}
-	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: x.handler(handler), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := s.http.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
 			s.errc <- err
