@@ -268,8 +268,8 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}
 	fmt.Printf("plugdb node: cluster %q%s partition %d at %s, replicator %s at %s, data in %s, ZooKeeper %v\n",
 		cfg.Cluster, ksText, p, srv.GRPCAddr(), cfg.Replicator.Plugin, repl.Addr(), dir, cfg.ZooKeeper.Servers)
-	if addr != o.addr {
-		fmt.Printf("  advertised in ZooKeeper as %s\n", addr)
+	if replPub := replAdvertise(repl.Addr(), o.replAdvertise, addr); addr != o.addr || replPub != repl.Addr() {
+		fmt.Printf("  advertised in ZooKeeper as %s, replicator %s\n", addr, replPub)
 	}
 
 	var runErr error
