@@ -34,7 +34,7 @@ func TestClusterOnThreeHosts(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to make network namespaces (ip netns); CI runs make test as root")
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	prefix := fmt.Sprintf("plugdb-%d", os.Getpid())
 	if err := netns.Usable(ctx, prefix+"-probe"); err != nil {
