@@ -81,10 +81,11 @@ func nodeCommand() *cobra.Command {
 			} else if _, _, err := net.SplitHostPort(replAddr); err != nil {
 				return fmt.Errorf("--repl-addr %q: give a host:port for the replicator, e.g. 127.0.0.1:0", replAddr)
 			}
-			for _, a := range []struct{ flag, val string }{{"--advertise", advertise}, {"--repl-advertise", replAdvertise}} {
-				if _, _, err := net.SplitHostPort(a.val); a.val != "" && err != nil {
-					return fmt.Errorf("%s %q: give the host:port others reach it at, e.g. 127.0.0.1:7201", a.flag, a.val)
-				}
+			if _, _, err := net.SplitHostPort(replAdvertise); replAdvertise != "" && err != nil {
+				return fmt.Errorf("--repl-advertise %q: give the host:port others reach it at, e.g. 127.0.0.1:7201", replAdvertise)
+			}
+			if advertise, err = nodeAdvertise(addr, advertise); err != nil {
+				return err
 			}
 			level, _ := cmd.Flags().GetString("log-level")
 			opts := nodeOptions{part: part, addr: addr, replAddr: replAddr, advertise: advertise, replAdvertise: replAdvertise, unclean: unclean, newPartition: newPartition}
@@ -98,11 +99,11 @@ func nodeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&file, "config", "", "config file (YAML) overlaying the built-in defaults")
 	cmd.Flags().StringVar(&keyspace, "keyspace", config.DefaultKeyspace, "the keyspace whose partition this replica holds (docs/keyspaces.md); it serves no other")
 	cmd.Flags().IntVar(&part, "partition", -1, "the partition this replica holds, 0..partitions-1")
-	cmd.Flags().StringVar(&addr, "addr", "", "host:port to listen on; also the address the router and other nodes use")
+	cmd.Flags().StringVar(&addr, "addr", "", "host:port to listen on; also the address the router and other nodes use unless --advertise is given\n(0.0.0.0:PORT or [::]:PORT, every interface, needs --advertise)")
 	cmd.Flags().StringVar(&data, "data", "", "this replica's data folder (sets config key data)")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "host:port to serve Prometheus /metrics and /healthz on (sets config key metrics.addr; docs/metrics.md)")
 	cmd.Flags().StringVar(&replAddr, "repl-addr", "", "host:port the replicator listens on for its peers (default: --addr's host, any free port; published in ZooKeeper)")
-	cmd.Flags().StringVar(&advertise, "advertise", "", "host:port the router and other nodes reach this node at, when not --addr (e.g. through a proxy or NAT);\nalso its name in ZooKeeper")
+	cmd.Flags().StringVar(&advertise, "advertise", "", "host:port the router and other nodes reach this node at, when not --addr (another machine's view,\na proxy, NAT, a container's service name); also its name in ZooKeeper")
 	cmd.Flags().StringVar(&replAdvertise, "repl-advertise", "", "host:port peers reach the replicator at, when not the address it listens on; published in ZooKeeper")
 	cmd.Flags().BoolVar(&newPartition, "new-partition", false, "start a node of a partition the keyspace's layout does not have yet, which a reshard will add:\nit joins empty and serves no key until the move flips (docs/resharding.md)")
 	cmd.Flags().BoolVar(&unclean, "unclean-election", false, "let this replica lead although it is not in the in-sync set; with ack async, writes the old leader\nacknowledged that this replica never received are lost")
@@ -259,7 +260,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}, node.Config{Replicator: repl, Partitioner: placer, Layout: layout,
 		OpenLayout: func(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
 			return openLayout(ctx, l, m, cfg.Partitioner, true)
-		}, ReplAddr: o.replAdvertise, Unclean: o.unclean, Logger: log})
+		}, ReplAddr: replAdvertise(repl.Addr(), o.replAdvertise, addr), Unclean: o.unclean, Logger: log})
 	// The node serves its keyspace alone: a request naming another one is
 	// refused (InvalidArgument, naming this one), never served from this
 	// partition.
@@ -290,6 +291,9 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		cfg.Cluster, ksText, p, srv.GRPCAddr(), cfg.Replicator.Plugin, repl.Addr(), dir, cfg.ZooKeeper.Servers)
 	if a := nm.Addr(); a != "" {
 		fmt.Printf("  metrics http://%s/metrics   (health: /healthz)\n", a)
+	}
+	if replPub := replAdvertise(repl.Addr(), o.replAdvertise, addr); addr != o.addr || replPub != repl.Addr() {
+		fmt.Printf("  advertised in ZooKeeper as %s, replicator %s\n", addr, replPub)
 	}
 
 	var runErr error

@@ -145,10 +145,11 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 	if len(routers) > 1 {
 		fmt.Printf("  keyspaces %s\n", keyspacesLine(routers))
 	}
-	fmt.Printf("  gRPC  %s   (plugdb status --addr %s)\n", srv.GRPCAddr(), srv.GRPCAddr())
-	fmt.Printf("  REST  http://%s/v1/kv/KEY\n", srv.HTTPAddr())
+	// An every-interface address (0.0.0.0) is printed as this machine's name.
+	fmt.Printf("  gRPC  %s   (plugdb status --addr %s)\n", reachableAddr(srv.GRPCAddr()), reachableAddr(srv.GRPCAddr()))
+	fmt.Printf("  REST  http://%s/v1/kv/KEY\n", reachableAddr(srv.HTTPAddr()))
 	if len(routers) > 1 {
-		fmt.Printf("        http://%s/v1/keyspaces/NAME/kv/KEY\n", srv.HTTPAddr())
+		fmt.Printf("        http://%s/v1/keyspaces/NAME/kv/KEY\n", reachableAddr(srv.HTTPAddr()))
 	}
 	fmt.Printf("  metrics http://%s/metrics   (health: /healthz)\n", srv.HTTPAddr())
 

@@ -69,7 +69,7 @@ func TestDefaultPeersFollowTheRule(t *testing.T) {
 	clients := []int{21810, 21811, 21812}
 	for _, p := range clients {
 		for _, q := range []int{p + quorumOffset, p + electionOffset} {
-			if !portFree(q) {
+			if !portFree(loopback, q) {
 				t.Skipf("port %d is taken on this machine", q)
 			}
 		}
