@@ -65,12 +65,17 @@ func Handlers(o Options) map[string]http.Handler {
 			Events  []Event `json:"events"`
 			Total   int64   `json:"total"`
 			Started string  `json:"started"`
+			// Now is the router's clock, which the page measures rates by
+			// (a browser's own clock may run on virtual time, as headless
+			// Chromium's does).
+			Now string `json:"now"`
 		}
 		body.Events, body.Total = []Event{}, 0
 		if o.Events != nil {
 			body.Events, body.Total = o.Events.Recent()
 		}
 		body.Started = o.Started.UTC().Format(time.RFC3339)
+		body.Now = time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00")
 		writeJSON(w, body)
 	})
 	mux.HandleFunc("GET /ui/api/plugins", func(w http.ResponseWriter, _ *http.Request) {

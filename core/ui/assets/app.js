@@ -166,10 +166,11 @@ function renderEvents(ev) {
 
 function renderSpark() {
   const line = document.querySelector("#spark polyline");
+  if (rpsHistory.length < 2) return;
   const max = Math.max(1, ...rpsHistory);
-  const step = 240 / (SPARK_POINTS - 1);
-  const off = SPARK_POINTS - rpsHistory.length;
-  line.setAttribute("points", rpsHistory.map((v, i) => `${((off + i) * step).toFixed(1)},${(38 - 36 * v / max).toFixed(1)}`).join(" "));
+  // The line spans the card and fills in as readings come, then scrolls.
+  const step = 240 / (rpsHistory.length - 1);
+  line.setAttribute("points", rpsHistory.map((v, i) => `${(i * step).toFixed(1)},${(38 - 34 * v / max).toFixed(1)}`).join(" "));
 }
 
 function setFigure(id, v) {
@@ -181,9 +182,17 @@ function setFigure(id, v) {
 async function poll() {
   const [st, metrics, events, plugins] = await Promise.allSettled([
     getJSON("/v1/status"), getText("/metrics"), getJSON("/ui/api/events"), getJSON("/ui/api/plugins")]);
-  const now = performance.now();
+  // Rates are measured by the router's clock when it answers (it does so
+  // beside /metrics and /v1/status), else by the browser's.
+  let now = performance.now(), clock = "browser";
+  if (events.status === "fulfilled" && events.value.now) {
+    const t = Date.parse(events.value.now);
+    if (isFinite(t)) { now = t; clock = "router"; }
+  }
   const errors = [];
-  const cur = { t: now, lsn: {} };
+  const cur = { t: now, clock, lsn: {} };
+  // A rate needs two readings of one clock.
+  if (prev && prev.clock !== clock) prev = null;
   if (metrics.status === "fulfilled") {
     Object.assign(cur, requestTotals(metrics.value));
   } else errors.push(metrics.reason.message);
