@@ -39,6 +39,7 @@ const pageBudget = 5 * time.Second
 // partitioner's pinned SHA-256), a throughput figure, and, after a leader is
 // killed, the failover.
 func TestStatusPage(t *testing.T) {
+	t.Parallel()
 	browser, err := headless.Find()
 	if err != nil {
 		t.Fatalf("%v (make test-deps installs Debian's chromium)", err)
