@@ -81,7 +81,7 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("requests/s: %v (shown %v), want a figure above 0 under a write load\n%s", v, ok, doc.raw)
 	}
 	if _, ok := doc.figure("wps"); !ok {
-		t.Errorf("writes/s: none shown\n%s", doc.raw)
+		t.Errorf("LSNs/s: none shown\n%s", doc.raw)
 	}
 	if n := len(doc.rows("failover")); n != 0 {
 		t.Errorf("%d failovers listed before any", n)

@@ -6,9 +6,12 @@
 const POLL_MS = 2000;
 const SPARK_POINTS = 60;
 
-// prev is the last poll's counters, for rates: time (ms), request and error
-// totals, and each partition leader's applied LSN by "keyspace/partition".
-let prev = null;
+// readings are the last polls' counters, oldest first, for rates: time (ms)
+// and its clock, request and error totals, and each partition leader's
+// applied LSN by "keyspace/partition". A rate is taken from the oldest
+// reading within RATE_WINDOW_MS to the newest.
+const RATE_WINDOW_MS = 10000;
+let readings = [];
 const rpsHistory = [];
 
 // el makes an element with attributes and children (strings become text).
@@ -103,7 +106,7 @@ function renderTopology(st, wps) {
           ` · epoch ${ps.epoch}`,
           ack ? " · " + ack : "",
           isr ? el("span", { class: short ? "bad" : "" }, " · " + isr) : "",
-          el("span", { class: "muted" }, " · writes/s ", el("span", { class: "wps", "data-value": rate === undefined ? "" : rate }, fmtRate(rate))))));
+          el("span", { class: "muted" }, " · LSNs/s ", el("span", { class: "wps", "data-value": rate === undefined ? "" : rate }, fmtRate(rate))))));
       for (const r of ps.replicas || []) {
         const role = r.role === "leader" || r.role === "follower" ? r.role : "other";
         const lagBad = r.role === "follower" && (!r.isr || r.lag_ms >= 1000);
@@ -192,7 +195,9 @@ async function poll() {
   const errors = [];
   const cur = { t: now, clock, lsn: {} };
   // A rate needs two readings of one clock.
-  if (prev && prev.clock !== clock) prev = null;
+  if (readings.length && readings[readings.length - 1].clock !== clock) readings = [];
+  const prev = readings.length ? readings[0] : null;
+  const last = readings.length ? readings[readings.length - 1] : null;
   if (metrics.status === "fulfilled") {
     Object.assign(cur, requestTotals(metrics.value));
   } else errors.push(metrics.reason.message);
@@ -235,9 +240,10 @@ async function poll() {
   }
   if (events.status === "fulfilled") renderEvents(events.value); else errors.push(events.reason.message);
   // Keep the last good counters when this poll lacks them.
-  if (cur.all === undefined && prev) { cur.all = prev.all; cur.errors = prev.errors; }
-  if (st.status !== "fulfilled" && prev) cur.lsn = prev.lsn;
-  prev = cur;
+  if (cur.all === undefined && last) { cur.all = last.all; cur.errors = last.errors; }
+  if (st.status !== "fulfilled" && last) cur.lsn = last.lsn;
+  readings.push(cur);
+  while (readings.length > 2 && readings[1].t <= now - RATE_WINDOW_MS) readings.shift();
   const state = document.getElementById("state");
   state.className = "state" + (errors.length ? " error" : "");
   state.textContent = (errors.length ? "error: " + errors.join("; ") + " · " : "live · ") +
