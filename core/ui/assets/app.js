@@ -142,7 +142,9 @@ function renderPlugins(st, extra) {
     for (const kind of ["engine", "partitioner", "replicator"]) {
       const p = ks[kind];
       if (!p) continue;
-      const x = pins[ks.name + "/" + kind] || {};
+      // The config's block, unless a reshard moved the keyspace to another plugin.
+      let x = pins[ks.name + "/" + kind] || {};
+      if (x.plugin !== p.plugin) x = {};
       const opts = Object.entries(p.options || {}).map(([k, v]) => k + ": " + v).join(", ");
       rows.push(el("tr", { class: "plugin", "data-keyspace": ks.name, "data-kind": kind, "data-plugin": p.plugin, "data-mode": p.mode },
         el("td", {}, ks.name), el("td", {}, kind), el("td", { class: "mono" }, p.plugin), el("td", {}, p.mode),
