@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,8 +74,7 @@ func TestStatusPage(t *testing.T) {
 
 	load := startPageLoad(c)
 	defer load.stop()
-	st := cliStatus(t, c)
-	doc := dumpPage(t, browser, page)
+	doc, st := dumpSteadyPage(t, c, browser, page)
 	wantPageShows(t, doc, st)
 	wantPluginsShown(t, doc, st, pin)
 	if v, ok := doc.figure("rps"); !ok || v <= 0 {
@@ -91,8 +91,7 @@ func TestStatusPage(t *testing.T) {
 	// elected, the old one back as a follower: the page lists the failover.
 	k := c.killLeaderAndRejoin(0)
 	c.waitInSync(1)
-	st = cliStatus(t, c)
-	doc = dumpPage(t, browser, page)
+	doc, st = dumpSteadyPage(t, c, browser, page)
 	wantPageShows(t, doc, st)
 	var listed bool
 	for _, r := range doc.rows("failover") {
@@ -171,6 +170,48 @@ func cliStatus(t *testing.T, c *testCluster) statusJSON {
 		t.Fatalf("plugdb status -o json: %v\n%s", err, r.stdout)
 	}
 	return st
+}
+
+// dumpSteadyPage loads the page while the cluster's leaders hold still:
+// `plugdb status -o json` just before and just after show every partition
+// led, by the same replicas in the same roles and epochs, so the page must
+// show that status. It tries a few times when they changed in between.
+func dumpSteadyPage(t *testing.T, c *testCluster, b headless.Browser, url string) (pageDOM, statusJSON) {
+	t.Helper()
+	var before, after statusJSON
+	for range 3 {
+		before = cliStatus(t, c)
+		doc := dumpPage(t, b, url)
+		after = cliStatus(t, c)
+		if roles(before) == roles(after) && allLed(after) {
+			return doc, after
+		}
+	}
+	t.Fatalf("the cluster's leaders changed during each of 3 loads of the page; last before %s, after %s\n%s", roles(before), roles(after), c.logs())
+	return pageDOM{}, after
+}
+
+// roles describes st's partitions: each one's epoch and its replicas' roles.
+func roles(st statusJSON) string {
+	var b strings.Builder
+	for _, ps := range st.Partitions {
+		fmt.Fprintf(&b, "partition %d epoch %d:", ps.Partition, ps.Epoch)
+		for _, r := range ps.Replicas {
+			fmt.Fprintf(&b, " %s %s/%d", r.Addr, r.Role, r.Epoch)
+		}
+		b.WriteString("; ")
+	}
+	return b.String()
+}
+
+// allLed says whether every partition of st has a leader.
+func allLed(st statusJSON) bool {
+	for _, ps := range st.Partitions {
+		if !slices.ContainsFunc(ps.Replicas, func(r replicaJSON) bool { return r.Role == "leader" }) {
+			return false
+		}
+	}
+	return len(st.Partitions) > 0
 }
 
 // pageDOM is the status page's DOM as Chromium left it.
@@ -346,4 +387,3 @@ func wantPluginsShown(t *testing.T, d pageDOM, st statusJSON, pin string) {
 		t.Errorf("the page shows plugins %v, want engine, partitioner and replicator", shown)
 	}
 }
-
