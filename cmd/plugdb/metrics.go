@@ -64,11 +64,12 @@ func keyspaceLabel(name string) string {
 	return name
 }
 
-// routerKeyspaces are the keyspaces a router watches, for metrics.
-func routerKeyspaces(routers []*keyspaceRouter) []metrics.Keyspace {
+// routerKeyspaces are the keyspaces a router watches, for metrics;
+// onChange (if set) hears of their leader changes.
+func routerKeyspaces(routers []*keyspaceRouter, onChange func(metrics.LeaderChange)) []metrics.Keyspace {
 	out := make([]metrics.Keyspace, len(routers))
 	for i, kr := range routers {
-		out[i] = metrics.Keyspace{Name: keyspaceLabel(kr.cfg.Keyspace), Session: kr.client, Partition: -1,
+		out[i] = metrics.Keyspace{Name: keyspaceLabel(kr.cfg.Keyspace), Session: kr.client, Partition: -1, OnLeaderChange: onChange,
 			Topology: func() metrics.Topology {
 				if t := kr.r.Topology(); t != nil {
 					return t
@@ -80,10 +81,10 @@ func routerKeyspaces(routers []*keyspaceRouter) []metrics.Keyspace {
 }
 
 // startRouterMetrics adds to m the router's keyspaces' partitions and
-// sessions, whose leader changes it counts until stop, and sets m.health:
-// every session up, every partition led.
-func startRouterMetrics(m *processMetrics, routers []*keyspaceRouter) (stop func(), err error) {
-	parts, err := metrics.NewPartitions(m.reg, routerKeyspaces(routers)...)
+// sessions, whose leader changes it counts until stop, telling onChange (if
+// set) of each, and sets m.health: every session up, every partition led.
+func startRouterMetrics(m *processMetrics, routers []*keyspaceRouter, onChange func(metrics.LeaderChange)) (stop func(), err error) {
+	parts, err := metrics.NewPartitions(m.reg, routerKeyspaces(routers, onChange)...)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

@@ -126,12 +126,13 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 		routers = append(routers, kr)
 		backends[name] = kr.r
 	}
-	stopMetrics, err := startRouterMetrics(m, routers)
+	page := newRouterUI(routers)
+	stopMetrics, err := startRouterMetrics(m, routers, page.onLeaderChange)
 	if err != nil {
 		return err
 	}
 	defer stopMetrics()
-	srv, err := server.StartWith(ctx, m.countedKV(api.NewKeyspaceServer(backends)), cfg.Router.GRPC, cfg.Router.HTTP, m.extra(m.health), m.grpc.Init)
+	srv, err := server.StartWith(ctx, m.countedKV(api.NewKeyspaceServer(backends)), cfg.Router.GRPC, cfg.Router.HTTP, page.serve(m.extra(m.health)), m.grpc.Init)
 	if err != nil {
 		return err
 	}
@@ -152,6 +153,7 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 		fmt.Printf("        http://%s/v1/keyspaces/NAME/kv/KEY\n", reachableAddr(srv.HTTPAddr()))
 	}
 	fmt.Printf("  metrics http://%s/metrics   (health: /healthz)\n", srv.HTTPAddr())
+	fmt.Printf("  status page http://%s/ui/\n", srv.HTTPAddr())
 
 	var runErr error
 	select {

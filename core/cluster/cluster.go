@@ -586,6 +586,7 @@ func (c *Cluster) printEndpoints(sts []*plugdbv1.StatusResponse, took time.Durat
 	}
 	fmt.Fprintf(&b, "  zookeeper    %s   (credentials: %s)\n", strings.Join(c.zk.Servers(), ","), c.rec.ZooKeeperAuth)
 	fmt.Fprintf(&b, "  metrics      http://%s/metrics (router; nodes: below)\n", cfg.Router.HTTP)
+	fmt.Fprintf(&b, "  status page  http://%s/ui/\n", cfg.Router.HTTP)
 	width := 12
 	for _, n := range c.nodes {
 		width = max(width, len(n.name))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -200,14 +201,22 @@ func TestPartitionsCountLeaderChanges(t *testing.T) {
 	var mu = make(chan struct{}, 1) // guards topo.views between the test and Watch
 	mu <- struct{}{}
 	locked := &lockedTopology{t: topo, mu: mu}
-	p, err := NewPartitions(reg, Keyspace{Name: "default", Partition: 0, Topology: func() Topology { return locked }})
+	heard := make(chan LeaderChange, 10)
+	p, err := NewPartitions(reg, Keyspace{Name: "default", Partition: 0, Topology: func() Topology { return locked },
+		OnLeaderChange: func(c LeaderChange) { heard <- c }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { p.Watch(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	}()
 	changes := func() float64 { v, _ := gather(t, reg).Sum("plugdb_partition_leader_changes_total", nil); return v }
 	// set sets the leader and waits until Watch read it.
 	set := func(l coord.LeaderInfo) {
@@ -230,6 +239,21 @@ func TestPartitionsCountLeaderChanges(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, func() bool { return changes() == 1 }, "one leader change counted")
 	set(coord.LeaderInfo{Addr: "b:1", Epoch: 3}) // same node, new epoch
 	testutil.WaitFor(t, 10*time.Second, func() bool { return changes() == 2 }, "a new epoch counted")
+	cancel()
+	<-done
+	stopped = true
+	close(heard)
+	var got []LeaderChange
+	for c := range heard {
+		got = append(got, c)
+	}
+	want := []LeaderChange{
+		{Keyspace: "default", Partition: 0, From: "a:1", FromEpoch: 1, To: "b:1", Epoch: 2},
+		{Keyspace: "default", Partition: 0, From: "b:1", FromEpoch: 2, To: "b:1", Epoch: 3},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("OnLeaderChange heard %+v, want %+v", got, want)
+	}
 }
 
 // lockedTopology reads a fakeTopology under mu.

@@ -41,6 +41,18 @@ type Keyspace struct {
 	Session Session
 	// Partition is the one partition to watch (a node's); -1: every one.
 	Partition int
+	// OnLeaderChange, if set, hears of each leader change Watch counts.
+	OnLeaderChange func(LeaderChange)
+}
+
+// LeaderChange is a partition's leader change as Watch saw it: another
+// node or a new epoch.
+type LeaderChange struct {
+	Keyspace  string
+	Partition int
+	From, To  string // the old and the new leader's addresses
+	FromEpoch uint64
+	Epoch     uint64 // the new leader's
 }
 
 // Partitions exposes what ZooKeeper says of the partitions of some
@@ -200,6 +212,9 @@ func (p *Partitions) watch(ctx context.Context, k Keyspace) {
 			}
 			if last, ok := seen[v.Partition]; ok && last != now {
 				p.changes.WithLabelValues(k.Name, part).Inc()
+				if k.OnLeaderChange != nil {
+					k.OnLeaderChange(LeaderChange{Keyspace: k.Name, Partition: v.Partition, From: last.addr, FromEpoch: last.epoch, To: now.addr, Epoch: now.epoch})
+				}
 			}
 			seen[v.Partition] = now
 		}
