@@ -33,6 +33,7 @@ type Config struct {
 	Replicator  Plugin    `koanf:"replicator" json:"replicator"`
 	Router      Router    `koanf:"router" json:"router"`
 	Nodes       Nodes     `koanf:"nodes" json:"nodes"`
+	TLS         TLS       `koanf:"tls" json:"tls,omitzero"`
 	// Keyspaces are the keyspaces besides the default one (the top-level
 	// partitions, engine, partitioner and replicator), by name; see
 	// docs/keyspaces.md.
@@ -285,6 +286,7 @@ func toMap(c Config) map[string]any {
 		"replicator":  block(c.Replicator),
 		"router":      map[string]any{"grpc": c.Router.GRPC, "http": c.Router.HTTP},
 		"nodes":       map[string]any{"replicas": c.Nodes.Replicas, "base_port": c.Nodes.BasePort},
+		"tls":         map[string]any{"ca": c.TLS.CA, "cert": c.TLS.Cert, "key": c.TLS.Key},
 	}
 }
 
@@ -338,6 +340,9 @@ func (c Config) Validate(known Known) error {
 		if err := checkPluginBlock(b.kind, b.p, b.names); err != nil {
 			return err
 		}
+	}
+	if _, err := c.TLS.Creds(); err != nil {
+		return err
 	}
 	if c.Router.GRPC == c.Router.HTTP {
 		return fmt.Errorf("router.grpc and router.http are both %q (allowed: two different addresses)", c.Router.GRPC)

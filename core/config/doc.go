@@ -40,6 +40,8 @@
 //	nodes.replicas               1..9: replicas per partition `plugdb cluster up` starts
 //	nodes.base_port              1024..65535: replica r of partition p listens on
 //	                             127.0.0.1:base_port+p*replicas+r, which must be a port
+//	tls.ca, tls.cert, tls.key    PEM files: all empty (plaintext), or cert and key (TLS),
+//	                             with ca for mutual TLS (docs/security.md); Validate reads them
 //
 // In the file, an unknown key at any level except inside `options` is an error
 // naming the key and the keys allowed where it stands. Option values may be any
@@ -60,7 +62,8 @@
 //     PLUGDB_ENGINE_PLUGIN → engine.plugin, PLUGDB_ENGINE_MODE → engine.mode,
 //     PLUGDB_ENGINE_SHA256 → engine.sha256 (and the same for PARTITIONER and
 //     REPLICATOR), PLUGDB_ROUTER_GRPC → router.grpc, PLUGDB_ROUTER_HTTP → router.http,
-//     PLUGDB_NODES_REPLICAS → nodes.replicas, PLUGDB_NODES_BASE_PORT → nodes.base_port.
+//     PLUGDB_NODES_REPLICAS → nodes.replicas, PLUGDB_NODES_BASE_PORT → nodes.base_port,
+//     PLUGDB_TLS_CA → tls.ca, PLUGDB_TLS_CERT → tls.cert, PLUGDB_TLS_KEY → tls.key.
 //     The names are exact (upper case); no two known keys map to the same name.
 //   - PLUGDB_ENGINE_OPTIONS_<NAME> → engine.options.<name>: everything after
 //     `_OPTIONS_` is the option's name, lower-cased, underscores kept

@@ -17,13 +17,14 @@ var pluginKeys = []string{"plugin", "mode", "sha256", "options"}
 
 // sections lists each section's keys in file order ("" is the top level).
 var sections = map[string][]string{
-	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes", "keyspaces"},
+	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes", "tls", "keyspaces"},
 	"zookeeper":   {"servers", "session_timeout", "root"},
 	"engine":      pluginKeys,
 	"partitioner": pluginKeys,
 	"replicator":  pluginKeys,
 	"router":      {"grpc", "http"},
 	"nodes":       {"replicas", "base_port"},
+	"tls":         {"ca", "cert", "key"},
 }
 
 // keyspaceKeys are the keys of one keyspace under keyspaces.NAME: the
@@ -48,6 +49,9 @@ var leaves = map[string]leaf{
 	"zookeeper.root":            {parse: stringParser(checkRoot, allowedRoot)},
 	"router.grpc":               {parse: stringParser(checkAddr, allowedHostPort)},
 	"router.http":               {parse: stringParser(checkAddr, allowedHostPort)},
+	"tls.ca":                    {parse: stringParser(checkFile, allowedFile)},
+	"tls.cert":                  {parse: stringParser(checkFile, allowedFile)},
+	"tls.key":                   {parse: stringParser(checkFile, allowedFile)},
 }
 
 func init() {
