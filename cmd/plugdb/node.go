@@ -178,6 +178,10 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		return err
 	}
 	defer client.Close()
+	creds, err := cfg.TLS.Creds()
+	if err != nil {
+		return err
+	}
 	layout, err := nodeLayout(ctx, client, &cfg, p, o.newPartition, log)
 	if err != nil {
 		return err
@@ -197,7 +201,8 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 			return fmt.Errorf("partition %d: %w", p, err)
 		}
 	}
-	repl, err := l.OpenReplicator(ctx, cfg.Replicator.Block(), replicators.Options{Dir: replDir, Partition: p, Listen: o.replAddr, Replicas: cfg.Nodes.Replicas})
+	repl, err := l.OpenReplicator(ctx, cfg.Replicator.Block(), replicators.Options{Dir: replDir, Partition: p, Listen: o.replAddr, Replicas: cfg.Nodes.Replicas,
+		TLS: replicators.TLSFiles(cfg.TLS.Files())})
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
@@ -245,7 +250,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}, node.Config{Replicator: repl, Partitioner: placer, Layout: layout,
 		OpenLayout: func(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
 			return openLayout(ctx, l, m, cfg.Partitioner, true)
-		}, ReplAddr: o.replAdvertise, Unclean: o.unclean, Logger: log})
+		}, ReplAddr: o.replAdvertise, Unclean: o.unclean, Logger: log, TLS: creds})
 	// The node serves its keyspace alone: a request naming another one is
 	// refused (InvalidArgument, naming this one), never served from this
 	// partition.
@@ -254,7 +259,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		ksName = api.DefaultKeyspace
 	}
 	kv := api.NewKeyspaceServer(map[string]api.Backend{ksName: n})
-	srv, err := server.Start(ctx, kv, o.addr, "", n.RegisterServices, callstream.Register(kv))
+	srv, err := server.StartTLS(ctx, creds, kv, o.addr, "", n.RegisterServices, callstream.Register(kv))
 	if err != nil {
 		return err
 	}

@@ -76,6 +76,11 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log
 		client.Close()
 		return nil, fmt.Errorf("keyspace %s: %w", name, err)
 	}
+	creds, err := kcfg.TLS.Creds()
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
 	// A layout with the config's partitioner is opened as the config says
 	// (its mode: in-process, or a plugin process); another in process if
 	// bundled.
@@ -86,7 +91,7 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log
 	r, err := router.New(watchCtx, client, meta, open, router.Info{
 		Cluster: kcfg.Cluster, Keyspace: kcfg.Keyspace, Engine: pluginInfo(kcfg.Engine, kcfg.Engine.Mode),
 		Partitioner: pluginInfo(kcfg.Partitioner, kcfg.Partitioner.Mode), Replicator: pluginInfo(kcfg.Replicator, kcfg.Replicator.Mode),
-		Logger: log,
+		Logger: log, TLS: creds,
 	})
 	if err != nil {
 		stopWatch()
@@ -116,7 +121,11 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 		routers = append(routers, kr)
 		backends[name] = kr.r
 	}
-	srv, err := server.Start(ctx, api.NewKeyspaceServer(backends), cfg.Router.GRPC, cfg.Router.HTTP)
+	creds, err := cfg.TLS.Creds()
+	if err != nil {
+		return err
+	}
+	srv, err := server.StartTLS(ctx, creds, api.NewKeyspaceServer(backends), cfg.Router.GRPC, cfg.Router.HTTP)
 	if err != nil {
 		return err
 	}
@@ -131,9 +140,9 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 		fmt.Printf("  keyspaces %s\n", keyspacesLine(routers))
 	}
 	fmt.Printf("  gRPC  %s   (plugdb status --addr %s)\n", srv.GRPCAddr(), srv.GRPCAddr())
-	fmt.Printf("  REST  http://%s/v1/kv/KEY\n", srv.HTTPAddr())
+	fmt.Printf("  REST  %s/v1/kv/KEY\n", srv.HTTPURL())
 	if len(routers) > 1 {
-		fmt.Printf("        http://%s/v1/keyspaces/NAME/kv/KEY\n", srv.HTTPAddr())
+		fmt.Printf("        %s/v1/keyspaces/NAME/kv/KEY\n", srv.HTTPURL())
 	}
 
 	var runErr error
