@@ -129,6 +129,12 @@ func (f *clientFlags) cliError(cmd *cobra.Command, key string, err, dialErr erro
 		return err // a local error (such as writing the output), already clear
 	}
 	msg := st.Message()
+	if c := st.Code(); dialErr == nil && (c == codes.Unavailable || c == codes.Unknown || c == codes.Internal) {
+		// A refused TLS handshake surfaces as the connection's end.
+		if hint := tlsHint(msg, f.creds); hint != "" {
+			return fmt.Errorf("cannot reach plugdb at %s: %s%s", f.addr, msg, hint)
+		}
+	}
 	switch st.Code() {
 	case codes.NotFound:
 		if key != "" {
@@ -138,9 +144,6 @@ func (f *clientFlags) cliError(cmd *cobra.Command, key string, err, dialErr erro
 	case codes.Unavailable:
 		if dialErr != nil {
 			return fmt.Errorf("cannot reach plugdb at %s: %s", f.addr, dialReason(dialErr))
-		}
-		if hint := tlsHint(msg, f.creds); hint != "" {
-			return fmt.Errorf("cannot reach plugdb at %s: %s%s", f.addr, msg, hint)
 		}
 	case codes.DeadlineExceeded:
 		if f.timeout > 0 {

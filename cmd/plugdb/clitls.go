@@ -43,10 +43,16 @@ func (t *tlsFlags) creds() (*tlsconfig.Creds, error) {
 // like a TLS mismatch: a plaintext client of a TLS server, or a handshake
 // refused either way. "" when msg is about something else.
 func tlsHint(msg string, creds *tlsconfig.Creds) string {
+	closed := strings.Contains(msg, "server preface") || strings.Contains(msg, "connection reset") ||
+		strings.Contains(msg, "broken pipe") || strings.Contains(msg, "EOF")
 	switch {
 	case strings.Contains(msg, "authentication handshake failed"), strings.Contains(msg, "tls:"), strings.Contains(msg, "x509:"):
 		return " (TLS handshake failed: the server must present a certificate --cacert's CA signed, and a server with mutual TLS wants --cert and --key of its CA)"
-	case !creds.Enabled() && (strings.Contains(msg, "server preface") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF")):
+	case creds.Enabled() && closed:
+		// With TLS 1.3 a server checks the client's certificate after the
+		// client has finished its handshake: the refusal is a closed connection.
+		return " (the server closed the connection at or right after the TLS handshake: a server with mutual TLS wants --cert and --key of its CA)"
+	case !creds.Enabled() && closed:
 		return " (does it serve TLS? give --cacert, and --cert and --key for mutual TLS)"
 	}
 	return ""
