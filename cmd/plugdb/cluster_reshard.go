@@ -71,6 +71,10 @@ func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready ti
 	// The cluster's processes find ZooKeeper where the supervisor started it
 	// (PLUGDB_ZOOKEEPER_SERVERS, the first occurrence counts).
 	env := append([]string{config.EnvName("zookeeper.servers") + "=" + strings.Join(rec.ZooKeeper, ",")}, os.Environ()...)
+	if rec.TLS != nil { // `cluster up --tls`: the move reaches the nodes with the clients' certificate
+		env = append([]string{config.EnvName("tls.ca") + "=" + rec.TLS.CA, config.EnvName("tls.cert") + "=" + rec.TLS.Cert,
+			config.EnvName("tls.key") + "=" + rec.TLS.Key}, env...)
+	}
 	cfg, err := config.Load(config.Source{File: rec.Config, Env: env})
 	if err != nil {
 		return fmt.Errorf("the cluster's config: %w", err)
