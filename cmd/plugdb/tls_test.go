@@ -28,12 +28,15 @@ import (
 // engine in its plugin process) and checks that it serves a client with a
 // certificate of its CA, over gRPC and REST, that a write reaches the
 // follower (node → node replication under mutual TLS: semi-sync with two
-// replicas waits for the follower), and that the router, a node and a
+// replicas waits for the follower), that the router, a node and a
 // replicator refuse a plaintext client and a client whose certificate
-// another CA signed.
+// another CA signed, and that `plugdb cluster reshard` moves the keyspace
+// to 2 partitions over TLS (new nodes with certificates of their own).
 func TestClusterTLS(t *testing.T) {
 	t.Parallel()
-	zk, nodes := testutil.FreePortRun(t, 1), testutil.FreePortRun(t, 2)
+	// Four node ports: the two of cluster up and the two after them, where
+	// cluster reshard starts the second partition's nodes.
+	zk, nodes := testutil.FreePortRun(t, 1), testutil.FreePortRun(t, 4)
 	grpcAddr, httpAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfg := filepath.Join(t.TempDir(), "cluster.yaml")
 	text := fmt.Sprintf(`cluster: tls
@@ -155,6 +158,22 @@ nodes: {replicas: 2, base_port: %d}
 	}
 	if err := fetchPeer(repl, client.DialOption()); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("replicator %s, the cluster's certificate: %v; want its answer (InvalidArgument: no such partition)", repl, err)
+	}
+
+	// A move to 2 partitions: the supervisor starts the new nodes with
+	// certificates of their own, the move reaches the nodes with the
+	// clients' certificate, and the router then serves from both.
+	for i := range 20 {
+		expectCLI(t, cli("put", fmt.Sprintf("k%02d", i), "v", "--addr", grpcAddr, "--timeout", "20s"), 0, "", "")
+	}
+	if res := runPlugdb(t, 2*time.Minute, "cluster", "reshard", "--dir", dir, "--partitions", "2"); res.code != 0 {
+		t.Fatalf("cluster reshard over TLS: %v\n%s", res, up.output())
+	}
+	for i := range 20 {
+		expectCLI(t, cli("get", fmt.Sprintf("k%02d", i), "--addr", grpcAddr, "--timeout", "20s"), 0, "v\n", "")
+	}
+	if _, err := os.Stat(filepath.Join(dir, cluster.TLSDir, "node-p1-r0.crt")); err != nil {
+		t.Errorf("no certificate of a node the move added: %v", err)
 	}
 }
 
