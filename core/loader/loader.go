@@ -203,13 +203,13 @@ func (l *Loader) startClient(kind plugins.Kind, b Block, versions map[int]goplug
 		VersionedPlugins: versions,
 		Cmd:              cmd,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		Logger:           l.logger().Named(string(kind) + "." + filepath.Base(b.Plugin)),
+		StartTimeout:     l.startTimeout(),
+		Stderr:           stderr,
 		// Mutual TLS on the plugin connection, with a certificate pair each
 		// side makes at start: only this host can call the plugin, and it
 		// talks to no other process on the plugin's socket.
 		AutoMTLS: true,
-		Logger:           l.logger().Named(string(kind) + "." + filepath.Base(b.Plugin)),
-		StartTimeout:     l.startTimeout(),
-		Stderr:           stderr,
 	}
 	if b.SHA256 != "" {
 		sum, err := decodeSHA256(b.SHA256)
