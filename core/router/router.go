@@ -492,13 +492,18 @@ func (r *Router) call(ctx context.Context, p int, keys [][]byte, stale bool, fn 
 	}
 }
 
-// moveRecorded reports whether a reshard of the keyspace is recorded (a
-// node that refuses a key may know its new layout before the router).
+// moveRecorded reports whether a reshard of the keyspace is recorded, or
+// one has flipped to a layout newer than the router's (which it is still
+// opening: its partitioner plugin may take a moment to start): a node that
+// refuses a key may know its new layout before the router.
 func (r *Router) moveRecorded(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	_, ok, err := coord.ReadReshard(ctx, r.client)
-	return err == nil && ok
+	if _, ok, err := coord.ReadReshard(ctx, r.client); err == nil && ok {
+		return true
+	}
+	m, err := coord.ReadMeta(ctx, r.client)
+	return err == nil && m.LayoutVersion() > r.cur.Load().version
 }
 
 // retryReason is the text of a node's error that is retried, for the error
