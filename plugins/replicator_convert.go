@@ -62,6 +62,9 @@ func statusToProto(st replicators.Status) *replicatorv1.StatusResponse {
 			LagStatements: f.LagStatements, LagTimeNanos: int64(f.LagTime), Error: f.Error,
 		})
 	}
+	if l := st.LogSync; l.Count > 0 || len(l.Bounds) > 0 {
+		out.LogSync = &replicatorv1.Latency{Bounds: l.Bounds, Counts: l.Counts, Count: l.Count, SumSeconds: l.Sum.Seconds()}
+	}
 	return out
 }
 
@@ -76,6 +79,10 @@ func statusFromProto(st *replicatorv1.StatusResponse) replicators.Status {
 			PersistedLSN: f.GetPersistedLsn(), AppliedLSN: f.GetAppliedLsn(),
 			LagStatements: f.GetLagStatements(), LagTime: time.Duration(f.GetLagTimeNanos()), Error: f.GetError(),
 		})
+	}
+	if l := st.GetLogSync(); l != nil {
+		out.LogSync = replicators.Latency{Bounds: l.GetBounds(), Counts: l.GetCounts(), Count: l.GetCount(),
+			Sum: time.Duration(l.GetSumSeconds() * float64(time.Second))}
 	}
 	return out
 }

@@ -141,6 +141,7 @@ var fakeStatus = replicators.Status{
 		{Addr: "127.0.0.1:1", ISR: true, InSync: true, Connected: true, PersistedLSN: 99, AppliedLSN: 98},
 		{Addr: "127.0.0.1:2", PersistedLSN: 50, AppliedLSN: 40, LagStatements: 49, LagTime: 1500 * time.Millisecond, Error: "connection refused"},
 	},
+	LogSync: replicators.Latency{Bounds: []float64{0.001, 0.01}, Counts: []uint64{3, 7}, Count: 8, Sum: 250 * time.Millisecond},
 }
 
 func (f *fakeReplicator) Status(context.Context) (replicators.Status, error) {

@@ -254,6 +254,9 @@ type Status struct {
 	// of (0 when the replicator does not count one).
 	ReplicaSet int
 	Followers  []FollowerStatus
+	// LogSync are the latencies of the log's fsyncs so far (zero when the
+	// replicator keeps no log).
+	LogSync Latency
 }
 
 // Replicator copies one partition's statements between its replicas.

@@ -57,3 +57,12 @@ func tlsHint(msg string, creds *tlsconfig.Creds) string {
 	}
 	return ""
 }
+
+// restScheme is the scheme of a REST server with creds: https, or http
+// (plaintext).
+func restScheme(creds *tlsconfig.Creds) string {
+	if creds.Enabled() {
+		return "https"
+	}
+	return "http"
+}

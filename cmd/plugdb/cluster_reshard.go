@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,8 +70,10 @@ func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready ti
 		return err
 	}
 	// The cluster's processes find ZooKeeper where the supervisor started it
-	// (PLUGDB_ZOOKEEPER_SERVERS, the first occurrence counts).
-	env := append([]string{config.EnvName("zookeeper.servers") + "=" + strings.Join(rec.ZooKeeper, ",")}, os.Environ()...)
+	// (PLUGDB_ZOOKEEPER_SERVERS, the first occurrence counts), with its
+	// credentials (PLUGDB_ZOOKEEPER_AUTH_FILE).
+	zkEnv := clusterZKEnv(rec)
+	env := append(slices.Clone(zkEnv), os.Environ()...)
 	if rec.TLS != nil { // `cluster up --tls`: the move reaches the nodes with the clients' certificate
 		env = append([]string{config.EnvName("tls.ca") + "=" + rec.TLS.CA, config.EnvName("tls.cert") + "=" + rec.TLS.Cert,
 			config.EnvName("tls.key") + "=" + rec.TLS.Key}, env...)
@@ -84,8 +87,11 @@ func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready ti
 		return fmt.Errorf("--keyspace: %w", err)
 	}
 	resume := "plugdb reshard --config " + rec.Config
-	if rec.Config == "" {
-		resume = fmt.Sprintf("%s=%s plugdb reshard", config.EnvName("zookeeper.servers"), strings.Join(rec.ZooKeeper, ","))
+	switch {
+	case rec.Config == "":
+		resume = strings.Join(zkEnv, " ") + " plugdb reshard"
+	case rec.ZooKeeperAuth != "":
+		resume = config.EnvName("zookeeper.auth_file") + "=" + rec.ZooKeeperAuth + " " + resume
 	}
 	if f.keyspace != "" {
 		resume += " --keyspace " + f.keyspace
@@ -98,8 +104,11 @@ func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready ti
 	}
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	client, err := coord.Connect(cctx, coord.Config{Servers: kcfg.ZooKeeper.Servers, SessionTimeout: kcfg.ZooKeeper.SessionTimeout,
-		Root: kcfg.ZooKeeper.Root, Cluster: kcfg.Cluster, Keyspace: kcfg.Keyspace, Logger: log.Named("zookeeper")})
+	zcfg, err := coordConfig(kcfg, log)
+	if err != nil {
+		return err
+	}
+	client, err := coord.Connect(cctx, zcfg)
 	if err != nil {
 		return fmt.Errorf("the cluster's ZooKeeper: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/plugdb/plugdb/core/cluster"
+	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/internal/testutil"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
@@ -35,21 +36,8 @@ func TestClusterReshard(t *testing.T) {
 	// them, where the new nodes go (after the highest recorded node port), so
 	// that no parallel test takes them meanwhile.
 	nodes := testutil.FreePortRun(t, 12)
-	zk := testutil.FreePortRun(t, 1)
 	grpcAddr := testutil.FreeAddr(t)
-	text := fmt.Sprintf(`cluster: e2e
-partitions: 2
-zookeeper: {servers: ["127.0.0.1:%d"], session_timeout: 2s}
-engine: {plugin: rowfile, options: {sync: batch}}
-partitioner: {plugin: hash, mode: inprocess}
-replicator: {plugin: statement, options: {ack: semi-sync}}
-router: {grpc: "%s", http: "%s"}
-nodes: {replicas: 3, base_port: %d}
-`, zk, grpcAddr, testutil.FreeAddr(t), nodes)
-	cfg := filepath.Join(t.TempDir(), "cluster.yaml")
-	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeClusterUpConfig(t, "e2e", nodes, grpcAddr)
 	up := startClusterUp(t, dir, cfg, 1)
 
 	// Refused before anything starts: fewer partitions than the config's,
@@ -194,7 +182,12 @@ nodes: {replicas: 3, base_port: %d}
 	}
 
 	// A move already recorded: refused, saying how to resume or abort it.
-	client, err := coord.Connect(ctx, coord.Config{Servers: rec.ZooKeeper, SessionTimeout: 2 * time.Second, Root: "/plugdb", Cluster: "e2e"})
+	user, password, err := config.ReadAuthFile(rec.ZooKeeperAuth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := coord.Connect(ctx, coord.Config{Servers: rec.ZooKeeper, SessionTimeout: 2 * time.Second, Root: "/plugdb", Cluster: "e2e",
+		Auth: coord.Credentials{User: user, Password: password}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +199,7 @@ nodes: {replicas: 3, base_port: %d}
 	if again.code == 0 || !strings.Contains(again.stderr, "is already recorded") || !strings.Contains(again.stderr, "plugdb reshard --config "+cfg) {
 		t.Errorf("cluster reshard with a move recorded: want a refusal naming `plugdb reshard --config %s`\n%s", cfg, again)
 	}
-	if abort := runPlugdb(t, 30*time.Second, "reshard", "--config", cfg, "--abort"); abort.code != 0 {
+	if abort := runPlugdbEnv(t, 30*time.Second, []string{"PLUGDB_ZOOKEEPER_AUTH_FILE=" + rec.ZooKeeperAuth}, "reshard", "--config", cfg, "--abort"); abort.code != 0 {
 		t.Errorf("plugdb reshard --abort\n%s", abort)
 	}
 
@@ -284,4 +277,26 @@ func TestClusterReshardNoCluster(t *testing.T) {
 	if res.code == 0 || !strings.Contains(res.stderr, "--partitions") {
 		t.Errorf("want: --partitions is needed\n%s", res)
 	}
+}
+
+// writeClusterUpConfig writes the config of a local cluster named name (2
+// hash partitions × 3 replicas, semi-sync, rowfile) for `plugdb cluster up`:
+// its nodes from port nodes on, its router's gRPC at grpcAddr; it returns
+// the file's path.
+func writeClusterUpConfig(t *testing.T, name string, nodes int, grpcAddr string) string {
+	t.Helper()
+	text := fmt.Sprintf(`cluster: %s
+partitions: 2
+zookeeper: {servers: ["127.0.0.1:%d"], session_timeout: 2s}
+engine: {plugin: rowfile, options: {sync: batch}}
+partitioner: {plugin: hash, mode: inprocess}
+replicator: {plugin: statement, options: {ack: semi-sync}}
+router: {grpc: "%s", http: "%s"}
+nodes: {replicas: 3, base_port: %d}
+`, name, testutil.FreePortRun(t, 1), grpcAddr, testutil.FreeAddr(t), nodes)
+	cfg := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -26,6 +26,7 @@ func clusterConfig(t *testing.T, zookeepers int) (path, grpcAddr string) {
 	t.Helper()
 	zk := testutil.FreePortRun(t, zookeepers)
 	nodes := testutil.FreePortRun(t, 4)
+	metricsPorts := testutil.FreePortRun(t, 4)
 	grpcAddr = testutil.FreeAddr(t)
 	text := fmt.Sprintf(`cluster: e2e
 partitions: 2
@@ -34,7 +35,8 @@ engine: {plugin: rowfile, options: {sync: batch}}
 replicator: {plugin: none}
 router: {grpc: "%s", http: "%s"}
 nodes: {replicas: 2, base_port: %d}
-`, zk, grpcAddr, testutil.FreeAddr(t), nodes)
+metrics: {base_port: %d}
+`, zk, grpcAddr, testutil.FreeAddr(t), nodes, metricsPorts)
 	path = filepath.Join(t.TempDir(), "cluster.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -197,9 +199,30 @@ func TestClusterUpDown(t *testing.T) {
 	if n := len(runningWith("PLUGDB_ZOOKEEPER_SERVERS=" + strings.Join(rec.ZooKeeper, ",") + "\x00")); n < 5 {
 		t.Fatalf("%d processes have the cluster's ZooKeeper in their environment, want the router, 4 nodes and their plugins", n)
 	}
+	// Its znodes are protected by the credentials cluster up made.
+	if rec.ZooKeeperAuth != filepath.Join(dir, cluster.AuthFile) {
+		t.Errorf("credentials %q, want %s", rec.ZooKeeperAuth, filepath.Join(dir, cluster.AuthFile))
+	}
+	assertZooKeeperRefuses(t, rec.ZooKeeper, "/plugdb/e2e")
 	for _, want := range []string{"status: cluster e2e; partition 0 leader", "partition 1 leader", "node-p1-r1", "router gRPC  " + grpcAddr} {
 		if !strings.Contains(up.stdout.String(), want) {
 			t.Errorf("cluster up did not print %q\n%s", want, up.output())
+		}
+	}
+
+	// Every node serves its metrics on the address it was given
+	// (metrics.base_port), printed and recorded.
+	for _, p := range rec.Children {
+		if !strings.HasPrefix(p.Name, "node-") {
+			continue
+		}
+		if p.Metrics == "" || !strings.Contains(up.stdout.String(), "metrics http://"+p.Metrics+"/metrics") {
+			t.Errorf("%s: metrics address %q not recorded or not printed\n%s", p.Name, p.Metrics, up.output())
+			continue
+		}
+		if !testutil.Eventually(t.Context(), 30*time.Second, func() bool { code, _ := healthz(p.Metrics); return code == 200 }) {
+			code, body := healthz(p.Metrics)
+			t.Errorf("%s: /healthz at %s: %d %s", p.Name, p.Metrics, code, body)
 		}
 	}
 

@@ -32,6 +32,7 @@ const connectTimeout = 15 * time.Second
 func nodeCommand() *cobra.Command {
 	var (
 		file, addr, data, replAddr string
+		metricsAddr                string
 		advertise, replAdvertise   string
 		keyspace                   string
 		part                       int
@@ -51,6 +52,9 @@ func nodeCommand() *cobra.Command {
 			set := map[string]string{}
 			if data != "" {
 				set["data"] = data
+			}
+			if metricsAddr != "" {
+				set["metrics.addr"] = metricsAddr
 			}
 			cfg, err := config.Load(config.Source{File: file, Env: os.Environ(), Flags: set})
 			if err != nil {
@@ -77,10 +81,11 @@ func nodeCommand() *cobra.Command {
 			} else if _, _, err := net.SplitHostPort(replAddr); err != nil {
 				return fmt.Errorf("--repl-addr %q: give a host:port for the replicator, e.g. 127.0.0.1:0", replAddr)
 			}
-			for _, a := range []struct{ flag, val string }{{"--advertise", advertise}, {"--repl-advertise", replAdvertise}} {
-				if _, _, err := net.SplitHostPort(a.val); a.val != "" && err != nil {
-					return fmt.Errorf("%s %q: give the host:port others reach it at, e.g. 127.0.0.1:7201", a.flag, a.val)
-				}
+			if _, _, err := net.SplitHostPort(replAdvertise); replAdvertise != "" && err != nil {
+				return fmt.Errorf("--repl-advertise %q: give the host:port others reach it at, e.g. 127.0.0.1:7201", replAdvertise)
+			}
+			if advertise, err = nodeAdvertise(addr, advertise); err != nil {
+				return err
 			}
 			level, _ := cmd.Flags().GetString("log-level")
 			opts := nodeOptions{part: part, addr: addr, replAddr: replAddr, advertise: advertise, replAdvertise: replAdvertise, unclean: unclean, newPartition: newPartition}
@@ -94,10 +99,11 @@ func nodeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&file, "config", "", "config file (YAML) overlaying the built-in defaults")
 	cmd.Flags().StringVar(&keyspace, "keyspace", config.DefaultKeyspace, "the keyspace whose partition this replica holds (docs/keyspaces.md); it serves no other")
 	cmd.Flags().IntVar(&part, "partition", -1, "the partition this replica holds, 0..partitions-1")
-	cmd.Flags().StringVar(&addr, "addr", "", "host:port to listen on; also the address the router and other nodes use")
+	cmd.Flags().StringVar(&addr, "addr", "", "host:port to listen on; also the address the router and other nodes use unless --advertise is given\n(0.0.0.0:PORT or [::]:PORT, every interface, needs --advertise)")
 	cmd.Flags().StringVar(&data, "data", "", "this replica's data folder (sets config key data)")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "host:port to serve Prometheus /metrics and /healthz on (sets config key metrics.addr; docs/metrics.md)")
 	cmd.Flags().StringVar(&replAddr, "repl-addr", "", "host:port the replicator listens on for its peers (default: --addr's host, any free port; published in ZooKeeper)")
-	cmd.Flags().StringVar(&advertise, "advertise", "", "host:port the router and other nodes reach this node at, when not --addr (e.g. through a proxy or NAT);\nalso its name in ZooKeeper")
+	cmd.Flags().StringVar(&advertise, "advertise", "", "host:port the router and other nodes reach this node at, when not --addr (another machine's view,\na proxy, NAT, a container's service name); also its name in ZooKeeper")
 	cmd.Flags().StringVar(&replAdvertise, "repl-advertise", "", "host:port peers reach the replicator at, when not the address it listens on; published in ZooKeeper")
 	cmd.Flags().BoolVar(&newPartition, "new-partition", false, "start a node of a partition the keyspace's layout does not have yet, which a reshard will add:\nit joins empty and serves no key until the move flips (docs/resharding.md)")
 	cmd.Flags().BoolVar(&unclean, "unclean-election", false, "let this replica lead although it is not in the in-sync set; with ack async, writes the old leader\nacknowledged that this replica never received are lost")
@@ -115,13 +121,15 @@ func clusterKnown(l *loader.Loader) config.Known {
 // cluster metadata: of the config's keyspace (cfg.Keyspace, as
 // config.ForKeyspace sets it), whose znodes the client then uses.
 func connectZK(ctx context.Context, cfg config.Config, log hclog.Logger) (*coord.Client, error) {
-	zcfg := coord.Config{Servers: cfg.ZooKeeper.Servers, SessionTimeout: cfg.ZooKeeper.SessionTimeout,
-		Root: cfg.ZooKeeper.Root, Cluster: cfg.Cluster, Keyspace: cfg.Keyspace, Logger: log.Named("zookeeper")}
+	zcfg, err := coordConfig(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	client, err := coord.Connect(cctx, zcfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w (is ZooKeeper running? `plugdb cluster up` starts one; zookeeper.servers sets where)", err)
+		return nil, connectError(err, "is ZooKeeper running? `plugdb cluster up` starts one; zookeeper.servers sets where")
 	}
 	if _, err := coord.EnsureMeta(cctx, client, layoutOf(cfg)); err != nil {
 		client.Close()
@@ -182,6 +190,11 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if err != nil {
 		return err
 	}
+	m, err := newProcessMetrics()
+	if err != nil {
+		return err
+	}
+	l.OnRestart = m.plugins.Restarted
 	layout, err := nodeLayout(ctx, client, &cfg, p, o.newPartition, log)
 	if err != nil {
 		return err
@@ -206,6 +219,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
+	repl = m.plugins.Replicator(repl, cfg.Replicator.Plugin)
 	defer func() {
 		if err := repl.Close(); err != nil {
 			log.Error("close replicator", "error", err)
@@ -224,6 +238,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
+	eng = m.plugins.Engine(eng, cfg.Engine.Plugin, keyspaceLabel(cfg.Keyspace), p)
 	part, err := partition.OpenReplica(ctx, p, eng, repl, partition.ReplicaOptions{Logger: log, AnswerAtCommit: logIsCommitPoint})
 	if err != nil {
 		eng.Close()
@@ -250,7 +265,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}, node.Config{Replicator: repl, Partitioner: placer, Layout: layout,
 		OpenLayout: func(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
 			return openLayout(ctx, l, m, cfg.Partitioner, true)
-		}, ReplAddr: o.replAdvertise, Unclean: o.unclean, Logger: log, TLS: creds})
+		}, ReplAddr: replAdvertise(repl.Addr(), o.replAdvertise, addr), Unclean: o.unclean, Logger: log, TLS: creds})
 	// The node serves its keyspace alone: a request naming another one is
 	// refused (InvalidArgument, naming this one), never served from this
 	// partition.
@@ -258,11 +273,20 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	if ksName == "" {
 		ksName = api.DefaultKeyspace
 	}
-	kv := api.NewKeyspaceServer(map[string]api.Backend{ksName: n})
-	srv, err := server.StartTLS(ctx, creds, kv, o.addr, "", n.RegisterServices, callstream.Register(kv))
+	kv := m.countedKV(api.NewKeyspaceServer(map[string]api.Backend{ksName: n}))
+	nm, err := startNodeMetrics(m, cfg, p, client, n, repl)
+	if err != nil {
+		return fmt.Errorf("partition %d: %w", p, err)
+	}
+	defer nm.Stop()
+	calls := callstream.NewServer(kv)
+	extra := m.extra(nil)
+	extra.TLS = creds
+	srv, err := server.StartWith(ctx, kv, o.addr, "", extra, n.RegisterServices, calls.Register, m.grpc.Init)
 	if err != nil {
 		return err
 	}
+	nm.serving.Store(true)
 	runCtx, stopRun := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- n.Run(runCtx) }()
@@ -272,6 +296,12 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}
 	fmt.Printf("plugdb node: cluster %q%s partition %d at %s, replicator %s at %s, data in %s, ZooKeeper %v\n",
 		cfg.Cluster, ksText, p, srv.GRPCAddr(), cfg.Replicator.Plugin, repl.Addr(), dir, cfg.ZooKeeper.Servers)
+	if a := nm.Addr(); a != "" {
+		fmt.Printf("  metrics http://%s/metrics   (health: /healthz)\n", a)
+	}
+	if replPub := replAdvertise(repl.Addr(), o.replAdvertise, addr); addr != o.addr || replPub != repl.Addr() {
+		fmt.Printf("  advertised in ZooKeeper as %s, replicator %s\n", addr, replPub)
+	}
 
 	var runErr error
 	select {
@@ -281,7 +311,10 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		runErr = fmt.Errorf("node server stopped: %w", err)
 	case err := <-ran:
 		runErr = fmt.Errorf("election stopped: %w", err)
+	case err := <-nm.Err():
+		runErr = err
 	}
+	nm.stopping.Store(true) // /healthz: 503 while the node withdraws and drains
 	// Withdraw first so a follower takes over at once, then drain requests.
 	stopRun()
 	select {
@@ -293,7 +326,9 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	calls.Drain() // the router's call streams end: the graceful stop need not wait for it
 	srv.Stop(stopCtx)
+	calls.Wait()
 	if errors.Is(runErr, context.Canceled) {
 		return nil
 	}

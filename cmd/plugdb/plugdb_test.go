@@ -152,6 +152,12 @@ func (r runResult) lastLine() string {
 // its environment (as a user runs it), and fails the test if it outlives timeout.
 func runPlugdb(t *testing.T, timeout time.Duration, args ...string) runResult {
 	t.Helper()
+	return runPlugdbEnv(t, timeout, nil, args...)
+}
+
+// runPlugdbEnv is runPlugdb with env (KEY=VALUE) added to the environment.
+func runPlugdbEnv(t *testing.T, timeout time.Duration, env []string, args ...string) runResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, plugdbBin, args...)
@@ -160,6 +166,7 @@ func runPlugdb(t *testing.T, timeout time.Duration, args ...string) runResult {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Dir = t.TempDir()
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer

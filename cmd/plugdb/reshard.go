@@ -89,10 +89,13 @@ func runReshard(ctx context.Context, cfg config.Config, f reshardFlags, progress
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	client, err := coord.Connect(ctx, coord.Config{Servers: kcfg.ZooKeeper.Servers, SessionTimeout: kcfg.ZooKeeper.SessionTimeout,
-		Root: kcfg.ZooKeeper.Root, Cluster: kcfg.Cluster, Keyspace: kcfg.Keyspace, Logger: log.Named("zookeeper")})
+	zcfg, err := coordConfig(kcfg, log)
 	if err != nil {
-		return fmt.Errorf("%w (is the cluster's ZooKeeper running? zookeeper.servers says where)", err)
+		return err
+	}
+	client, err := coord.Connect(ctx, zcfg)
+	if err != nil {
+		return connectError(err, "is the cluster's ZooKeeper running? zookeeper.servers says where")
 	}
 	defer client.Close()
 	if f.abort {
@@ -287,8 +290,12 @@ func (b *reshardBar) update(p reshard.Progress) {
 		return
 	}
 	b.last = time.Now()
-	fmt.Fprintf(b.w, "\r%-8s %-8s rows read %8d  copied %8d  %8.1f MiB  %v   ", p.Pass, p.State, p.Rows, p.Copied,
-		float64(p.Bytes)/(1<<20), time.Since(b.start).Round(100*time.Millisecond))
+	lag := ""
+	if p.Lag > 0 {
+		lag = fmt.Sprintf("  lag %d statements", p.Lag)
+	}
+	fmt.Fprintf(b.w, "\r%-8s %-8s rows read %8d  copied %8d  %8.1f MiB%s  %v   ", p.Pass, p.State, p.Rows, p.Copied,
+		float64(p.Bytes)/(1<<20), lag, time.Since(b.start).Round(100*time.Millisecond))
 }
 
 func (b *reshardBar) done() { fmt.Fprintln(b.w) }

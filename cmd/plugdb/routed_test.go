@@ -89,6 +89,8 @@ type testCluster struct {
 	dataOf     map[string]string // node address -> data folder
 	partOf     map[string]int
 	kv         plugdbv1.KVClient
+	// nodeFlags, if set, are more flags for the node at an address.
+	nodeFlags func(addr string) []string
 }
 
 func newTestCluster(t testing.TB, partitions, replicas int) *testCluster {
@@ -118,8 +120,14 @@ var clusterRoots atomic.Int64
 // private one (zktest.Start) for a test that stops ZooKeeper.
 func startClusterOn(t testing.TB, zk *zkserver.Ensemble, partitions, replicas int, partitioner, replicator string) *testCluster {
 	t.Helper()
+	return startClusterWith(t, zk, partitions, replicas, partitioner, replicator, nil)
+}
+
+// startClusterWith is startClusterOn whose nodes get nodeFlags(addr) too.
+func startClusterWith(t testing.TB, zk *zkserver.Ensemble, partitions, replicas int, partitioner, replicator string, nodeFlags func(addr string) []string) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t, dir: t.TempDir(), zk: zk, grpc: testutil.FreeAddr(t), http: testutil.FreeAddr(t),
-		nodes: map[string]*proc{}, dataOf: map[string]string{}, partOf: map[string]int{}}
+		nodes: map[string]*proc{}, dataOf: map[string]string{}, partOf: map[string]int{}, nodeFlags: nodeFlags}
 	c.cfg = filepath.Join(c.dir, "cluster.yaml")
 	servers, _ := json.Marshal(zk.Servers())
 	yaml := fmt.Sprintf(`cluster: e2e
@@ -151,6 +159,9 @@ nodes: {replicas: %d}
 func (c *testCluster) startNode(addr string, flags ...string) {
 	args := append([]string{"node", "--config", c.cfg, "--partition", fmt.Sprint(c.partOf[addr]),
 		"--addr", addr, "--data", c.dataOf[addr]}, flags...)
+	if c.nodeFlags != nil {
+		args = append(args, c.nodeFlags(addr)...)
+	}
 	c.nodes[addr] = startProc(c.t, "node "+addr, args...)
 }
 

@@ -44,9 +44,10 @@ func routerCommand() *cobra.Command {
 
 // keyspaceRouter is the router of one keyspace and what it holds open.
 type keyspaceRouter struct {
-	cfg   config.Config // the keyspace's, as config.ForKeyspace makes it
-	r     *router.Router
-	close func()
+	cfg    config.Config // the keyspace's, as config.ForKeyspace makes it
+	r      *router.Router
+	client *coord.Client
+	close  func()
 }
 
 // openKeyspaceRouter joins keyspace name of cfg's cluster: its own ZooKeeper
@@ -54,7 +55,7 @@ type keyspaceRouter struct {
 // router serves few keyspaces, so a session each costs little and keeps
 // their watches apart), its metadata checked, its partitioner loaded, and a
 // router.Router watching its topology.
-func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log hclog.Logger) (*keyspaceRouter, error) {
+func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, pm *processMetrics, log hclog.Logger) (*keyspaceRouter, error) {
 	kcfg, err := cfg.ForKeyspace(name)
 	if err != nil {
 		return nil, err
@@ -66,6 +67,7 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log
 	if err != nil {
 		return nil, fmt.Errorf("keyspace %s: %w", name, err)
 	}
+	l.OnRestart = pm.plugins.Restarted
 	// The keyspace's recorded layout: the config's partitions and
 	// partitioner are only what it was created with, and a reshard may
 	// have moved it since.
@@ -85,7 +87,11 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log
 	// (its mode: in-process, or a plugin process); another in process if
 	// bundled.
 	open := func(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
-		return openLayout(ctx, l, m, kcfg.Partitioner, false)
+		p, err := openLayout(ctx, l, m, kcfg.Partitioner, false)
+		if err != nil {
+			return nil, err
+		}
+		return pm.plugins.Partitioner(p, m.Partitioner.Plugin), nil
 	}
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	r, err := router.New(watchCtx, client, meta, open, router.Info{
@@ -98,7 +104,7 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, log
 		client.Close()
 		return nil, fmt.Errorf("keyspace %s: %w", name, err)
 	}
-	return &keyspaceRouter{cfg: kcfg, r: r, close: func() {
+	return &keyspaceRouter{cfg: kcfg, r: r, client: client, close: func() {
 		r.Close()
 		stopWatch()
 		client.Close()
@@ -112,9 +118,13 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 			kr.close()
 		}
 	}()
+	m, err := newProcessMetrics()
+	if err != nil {
+		return err
+	}
 	backends := map[string]api.Backend{}
 	for _, name := range cfg.KeyspaceNames() {
-		kr, err := openKeyspaceRouter(ctx, cfg, name, log)
+		kr, err := openKeyspaceRouter(ctx, cfg, name, m, log)
 		if err != nil {
 			return err
 		}
@@ -125,7 +135,15 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.StartTLS(ctx, creds, api.NewKeyspaceServer(backends), cfg.Router.GRPC, cfg.Router.HTTP)
+	page := newRouterUI(routers)
+	stopMetrics, err := startRouterMetrics(m, routers, page.onLeaderChange)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	extra := page.serve(m.extra(m.health))
+	extra.TLS = creds
+	srv, err := server.StartWith(ctx, m.countedKV(api.NewKeyspaceServer(backends)), cfg.Router.GRPC, cfg.Router.HTTP, extra, m.grpc.Init)
 	if err != nil {
 		return err
 	}
@@ -139,11 +157,14 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 	if len(routers) > 1 {
 		fmt.Printf("  keyspaces %s\n", keyspacesLine(routers))
 	}
-	fmt.Printf("  gRPC  %s   (plugdb status --addr %s)\n", srv.GRPCAddr(), srv.GRPCAddr())
-	fmt.Printf("  REST  %s/v1/kv/KEY\n", srv.HTTPURL())
+	// An every-interface address (0.0.0.0) is printed as this machine's name.
+	fmt.Printf("  gRPC  %s   (plugdb status --addr %s)\n", reachableAddr(srv.GRPCAddr()), reachableAddr(srv.GRPCAddr()))
+	fmt.Printf("  REST  %s://%s/v1/kv/KEY\n", restScheme(creds), reachableAddr(srv.HTTPAddr()))
 	if len(routers) > 1 {
-		fmt.Printf("        %s/v1/keyspaces/NAME/kv/KEY\n", srv.HTTPURL())
+		fmt.Printf("        %s://%s/v1/keyspaces/NAME/kv/KEY\n", restScheme(creds), reachableAddr(srv.HTTPAddr()))
 	}
+	fmt.Printf("  metrics http://%s/metrics   (health: /healthz)\n", srv.HTTPAddr())
+	fmt.Printf("  status page http://%s/ui/\n", srv.HTTPAddr())
 
 	var runErr error
 	select {

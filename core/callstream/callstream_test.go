@@ -249,3 +249,32 @@ func TestABrokenStreamFailsItsCallsAsUnavailableAndTheNextCallReconnects(t *test
 		t.Fatal("a broken stream switched the client to unary")
 	}
 }
+
+// TestDrainEndsStreams: once the server drains, a client's open call stream
+// ends (the calls it had were answered), so a graceful stop of the gRPC
+// server does not wait for the client to close it; a call made after it
+// fails as on a broken stream, Unavailable.
+func TestDrainEndsStreams(t *testing.T) {
+	kv := &fakeKV{}
+	calls := NewServer(kv)
+	cc, srv := serve(t, kv, calls)
+	c := NewClient(cc)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got, err := c.Get(ctx, &plugdbv1.GetRequest{Key: []byte("a")}); err != nil || string(got.GetValue()) != "v-a" {
+		t.Fatalf("get before the drain = %v, %v", got, err)
+	}
+	calls.Drain()
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		t.Fatal("the graceful stop still waits for the open call stream after Drain")
+	}
+	calls.Wait()
+	if _, err := c.Get(ctx, &plugdbv1.GetRequest{Key: []byte("b")}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("get after the drain = %v, want Unavailable", err)
+	}
+}

@@ -11,7 +11,9 @@ package callstream
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -31,28 +33,90 @@ const maxBatch = 1024
 type Server struct {
 	nodev1.UnimplementedKVCallsServer
 	kv plugdbv1.KVServer
+
+	drain     chan struct{} // closed by Drain
+	drainOnce sync.Once
+	readers   sync.WaitGroup // the goroutines reading the streams
 }
 
 // NewServer returns a KVCalls server that answers each call through kv.
-func NewServer(kv plugdbv1.KVServer) *Server { return &Server{kv: kv} }
+func NewServer(kv plugdbv1.KVServer) *Server { return &Server{kv: kv, drain: make(chan struct{})} }
+
+// Register registers the server on a gRPC server (the form core/server.Start
+// takes).
+func (s *Server) Register(g *grpc.Server) { nodev1.RegisterKVCallsServer(g, s) }
 
 // Register returns a function that registers a KVCalls server over kv on a
 // gRPC server (the form core/server.Start takes).
-func Register(kv plugdbv1.KVServer) func(*grpc.Server) {
-	return func(s *grpc.Server) { nodev1.RegisterKVCallsServer(s, NewServer(kv)) }
-}
+func Register(kv plugdbv1.KVServer) func(*grpc.Server) { return NewServer(kv).Register }
+
+// Drain has every stream, now and later, take no more calls: each answers
+// the calls it took and ends, so that a gRPC server's graceful stop does not
+// wait for its clients (a router keeps its stream to a node open) to close
+// them. A call the client sent meanwhile fails there as on a broken stream
+// (Unavailable), and the client's next call opens another stream.
+func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.drain) }) }
+
+// Wait waits for the goroutines that read the streams, which end with
+// their streams: call it once the gRPC server has stopped.
+func (s *Server) Wait() { s.readers.Wait() }
 
 // Calls runs every call it receives, each in its own goroutine, and sends the
 // results as they are ready (streamcall.Serve). It returns once the caller
-// closed the stream (or it broke) and every call it started has been
-// answered or dropped.
+// closed the stream (or it broke) or the server drains, and every call it
+// started has been answered or dropped.
 func (s *Server) Calls(stream nodev1.KVCalls_CallsServer) error {
 	ctx := stream.Context()
-	return streamcall.Serve(stream,
+	return streamcall.Serve(s.draining(stream),
 		func(b *nodev1.CallBatch) []*nodev1.Call { return b.GetCalls() },
 		func(c *nodev1.Call) *nodev1.Result { return s.serve(ctx, c) },
 		func(rs []*nodev1.Result) *nodev1.ResultBatch { return &nodev1.ResultBatch{Results: slices.Clone(rs)} },
 		maxBatch)
+}
+
+// drainStream is a KVCalls stream whose Recv ends (io.EOF) when the server
+// drains; a reader goroutine does the stream's own Recv.
+type drainStream struct {
+	nodev1.KVCalls_CallsServer
+	in    <-chan received
+	drain <-chan struct{}
+}
+
+type received struct {
+	batch *nodev1.CallBatch
+	err   error
+}
+
+func (s *Server) draining(stream nodev1.KVCalls_CallsServer) *drainStream {
+	in := make(chan received)
+	s.readers.Go(func() {
+		for {
+			b, err := stream.Recv()
+			select {
+			case in <- received{b, err}:
+			case <-stream.Context().Done(): // the handler returned
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	return &drainStream{KVCalls_CallsServer: stream, in: in, drain: s.drain}
+}
+
+func (d *drainStream) Recv() (*nodev1.CallBatch, error) {
+	select {
+	case <-d.drain:
+		return nil, io.EOF
+	default:
+	}
+	select {
+	case r := <-d.in:
+		return r.batch, r.err
+	case <-d.drain:
+		return nil, io.EOF
+	}
 }
 
 // serve answers one call through the KV server, within the call's timeout.

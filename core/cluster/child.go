@@ -99,7 +99,7 @@ func (c *child) stop(grace time.Duration) {
 
 // process is the child as recorded.
 func (c *child) process() Process {
-	return Process{Name: c.name, procID: c.id, Addr: c.addr, Log: c.log}
+	return Process{Name: c.name, procID: c.id, Addr: c.addr, Log: c.log, Metrics: c.metricsAddr()}
 }
 
 // tailFile returns the last n non-empty lines of path from offset on, joined

@@ -7,6 +7,8 @@
 // cluster folder holds everything:
 //
 //	DIR/zookeeper/          ZooKeeper's data (and logs)
+//	DIR/zookeeper.auth      the ZooKeeper credentials the children get, unless the
+//	                        config names a file (AuthFile)
 //	DIR/data/p<p>-r<r>/     the data folder of replica r of partition p
 //	DIR/data/keyspaces/K/p<p>-r<r>/  the same in keyspace K (not the default one)
 //	DIR/logs/<name>.log     each child's stdout and stderr (router.log, node-p0-r1.log,
@@ -219,13 +221,18 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		lock.Close()
 		return nil, err
 	}
+	auth, err := clusterAuth(cfg, dir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
 	self, _, err := identify(os.Getpid())
 	if err != nil {
 		self = procID{PID: os.Getpid()}
 	}
 	c := &Cluster{
 		opts: opts, dir: dir, lock: lock, stopped: make(chan struct{}),
-		rec: Record{Dir: dir, Config: cfgFile, GRPC: cfg.Router.GRPC, HTTP: cfg.Router.HTTP, ZooKeeper: clients,
+		rec: Record{Dir: dir, Config: cfgFile, GRPC: cfg.Router.GRPC, HTTP: cfg.Router.HTTP, ZooKeeper: clients, ZooKeeperAuth: auth,
 			Supervisor: Process{Name: "supervisor", procID: self}, Requests: opts.ServeRequests},
 	}
 	if opts.TLS {
@@ -298,7 +305,7 @@ func (c *Cluster) start(ctx context.Context, cfgFile string, clients []string) e
 	}
 	c.printf("  zookeeper %s up after %v\n", strings.Join(zk.Servers(), ","), time.Since(began).Round(100*time.Millisecond))
 
-	env := childEnv(o.Env, zk.Servers())
+	env := withAuthFile(childEnv(o.Env, zk.Servers()), c.rec.ZooKeeperAuth)
 	c.env = env
 	var base []string
 	if cfgFile != "" {
@@ -330,7 +337,7 @@ func (c *Cluster) start(ctx context.Context, cfgFile string, clients []string) e
 					data = filepath.Join(c.dir, "data", "keyspaces", k.Keyspace, fmt.Sprintf("p%d-r%d", p, r))
 					args = append(args, "--keyspace", k.Keyspace)
 				}
-				args = append(args, "--data", data)
+				args = append(append(args, "--data", data), metricsArgs(k.MetricsAddr(p, r))...)
 				n, err := c.spawn(name, addr, filepath.Join(logDir, name+".log"), args, nodeEnv)
 				if err != nil {
 					return err
@@ -597,13 +604,19 @@ func (c *Cluster) printEndpoints(sts []*plugdbv1.StatusResponse, took time.Durat
 	if len(sts) > 1 {
 		fmt.Fprintf(&b, "               %s%s/v1/keyspaces/NAME/kv/KEY\n", scheme, cfg.Router.HTTP)
 	}
-	fmt.Fprintf(&b, "  zookeeper    %s\n", strings.Join(c.zk.Servers(), ","))
+	fmt.Fprintf(&b, "  zookeeper    %s   (credentials: %s)\n", strings.Join(c.zk.Servers(), ","), c.rec.ZooKeeperAuth)
+	fmt.Fprintf(&b, "  metrics      http://%s/metrics (router; nodes: below)\n", cfg.Router.HTTP)
+	fmt.Fprintf(&b, "  status page  http://%s/ui/\n", cfg.Router.HTTP)
 	width := 12
 	for _, n := range c.nodes {
 		width = max(width, len(n.name))
 	}
 	for _, n := range c.nodes {
-		fmt.Fprintf(&b, "  %-*s %s   (pid %d, log %s)\n", width, n.name, n.addr, n.cmd.Process.Pid, n.log)
+		metrics := ""
+		if m := n.metricsAddr(); m != "" {
+			metrics = "metrics http://" + m + "/metrics, "
+		}
+		fmt.Fprintf(&b, "  %-*s %s   (%spid %d, log %s)\n", width, n.name, n.addr, metrics, n.cmd.Process.Pid, n.log)
 	}
 	for i, st := range sts {
 		if i == 0 {

@@ -52,7 +52,7 @@ func fakeChild(args []string) int {
 			name = a + "=" + args[i+1]
 		}
 	}
-	fmt.Println("fake", role, strings.Join(args, " "), "zk="+os.Getenv("PLUGDB_ZOOKEEPER_SERVERS"))
+	fmt.Println("fake", role, strings.Join(args, " "), "zk="+os.Getenv("PLUGDB_ZOOKEEPER_SERVERS"), "auth="+os.Getenv("PLUGDB_ZOOKEEPER_AUTH_FILE"))
 	if fail := os.Getenv("CLUSTER_TEST_FAIL"); fail != "" && strings.Contains(strings.Join(args, " "), fail) {
 		fmt.Fprintln(os.Stderr, "boom: cannot start", name)
 		return 3

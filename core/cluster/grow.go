@@ -129,15 +129,7 @@ func (c *Cluster) ServeRequest() error {
 // partition the keyspace's layout does not have yet joins empty (a reshard
 // moves keys to it).
 func (c *Cluster) AddNodes(keyspace string, partitions int) ([]Process, error) {
-	select {
-	case <-c.stopped:
-		return nil, errors.New("the cluster is stopping")
-	default:
-	}
-	if keyspace == config.DefaultKeyspace {
-		keyspace = ""
-	}
-	k, err := c.opts.Config.ForKeyspace(keyspace)
+	k, err := c.requestKeyspace(keyspace)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +174,20 @@ func (c *Cluster) AddNodes(keyspace string, partitions int) ([]Process, error) {
 	return out, c.save()
 }
 
+// requestKeyspace returns the config of the keyspace a request names (""
+// or "default": the default one), refusing while the cluster stops.
+func (c *Cluster) requestKeyspace(keyspace string) (config.Config, error) {
+	select {
+	case <-c.stopped:
+		return config.Config{}, errors.New("the cluster is stopping")
+	default:
+	}
+	if keyspace == config.DefaultKeyspace {
+		keyspace = ""
+	}
+	return c.opts.Config.ForKeyspace(keyspace)
+}
+
 // RetiredDir is where the supervisor moves the data folders of retired
 // nodes, under the cluster folder.
 const RetiredDir = "retired"
@@ -193,15 +199,7 @@ const RetiredDir = "retired"
 // cluster does not start them: their data folders are gone from DIR/data
 // (grownPartitions).
 func (c *Cluster) RetireNodes(keyspace string, partitions int) ([]Process, error) {
-	select {
-	case <-c.stopped:
-		return nil, errors.New("the cluster is stopping")
-	default:
-	}
-	if keyspace == config.DefaultKeyspace {
-		keyspace = ""
-	}
-	k, err := c.opts.Config.ForKeyspace(keyspace)
+	k, err := c.requestKeyspace(keyspace)
 	if err != nil {
 		return nil, err
 	}
@@ -292,6 +290,7 @@ func (c *Cluster) startNodes(k config.Config, from, to int, env []string, start 
 			highest = max(highest, port(p.Addr))
 		}
 	}
+	metrics := newMetricsPorts(k, c.rec.Children, used)
 	cfgFile := c.rec.Config
 	c.mu.Unlock()
 	if highest == 0 {
@@ -322,7 +321,11 @@ func (c *Cluster) startNodes(k config.Config, from, to int, env []string, start 
 			if k.Keyspace != "" {
 				args = append(args, "--keyspace", k.Keyspace)
 			}
-			args = append(args, "--data", data)
+			margs, err := metrics.next()
+			if err != nil {
+				return started, err
+			}
+			args = append(append(args, "--data", data), margs...)
 			n, err := c.spawn(name, addr, filepath.Join(c.dir, "logs", name+".log"), args, env)
 			if err != nil {
 				return started, err

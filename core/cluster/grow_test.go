@@ -21,7 +21,8 @@ import (
 // others; asked again, it starts none; fewer partitions are refused.
 func TestAddNodesOnRequest(t *testing.T) {
 	opts, out := testOptions(t, 1)
-	opts.Config.Nodes.BasePort = testutil.FreePortRun(t, 6) // 4 nodes, then the 2 new ones
+	opts.Config.Nodes.BasePort = testutil.FreePortRun(t, 6)   // 4 nodes, then the 2 new ones
+	opts.Config.Metrics.BasePort = testutil.FreePortRun(t, 6) // their metrics addresses
 	opts.ServeRequests = true
 	requests := make(chan os.Signal, 1)
 	signal.Notify(requests, RequestSignal)
@@ -72,12 +73,25 @@ func TestAddNodesOnRequest(t *testing.T) {
 	if !rec.Requests || len(names) != 1+1+4+2 || !slices.Equal(names[6:], []string{"node-p2-r0", "node-p2-r1"}) {
 		t.Fatalf("record: requests %v, children %q", rec.Requests, names)
 	}
+	// Every node has a metrics address: those of the config's partitions
+	// from metrics.base_port, the added ones after the highest of them.
+	var metrics []string
+	for _, p := range rec.Children[2:] {
+		metrics = append(metrics, p.Metrics)
+	}
+	var wantMetrics []string
+	for i := range 6 {
+		wantMetrics = append(wantMetrics, fmt.Sprintf("127.0.0.1:%d", opts.Config.Metrics.BasePort+i))
+	}
+	if !slices.Equal(metrics, wantMetrics) {
+		t.Errorf("nodes' metrics addresses %q, want %q", metrics, wantMetrics)
+	}
 	var log []byte
 	testutil.WaitFor(t, 10*time.Second, func() bool {
 		log, _ = os.ReadFile(filepath.Join(opts.Dir, "logs", "node-p2-r1.log"))
 		return strings.Contains(string(log), "zk=")
 	}, "node-p2-r1.log to name its ZooKeeper servers")
-	if w := "--partition 2 --addr " + nodeAddr(opts, 2, 1) + " --new-partition --data " + filepath.Join(opts.Dir, "data", "p2-r1"); !strings.Contains(string(log), w) {
+	if w := "--partition 2 --addr " + nodeAddr(opts, 2, 1) + " --new-partition --data " + filepath.Join(opts.Dir, "data", "p2-r1") + " --metrics-addr " + wantMetrics[5]; !strings.Contains(string(log), w) {
 		t.Errorf("node-p2-r1.log does not say %q:\n%s", w, log)
 	}
 	if w := "started for keyspace default's partitions 2..2: node-p2-r0 " + nodeAddr(opts, 2, 0); !strings.Contains(out.String(), w) {

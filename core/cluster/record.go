@@ -38,6 +38,9 @@ type Process struct {
 	Addr string `json:"addr,omitempty"`
 	// Log is its log file (stdout and stderr); empty for the supervisor.
 	Log string `json:"log,omitempty"`
+	// Metrics is where a node serves /metrics and /healthz (metrics.base_port);
+	// empty: nowhere. The router serves them on its HTTP address.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // Record is the content of RecordFile.
@@ -53,6 +56,10 @@ type Record struct {
 	HTTP string `json:"http"`
 	// ZooKeeper are the ensemble's client addresses.
 	ZooKeeper []string `json:"zookeeper"`
+	// ZooKeeperAuth is the credentials file the children get
+	// (PLUGDB_ZOOKEEPER_AUTH_FILE): the config's zookeeper.auth_file, or
+	// AuthFile in the cluster folder.
+	ZooKeeperAuth string `json:"zookeeper_auth_file,omitempty"`
 	// Requests is true when the supervisor starts nodes on request
 	// (RequestNodes: it handles RequestSignal).
 	Requests bool `json:"requests,omitempty"`

@@ -33,6 +33,7 @@ type Config struct {
 	Replicator  Plugin    `koanf:"replicator" json:"replicator"`
 	Router      Router    `koanf:"router" json:"router"`
 	Nodes       Nodes     `koanf:"nodes" json:"nodes"`
+	Metrics     Metrics   `koanf:"metrics" json:"metrics"`
 	TLS         TLS       `koanf:"tls" json:"tls,omitzero"`
 	// Keyspaces are the keyspaces besides the default one (the top-level
 	// partitions, engine, partitioner and replicator), by name; see
@@ -90,6 +91,9 @@ func (c Config) ForKeyspace(name string) (Config, error) {
 	out.Keyspace = name
 	out.Data = filepath.Join(c.Data, "keyspaces", name)
 	out.Nodes.BasePort += offset
+	if out.Metrics.BasePort != 0 {
+		out.Metrics.BasePort += offset
+	}
 	if ks.Partitions != 0 {
 		out.Partitions = ks.Partitions
 	}
@@ -112,6 +116,9 @@ type ZooKeeper struct {
 	SessionTimeout time.Duration `koanf:"session_timeout" json:"session_timeout"`
 	// Root is plugdb's root znode ("/plugdb").
 	Root string `koanf:"root" json:"root"`
+	// AuthFile names a file holding the digest credentials (user:password)
+	// that protect plugdb's znodes; empty: none, the znodes are open.
+	AuthFile string `koanf:"auth_file" json:"auth_file,omitempty"`
 }
 
 // Plugin is a plugin block: engine, partitioner or replicator.
@@ -280,12 +287,14 @@ func toMap(c Config) map[string]any {
 			"servers":         append([]string(nil), c.ZooKeeper.Servers...),
 			"session_timeout": c.ZooKeeper.SessionTimeout,
 			"root":            c.ZooKeeper.Root,
+			"auth_file":       c.ZooKeeper.AuthFile,
 		},
 		"engine":      block(c.Engine),
 		"partitioner": block(c.Partitioner),
 		"replicator":  block(c.Replicator),
 		"router":      map[string]any{"grpc": c.Router.GRPC, "http": c.Router.HTTP},
 		"nodes":       map[string]any{"replicas": c.Nodes.Replicas, "base_port": c.Nodes.BasePort},
+		"metrics":     map[string]any{"addr": c.Metrics.Addr, "base_port": c.Metrics.BasePort},
 		"tls":         map[string]any{"ca": c.TLS.CA, "cert": c.TLS.Cert, "key": c.TLS.Key},
 	}
 }
@@ -311,6 +320,7 @@ func (c Config) Validate(known Known) error {
 		{"zookeeper.servers", c.ZooKeeper.Servers, checkServers(c.ZooKeeper.Servers)},
 		{"zookeeper.session_timeout", c.ZooKeeper.SessionTimeout, checkTimeout(c.ZooKeeper.SessionTimeout)},
 		{"zookeeper.root", c.ZooKeeper.Root, checkRoot(c.ZooKeeper.Root)},
+		{"zookeeper.auth_file", c.ZooKeeper.AuthFile, checkAuthFile(c.ZooKeeper.AuthFile)},
 	}
 	plugs := []struct {
 		kind  string
@@ -363,7 +373,7 @@ func (c Config) Validate(known Known) error {
 	if e := checkNodePorts(c.Nodes.BasePort, total, c.Nodes.Replicas); e != nil {
 		return fmt.Errorf("nodes.base_port %d: %s", c.Nodes.BasePort, e)
 	}
-	return nil
+	return c.validateMetrics(total)
 }
 
 // validateKeyspace checks what keyspace name (k, as ForKeyspace made it)

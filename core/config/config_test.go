@@ -272,16 +272,16 @@ func TestEnvNamesUnambiguous(t *testing.T) {
 	if got := EnvName("engine.options.max_key_size"); got != "PLUGDB_ENGINE_OPTIONS_MAX_KEY_SIZE" {
 		t.Errorf("EnvName(engine.options.max_key_size) = %s", got)
 	}
-	wantKeys := []string{"cluster", "data", "partitions", "zookeeper.servers", "zookeeper.session_timeout", "zookeeper.root",
+	wantKeys := []string{"cluster", "data", "partitions", "zookeeper.servers", "zookeeper.session_timeout", "zookeeper.root", "zookeeper.auth_file",
 		"engine.plugin", "engine.mode", "engine.sha256", "partitioner.plugin", "partitioner.mode", "partitioner.sha256",
-		"replicator.plugin", "replicator.mode", "replicator.sha256", "router.grpc", "router.http", "nodes.replicas", "nodes.base_port", "tls.ca", "tls.cert", "tls.key"}
+		"replicator.plugin", "replicator.mode", "replicator.sha256", "router.grpc", "router.http", "nodes.replicas", "nodes.base_port", "metrics.addr", "metrics.base_port", "tls.ca", "tls.cert", "tls.key"}
 	if !slices.Equal(Keys(), wantKeys) {
 		t.Errorf("Keys() = %v", Keys())
 	}
 }
 
 func TestLoadErrors(t *testing.T) {
-	const topKeys = "cluster, data, partitions, zookeeper, engine, partitioner, replicator, router, nodes, tls, keyspaces"
+	const topKeys = "cluster, data, partitions, zookeeper, engine, partitioner, replicator, router, nodes, metrics, tls, keyspaces"
 	tests := []struct {
 		name  string
 		file  string // FILE in want is the file's path
@@ -295,7 +295,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown top-level key", file: "clustr: dev",
 			want: `config file FILE: unknown key "clustr" (allowed at top level: ` + topKeys + `)`},
 		{name: "unknown zookeeper key", file: "zookeeper: {timeout: 2s}",
-			want: `config file FILE: unknown key "zookeeper.timeout" (allowed under zookeeper: servers, session_timeout, root)`},
+			want: `config file FILE: unknown key "zookeeper.timeout" (allowed under zookeeper: servers, session_timeout, root, auth_file)`},
 		{name: "unknown router key", file: "router:\n  rest: 127.0.0.1:8080\n",
 			want: `config file FILE: unknown key "router.rest" (allowed under router: grpc, http)`},
 		{name: "unknown replicator key", file: "replicator: {plugin: none, ack: sync}",
@@ -403,7 +403,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "env bad mode", env: []string{"PLUGDB_ENGINE_MODE=x"},
 			want: `environment variable PLUGDB_ENGINE_MODE: engine.mode "x": not a mode (allowed: process, inprocess)`},
 		{name: "env unknown", env: []string{"PLUGDB_ENGINE_PLUGN=memory"},
-			want: `environment variable PLUGDB_ENGINE_PLUGN: not a plugdb setting (allowed: PLUGDB_CLUSTER, PLUGDB_DATA, PLUGDB_PARTITIONS, PLUGDB_ZOOKEEPER_SERVERS, PLUGDB_ZOOKEEPER_SESSION_TIMEOUT, PLUGDB_ZOOKEEPER_ROOT, PLUGDB_ENGINE_PLUGIN, PLUGDB_ENGINE_MODE, PLUGDB_ENGINE_SHA256, PLUGDB_ENGINE_OPTIONS_<NAME>, PLUGDB_PARTITIONER_PLUGIN, `},
+			want: `environment variable PLUGDB_ENGINE_PLUGN: not a plugdb setting (allowed: PLUGDB_CLUSTER, PLUGDB_DATA, PLUGDB_PARTITIONS, PLUGDB_ZOOKEEPER_SERVERS, PLUGDB_ZOOKEEPER_SESSION_TIMEOUT, PLUGDB_ZOOKEEPER_ROOT, PLUGDB_ZOOKEEPER_AUTH_`}, // cut before FILE, which the test replaces with the config file,
 		{name: "env unknown lists ignored", env: []string{"PLUGDB_ROUTER=x"},
 			want: `; ignored: PLUGDB_PLUGIN, PLUGDB_BENCH_KEYS, PLUGDB_TEST_ROLE)`},
 		{name: "env unknown several", env: []string{"PLUGDB_X=1", "PLUGDB_CLUSTER=ok", "PLUGDB_A=2"},

@@ -31,6 +31,7 @@
 //	zookeeper.servers            one or more host:port (a YAML list, or comma-separated)
 //	zookeeper.session_timeout    a positive Go duration (2s, 500ms)
 //	zookeeper.root               an absolute ZooKeeper path (/plugdb)
+//	zookeeper.auth_file          empty, or a file holding user:password: digest ACLs on plugdb's znodes
 //	engine.plugin                a bundled name or a path (containing '/') to a plugin binary
 //	engine.mode                  process | inprocess (empty: process)
 //	engine.sha256                empty, or the plugin binary's SHA-256 in hex
@@ -40,6 +41,9 @@
 //	nodes.replicas               1..9: replicas per partition `plugdb cluster up` starts
 //	nodes.base_port              1024..65535: replica r of partition p listens on
 //	                             127.0.0.1:base_port+p*replicas+r, which must be a port
+//	metrics.addr                 empty, or the host:port a node serves /metrics and /healthz on
+//	metrics.base_port            0, or 1024..65535: `plugdb cluster up` gives replica r of
+//	                             partition p metrics on 127.0.0.1:base_port+p*replicas+r
 //	tls.ca, tls.cert, tls.key    PEM files: all empty (plaintext), or cert and key (TLS),
 //	                             with ca for mutual TLS (docs/security.md); Validate reads them
 //
@@ -59,10 +63,12 @@
 //     PLUGDB_ZOOKEEPER_SERVERS → zookeeper.servers,
 //     PLUGDB_ZOOKEEPER_SESSION_TIMEOUT → zookeeper.session_timeout,
 //     PLUGDB_ZOOKEEPER_ROOT → zookeeper.root,
+//     PLUGDB_ZOOKEEPER_AUTH_FILE → zookeeper.auth_file,
 //     PLUGDB_ENGINE_PLUGIN → engine.plugin, PLUGDB_ENGINE_MODE → engine.mode,
 //     PLUGDB_ENGINE_SHA256 → engine.sha256 (and the same for PARTITIONER and
 //     REPLICATOR), PLUGDB_ROUTER_GRPC → router.grpc, PLUGDB_ROUTER_HTTP → router.http,
 //     PLUGDB_NODES_REPLICAS → nodes.replicas, PLUGDB_NODES_BASE_PORT → nodes.base_port,
+//     PLUGDB_METRICS_ADDR → metrics.addr, PLUGDB_METRICS_BASE_PORT → metrics.base_port,
 //     PLUGDB_TLS_CA → tls.ca, PLUGDB_TLS_CERT → tls.cert, PLUGDB_TLS_KEY → tls.key.
 //     The names are exact (upper case); no two known keys map to the same name.
 //   - PLUGDB_ENGINE_OPTIONS_<NAME> → engine.options.<name>: everything after

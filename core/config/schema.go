@@ -17,13 +17,14 @@ var pluginKeys = []string{"plugin", "mode", "sha256", "options"}
 
 // sections lists each section's keys in file order ("" is the top level).
 var sections = map[string][]string{
-	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes", "tls", "keyspaces"},
-	"zookeeper":   {"servers", "session_timeout", "root"},
+	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes", "metrics", "tls", "keyspaces"},
+	"zookeeper":   {"servers", "session_timeout", "root", "auth_file"},
 	"engine":      pluginKeys,
 	"partitioner": pluginKeys,
 	"replicator":  pluginKeys,
 	"router":      {"grpc", "http"},
 	"nodes":       {"replicas", "base_port"},
+	"metrics":     {"addr", "base_port"},
 	"tls":         {"ca", "cert", "key"},
 }
 
@@ -47,8 +48,11 @@ var leaves = map[string]leaf{
 	"zookeeper.servers":         {parse: parseServers},
 	"zookeeper.session_timeout": {parse: parseTimeout},
 	"zookeeper.root":            {parse: stringParser(checkRoot, allowedRoot)},
+	"zookeeper.auth_file":       {parse: stringParser(checkAuthFileName, allowedAuthFile)},
 	"router.grpc":               {parse: stringParser(checkAddr, allowedHostPort)},
 	"router.http":               {parse: stringParser(checkAddr, allowedHostPort)},
+	"metrics.addr":              {parse: stringParser(checkMetricsAddr, allowedMetricsAddr)},
+	"metrics.base_port":         {parse: intParser(checkMetricsBasePort, allowedMetricsBasePort)},
 	"tls.ca":                    {parse: stringParser(checkFile, allowedFile)},
 	"tls.cert":                  {parse: stringParser(checkFile, allowedFile)},
 	"tls.key":                   {parse: stringParser(checkFile, allowedFile)},

@@ -384,7 +384,7 @@ func (k *Candidate) register(ctx context.Context, session int64) error {
 	data := k.memberData()
 	return k.c.Do(ctx, func(conn *zk.Conn) error {
 		for range 3 {
-			_, err := conn.Create(path, data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+			_, err := conn.Create(path, data, zk.FlagEphemeral, k.c.acl)
 			if err == nil {
 				return nil
 			}
@@ -435,7 +435,7 @@ func (k *Candidate) enter(ctx context.Context, session int64) (string, error) {
 					return ch, nil
 				}
 			}
-			created, err := conn.Create(dir+"/"+prefix, []byte(k.cfg.Addr), zk.FlagEphemeral|zk.FlagSequence, zk.WorldACL(zk.PermAll))
+			created, err := conn.Create(dir+"/"+prefix, []byte(k.cfg.Addr), zk.FlagEphemeral|zk.FlagSequence, k.c.acl)
 			if err == nil {
 				return created[strings.LastIndexByte(created, '/')+1:], nil
 			}
@@ -522,7 +522,7 @@ func (k *Candidate) lead(ctx context.Context, session int64) (won, error) {
 			switch {
 			case errors.Is(err, zk.ErrNoNode): // a new partition
 				w.isr, w.isrVersion = []string{k.cfg.Addr}, 0
-				isrOp = &zk.CreateRequest{Path: isrPath, Acl: zk.WorldACL(zk.PermAll)}
+				isrOp = &zk.CreateRequest{Path: isrPath, Acl: k.c.acl}
 			case err != nil:
 				return won{}, fmt.Errorf("read in-sync replicas: %w", err)
 			default:
@@ -559,7 +559,7 @@ func (k *Candidate) lead(ctx context.Context, session int64) (won, error) {
 			info, _ := json.Marshal(LeaderInfo{Addr: k.cfg.Addr, Epoch: w.epoch, Repl: k.cfg.Repl})
 			_, err = conn.Multi(
 				&zk.SetDataRequest{Path: epochPath, Data: []byte(strconv.FormatUint(w.epoch, 10)), Version: st.Version},
-				&zk.CreateRequest{Path: leaderPath, Data: info, Acl: zk.WorldACL(zk.PermAll), Flags: zk.FlagEphemeral},
+				&zk.CreateRequest{Path: leaderPath, Data: info, Acl: k.c.acl, Flags: zk.FlagEphemeral},
 				isrOp,
 			)
 			switch {

@@ -39,6 +39,10 @@ type Config struct {
 	// Keyspace is the cluster's keyspace this client coordinates ("" or
 	// "default": the default one): it chooses the znodes (PathsOf).
 	Keyspace string
+	// Auth are the digest credentials the client authenticates with and
+	// protects the znodes it creates with (see ACL); zero: none, the znodes
+	// are open to every ZooKeeper client.
+	Auth Credentials
 	// Logger receives state changes; nil discards them.
 	Logger hclog.Logger
 }
@@ -49,6 +53,7 @@ type Config struct {
 type Client struct {
 	conn    *zk.Conn
 	cfg     Config
+	acl     []zk.ACL // of the znodes the client creates (aclOf)
 	log     hclog.Logger
 	done    chan struct{}
 	stopped sync.WaitGroup
@@ -64,7 +69,10 @@ type Client struct {
 // ErrNoSession is returned when the client has no ZooKeeper session.
 var ErrNoSession = errors.New("no ZooKeeper session")
 
-// Connect connects to ZooKeeper and waits, within ctx, for a session.
+// Connect connects to ZooKeeper and waits, within ctx, for a session. With
+// credentials (Config.Auth) it authenticates, on this connection and every
+// later one, and gives the cluster's znodes that are open to the world its
+// ACL; without, it fails if they are protected (see secure).
 func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if len(cfg.Servers) == 0 {
 		return nil, errors.New("connect to ZooKeeper: no servers configured (zookeeper.servers)")
@@ -76,7 +84,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	c := &Client{cfg: cfg, log: log, done: make(chan struct{}), changed: make(chan struct{}), state: zk.StateDisconnected, since: time.Now()}
+	c := &Client{cfg: cfg, acl: aclOf(cfg.Auth), log: log, done: make(chan struct{}), changed: make(chan struct{}), state: zk.StateDisconnected, since: time.Now()}
 	conn, _, err := zk.Connect(cfg.Servers, cfg.SessionTimeout,
 		zk.WithEventCallback(c.event), zk.WithLogger(zkLogger{log}), zk.WithLogInfo(false))
 	if err != nil {
@@ -88,6 +96,14 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	c.stopped.Add(1)
 	go c.renewLease()
 	if _, err := c.WaitSession(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.addAuth(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.secure(ctx); err != nil {
 		c.Close()
 		return nil, err
 	}

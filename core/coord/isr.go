@@ -119,7 +119,7 @@ func (k *Candidate) SetISR(ctx context.Context, members []string) error {
 		for range 3 {
 			write := any(&zk.SetDataRequest{Path: isrPath, Data: data, Version: version})
 			if create {
-				write = &zk.CreateRequest{Path: isrPath, Data: data, Acl: zk.WorldACL(zk.PermAll)}
+				write = &zk.CreateRequest{Path: isrPath, Data: data, Acl: k.c.acl}
 			}
 			_, err := conn.Multi(&zk.CheckVersionRequest{Path: epochPath, Version: t.epochVersion}, write)
 			if err == nil {

@@ -80,16 +80,16 @@ func EnsureMeta(ctx context.Context, c *Client, m Meta) (Meta, error) {
 		return Meta{}, err
 	}
 	err = c.Do(ctx, func(conn *zk.Conn) error {
-		if err := createPath(conn, p.base); err != nil {
+		if err := createPath(conn, c.acl, p.base); err != nil {
 			return err
 		}
 		for n := range m.Partitions {
-			if err := createPartition(conn, p, n); err != nil {
+			if err := createPartition(conn, c.acl, p, n); err != nil {
 				return err
 			}
 		}
-		if _, err := conn.Create(p.Meta(), data, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-			return fmt.Errorf("create %s: %w", p.Meta(), err)
+		if _, err := conn.Create(p.Meta(), data, 0, c.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return fmt.Errorf("create %w", refused(p.Meta(), nil, err))
 		}
 		return nil
 	})
@@ -117,22 +117,22 @@ func EnsureMeta(ctx context.Context, c *Client, m Meta) (Meta, error) {
 // moves keys to it).
 func EnsurePartition(ctx context.Context, c *Client, n int) error {
 	p := PathsOf(c.cfg)
-	err := c.Do(ctx, func(conn *zk.Conn) error { return createPartition(conn, p, n) })
+	err := c.Do(ctx, func(conn *zk.Conn) error { return createPartition(conn, c.acl, p, n) })
 	if err != nil {
 		return fmt.Errorf("partition %d's znodes: %w", n, err)
 	}
 	return nil
 }
 
-// createPartition creates partition n's znodes where missing.
-func createPartition(conn *zk.Conn, p Paths, n int) error {
+// createPartition creates partition n's znodes where missing, with acl.
+func createPartition(conn *zk.Conn, acl []zk.ACL, p Paths, n int) error {
 	for _, dir := range []string{p.Partition(n), p.Members(n), p.Election(n)} {
-		if err := createPath(conn, dir); err != nil {
+		if err := createPath(conn, acl, dir); err != nil {
 			return err
 		}
 	}
-	if _, err := conn.Create(p.Epoch(n), []byte("0"), 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-		return fmt.Errorf("create %s: %w", p.Epoch(n), err)
+	if _, err := conn.Create(p.Epoch(n), []byte("0"), 0, acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("create %w", refused(p.Epoch(n), nil, err))
 	}
 	return nil
 }
@@ -180,8 +180,9 @@ func parseMeta(c *Client, data []byte) (Meta, error) {
 	return m, nil
 }
 
-// createPath creates dir and its parents (persistent, empty) where missing.
-func createPath(conn *zk.Conn, dir string) error {
+// createPath creates dir and its parents (persistent, empty) where missing,
+// with acl.
+func createPath(conn *zk.Conn, acl []zk.ACL, dir string) error {
 	if dir == "/" || dir == "" {
 		return nil
 	}
@@ -190,11 +191,11 @@ func createPath(conn *zk.Conn, dir string) error {
 	} else if ok {
 		return nil
 	}
-	if err := createPath(conn, path.Dir(dir)); err != nil {
+	if err := createPath(conn, acl, path.Dir(dir)); err != nil {
 		return err
 	}
-	if _, err := conn.Create(dir, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-		return fmt.Errorf("create %s: %w", dir, err)
+	if _, err := conn.Create(dir, nil, 0, acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("create %w", refused(dir, nil, err))
 	}
 	return nil
 }

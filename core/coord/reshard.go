@@ -97,14 +97,14 @@ func BeginReshard(ctx context.Context, c *Client, to Meta) (Reshard, error) {
 	}
 	err = c.Do(ctx, func(conn *zk.Conn) error {
 		for n := from.Partitions; n < to.Partitions; n++ {
-			if err := createPartition(conn, p, n); err != nil {
+			if err := createPartition(conn, c.acl, p, n); err != nil {
 				return err
 			}
 		}
-		if err := createPath(conn, p.FenceAcks()); err != nil {
+		if err := createPath(conn, c.acl, p.FenceAcks()); err != nil {
 			return err
 		}
-		if _, err := conn.Create(p.Reshard(), data, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		if _, err := conn.Create(p.Reshard(), data, 0, c.acl); err != nil {
 			if errors.Is(err, zk.ErrNodeExists) {
 				return ErrReshardRunning
 			}
@@ -228,7 +228,7 @@ func AckFence(ctx context.Context, c *Client, n int, epoch uint64) error {
 	err := c.Do(ctx, func(conn *zk.Conn) error {
 		_, err := conn.Set(p.FenceAck(n), data, -1)
 		if errors.Is(err, zk.ErrNoNode) {
-			_, err = conn.Create(p.FenceAck(n), data, 0, zk.WorldACL(zk.PermAll))
+			_, err = conn.Create(p.FenceAck(n), data, 0, c.acl)
 		}
 		return err
 	})

@@ -303,7 +303,14 @@ func testCrashMode(t *testing.T, mode string) {
 // not read as the caller's own cancellation.
 func TestCallOnRestartedPluginNamesIt(t *testing.T) {
 	ctx := context.Background()
-	eng, err := testLoader(nil).OpenEngine(ctx, Block{Plugin: "memory"}, t.TempDir())
+	l := testLoader(nil)
+	var restarts atomic.Int64
+	l.OnRestart = func(kind, plugin string) {
+		if kind == "engine" && plugin == "memory" {
+			restarts.Add(1)
+		}
+	}
+	eng, err := l.OpenEngine(ctx, Block{Plugin: "memory"}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,6 +329,9 @@ func TestCallOnRestartedPluginNamesIt(t *testing.T) {
 	}
 	if !pe.replaced(gen) {
 		t.Fatal("plugin not restarted")
+	}
+	if n := restarts.Load(); n != 1 {
+		t.Errorf("OnRestart called %d times for one restart, want 1 (kind engine, plugin memory)", n)
 	}
 	raw := old.Apply(ctx, []engines.Mutation{{Op: engines.OpPut, Key: []byte("k"), Value: []byte("v"), LSN: 1}})
 	if raw == nil {

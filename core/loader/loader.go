@@ -72,6 +72,9 @@ type Loader struct {
 	MaxRestarts int
 	// StartTimeout bounds a plugin's start-up handshake (default 10s).
 	StartTimeout time.Duration
+	// OnRestart, if set, is called after a plugin process that died was
+	// restarted, with its kind ("engine") and plugin (name or path).
+	OnRestart func(kind, plugin string)
 }
 
 // IsBundled reports whether name is a bundled engine rather than a path.

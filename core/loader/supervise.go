@@ -208,6 +208,9 @@ func (s *supervised[C]) restart(gen int) {
 			s.gen++
 			s.mu.Unlock()
 			log.Info(string(s.kind)+" plugin restarted", "attempt", attempt)
+			if s.l.OnRestart != nil {
+				s.l.OnRestart(string(s.kind), s.block.Plugin)
+			}
 			return
 		}
 		log.Error(string(s.kind)+" plugin restart failed", "attempt", attempt, "max", s.l.maxRestarts(), "error", err)

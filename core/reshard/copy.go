@@ -131,51 +131,33 @@ func (c *copier) pass(ctx context.Context, since []uint64, state coord.ReshardSt
 	var mu sync.Mutex // guards res and the progress reports
 	var wg sync.WaitGroup
 	errs := make([]error, c.r.From.Partitions)
+	lag := make([]uint64, c.r.From.Partitions) // statements each source took since its first-pass snapshot
 	for p := range c.r.From.Partitions {
 		wg.Go(func() {
-			b := c.batches()
-			moving := keySets{}
-			seen := map[string]struct{}{}
-			var rows int64
-			err := c.m.Nodes.Snapshot(ctx, p, since[p], func(lsn, _ uint64, chunk []Row) error {
-				pl, err := c.place(ctx, chunk)
-				if err != nil {
-					return err
-				}
-				rows += int64(len(pl.rows))
-				for i, r := range pl.rows {
-					seen[string(r.Key)] = struct{}{}
-					q := pl.to[i]
-					if pl.from[i] != p || q == p {
-						continue // not the source's (left by an aborted move), or not moving
+			var src sourceResult
+			err := c.retrySource(ctx, p, name, func() (err error) {
+				src, err = c.passSource(ctx, p, since[p], func(lsn uint64, rows, copied, size int64) {
+					mu.Lock()
+					defer mu.Unlock()
+					if since[p] > 0 && lsn > since[p] {
+						lag[p] = lsn - since[p]
 					}
-					moving.add(q, r.Key)
-					if r.HasValue {
-						if err := b.add(ctx, q, &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
-							return err
-						}
-					}
-				}
-				mu.Lock()
-				res.lsns[p] = lsn
-				c.m.progress(Progress{State: state, Pass: name, Rows: res.rows + rows, Copied: res.copied + b.n, Bytes: res.size + b.b})
-				mu.Unlock()
-				return nil
+					c.m.progress(Progress{State: state, Pass: name, Rows: res.rows + rows, Copied: res.copied + copied, Bytes: res.size + size, Lag: sum(lag)})
+				})
+				return err
 			})
-			if err == nil {
-				err = b.flush(ctx)
-			}
 			if err != nil {
 				errs[p] = fmt.Errorf("partition %d: %s: %w", p, name, err)
 				return
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			res.rows += rows
-			res.keys += int64(len(seen))
-			res.copied += b.n
-			res.size += b.b
-			for q, keys := range moving {
+			res.lsns[p] = src.lsn
+			res.rows += src.rows
+			res.keys += src.keys
+			res.copied += src.copied
+			res.size += src.size
+			for q, keys := range src.moving {
 				for k := range keys {
 					res.moving.add(q, []byte(k))
 				}
@@ -186,8 +168,102 @@ func (c *copier) pass(ctx context.Context, since []uint64, state coord.ReshardSt
 	if err := errors.Join(errs...); err != nil {
 		return res, err
 	}
-	c.m.progress(Progress{State: state, Pass: name, Rows: res.rows, Copied: res.copied, Bytes: res.size})
+	c.m.progress(Progress{State: state, Pass: name, Rows: res.rows, Copied: res.copied, Bytes: res.size, Lag: sum(lag)})
 	return res, nil
+}
+
+func sum(xs []uint64) uint64 {
+	var n uint64
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+// sourceResult is what one source's share of a pass did.
+type sourceResult struct {
+	lsn                      uint64
+	moving                   keySets
+	rows, keys, copied, size int64
+}
+
+// passSource reads source partition p's snapshot: rows above since come
+// with their values and are imported where they move; report gets the
+// running totals and the snapshot's LSN.
+func (c *copier) passSource(ctx context.Context, p int, since uint64, report func(lsn uint64, rows, copied, size int64)) (sourceResult, error) {
+	res := sourceResult{moving: keySets{}}
+	b := c.batches()
+	seen := map[string]struct{}{}
+	var imported error // an import that failed: not the snapshot's fault
+	err := c.m.Nodes.Snapshot(ctx, p, since, func(lsn, _ uint64, chunk []Row) error {
+		pl, err := c.place(ctx, chunk)
+		if err != nil {
+			return err
+		}
+		res.rows += int64(len(pl.rows))
+		for i, r := range pl.rows {
+			seen[string(r.Key)] = struct{}{}
+			q := pl.to[i]
+			if pl.from[i] != p || q == p {
+				continue // not the source's (left by an aborted move), or not moving
+			}
+			res.moving.add(q, r.Key)
+			if r.HasValue {
+				if err := b.add(ctx, q, &nodev1.ImportRow{Key: r.Key, Value: r.Value}); err != nil {
+					imported = err
+					return err
+				}
+			}
+		}
+		res.lsn = lsn
+		report(lsn, res.rows, b.n, b.b)
+		return nil
+	})
+	if err == nil {
+		err = b.flush(ctx)
+		imported = err
+	}
+	res.keys, res.copied, res.size = int64(len(seen)), b.n, b.b
+	if imported != nil {
+		return res, &importError{err: imported}
+	}
+	return res, err
+}
+
+// importError is a pass's failed import, which retrySource does not take
+// again (the import has had its own retries).
+type importError struct{ err error }
+
+func (e *importError) Error() string { return e.err.Error() }
+func (e *importError) Unwrap() error { return e.err }
+
+// retrySource runs one source's share of a pass, and runs it again, for up
+// to retryFor, when its snapshot failed because the source lost its leader
+// or stopped answering (Unavailable, or a stuck stream): once the partition
+// has a leader again, the share starts over (its imports are idempotent; a
+// fenced pass checks afterwards that the leaders it read from fenced).
+func (c *copier) retrySource(ctx context.Context, p int, name string, run func() error) error {
+	deadline := time.Now().Add(retryFor)
+	for {
+		err := run()
+		var ie *importError
+		if err == nil || errors.As(err, &ie) || !(status.Code(err) == codes.Unavailable || errors.Is(err, ErrStuck)) || time.Now().After(deadline) {
+			return err
+		}
+		c.m.progress(Progress{Pass: fmt.Sprintf("partition %d's snapshot broke (%v): %s again from its leader", p, err, name)})
+		for c.m.Nodes.LeaderEpoch(p) == 0 && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+			case <-time.After(50 * time.Millisecond): // waiting for an election
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond): // a new leader's node starts serving
+		}
+	}
 }
 
 // firstPass copies every source partition's moving rows from a snapshot and
@@ -240,7 +316,8 @@ func (c *copier) awaitFence(ctx context.Context) ([]uint64, error) {
 	for p := range epochs {
 		for {
 			e := c.m.Nodes.LeaderEpoch(p)
-			acked, err := coord.FenceAcked(ctx, c.m.Client, p)
+			var acked uint64
+			err := zkRetry(ctx, func() (err error) { acked, err = coord.FenceAcked(ctx, c.m.Client, p); return err })
 			if err != nil {
 				return nil, err
 			}

@@ -74,6 +74,9 @@ type Progress struct {
 	Rows   int64  // rows read in this pass
 	Copied int64  // rows imported (moved) in this pass
 	Bytes  int64  // bytes imported in this pass
+	// Lag is, in the catch-up pass, the statements the sources took since
+	// the first pass's snapshots: what the catch-up reads values for.
+	Lag uint64
 }
 
 // Report is what a finished move did.
@@ -124,7 +127,9 @@ func (m *Mover) progress(p Progress) {
 // there is one (to is then ignored, if it differs Run says so), and returns
 // what it did.
 func (m *Mover) Run(ctx context.Context, to coord.Meta) (Report, error) {
-	r, ok, err := coord.ReadReshard(ctx, m.Client)
+	var r coord.Reshard
+	var ok bool
+	err := zkRetry(ctx, func() (err error) { r, ok, err = coord.ReadReshard(ctx, m.Client); return err })
 	if err != nil {
 		return Report{}, err
 	}
@@ -132,8 +137,8 @@ func (m *Mover) Run(ctx context.Context, to coord.Meta) (Report, error) {
 		return Report{}, fmt.Errorf("%w: %s; finish it (plugdb reshard with no new layout) or abort it (--abort) first", coord.ErrReshardRunning, r)
 	}
 	if !ok {
-		cur, err := coord.ReadMeta(ctx, m.Client)
-		if err != nil {
+		var cur coord.Meta
+		if err := zkRetry(ctx, func() (err error) { cur, err = coord.ReadMeta(ctx, m.Client); return err }); err != nil {
 			return Report{}, err
 		}
 		if err := checkLayouts(cur, to); err != nil {
@@ -214,7 +219,9 @@ func (m *Mover) resume(ctx context.Context, r coord.Reshard) (Report, error) {
 				return rep, err
 			}
 			rep.CopyTime = time.Since(start)
-			if err := coord.SetReshardState(ctx, m.Client, coord.ReshardCopying, coord.ReshardFenced); err != nil {
+			if err := m.advance(ctx, coord.ReshardFenced, func() error {
+				return coord.SetReshardState(ctx, m.Client, coord.ReshardCopying, coord.ReshardFenced)
+			}); err != nil {
 				return rep, err
 			}
 		}
@@ -222,7 +229,7 @@ func (m *Mover) resume(ctx context.Context, r coord.Reshard) (Report, error) {
 		if err := c.lastPass(ctx, lsns, copied, &rep); err != nil {
 			return rep, err
 		}
-		if err := coord.FlipReshard(ctx, m.Client); err != nil {
+		if err := m.advance(ctx, coord.ReshardFlipped, func() error { return coord.FlipReshard(ctx, m.Client) }); err != nil {
 			return rep, err
 		}
 		rep.Fenced = time.Since(fenced)
@@ -236,7 +243,7 @@ func (m *Mover) resume(ctx context.Context, r coord.Reshard) (Report, error) {
 		rep.Pruned += n
 	}
 	rep.Retired = max(r.From.Partitions-r.To.Partitions, 0)
-	if err := coord.EndReshard(ctx, m.Client); err != nil && !errors.Is(err, coord.ErrNoReshard) {
+	if err := zkRetry(ctx, func() error { return coord.EndReshard(ctx, m.Client) }); err != nil && !errors.Is(err, coord.ErrNoReshard) {
 		return rep, err
 	}
 	m.progress(Progress{Pass: "done"})

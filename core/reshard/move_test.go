@@ -40,6 +40,9 @@ type memNodes struct {
 	// refuse is how many imports are refused first, as a target that has
 	// not seen the recorded move yet refuses them.
 	refuse atomic.Int32
+	// broken is how many snapshots break after their first chunk, as when
+	// the source's leader dies.
+	broken atomic.Int32
 }
 
 type memRow struct {
@@ -79,6 +82,9 @@ func (n *memNodes) Snapshot(ctx context.Context, p int, since uint64, each func(
 		rows = rows[len(c):]
 		if err := each(lsn, 1, c); err != nil {
 			return err
+		}
+		if n.broken.Add(-1) >= 0 {
+			return status.Errorf(codes.Unavailable, "partition %d: error reading from server: EOF", p)
 		}
 	}
 	return nil
@@ -153,7 +159,8 @@ func locate(t *testing.T, l Locator, key string) int {
 
 // TestMoveCopiesCatchesUpAndPrunes moves 2 hash partitions to 3 ring
 // partitions, and 3 hash partitions to 2 (retiring one), while keys are
-// written, overwritten and deleted between the passes, and checks that
+// written, overwritten and deleted between the passes and two snapshot
+// streams break (read again from the source's leader), and checks that
 // every key ends, with its last value, on its new owner only (a retired
 // partition holds none), and that the internal rows stay where they were.
 func TestMoveCopiesCatchesUpAndPrunes(t *testing.T) {
@@ -182,6 +189,7 @@ func testMove(t *testing.T, from, to coord.Meta) {
 		nodes.parts[p] = map[string]memRow{}
 	}
 	nodes.refuse.Store(3) // the first imports come before the targets saw the move: tried again
+	nodes.broken.Store(2) // two snapshots break (their leader died): read again
 	want := map[string]string{}
 	write := func(key, value string) {
 		nodes.put(locate(t, fromLoc, key), key, value)
@@ -205,7 +213,15 @@ func testMove(t *testing.T, from, to coord.Meta) {
 	if len(moved) < 50 {
 		t.Fatalf("only %d of 300 keys move: the test needs a move", len(moved))
 	}
-	mover := &Mover{Client: client, Nodes: nodes, Open: openLayout, BatchRows: 16}
+	var lagMu sync.Mutex
+	var lag uint64 // the catch-up's largest lag reported
+	mover := &Mover{Client: client, Nodes: nodes, Open: openLayout, BatchRows: 16, Progress: func(p Progress) {
+		lagMu.Lock()
+		defer lagMu.Unlock()
+		if p.Pass == "catch-up" {
+			lag = max(lag, p.Lag)
+		}
+	}}
 	// The writes the first pass misses happen when the state turns fenced,
 	// before the sources acknowledge, as writes in flight would.
 	acked := make(chan struct{})
@@ -245,6 +261,9 @@ func testMove(t *testing.T, from, to coord.Meta) {
 	}
 	if rep.Moved != int64(len(moved)) || rep.Deleted != 10 || rep.CaughtUp < 10 {
 		t.Fatalf("report %+v: want %d moved, 10 deleted, at least 10 caught up", rep, len(moved))
+	}
+	if lag < 30 {
+		t.Errorf("catch-up lag reported %d statements; the sources took at least 30 since the first pass", lag)
 	}
 	if m, _ := coord.ReadMeta(ctx, client); !coord.SameLayout(m, to) || m.Version != 2 {
 		t.Fatalf("meta after the move: %+v", m)
@@ -318,10 +337,10 @@ func TestMoveClearsStaleCopiesAndResumesFenced(t *testing.T) {
 	defer closeTo()
 	for _, resumeFenced := range []bool{false, true} {
 		n := max(from.Partitions, to.Partitions)
-	nodes := &memNodes{t: t, parts: make([]map[string]memRow, n), lsn: make([]uint64, n), to: toLoc}
-	for p := range n {
-		nodes.parts[p] = map[string]memRow{}
-	}
+		nodes := &memNodes{t: t, parts: make([]map[string]memRow, n), lsn: make([]uint64, n), to: toLoc}
+		for p := range n {
+			nodes.parts[p] = map[string]memRow{}
+		}
 		want := map[string]string{}
 		stale := 0
 		for i := range 200 {

@@ -17,6 +17,10 @@ import (
 	"github.com/plugdb/plugdb/tlsconfig"
 )
 
+// ErrStuck is wrapped by the error of a snapshot that sent nothing for the
+// idle time (GRPCNodes.Idle): a stuck node or a black-holed link.
+var ErrStuck = errors.New("a stuck node or link")
+
 // GRPCNodes reaches the partitions' leaders, as a topology watched in
 // ZooKeeper names them, over the node service (plugdb.node.v1.Node).
 type GRPCNodes struct {
@@ -92,7 +96,7 @@ func (g *GRPCNodes) Snapshot(ctx context.Context, p int, since uint64, each func
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	idle := g.idle()
-	stuck := fmt.Errorf("snapshot from %s: no rows for %v (a stuck node or link; run the move again to resume)", addr, idle)
+	stuck := fmt.Errorf("snapshot from %s: no rows for %v: %w", addr, idle, ErrStuck)
 	watchdog := time.AfterFunc(idle, func() { cancel(stuck) })
 	defer watchdog.Stop()
 	stream, err := nc.Snapshot(ctx, &nodev1.SnapshotRequest{Partition: uint32(p), SinceLsn: since})

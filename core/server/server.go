@@ -37,20 +37,26 @@ type Server struct {
 // plaintext; an empty httpAddr serves gRPC only. register adds more services
 // to the gRPC server.
 func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string, register ...func(*grpc.Server)) (*Server, error) {
-	return StartTLS(ctx, nil, kv, grpcAddr, httpAddr, register...)
+	return StartWith(ctx, kv, grpcAddr, httpAddr, Extra{}, register...)
 }
 
 // StartTLS is Start with creds: with them, gRPC and REST serve TLS (mutual
 // when creds have a CA: every client must present a certificate it signed);
 // nil creds is plaintext.
 func StartTLS(ctx context.Context, creds *tlsconfig.Creds, kv plugdbv1.KVServer, grpcAddr, httpAddr string, register ...func(*grpc.Server)) (*Server, error) {
+	return StartWith(ctx, kv, grpcAddr, httpAddr, Extra{TLS: creds}, register...)
+}
+
+// StartWith is Start with x's gRPC options, HTTP handlers and TLS.
+func StartWith(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string, x Extra, register ...func(*grpc.Server)) (*Server, error) {
+	creds := x.TLS
 	tlsCfg, err := creds.ServerConfig()
 	if err != nil {
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
-	var opts []grpc.ServerOption
+	opts := x.GRPCOptions
 	if tlsCfg != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+		opts = append(append([]grpc.ServerOption(nil), opts...), grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
 	grpcLis, err := net.Listen("tcp", grpcAddr)
 	if err != nil {
@@ -93,7 +99,7 @@ func StartTLS(ctx context.Context, creds *tlsconfig.Creds, kv plugdbv1.KVServer,
 		s.conn.Close()
 		return nil, fmt.Errorf("REST gateway: %w", err)
 	}
-	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsCfg}
+	s.http = &http.Server{Handler: x.handler(handler), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsCfg}
 	go func() {
 		serve := s.http.Serve
 		if s.tls {

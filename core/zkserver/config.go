@@ -43,7 +43,7 @@ func defaultPeers(clients []int) ([]PeerPorts, error) {
 		used[p] = true
 	}
 	take := func(want int) (int, error) {
-		if want > 1024 && want <= 65535 && !used[want] && portFree(want) {
+		if want > 1024 && want <= 65535 && !used[want] && portFree(loopback, want) {
 			used[want] = true
 			return want, nil
 		}
@@ -87,9 +87,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// portFree reports whether 127.0.0.1:port can be listened on now.
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort(loopback, strconv.Itoa(port)))
+// portFree reports whether host:port can be listened on now.
+func portFree(host string, port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		return false
 	}
@@ -119,10 +119,10 @@ admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,mntr
 autopurge.snapRetainCount=3
 autopurge.purgeInterval=1
-`, tick, s.dataDir(), s.client, loopback, minSessionTimeout.Milliseconds(), maxSessionTimeout.Milliseconds())
+`, tick, s.dataDir(), s.client, s.host, minSessionTimeout.Milliseconds(), maxSessionTimeout.Milliseconds())
 	if len(e.servers) > 1 {
 		for _, o := range e.servers {
-			fmt.Fprintf(&b, "server.%d=%s:%d:%d\n", o.id, loopback, o.peer.Quorum, o.peer.Election)
+			fmt.Fprintf(&b, "server.%d=%s:%d:%d\n", o.id, o.host, o.peer.Quorum, o.peer.Election)
 		}
 	}
 	files := map[string]string{

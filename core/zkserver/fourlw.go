@@ -17,10 +17,21 @@ const fourLetterTimeout = 2 * time.Second
 // FourLetter sends a ZooKeeper four-letter word (such as "ruok" or "srvr") to
 // addr and returns the whole answer. The server must whitelist the word.
 func FourLetter(ctx context.Context, addr, word string) (string, error) {
+	return fourLetter(ctx, nil, addr, word)
+}
+
+// DialFunc connects to a server's client address (network "tcp").
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// fourLetter is FourLetter through dial; nil dials directly.
+func fourLetter(ctx context.Context, dial DialFunc, addr, word string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, fourLetterTimeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	c, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", word, addr, err)
 	}
@@ -41,8 +52,10 @@ func FourLetter(ctx context.Context, addr, word string) (string, error) {
 }
 
 // Ruok asks the server at addr "ruok" and returns nil when it answers "imok".
-func Ruok(ctx context.Context, addr string) error {
-	ans, err := FourLetter(ctx, addr, "ruok")
+func Ruok(ctx context.Context, addr string) error { return ruok(ctx, nil, addr) }
+
+func ruok(ctx context.Context, dial DialFunc, addr string) error {
+	ans, err := fourLetter(ctx, dial, addr, "ruok")
 	if err != nil {
 		return err
 	}
@@ -55,8 +68,10 @@ func Ruok(ctx context.Context, addr string) error {
 // Mode asks the server at addr "srvr" and returns its mode: "standalone",
 // "leader", "follower" or "observer". It is an error when the server is not
 // serving requests (such as an ensemble member without a quorum).
-func Mode(ctx context.Context, addr string) (string, error) {
-	ans, err := FourLetter(ctx, addr, "srvr")
+func Mode(ctx context.Context, addr string) (string, error) { return mode(ctx, nil, addr) }
+
+func mode(ctx context.Context, dial DialFunc, addr string) (string, error) {
+	ans, err := fourLetter(ctx, dial, addr, "srvr")
 	if err != nil {
 		return "", err
 	}

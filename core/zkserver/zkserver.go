@@ -9,9 +9,12 @@
 // myid). Starting again from the same Dir keeps the data; two Starts never
 // share a Dir at once (it is locked while running).
 //
-// Everything listens on 127.0.0.1 only: the client ports given in Options,
-// and for an ensemble each server's quorum and election ports (Options.Peers,
-// or by default client port +10000 and +20000). There is no admin server and
+// Everything listens on 127.0.0.1 only unless Options.Clients name another
+// address: the client ports given in Options, and for an ensemble each
+// server's quorum and election ports (Options.Peers, or by default client
+// port +10000 and +20000) on its client address's host. Options.Wrap and
+// Options.Dial run the servers elsewhere, such as one per Linux network
+// namespace, each on its own address (a test of several hosts on one machine). There is no admin server and
 // no JMX port; the four-letter words ruok, srvr and mntr are allowed.
 package zkserver
 
@@ -59,7 +62,9 @@ type Options struct {
 	// Dir holds every server's configuration, data and log. Required.
 	Dir string
 	// Clients are the servers' client addresses, "127.0.0.1:port": one entry
-	// for a standalone server, three for an ensemble.
+	// for a standalone server, three for an ensemble. Another IP address
+	// than 127.0.0.1 is what that server binds, its peer ports included
+	// (ZooKeeper's clientPortAddress and server.N lines).
 	Clients []string
 	// Peers are an ensemble's quorum and election ports, one entry per
 	// client. Empty derives them from each client port p: p+10000 and
@@ -70,12 +75,23 @@ type Options struct {
 	TickTime time.Duration
 	// Logger receives start and stop events; none when nil.
 	Logger hclog.Logger
+	// Wrap, when set, returns the command line that runs server i (0-based)
+	// given its own (java and its arguments), e.g. prefixed with `ip netns
+	// exec NS` to run it in a network namespace; the wrapper must exec the
+	// JVM, so that the process started is the server. Its ports are then not
+	// checked here, where they may not exist.
+	Wrap func(server int, argv []string) []string
+	// Dial, when set, connects to the servers for the start's and restart's
+	// probes (ruok, srvr), e.g. from inside a network namespace.
+	Dial DialFunc
 }
 
 // Ensemble is a running standalone server or ensemble.
 type Ensemble struct {
 	install Install
 	tick    time.Duration
+	wrap    func(int, []string) []string
+	dial    DialFunc
 	log     hclog.Logger
 	servers []*server
 
@@ -87,12 +103,13 @@ type Ensemble struct {
 type server struct {
 	id     int // ZooKeeper's myid, 1-based
 	dir    string
+	host   string // the IP address it binds
 	client int
 	peer   PeerPorts
 	proc   *proc // nil when not running
 }
 
-func (s *server) addr() string       { return net.JoinHostPort(loopback, strconv.Itoa(s.client)) }
+func (s *server) addr() string       { return net.JoinHostPort(s.host, strconv.Itoa(s.client)) }
 func (s *server) dataDir() string    { return filepath.Join(s.dir, "data") }
 func (s *server) configPath() string { return filepath.Join(s.dir, "zoo.cfg") }
 
@@ -135,21 +152,22 @@ func newEnsemble(in Install, opts Options) (*Ensemble, error) {
 		return nil, fmt.Errorf("%d client addresses, want 1 or 3", n)
 	}
 	ports := make([]int, len(opts.Clients))
-	seen := map[int]bool{}
+	hosts := make([]string, len(opts.Clients))
+	seen := map[string]bool{} // host:port
 	for i, a := range opts.Clients {
 		host, p, err := net.SplitHostPort(a)
 		if err != nil {
 			return nil, fmt.Errorf("client address %q: %w", a, err)
 		}
 		port, err := strconv.Atoi(p)
-		if host != loopback || err != nil || port < 1 || port > 65535 {
-			return nil, fmt.Errorf("client address %q: want 127.0.0.1:port", a)
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() || err != nil || port < 1 || port > 65535 {
+			return nil, fmt.Errorf("client address %q: want IP:port, such as 127.0.0.1:port", a)
 		}
-		if seen[port] {
-			return nil, fmt.Errorf("client port %d given twice", port)
+		if seen[a] {
+			return nil, fmt.Errorf("client address %s given twice", a)
 		}
-		seen[port] = true
-		ports[i] = port
+		seen[a] = true
+		ports[i], hosts[i] = port, host
 	}
 	tick := opts.TickTime
 	if tick == 0 {
@@ -162,11 +180,12 @@ func newEnsemble(in Install, opts Options) (*Ensemble, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	e := &Ensemble{install: in, tick: tick, log: log}
+	e := &Ensemble{install: in, tick: tick, log: log, wrap: opts.Wrap, dial: opts.Dial}
 	for i, p := range ports {
 		e.servers = append(e.servers, &server{
 			id:     i + 1,
 			dir:    filepath.Join(dir, "zk"+strconv.Itoa(i+1)),
+			host:   hosts[i],
 			client: p,
 		})
 	}
@@ -180,12 +199,13 @@ func newEnsemble(in Install, opts Options) (*Ensemble, error) {
 		if len(peers) != len(ports) {
 			return nil, fmt.Errorf("%d peer port pairs for %d servers", len(peers), len(ports))
 		}
-		for _, pp := range peers {
+		for i, pp := range peers {
 			for _, p := range []int{pp.Quorum, pp.Election} {
-				if p < 1 || p > 65535 || seen[p] {
+				a := net.JoinHostPort(hosts[i], strconv.Itoa(p))
+				if p < 1 || p > 65535 || seen[a] {
 					return nil, fmt.Errorf("peer ports %+v: want distinct ports 1..65535", pp)
 				}
-				seen[p] = true
+				seen[a] = true
 			}
 		}
 		for i, s := range e.servers {
@@ -238,8 +258,8 @@ func (e *Ensemble) launch(s *server) error {
 		return errors.New("already running")
 	}
 	for _, p := range []int{s.client, s.peer.Quorum, s.peer.Election} {
-		if p != 0 && !portFree(p) {
-			return fmt.Errorf("port 127.0.0.1:%d: %w", p, ErrPortInUse)
+		if p != 0 && e.wrap == nil && !portFree(s.host, p) {
+			return fmt.Errorf("port %s:%d: %w", s.host, p, ErrPortInUse)
 		}
 	}
 	if err := e.writeConfig(s); err != nil {
@@ -250,13 +270,17 @@ func (e *Ensemble) launch(s *server) error {
 		return err
 	}
 	defer out.Close()
-	cmd := exec.Command(e.install.Java, e.javaArgs(s)...)
+	argv := append([]string{e.install.Java}, e.javaArgs(s)...)
+	if e.wrap != nil {
+		argv = e.wrap(s.id-1, argv)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = s.dir
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("run %s: %w", e.install.Java, err)
+		return fmt.Errorf("run %s: %w", argv[0], err)
 	}
 	p := &proc{cmd: cmd, done: make(chan struct{})}
 	go func() {
@@ -284,11 +308,11 @@ func (e *Ensemble) waitServing(ctx context.Context, s *server, serve bool) error
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
 	for {
-		err := Ruok(ctx, s.addr())
+		err := ruok(ctx, e.dial, s.addr())
 		if err == nil && serve {
-			var mode string
-			if mode, err = Mode(ctx, s.addr()); err == nil && !serving(mode) {
-				err = fmt.Errorf("mode %s", mode)
+			var m string
+			if m, err = mode(ctx, e.dial, s.addr()); err == nil && !serving(m) {
+				err = fmt.Errorf("mode %s", m)
 			}
 		}
 		if err == nil {
@@ -320,7 +344,8 @@ func (e *Ensemble) WaitServing(ctx context.Context) error {
 	return nil
 }
 
-// Servers returns the client address of each server, "127.0.0.1:port".
+// Servers returns the client address of each server, "127.0.0.1:port" or
+// the address Options.Clients gave.
 func (e *Ensemble) Servers() []string {
 	a := make([]string, len(e.servers))
 	for i, s := range e.servers {

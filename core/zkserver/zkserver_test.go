@@ -54,11 +54,22 @@ func TestFindDebian(t *testing.T) {
 	}
 }
 
+func TestFindCLI(t *testing.T) {
+	if p, err := FindCLI(); err != nil || p != debianCLI {
+		t.Fatalf("FindCLI() = %q, %v, want Debian's %s", p, err, debianCLI)
+	}
+	t.Setenv("PATH", t.TempDir())
+	_, err := findCLI("/nonexistent/zkCli.sh")
+	if !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), "sudo apt-get install zookeeper") {
+		t.Fatalf("err = %v, want ErrNotInstalled saying how to install zkCli.sh", err)
+	}
+}
+
 func TestDefaultPeersFollowTheRule(t *testing.T) {
 	clients := []int{21810, 21811, 21812}
 	for _, p := range clients {
 		for _, q := range []int{p + quorumOffset, p + electionOffset} {
-			if !portFree(q) {
+			if !portFree(loopback, q) {
 				t.Skipf("port %d is taken on this machine", q)
 			}
 		}

@@ -83,6 +83,9 @@ type Replicator struct {
 	leadCtx   context.Context
 	leadStop  context.CancelFunc
 
+	// syncs counts the log's fsync latencies (Status.LogSync).
+	syncs *replicators.LatencyRecorder
+
 	test testHooks // set by tests only
 }
 
@@ -97,8 +100,11 @@ type testHooks struct {
 	queued func()
 }
 
-// syncLog fsyncs the log (through the test hook, if set).
+// syncLog fsyncs the log (through the test hook, if set) and counts its
+// latency in r.syncs, which Status reports.
 func (r *Replicator) syncLog() error {
+	began := time.Now()
+	defer func() { r.syncs.Observe(time.Since(began)) }()
 	if r.test.sync != nil {
 		return r.test.sync(r.log.Sync)
 	}
@@ -145,6 +151,7 @@ func open(_ context.Context, opts replicators.Options) (*Replicator, error) {
 		srv: grpc.NewServer(srvOpt), creds: creds, out: make(chan replicators.Delivery, 64),
 		changed: make(chan struct{}), appendReq: make(chan struct{}, 1),
 		pending: map[uint64]wal.Record{}, peers: map[string]*follower{},
+		syncs: replicators.NewLatencyRecorder(replicators.SyncBounds),
 	}
 	r.persisted = lg.Last()
 	r.delivered = lg.First() - 1 // raised by what the host says it applied (Applied, Lead)
@@ -716,7 +723,7 @@ func (r *Replicator) Status(context.Context) (replicators.Status, error) {
 		return replicators.Status{}, err
 	}
 	st := replicators.Status{Role: r.role, Epoch: r.epoch, LogStart: r.log.First(), LogEnd: r.log.Last(),
-		Commit: r.commit, Ack: r.cfg.ack, Fallback: r.fallback}
+		Commit: r.commit, Ack: r.cfg.ack, Fallback: r.fallback, LogSync: r.syncs.Latency()}
 	if r.role != roleLeader {
 		return st, nil
 	}

@@ -174,6 +174,15 @@ func TestLeaderFollowerSameState(t *testing.T) {
 	if fs := st.Followers[0]; fs.PersistedLSN != 500 || fs.LagStatements != 0 || !fs.InSync {
 		t.Fatalf("follower status %+v", fs)
 	}
+	// Both logs fsynced (a group per fsync, so at least one and at most
+	// one per write), and Status counts each fsync's latency.
+	fst, _ := f.r.Status(ctx)
+	for name, s := range map[string]replicators.Status{"leader": st, "follower": fst} {
+		l := s.LogSync
+		if l.Count == 0 || l.Count > 500 || l.Sum <= 0 || len(l.Counts) != len(replicators.SyncBounds) || l.Counts[len(l.Counts)-1] > l.Count {
+			t.Errorf("%s: log fsyncs %+v", name, l)
+		}
+	}
 }
 
 func TestSemiSyncWithoutFollowerIsUnavailable(t *testing.T) {

@@ -157,6 +157,17 @@ func Start(t testing.TB, servers int) *zkserver.Ensemble {
 	return e
 }
 
+// CLI returns the path of ZooKeeper's command-line client, zkCli.sh, and
+// fails t, saying how to install it, when it is missing.
+func CLI(t testing.TB) string {
+	t.Helper()
+	p, err := zkserver.FindCLI()
+	if err != nil {
+		t.Fatalf("zktest: %v", err)
+	}
+	return p
+}
+
 // requireInstalled fails t, saying how to install ZooKeeper, when find does
 // not find it.
 func requireInstalled(t testing.TB, find func() (zkserver.Install, error)) {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
+	"time"
 )
 
 // Browser is a Chromium binary.
@@ -64,8 +66,8 @@ func (b Browser) Screenshot(ctx context.Context, path, png string, width, height
 	return nil
 }
 
-// run starts Chromium headless on path with a profile of its own, with its
-// background networking off (it loads only the local file).
+// run starts Chromium headless on the file at path with a profile of its
+// own, with its background networking off (it loads only the local file).
 func (b Browser) run(ctx context.Context, path string, args ...string) ([]byte, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -74,6 +76,13 @@ func (b Browser) run(ctx context.Context, path string, args ...string) ([]byte, 
 	if _, err := os.Stat(abs); err != nil {
 		return nil, fmt.Errorf("render %s: %w", path, err)
 	}
+	return b.load(ctx, "file://"+abs, args...)
+}
+
+// load starts Chromium headless on target (a URL) with a profile of its
+// own and args, in a process group of its own that is killed when it ends
+// or ctx does, so no helper process outlives it.
+func (b Browser) load(ctx context.Context, target string, args ...string) ([]byte, error) {
 	profile, err := os.MkdirTemp("", "plugdb-chromium-*")
 	if err != nil {
 		return nil, err
@@ -84,15 +93,22 @@ func (b Browser) run(ctx context.Context, path string, args ...string) ([]byte, 
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir=" + profile,
 	}, args...)
-	argv = append(argv, "file://"+abs)
+	argv = append(argv, target)
 	cmd := exec.CommandContext(ctx, b.Path, argv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	err = cmd.Run()
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // helpers left behind, if any
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			err = errors.Join(err, ctx.Err())
 		}
-		return nil, fmt.Errorf("chromium on %s: %w; its output ends with: %s", path, err, tail(stderr.Bytes(), 2000))
+		return nil, fmt.Errorf("chromium on %s: %w; its output ends with: %s", target, err, tail(stderr.Bytes(), 2000))
 	}
 	return stdout.Bytes(), nil
 }

@@ -1373,6 +1373,7 @@ type StatusResponse struct {
 	InSync        int32                  `protobuf:"varint,9,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`              // leader: in-sync replicas, itself included
 	AckNeeds      int32                  `protobuf:"varint,10,opt,name=ack_needs,json=ackNeeds,proto3" json:"ack_needs,omitempty"`       // leader: replicas its ack mode needs in sync
 	ReplicaSet    int32                  `protobuf:"varint,11,opt,name=replica_set,json=replicaSet,proto3" json:"replica_set,omitempty"` // leader: the replica set size it counts a majority of
+	LogSync       *Latency               `protobuf:"bytes,12,opt,name=log_sync,json=logSync,proto3" json:"log_sync,omitempty"`           // the log's fsyncs, as a histogram
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1484,6 +1485,83 @@ func (x *StatusResponse) GetReplicaSet() int32 {
 	return 0
 }
 
+func (x *StatusResponse) GetLogSync() *Latency {
+	if x != nil {
+		return x.LogSync
+	}
+	return nil
+}
+
+// Latency is a latency histogram: counts[i] observations took at most
+// bounds[i] seconds (cumulative); count in all, sum_seconds their total.
+type Latency struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bounds        []float64              `protobuf:"fixed64,1,rep,packed,name=bounds,proto3" json:"bounds,omitempty"`
+	Counts        []uint64               `protobuf:"varint,2,rep,packed,name=counts,proto3" json:"counts,omitempty"`
+	Count         uint64                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	SumSeconds    float64                `protobuf:"fixed64,4,opt,name=sum_seconds,json=sumSeconds,proto3" json:"sum_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Latency) Reset() {
+	*x = Latency{}
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Latency) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Latency) ProtoMessage() {}
+
+func (x *Latency) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Latency.ProtoReflect.Descriptor instead.
+func (*Latency) Descriptor() ([]byte, []int) {
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Latency) GetBounds() []float64 {
+	if x != nil {
+		return x.Bounds
+	}
+	return nil
+}
+
+func (x *Latency) GetCounts() []uint64 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *Latency) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Latency) GetSumSeconds() float64 {
+	if x != nil {
+		return x.SumSeconds
+	}
+	return 0
+}
+
 type CloseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1492,7 +1570,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[26]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1582,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[26]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1595,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{26}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{27}
 }
 
 type CloseResponse struct {
@@ -1528,7 +1606,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[27]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1618,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[27]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1631,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{27}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{28}
 }
 
 var File_plugdb_replicator_v1_replicator_proto protoreflect.FileDescriptor
@@ -1636,7 +1714,7 @@ const file_plugdb_replicator_v1_replicator_proto_rawDesc = "" +
 	"appliedLsn\x12%\n" +
 	"\x0elag_statements\x18\a \x01(\x04R\rlagStatements\x12$\n" +
 	"\x0elag_time_nanos\x18\b \x01(\x03R\flagTimeNanos\x12\x14\n" +
-	"\x05error\x18\t \x01(\tR\x05error\"\xec\x02\n" +
+	"\x05error\x18\t \x01(\tR\x05error\"\xa6\x03\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1b\n" +
@@ -1650,7 +1728,14 @@ const file_plugdb_replicator_v1_replicator_proto_rawDesc = "" +
 	"\tack_needs\x18\n" +
 	" \x01(\x05R\backNeeds\x12\x1f\n" +
 	"\vreplica_set\x18\v \x01(\x05R\n" +
-	"replicaSet\"\x0e\n" +
+	"replicaSet\x128\n" +
+	"\blog_sync\x18\f \x01(\v2\x1d.plugdb.replicator.v1.LatencyR\alogSync\"p\n" +
+	"\aLatency\x12\x16\n" +
+	"\x06bounds\x18\x01 \x03(\x01R\x06bounds\x12\x16\n" +
+	"\x06counts\x18\x02 \x03(\x04R\x06counts\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\x12\x1f\n" +
+	"\vsum_seconds\x18\x04 \x01(\x01R\n" +
+	"sumSeconds\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
 	"\rCloseResponse*F\n" +
 	"\x03Ack\x12\x0f\n" +
@@ -1688,7 +1773,7 @@ func file_plugdb_replicator_v1_replicator_proto_rawDescGZIP() []byte {
 }
 
 var file_plugdb_replicator_v1_replicator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugdb_replicator_v1_replicator_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_plugdb_replicator_v1_replicator_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_plugdb_replicator_v1_replicator_proto_goTypes = []any{
 	(Ack)(0),                  // 0: plugdb.replicator.v1.Ack
 	(*OpenRequest)(nil),       // 1: plugdb.replicator.v1.OpenRequest
@@ -1717,12 +1802,13 @@ var file_plugdb_replicator_v1_replicator_proto_goTypes = []any{
 	(*StatusRequest)(nil),     // 24: plugdb.replicator.v1.StatusRequest
 	(*FollowerStatus)(nil),    // 25: plugdb.replicator.v1.FollowerStatus
 	(*StatusResponse)(nil),    // 26: plugdb.replicator.v1.StatusResponse
-	(*CloseRequest)(nil),      // 27: plugdb.replicator.v1.CloseRequest
-	(*CloseResponse)(nil),     // 28: plugdb.replicator.v1.CloseResponse
-	nil,                       // 29: plugdb.replicator.v1.OpenRequest.ParamsEntry
+	(*Latency)(nil),           // 27: plugdb.replicator.v1.Latency
+	(*CloseRequest)(nil),      // 28: plugdb.replicator.v1.CloseRequest
+	(*CloseResponse)(nil),     // 29: plugdb.replicator.v1.CloseResponse
+	nil,                       // 30: plugdb.replicator.v1.OpenRequest.ParamsEntry
 }
 var file_plugdb_replicator_v1_replicator_proto_depIdxs = []int32{
-	29, // 0: plugdb.replicator.v1.OpenRequest.params:type_name -> plugdb.replicator.v1.OpenRequest.ParamsEntry
+	30, // 0: plugdb.replicator.v1.OpenRequest.params:type_name -> plugdb.replicator.v1.OpenRequest.ParamsEntry
 	2,  // 1: plugdb.replicator.v1.OpenRequest.tls:type_name -> plugdb.replicator.v1.TLSFiles
 	6,  // 2: plugdb.replicator.v1.SetPeersRequest.peers:type_name -> plugdb.replicator.v1.Peer
 	9,  // 3: plugdb.replicator.v1.ReplicateRequest.statement:type_name -> plugdb.replicator.v1.Statement
@@ -1731,35 +1817,36 @@ var file_plugdb_replicator_v1_replicator_proto_depIdxs = []int32{
 	9,  // 6: plugdb.replicator.v1.Delivery.statement:type_name -> plugdb.replicator.v1.Statement
 	0,  // 7: plugdb.replicator.v1.StatusResponse.ack:type_name -> plugdb.replicator.v1.Ack
 	25, // 8: plugdb.replicator.v1.StatusResponse.followers:type_name -> plugdb.replicator.v1.FollowerStatus
-	1,  // 9: plugdb.replicator.v1.Replicator.Open:input_type -> plugdb.replicator.v1.OpenRequest
-	4,  // 10: plugdb.replicator.v1.Replicator.Lead:input_type -> plugdb.replicator.v1.LeadRequest
-	7,  // 11: plugdb.replicator.v1.Replicator.SetPeers:input_type -> plugdb.replicator.v1.SetPeersRequest
-	10, // 12: plugdb.replicator.v1.Replicator.Replicate:input_type -> plugdb.replicator.v1.ReplicateRequest
-	12, // 13: plugdb.replicator.v1.Replicator.Replicates:input_type -> plugdb.replicator.v1.ReplicateCall
-	14, // 14: plugdb.replicator.v1.Replicator.Follow:input_type -> plugdb.replicator.v1.FollowRequest
-	16, // 15: plugdb.replicator.v1.Replicator.Deliveries:input_type -> plugdb.replicator.v1.DeliveriesRequest
-	18, // 16: plugdb.replicator.v1.Replicator.Applied:input_type -> plugdb.replicator.v1.AppliedRequest
-	20, // 17: plugdb.replicator.v1.Replicator.EpochAt:input_type -> plugdb.replicator.v1.EpochAtRequest
-	22, // 18: plugdb.replicator.v1.Replicator.Restored:input_type -> plugdb.replicator.v1.RestoredRequest
-	24, // 19: plugdb.replicator.v1.Replicator.Status:input_type -> plugdb.replicator.v1.StatusRequest
-	27, // 20: plugdb.replicator.v1.Replicator.Close:input_type -> plugdb.replicator.v1.CloseRequest
-	3,  // 21: plugdb.replicator.v1.Replicator.Open:output_type -> plugdb.replicator.v1.OpenResponse
-	5,  // 22: plugdb.replicator.v1.Replicator.Lead:output_type -> plugdb.replicator.v1.LeadResponse
-	8,  // 23: plugdb.replicator.v1.Replicator.SetPeers:output_type -> plugdb.replicator.v1.SetPeersResponse
-	11, // 24: plugdb.replicator.v1.Replicator.Replicate:output_type -> plugdb.replicator.v1.ReplicateResponse
-	13, // 25: plugdb.replicator.v1.Replicator.Replicates:output_type -> plugdb.replicator.v1.ReplicateResult
-	15, // 26: plugdb.replicator.v1.Replicator.Follow:output_type -> plugdb.replicator.v1.FollowResponse
-	17, // 27: plugdb.replicator.v1.Replicator.Deliveries:output_type -> plugdb.replicator.v1.Delivery
-	19, // 28: plugdb.replicator.v1.Replicator.Applied:output_type -> plugdb.replicator.v1.AppliedResponse
-	21, // 29: plugdb.replicator.v1.Replicator.EpochAt:output_type -> plugdb.replicator.v1.EpochAtResponse
-	23, // 30: plugdb.replicator.v1.Replicator.Restored:output_type -> plugdb.replicator.v1.RestoredResponse
-	26, // 31: plugdb.replicator.v1.Replicator.Status:output_type -> plugdb.replicator.v1.StatusResponse
-	28, // 32: plugdb.replicator.v1.Replicator.Close:output_type -> plugdb.replicator.v1.CloseResponse
-	21, // [21:33] is the sub-list for method output_type
-	9,  // [9:21] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	27, // 9: plugdb.replicator.v1.StatusResponse.log_sync:type_name -> plugdb.replicator.v1.Latency
+	1,  // 10: plugdb.replicator.v1.Replicator.Open:input_type -> plugdb.replicator.v1.OpenRequest
+	4,  // 11: plugdb.replicator.v1.Replicator.Lead:input_type -> plugdb.replicator.v1.LeadRequest
+	7,  // 12: plugdb.replicator.v1.Replicator.SetPeers:input_type -> plugdb.replicator.v1.SetPeersRequest
+	10, // 13: plugdb.replicator.v1.Replicator.Replicate:input_type -> plugdb.replicator.v1.ReplicateRequest
+	12, // 14: plugdb.replicator.v1.Replicator.Replicates:input_type -> plugdb.replicator.v1.ReplicateCall
+	14, // 15: plugdb.replicator.v1.Replicator.Follow:input_type -> plugdb.replicator.v1.FollowRequest
+	16, // 16: plugdb.replicator.v1.Replicator.Deliveries:input_type -> plugdb.replicator.v1.DeliveriesRequest
+	18, // 17: plugdb.replicator.v1.Replicator.Applied:input_type -> plugdb.replicator.v1.AppliedRequest
+	20, // 18: plugdb.replicator.v1.Replicator.EpochAt:input_type -> plugdb.replicator.v1.EpochAtRequest
+	22, // 19: plugdb.replicator.v1.Replicator.Restored:input_type -> plugdb.replicator.v1.RestoredRequest
+	24, // 20: plugdb.replicator.v1.Replicator.Status:input_type -> plugdb.replicator.v1.StatusRequest
+	28, // 21: plugdb.replicator.v1.Replicator.Close:input_type -> plugdb.replicator.v1.CloseRequest
+	3,  // 22: plugdb.replicator.v1.Replicator.Open:output_type -> plugdb.replicator.v1.OpenResponse
+	5,  // 23: plugdb.replicator.v1.Replicator.Lead:output_type -> plugdb.replicator.v1.LeadResponse
+	8,  // 24: plugdb.replicator.v1.Replicator.SetPeers:output_type -> plugdb.replicator.v1.SetPeersResponse
+	11, // 25: plugdb.replicator.v1.Replicator.Replicate:output_type -> plugdb.replicator.v1.ReplicateResponse
+	13, // 26: plugdb.replicator.v1.Replicator.Replicates:output_type -> plugdb.replicator.v1.ReplicateResult
+	15, // 27: plugdb.replicator.v1.Replicator.Follow:output_type -> plugdb.replicator.v1.FollowResponse
+	17, // 28: plugdb.replicator.v1.Replicator.Deliveries:output_type -> plugdb.replicator.v1.Delivery
+	19, // 29: plugdb.replicator.v1.Replicator.Applied:output_type -> plugdb.replicator.v1.AppliedResponse
+	21, // 30: plugdb.replicator.v1.Replicator.EpochAt:output_type -> plugdb.replicator.v1.EpochAtResponse
+	23, // 31: plugdb.replicator.v1.Replicator.Restored:output_type -> plugdb.replicator.v1.RestoredResponse
+	26, // 32: plugdb.replicator.v1.Replicator.Status:output_type -> plugdb.replicator.v1.StatusResponse
+	29, // 33: plugdb.replicator.v1.Replicator.Close:output_type -> plugdb.replicator.v1.CloseResponse
+	22, // [22:34] is the sub-list for method output_type
+	10, // [10:22] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_replicator_v1_replicator_proto_init() }
@@ -1773,7 +1860,7 @@ func file_plugdb_replicator_v1_replicator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_replicator_v1_replicator_proto_rawDesc), len(file_plugdb_replicator_v1_replicator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
