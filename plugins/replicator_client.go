@@ -49,6 +49,7 @@ func (replicatorKind) client(conn *grpc.ClientConn) any { return NewReplicatorCl
 func (c *ReplicatorClient) Open(ctx context.Context, opts replicators.Options) error {
 	resp, err := c.rpc.Open(ctx, &replicatorv1.OpenRequest{
 		Dir: opts.Dir, Partition: int64(opts.Partition), Listen: opts.Listen, Params: opts.Params, Replicas: int32(opts.Replicas),
+		Tls: tlsToProto(opts.TLS),
 	})
 	if err != nil {
 		return fromStatus(ctx, err)

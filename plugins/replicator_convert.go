@@ -86,3 +86,14 @@ func statusFromProto(st *replicatorv1.StatusResponse) replicators.Status {
 	}
 	return out
 }
+
+func tlsToProto(f replicators.TLSFiles) *replicatorv1.TLSFiles {
+	if f == (replicators.TLSFiles{}) {
+		return nil
+	}
+	return &replicatorv1.TLSFiles{Ca: f.CA, Cert: f.Cert, Key: f.Key}
+}
+
+func tlsFromProto(f *replicatorv1.TLSFiles) replicators.TLSFiles {
+	return replicators.TLSFiles{CA: f.GetCa(), Cert: f.GetCert(), Key: f.GetKey()}
+}

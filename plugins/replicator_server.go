@@ -33,6 +33,7 @@ func (s *replicatorServer) Open(ctx context.Context, req *replicatorv1.OpenReque
 	r, err := s.openOnce(func() (replicators.Replicator, error) {
 		r, err := s.open(ctx, replicators.Options{
 			Dir: req.GetDir(), Partition: int(req.GetPartition()), Listen: req.GetListen(), Params: req.GetParams(), Replicas: int(req.GetReplicas()), Logger: s.log,
+			TLS: tlsFromProto(req.GetTls()),
 		})
 		return r, toStatusByTable(err)
 	})

@@ -162,12 +162,27 @@ type Options struct {
 	// Listen is the host:port where the replicator listens for its peers, such
 	// as "127.0.0.1:0"; Addr reports the address it got.
 	Listen string
+	// TLS names the PEM files of the replica's TLS (the config's tls block):
+	// a replicator that talks to its peers serves and dials them with it,
+	// mutual TLS when CA is set. Zero: plaintext.
+	TLS TLSFiles
 	// Params are the replicator's own options from the config's `options:`
 	// block; unknown names fail with ErrInvalidArgument naming the allowed ones.
 	Params map[string]string
 	// Logger is where the replicator logs. Never nil when the host or
 	// plugins.Serve opens a replicator.
 	Logger hclog.Logger
+}
+
+// TLSFiles are paths of PEM files on the host's machine; the zero value is
+// plaintext. github.com/plugdb/plugdb/tlsconfig turns them into credentials.
+type TLSFiles struct {
+	// CA is the certificate authority peers' certificates must chain to.
+	CA string
+	// Cert is this replica's certificate, for its server and its dials.
+	Cert string
+	// Key is Cert's private key.
+	Key string
 }
 
 // OpenFunc opens a replicator. It is what a plugin's main hands to plugins.Serve.

@@ -21,7 +21,6 @@ import (
 	"golang.org/x/term"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/core/bench"
@@ -32,6 +31,7 @@ import (
 	"github.com/plugdb/plugdb/partitioners"
 	"github.com/plugdb/plugdb/partitioners/keyrange"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+	"github.com/plugdb/plugdb/tlsconfig"
 )
 
 // The bounds of `plugdb bench`'s flags and its waits.
@@ -427,7 +427,7 @@ func benchOne(ctx context.Context, self string, c benchConfig, targets []benchTa
 		}
 		o := opts
 		o.Keyspace = t.keyspace
-		measured, err := measure(ctx, sys.addr, o)
+		measured, err := measure(ctx, sys.addr, sys.creds, o)
 		row := rows[i]
 		measured.Config, measured.ConfigFile, measured.Engine, measured.Partitioner = row.Config, row.ConfigFile, row.Engine, row.Partitioner
 		measured.Replicator, measured.System, measured.Partitions, measured.Keyspace = row.Replicator, row.System, row.Partitions, row.Keyspace
@@ -498,11 +498,12 @@ func describePlugin(p config.Plugin) string {
 	return s
 }
 
-// measure dials the system once per client and runs the workload.
-func measure(ctx context.Context, addr string, opts bench.Options) (bench.Row, error) {
+// measure dials the system once per client (with creds: nil, plaintext)
+// and runs the workload.
+func measure(ctx context.Context, addr string, creds *tlsconfig.Creds, opts bench.Options) (bench.Row, error) {
 	clients := make([]plugdbv1.KVClient, opts.Clients)
 	for i := range clients {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, creds.DialOption())
 		if err != nil {
 			return bench.Row{}, fmt.Errorf("dial %s: %w", addr, err)
 		}
@@ -569,7 +570,8 @@ func keysMoved(ctx context.Context, cfg config.Config, n int) (float64, error) {
 // `plugdb cluster up` child process.
 type benchSystem struct {
 	cmd     *exec.Cmd
-	addr    string // the router's gRPC address
+	addr    string           // the router's gRPC address
+	creds   *tlsconfig.Creds // the config's TLS, which the system serves: nil, plaintext
 	log     *os.File
 	dir     string // the cluster folder, for a cluster
 	done    chan struct{}
@@ -588,11 +590,15 @@ func startSystem(ctx context.Context, self string, c benchConfig, targets []benc
 	if err != nil {
 		return nil, err
 	}
+	creds, err := c.cfg.TLS.Creds()
+	if err != nil {
+		return nil, err
+	}
 	log, err := os.Create(filepath.Join(dir, "system.log"))
 	if err != nil {
 		return nil, err
 	}
-	s := &benchSystem{addr: grpcAddr, log: log, done: make(chan struct{})}
+	s := &benchSystem{addr: grpcAddr, creds: creds, log: log, done: make(chan struct{})}
 	followers := 0
 	if c.cluster() {
 		if _, err := zkserver.Find(); err != nil {
@@ -646,7 +652,7 @@ func startSystem(ctx context.Context, self string, c benchConfig, targets []benc
 
 // waitReady polls the router's status of each target's keyspace until Ready.
 func (s *benchSystem) waitReady(ctx context.Context, targets []benchTarget, followers int, progress func(bench.Progress)) error {
-	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(s.addr, s.creds.DialOption())
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", s.addr, err)
 	}

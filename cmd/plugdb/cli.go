@@ -19,11 +19,11 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 	"github.com/plugdb/plugdb/replicators"
+	"github.com/plugdb/plugdb/tlsconfig"
 )
 
 // The client verbs: put, get, create, update, delete, scan, status. Each talks
@@ -65,6 +65,8 @@ type clientFlags struct {
 	timeout time.Duration
 	// keyspace names the keyspace of the request ("": the default one).
 	keyspace string
+	tls      tlsFlags
+	creds    *tlsconfig.Creds // tls's, loaded by call
 }
 
 // keyspaceFlagHelp describes --keyspace, of the client verbs and bench.
@@ -74,6 +76,7 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.addr, "addr", defaultAddr, "gRPC address (host:port) of the plugdb router or plugdb dev")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", defaultTimeout, "give up after this long (0: no limit)")
 	cmd.Flags().StringVar(&f.keyspace, "keyspace", "", keyspaceFlagHelp)
+	f.tls.register(cmd)
 }
 
 // call connects to f.addr and runs fn with a KV client under f.timeout, turning
@@ -85,10 +88,15 @@ func (f *clientFlags) call(cmd *cobra.Command, key string, fn func(ctx context.C
 	if f.timeout < 0 {
 		return fmt.Errorf("--timeout %s: must not be negative (0: no limit)", f.timeout)
 	}
+	creds, err := f.tls.creds()
+	if err != nil {
+		return err
+	}
+	f.creds = creds
 	dial := &recordingDialer{}
 	// passthrough: the dialer resolves the name, so a lookup failure is a dial
 	// error it records (*net.DNSError) rather than a resolver's message.
-	conn, err := grpc.NewClient("passthrough:///"+f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient("passthrough:///"+f.addr, creds.DialOption(),
 		grpc.WithContextDialer(dial.dial))
 	if err != nil {
 		return fmt.Errorf("cannot reach plugdb at %s: %v", f.addr, err)
@@ -121,6 +129,12 @@ func (f *clientFlags) cliError(cmd *cobra.Command, key string, err, dialErr erro
 		return err // a local error (such as writing the output), already clear
 	}
 	msg := st.Message()
+	if c := st.Code(); dialErr == nil && (c == codes.Unavailable || c == codes.Unknown || c == codes.Internal) {
+		// A refused TLS handshake surfaces as the connection's end.
+		if hint := tlsHint(msg, f.creds); hint != "" {
+			return fmt.Errorf("cannot reach plugdb at %s: %s%s", f.addr, msg, hint)
+		}
+	}
 	switch st.Code() {
 	case codes.NotFound:
 		if key != "" {

@@ -40,8 +40,9 @@ func clusterCommand() *cobra.Command {
 func clusterUpCommand() *cobra.Command {
 	var file, dir string
 	var zookeepers int
+	var useTLS bool
 	cmd := &cobra.Command{
-		Use:   "up [--dir DIR] [--config FILE] [--zookeepers 1|3]",
+		Use:   "up [--dir DIR] [--config FILE] [--zookeepers 1|3] [--tls]",
 		Short: "Start ZooKeeper, the router and every node; stop them on Ctrl-C",
 		Long: "Start the cluster in the foreground: ZooKeeper on the first of zookeeper.servers\n" +
 			"(with --zookeepers 3, an ensemble on that port and the two after it), the router on\n" +
@@ -53,7 +54,9 @@ func clusterUpCommand() *cobra.Command {
 			"SIGTERM (or `plugdb cluster down --dir DIR`), then stops the router, the nodes and\n" +
 			"ZooKeeper in that order. A node that dies is reported and left down. Starting again\n" +
 			"on the same DIR reuses its data, and starts the nodes of the partitions a move added\n" +
-			"(`plugdb cluster reshard`) too.",
+			"(`plugdb cluster reshard`) too. With --tls every process serves mutual TLS: a throwaway\n" +
+			"CA and a certificate per process (and one for clients) in DIR/tls; it prints the\n" +
+			"--cacert, --cert and --key flags the client verbs then need (docs/security.md).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if zookeepers != 1 && zookeepers != 3 {
@@ -88,7 +91,7 @@ func clusterUpCommand() *cobra.Command {
 			signal.Notify(requests, cluster.RequestSignal)
 			c, err := cluster.Start(ctx, cluster.Options{
 				Config: cfg, ConfigFile: file, Dir: dir, Binary: self, ZooKeepers: zookeepers,
-				Env: os.Environ(), Out: cmd.OutOrStdout(), ServeRequests: true,
+				Env: os.Environ(), Out: cmd.OutOrStdout(), ServeRequests: true, TLS: useTLS,
 			})
 			if err != nil {
 				signal.Stop(requests)
@@ -120,6 +123,7 @@ func clusterUpCommand() *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", defaultClusterDir, "cluster folder: ZooKeeper's data, the nodes' data, logs, cluster.json")
 	cmd.Flags().StringVar(&file, "config", defaultClusterConfig, "config file (YAML) overlaying the built-in defaults")
 	cmd.Flags().IntVar(&zookeepers, "zookeepers", 1, "ZooKeeper servers: 1, or 3 (an ensemble on loopback)")
+	cmd.Flags().BoolVar(&useTLS, "tls", false, "serve mutual TLS everywhere, with a throwaway CA and certificates made in DIR/tls")
 	return cmd
 }
 

@@ -74,6 +74,10 @@ func runClusterReshard(ctx context.Context, dir string, f reshardFlags, ready ti
 	// credentials (PLUGDB_ZOOKEEPER_AUTH_FILE).
 	zkEnv := clusterZKEnv(rec)
 	env := append(slices.Clone(zkEnv), os.Environ()...)
+	if rec.TLS != nil { // `cluster up --tls`: the move reaches the nodes with the clients' certificate
+		env = append([]string{config.EnvName("tls.ca") + "=" + rec.TLS.CA, config.EnvName("tls.cert") + "=" + rec.TLS.Cert,
+			config.EnvName("tls.key") + "=" + rec.TLS.Key}, env...)
+	}
 	cfg, err := config.Load(config.Source{File: rec.Config, Env: env})
 	if err != nil {
 		return fmt.Errorf("the cluster's config: %w", err)

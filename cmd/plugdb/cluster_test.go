@@ -68,13 +68,13 @@ func (u *upProc) exited() bool {
 var readyLine = regexp.MustCompile(`(?m)^ready in (\S+);`)
 
 // startClusterUp starts `plugdb cluster up --dir dir --config cfg
-// --zookeepers n` in the background and waits until it prints that it is
-// ready. At cleanup, a cluster the test left running is stopped with
+// --zookeepers n [extra…]` in the background and waits until it prints that
+// it is ready. At cleanup, a cluster the test left running is stopped with
 // `plugdb cluster down`.
-func startClusterUp(t *testing.T, dir, cfg string, zookeepers int) *upProc {
+func startClusterUp(t *testing.T, dir, cfg string, zookeepers int, extra ...string) *upProc {
 	t.Helper()
 	u := &upProc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	u.cmd = exec.Command(plugdbBin, "cluster", "up", "--dir", dir, "--config", cfg, "--zookeepers", strconv.Itoa(zookeepers))
+	u.cmd = exec.Command(plugdbBin, append([]string{"cluster", "up", "--dir", dir, "--config", cfg, "--zookeepers", strconv.Itoa(zookeepers)}, extra...)...)
 	u.cmd.Env = devEnv()
 	u.cmd.Dir = t.TempDir()
 	u.cmd.Stdout, u.cmd.Stderr = u.stdout, u.stderr

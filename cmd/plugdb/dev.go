@@ -119,7 +119,11 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 		backends[name] = b
 		kcfgs, opened = append(kcfgs, kcfg), append(opened, b)
 	}
-	srv, err := server.Start(ctx, api.NewKeyspaceServer(backends), cfg.Router.GRPC, cfg.Router.HTTP)
+	creds, err := cfg.TLS.Creds()
+	if err != nil {
+		return err
+	}
+	srv, err := server.StartTLS(ctx, creds, api.NewKeyspaceServer(backends), cfg.Router.GRPC, cfg.Router.HTTP)
 	if err != nil {
 		return err
 	}
@@ -134,9 +138,9 @@ func runDev(ctx context.Context, cfg config.Config, level string) error {
 		fmt.Printf("  keyspace %s: %d partitions, engine %s, partitioner %s, data in %s\n", k.Keyspace, k.Partitions, k.Engine.Plugin, k.Partitioner.Plugin, k.Data)
 	}
 	fmt.Printf("  gRPC  %s   (plugdb get KEY --addr %s)\n", srv.GRPCAddr(), srv.GRPCAddr())
-	fmt.Printf("  REST  http://%s/v1/kv/KEY   (OpenAPI: /v1/openapi.json)\n", srv.HTTPAddr())
+	fmt.Printf("  REST  %s/v1/kv/KEY   (OpenAPI: /v1/openapi.json)\n", srv.HTTPURL())
 	if len(kcfgs) > 1 {
-		fmt.Printf("        http://%s/v1/keyspaces/NAME/kv/KEY\n", srv.HTTPAddr())
+		fmt.Printf("        %s/v1/keyspaces/NAME/kv/KEY\n", srv.HTTPURL())
 	}
 	fmt.Println("ready; Ctrl-C stops")
 

@@ -186,6 +186,10 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 		return err
 	}
 	defer client.Close()
+	creds, err := cfg.TLS.Creds()
+	if err != nil {
+		return err
+	}
 	m, err := newProcessMetrics()
 	if err != nil {
 		return err
@@ -210,7 +214,8 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 			return fmt.Errorf("partition %d: %w", p, err)
 		}
 	}
-	repl, err := l.OpenReplicator(ctx, cfg.Replicator.Block(), replicators.Options{Dir: replDir, Partition: p, Listen: o.replAddr, Replicas: cfg.Nodes.Replicas})
+	repl, err := l.OpenReplicator(ctx, cfg.Replicator.Block(), replicators.Options{Dir: replDir, Partition: p, Listen: o.replAddr, Replicas: cfg.Nodes.Replicas,
+		TLS: replicators.TLSFiles(cfg.TLS.Files())})
 	if err != nil {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
@@ -260,7 +265,7 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}, node.Config{Replicator: repl, Partitioner: placer, Layout: layout,
 		OpenLayout: func(ctx context.Context, m coord.Meta) (partitioners.Partitioner, error) {
 			return openLayout(ctx, l, m, cfg.Partitioner, true)
-		}, ReplAddr: replAdvertise(repl.Addr(), o.replAdvertise, addr), Unclean: o.unclean, Logger: log})
+		}, ReplAddr: replAdvertise(repl.Addr(), o.replAdvertise, addr), Unclean: o.unclean, Logger: log, TLS: creds})
 	// The node serves its keyspace alone: a request naming another one is
 	// refused (InvalidArgument, naming this one), never served from this
 	// partition.
@@ -275,7 +280,9 @@ func runNode(ctx context.Context, cfg config.Config, o nodeOptions, log hclog.Lo
 	}
 	defer nm.Stop()
 	calls := callstream.NewServer(kv)
-	srv, err := server.StartWith(ctx, kv, o.addr, "", m.extra(nil), n.RegisterServices, calls.Register, m.grpc.Init)
+	extra := m.extra(nil)
+	extra.TLS = creds
+	srv, err := server.StartWith(ctx, kv, o.addr, "", extra, n.RegisterServices, calls.Register, m.grpc.Init)
 	if err != nil {
 		return err
 	}

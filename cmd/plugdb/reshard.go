@@ -13,12 +13,12 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/plugdb/plugdb/core/config"
 	"github.com/plugdb/plugdb/core/coord"
 	"github.com/plugdb/plugdb/core/reshard"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+	"github.com/plugdb/plugdb/tlsconfig"
 )
 
 // reshardFlags are `plugdb reshard`'s settings.
@@ -78,6 +78,10 @@ func runReshard(ctx context.Context, cfg config.Config, f reshardFlags, progress
 	if err != nil {
 		return fmt.Errorf("--keyspace: %w", err)
 	}
+	creds, err := kcfg.TLS.Creds()
+	if err != nil {
+		return err
+	}
 	log := newLogger("warn")
 	l, err := newLoader(log)
 	if err != nil {
@@ -123,6 +127,7 @@ func runReshard(ctx context.Context, cfg config.Config, f reshardFlags, progress
 	top := coord.WatchTopology(ctx, client, watch)
 	defer top.Close()
 	nodes := reshard.NewGRPCNodes(top)
+	nodes.TLS = creds
 	defer nodes.Close()
 	bar := newReshardBar(progress)
 	m := &reshard.Mover{Client: client, Nodes: nodes, Progress: bar.update,
@@ -159,7 +164,7 @@ func runReshard(ctx context.Context, cfg config.Config, f reshardFlags, progress
 		fmt.Fprintf(out, "  partitions %d..%d are retired: they hold no key now; stop their nodes, then run plugdb reshard --forget-retired\n"+
 			"  (plugdb cluster reshard does both for a local cluster)\n", after.Partitions, after.Partitions+rep.Retired-1)
 	}
-	if counts, err := keysPerPartition(ctx, top, after.Partitions, kcfg.Keyspace); err == nil {
+	if counts, err := keysPerPartition(ctx, creds, top, after.Partitions, kcfg.Keyspace); err == nil {
 		fmt.Fprintf(out, "  keys per partition: %s\n", spread(counts))
 	} else {
 		fmt.Fprintf(out, "  keys per partition: unknown (%v)\n", err)
@@ -188,14 +193,14 @@ func forgetRetired(ctx context.Context, client *coord.Client, out io.Writer) err
 }
 
 // keysPerPartition asks each partition's leader how many keys it holds.
-func keysPerPartition(ctx context.Context, top *coord.Topology, partitions int, keyspace string) (map[int]int64, error) {
+func keysPerPartition(ctx context.Context, creds *tlsconfig.Creds, top *coord.Topology, partitions int, keyspace string) (map[int]int64, error) {
 	counts := map[int]int64{}
 	for p := range partitions {
 		addr := top.Partition(p).Leader.Addr
 		if addr == "" {
 			return nil, fmt.Errorf("partition %d has no leader", p)
 		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, creds.DialOption())
 		if err != nil {
 			return nil, err
 		}

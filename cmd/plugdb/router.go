@@ -78,6 +78,11 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, pm 
 		client.Close()
 		return nil, fmt.Errorf("keyspace %s: %w", name, err)
 	}
+	creds, err := kcfg.TLS.Creds()
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
 	// A layout with the config's partitioner is opened as the config says
 	// (its mode: in-process, or a plugin process); another in process if
 	// bundled.
@@ -92,7 +97,7 @@ func openKeyspaceRouter(ctx context.Context, cfg config.Config, name string, pm 
 	r, err := router.New(watchCtx, client, meta, open, router.Info{
 		Cluster: kcfg.Cluster, Keyspace: kcfg.Keyspace, Engine: pluginInfo(kcfg.Engine, kcfg.Engine.Mode),
 		Partitioner: pluginInfo(kcfg.Partitioner, kcfg.Partitioner.Mode), Replicator: pluginInfo(kcfg.Replicator, kcfg.Replicator.Mode),
-		Logger: log,
+		Logger: log, TLS: creds,
 	})
 	if err != nil {
 		stopWatch()
@@ -126,13 +131,19 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 		routers = append(routers, kr)
 		backends[name] = kr.r
 	}
+	creds, err := cfg.TLS.Creds()
+	if err != nil {
+		return err
+	}
 	page := newRouterUI(routers)
 	stopMetrics, err := startRouterMetrics(m, routers, page.onLeaderChange)
 	if err != nil {
 		return err
 	}
 	defer stopMetrics()
-	srv, err := server.StartWith(ctx, m.countedKV(api.NewKeyspaceServer(backends)), cfg.Router.GRPC, cfg.Router.HTTP, page.serve(m.extra(m.health)), m.grpc.Init)
+	extra := page.serve(m.extra(m.health))
+	extra.TLS = creds
+	srv, err := server.StartWith(ctx, m.countedKV(api.NewKeyspaceServer(backends)), cfg.Router.GRPC, cfg.Router.HTTP, extra, m.grpc.Init)
 	if err != nil {
 		return err
 	}
@@ -148,9 +159,9 @@ func runRouter(ctx context.Context, cfg config.Config, log hclog.Logger) error {
 	}
 	// An every-interface address (0.0.0.0) is printed as this machine's name.
 	fmt.Printf("  gRPC  %s   (plugdb status --addr %s)\n", reachableAddr(srv.GRPCAddr()), reachableAddr(srv.GRPCAddr()))
-	fmt.Printf("  REST  http://%s/v1/kv/KEY\n", reachableAddr(srv.HTTPAddr()))
+	fmt.Printf("  REST  %s://%s/v1/kv/KEY\n", restScheme(creds), reachableAddr(srv.HTTPAddr()))
 	if len(routers) > 1 {
-		fmt.Printf("        http://%s/v1/keyspaces/NAME/kv/KEY\n", reachableAddr(srv.HTTPAddr()))
+		fmt.Printf("        %s://%s/v1/keyspaces/NAME/kv/KEY\n", restScheme(creds), reachableAddr(srv.HTTPAddr()))
 	}
 	fmt.Printf("  metrics http://%s/metrics   (health: /healthz)\n", srv.HTTPAddr())
 	fmt.Printf("  status page http://%s/ui/\n", srv.HTTPAddr())

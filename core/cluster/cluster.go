@@ -15,6 +15,8 @@
 //	                        node-K-p0-r1.log in keyspace K)
 //	DIR/cluster.json        the record of the running cluster (Record)
 //	DIR/cluster.lock        held by the running supervisor
+//	DIR/tls/                with Options.TLS: the CA, each child's certificate and
+//	                        the clients' (tls.go)
 //
 // A child that dies while the cluster runs is reported (name, exit status,
 // last log lines) and left down: the supervisor is no process manager, and a
@@ -46,7 +48,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/plugdb/plugdb/core/config"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
@@ -100,6 +101,10 @@ type Options struct {
 	// StopGrace is how long a child gets to stop after SIGTERM before it is
 	// killed; 0: 10s.
 	StopGrace time.Duration
+	// TLS makes the cluster serve mutual TLS with a throwaway CA in
+	// DIR/tls and a certificate for each child and for clients (tls.go);
+	// the config's tls block is then not used.
+	TLS bool
 }
 
 // Cluster is a running cluster.
@@ -110,8 +115,9 @@ type Cluster struct {
 	zk     Ensemble
 	router *child
 	nodes  []*child
-	env    []string   // the children's environment (childEnv), for AddNodes
-	mu     sync.Mutex // guards rec and Out
+	env    []string    // the children's environment (childEnv), for AddNodes
+	tls    *clusterTLS // nil: no certificates made (Options.TLS)
+	mu     sync.Mutex  // guards rec and Out
 	rec    Record
 	// stopped is closed when Stop began: the monitors no longer report exits.
 	stopped  chan struct{}
@@ -229,6 +235,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		rec: Record{Dir: dir, Config: cfgFile, GRPC: cfg.Router.GRPC, HTTP: cfg.Router.HTTP, ZooKeeper: clients, ZooKeeperAuth: auth,
 			Supervisor: Process{Name: "supervisor", procID: self}, Requests: opts.ServeRequests},
 	}
+	if opts.TLS {
+		if c.tls, err = prepareTLS(dir, cfg.Cluster); err != nil {
+			return nil, errors.Join(err, c.Stop())
+		}
+		c.rec.TLS = &RecordTLS{CA: c.tls.client.CA, Cert: c.tls.client.Cert, Key: c.tls.client.Key}
+	}
 	if err := c.save(); err != nil {
 		return nil, errors.Join(err, c.Stop())
 	}
@@ -243,6 +255,9 @@ func (c *Cluster) start(ctx context.Context, cfgFile string, clients []string) e
 	began := time.Now()
 	c.printf("plugdb cluster: cluster %q in %s: ZooKeeper ×%d, router, %d partitions × %d replicas\n",
 		cfg.Cluster, c.dir, len(clients), cfg.Partitions, cfg.Nodes.Replicas)
+	if c.tls != nil {
+		c.printf("  mutual TLS: CA and certificates in %s\n", c.tls.dir)
+	}
 	if len(cfg.Keyspaces) > 0 {
 		ks, err := keyspaceConfigs(cfg)
 		if err != nil {
@@ -306,7 +321,7 @@ func (c *Cluster) start(ctx context.Context, cfgFile string, clients []string) e
 		nodes += k.Partitions * k.Nodes.Replicas
 	}
 	nodeEnv := withNodeProcs(env, runtime.NumCPU(), nodes)
-	c.router, err = startChild("router", cfg.Router.GRPC, filepath.Join(logDir, "router.log"), o.Binary,
+	c.router, err = c.spawn("router", cfg.Router.GRPC, filepath.Join(logDir, "router.log"),
 		append([]string{"router"}, base...), env)
 	if err != nil {
 		return err
@@ -323,7 +338,7 @@ func (c *Cluster) start(ctx context.Context, cfgFile string, clients []string) e
 					args = append(args, "--keyspace", k.Keyspace)
 				}
 				args = append(append(args, "--data", data), metricsArgs(k.MetricsAddr(p, r))...)
-				n, err := startChild(name, addr, filepath.Join(logDir, name+".log"), o.Binary, args, nodeEnv)
+				n, err := c.spawn(name, addr, filepath.Join(logDir, name+".log"), args, nodeEnv)
 				if err != nil {
 					return err
 				}
@@ -454,7 +469,11 @@ func (c *Cluster) waitReady(ctx context.Context, began time.Time) ([]*plugdbv1.S
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(cfg.Router.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := c.clientCreds()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(cfg.Router.GRPC, creds.DialOption())
 	if err != nil {
 		return nil, fmt.Errorf("router %s: %w", cfg.Router.GRPC, err)
 	}
@@ -579,10 +598,11 @@ func StatusLine(st *plugdbv1.StatusResponse) string {
 func (c *Cluster) printEndpoints(sts []*plugdbv1.StatusResponse, took time.Duration) {
 	cfg := c.opts.Config
 	var b strings.Builder
-	fmt.Fprintf(&b, "  router gRPC  %s   (plugdb status --addr %s)\n", cfg.Router.GRPC, cfg.Router.GRPC)
-	fmt.Fprintf(&b, "  router REST  http://%s/v1/kv/KEY\n", cfg.Router.HTTP)
+	scheme, flags, curl := c.endpointTLS()
+	fmt.Fprintf(&b, "  router gRPC  %s   (plugdb status --addr %s%s)\n", cfg.Router.GRPC, cfg.Router.GRPC, flags)
+	fmt.Fprintf(&b, "  router REST  %s%s/v1/kv/KEY%s\n", scheme, cfg.Router.HTTP, curl)
 	if len(sts) > 1 {
-		fmt.Fprintf(&b, "               http://%s/v1/keyspaces/NAME/kv/KEY\n", cfg.Router.HTTP)
+		fmt.Fprintf(&b, "               %s%s/v1/keyspaces/NAME/kv/KEY\n", scheme, cfg.Router.HTTP)
 	}
 	fmt.Fprintf(&b, "  zookeeper    %s   (credentials: %s)\n", strings.Join(c.zk.Servers(), ","), c.rec.ZooKeeperAuth)
 	fmt.Fprintf(&b, "  metrics      http://%s/metrics (router; nodes: below)\n", cfg.Router.HTTP)

@@ -326,7 +326,7 @@ func (c *Cluster) startNodes(k config.Config, from, to int, env []string, start 
 				return started, err
 			}
 			args = append(append(args, "--data", data), margs...)
-			n, err := startChild(name, addr, filepath.Join(c.dir, "logs", name+".log"), c.opts.Binary, args, env)
+			n, err := c.spawn(name, addr, filepath.Join(c.dir, "logs", name+".log"), args, env)
 			if err != nil {
 				return started, err
 			}

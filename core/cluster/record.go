@@ -63,6 +63,9 @@ type Record struct {
 	// Requests is true when the supervisor starts nodes on request
 	// (RequestNodes: it handles RequestSignal).
 	Requests bool `json:"requests,omitempty"`
+	// TLS are the clients' TLS files when the cluster serves mutual TLS
+	// with certificates it made (`plugdb cluster up --tls`); nil otherwise.
+	TLS *RecordTLS `json:"tls,omitempty"`
 	// Supervisor is the `plugdb cluster up` process.
 	Supervisor Process `json:"supervisor"`
 	// Children are the ZooKeeper servers, the router and the nodes, in start

@@ -34,6 +34,7 @@ type Config struct {
 	Router      Router    `koanf:"router" json:"router"`
 	Nodes       Nodes     `koanf:"nodes" json:"nodes"`
 	Metrics     Metrics   `koanf:"metrics" json:"metrics"`
+	TLS         TLS       `koanf:"tls" json:"tls,omitzero"`
 	// Keyspaces are the keyspaces besides the default one (the top-level
 	// partitions, engine, partitioner and replicator), by name; see
 	// docs/keyspaces.md.
@@ -294,6 +295,7 @@ func toMap(c Config) map[string]any {
 		"router":      map[string]any{"grpc": c.Router.GRPC, "http": c.Router.HTTP},
 		"nodes":       map[string]any{"replicas": c.Nodes.Replicas, "base_port": c.Nodes.BasePort},
 		"metrics":     map[string]any{"addr": c.Metrics.Addr, "base_port": c.Metrics.BasePort},
+		"tls":         map[string]any{"ca": c.TLS.CA, "cert": c.TLS.Cert, "key": c.TLS.Key},
 	}
 }
 
@@ -348,6 +350,9 @@ func (c Config) Validate(known Known) error {
 		if err := checkPluginBlock(b.kind, b.p, b.names); err != nil {
 			return err
 		}
+	}
+	if _, err := c.TLS.Creds(); err != nil {
+		return err
 	}
 	if c.Router.GRPC == c.Router.HTTP {
 		return fmt.Errorf("router.grpc and router.http are both %q (allowed: two different addresses)", c.Router.GRPC)

@@ -48,7 +48,7 @@ func TestDefaultYAMLIsDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, key := range Keys() {
-		if strings.HasSuffix(key, ".sha256") || key == "partitioner.mode" || key == "replicator.mode" {
+		if strings.HasSuffix(key, ".sha256") || key == "partitioner.mode" || key == "replicator.mode" || strings.HasPrefix(key, "tls.") {
 			continue // empty in Default(): not spelled out
 		}
 		if !fk.Exists(key) {
@@ -274,14 +274,14 @@ func TestEnvNamesUnambiguous(t *testing.T) {
 	}
 	wantKeys := []string{"cluster", "data", "partitions", "zookeeper.servers", "zookeeper.session_timeout", "zookeeper.root", "zookeeper.auth_file",
 		"engine.plugin", "engine.mode", "engine.sha256", "partitioner.plugin", "partitioner.mode", "partitioner.sha256",
-		"replicator.plugin", "replicator.mode", "replicator.sha256", "router.grpc", "router.http", "nodes.replicas", "nodes.base_port", "metrics.addr", "metrics.base_port"}
+		"replicator.plugin", "replicator.mode", "replicator.sha256", "router.grpc", "router.http", "nodes.replicas", "nodes.base_port", "metrics.addr", "metrics.base_port", "tls.ca", "tls.cert", "tls.key"}
 	if !slices.Equal(Keys(), wantKeys) {
 		t.Errorf("Keys() = %v", Keys())
 	}
 }
 
 func TestLoadErrors(t *testing.T) {
-	const topKeys = "cluster, data, partitions, zookeeper, engine, partitioner, replicator, router, nodes, metrics, keyspaces"
+	const topKeys = "cluster, data, partitions, zookeeper, engine, partitioner, replicator, router, nodes, metrics, tls, keyspaces"
 	tests := []struct {
 		name  string
 		file  string // FILE in want is the file's path

@@ -44,6 +44,8 @@
 //	metrics.addr                 empty, or the host:port a node serves /metrics and /healthz on
 //	metrics.base_port            0, or 1024..65535: `plugdb cluster up` gives replica r of
 //	                             partition p metrics on 127.0.0.1:base_port+p*replicas+r
+//	tls.ca, tls.cert, tls.key    PEM files: all empty (plaintext), or cert and key (TLS),
+//	                             with ca for mutual TLS (docs/security.md); Validate reads them
 //
 // In the file, an unknown key at any level except inside `options` is an error
 // naming the key and the keys allowed where it stands. Option values may be any
@@ -66,7 +68,8 @@
 //     PLUGDB_ENGINE_SHA256 → engine.sha256 (and the same for PARTITIONER and
 //     REPLICATOR), PLUGDB_ROUTER_GRPC → router.grpc, PLUGDB_ROUTER_HTTP → router.http,
 //     PLUGDB_NODES_REPLICAS → nodes.replicas, PLUGDB_NODES_BASE_PORT → nodes.base_port,
-//     PLUGDB_METRICS_ADDR → metrics.addr, PLUGDB_METRICS_BASE_PORT → metrics.base_port.
+//     PLUGDB_METRICS_ADDR → metrics.addr, PLUGDB_METRICS_BASE_PORT → metrics.base_port,
+//     PLUGDB_TLS_CA → tls.ca, PLUGDB_TLS_CERT → tls.cert, PLUGDB_TLS_KEY → tls.key.
 //     The names are exact (upper case); no two known keys map to the same name.
 //   - PLUGDB_ENGINE_OPTIONS_<NAME> → engine.options.<name>: everything after
 //     `_OPTIONS_` is the option's name, lower-cased, underscores kept

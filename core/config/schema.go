@@ -17,7 +17,7 @@ var pluginKeys = []string{"plugin", "mode", "sha256", "options"}
 
 // sections lists each section's keys in file order ("" is the top level).
 var sections = map[string][]string{
-	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes", "metrics", "keyspaces"},
+	"":            {"cluster", "data", "partitions", "zookeeper", "engine", "partitioner", "replicator", "router", "nodes", "metrics", "tls", "keyspaces"},
 	"zookeeper":   {"servers", "session_timeout", "root", "auth_file"},
 	"engine":      pluginKeys,
 	"partitioner": pluginKeys,
@@ -25,6 +25,7 @@ var sections = map[string][]string{
 	"router":      {"grpc", "http"},
 	"nodes":       {"replicas", "base_port"},
 	"metrics":     {"addr", "base_port"},
+	"tls":         {"ca", "cert", "key"},
 }
 
 // keyspaceKeys are the keys of one keyspace under keyspaces.NAME: the
@@ -52,6 +53,9 @@ var leaves = map[string]leaf{
 	"router.http":               {parse: stringParser(checkAddr, allowedHostPort)},
 	"metrics.addr":              {parse: stringParser(checkMetricsAddr, allowedMetricsAddr)},
 	"metrics.base_port":         {parse: intParser(checkMetricsBasePort, allowedMetricsBasePort)},
+	"tls.ca":                    {parse: stringParser(checkFile, allowedFile)},
+	"tls.cert":                  {parse: stringParser(checkFile, allowedFile)},
+	"tls.key":                   {parse: stringParser(checkFile, allowedFile)},
 }
 
 func init() {

@@ -209,6 +209,10 @@ func (l *Loader) startClient(kind plugins.Kind, b Block, versions map[int]goplug
 		Logger:           l.logger().Named(string(kind) + "." + filepath.Base(b.Plugin)),
 		StartTimeout:     l.startTimeout(),
 		Stderr:           stderr,
+		// Mutual TLS on the plugin connection, with a certificate pair each
+		// side makes at start: only this host can call the plugin, and it
+		// talks to no other process on the plugin's socket.
+		AutoMTLS: true,
 	}
 	if b.SHA256 != "" {
 		sum, err := decodeSHA256(b.SHA256)

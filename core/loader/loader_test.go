@@ -114,8 +114,11 @@ func runHost() {
 	time.Sleep(time.Minute) // not a synchronisation: this child waits to be killed; the minute bounds it if the test dies first
 }
 
+// testLoader's StartTimeout bounds a plugin that never starts; under the
+// race detector on a loaded 2-core machine a healthy start (each side makes
+// a P-521 key for AutoMTLS) has taken over 5 s.
 func testLoader(log hclog.Logger) *Loader {
-	return &Loader{Logger: log, Self: os.Args[0], Engines: bundled, Partitioners: bundledPartitioners, Replicators: bundledReplicators, StartTimeout: 5 * time.Second}
+	return &Loader{Logger: log, Self: os.Args[0], Engines: bundled, Partitioners: bundledPartitioners, Replicators: bundledReplicators, StartTimeout: 30 * time.Second}
 }
 
 // script writes an executable file that runs the test binary with env set.

@@ -25,6 +25,7 @@ import (
 	"github.com/plugdb/plugdb/partitioners"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 	"github.com/plugdb/plugdb/replicators"
+	"github.com/plugdb/plugdb/tlsconfig"
 )
 
 // Info describes the node for Status.
@@ -55,6 +56,7 @@ type Node struct {
 	addr     string
 	info     Info
 	logger   hclog.Logger
+	tls      *tlsconfig.Creds
 	applied  atomic.Uint64
 
 	mu    sync.Mutex
@@ -89,6 +91,9 @@ type Config struct {
 	// writes the old leader acknowledged and this replica lacks are lost.
 	Unclean bool
 	Logger  hclog.Logger
+	// TLS is how the node reaches other nodes (a rebuild's snapshot from
+	// the leader): nil, plaintext.
+	TLS *tlsconfig.Creds
 }
 
 // New returns the replica at addr of part, taking part in its partition
@@ -98,7 +103,7 @@ func New(part *partition.Partition, client *coord.Client, addr string, info Info
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	n := &Node{part: part, repl: cfg.Replicator, client: client, addr: addr, info: info, logger: logger}
+	n := &Node{part: part, repl: cfg.Replicator, client: client, addr: addr, info: info, logger: logger, tls: cfg.TLS}
 	n.openLayout = cfg.OpenLayout
 	l := &layout{meta: cfg.Layout}
 	if cfg.Partitioner != nil {

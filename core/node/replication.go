@@ -12,7 +12,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/core/coord"
@@ -279,7 +278,7 @@ func (n *Node) rebuild(ctx context.Context) error {
 	if leader == "" || leader == n.addr {
 		return fmt.Errorf("rebuild: no leader known to take a snapshot from")
 	}
-	conn, err := grpc.NewClient(leader, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(leader, n.tls.DialOption())
 	if err != nil {
 		return fmt.Errorf("rebuild from %s: %w", leader, err)
 	}

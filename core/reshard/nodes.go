@@ -10,11 +10,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/plugdb/plugdb/core/coord"
 	nodev1 "github.com/plugdb/plugdb/proto/plugdb/node/v1"
+	"github.com/plugdb/plugdb/tlsconfig"
 )
 
 // ErrStuck is wrapped by the error of a snapshot that sent nothing for the
@@ -25,6 +25,9 @@ var ErrStuck = errors.New("a stuck node or link")
 // ZooKeeper names them, over the node service (plugdb.node.v1.Node).
 type GRPCNodes struct {
 	top *coord.Topology
+	// TLS is how the nodes are reached (set before the first call); nil:
+	// plaintext.
+	TLS *tlsconfig.Creds
 	// Idle bounds the wait for a snapshot's next chunk and for an import or
 	// a prune (default 30 s): a stuck node or a black-holed link fails the
 	// pass instead of holding it until the move's own deadline.
@@ -68,7 +71,7 @@ func (g *GRPCNodes) leader(p int) (nodev1.NodeClient, string, error) {
 	c, ok := g.conns[addr]
 	if !ok {
 		var err error
-		if c, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		if c, err = grpc.NewClient(addr, g.TLS.DialOption()); err != nil {
 			return nil, "", fmt.Errorf("node %s: %w", addr, err)
 		}
 		g.conns[addr] = c

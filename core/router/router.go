@@ -32,7 +32,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -43,6 +42,7 @@ import (
 	"github.com/plugdb/plugdb/engines"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
 	"github.com/plugdb/plugdb/replicators"
+	"github.com/plugdb/plugdb/tlsconfig"
 )
 
 // DefaultTimeout bounds a request that comes without a deadline.
@@ -61,6 +61,8 @@ type Info struct {
 	// Logger, if set, hears of the layouts the router moves to and of
 	// failures to follow them.
 	Logger hclog.Logger
+	// TLS is how the router reaches the nodes: nil, plaintext.
+	TLS *tlsconfig.Creds
 }
 
 // Router implements api.Backend over the cluster's nodes.
@@ -171,7 +173,7 @@ func (r *Router) kv(addr string) (plugdbv1.KVClient, error) {
 		var err error
 		// A node that restarts on its address must be reachable again
 		// within a second, not after gRPC's default backoff (up to 2 min).
-		c, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		c, err = grpc.NewClient(addr, r.info.TLS.DialOption(),
 			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 				MinConnectTimeout: time.Second}))
 		if err != nil {
@@ -490,13 +492,18 @@ func (r *Router) call(ctx context.Context, p int, keys [][]byte, stale bool, fn 
 	}
 }
 
-// moveRecorded reports whether a reshard of the keyspace is recorded (a
-// node that refuses a key may know its new layout before the router).
+// moveRecorded reports whether a reshard of the keyspace is recorded, or
+// one has flipped to a layout newer than the router's (which it is still
+// opening: its partitioner plugin may take a moment to start): a node that
+// refuses a key may know its new layout before the router.
 func (r *Router) moveRecorded(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	_, ok, err := coord.ReadReshard(ctx, r.client)
-	return err == nil && ok
+	if _, ok, err := coord.ReadReshard(ctx, r.client); err == nil && ok {
+		return true
+	}
+	m, err := coord.ReadMeta(ctx, r.client)
+	return err == nil && m.LayoutVersion() > r.cur.Load().version
 }
 
 // retryReason is the text of a node's error that is retried, for the error

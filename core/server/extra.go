@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"google.golang.org/grpc"
+
+	"github.com/plugdb/plugdb/tlsconfig"
 )
 
 // Extra is what a caller adds to the servers besides the KV service:
@@ -15,6 +17,9 @@ type Extra struct {
 	// HTTP are handlers by path ("/metrics", "/healthz"), served on the HTTP
 	// address before the gateway; the gateway serves every other path.
 	HTTP map[string]http.Handler
+	// TLS, when set, makes gRPC and REST serve TLS (see StartTLS); nil:
+	// plaintext.
+	TLS *tlsconfig.Creds
 }
 
 // handler returns gateway with x's HTTP handlers in front of it.

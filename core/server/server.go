@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/plugdb/plugdb/core/rest"
 	plugdbv1 "github.com/plugdb/plugdb/proto/plugdb/v1"
+	"github.com/plugdb/plugdb/tlsconfig"
 )
 
 // Server is a running gRPC server and REST gateway.
@@ -28,17 +29,35 @@ type Server struct {
 	conn    *grpc.ClientConn
 	grpcLis net.Listener
 	httpLis net.Listener
+	tls     bool // gRPC and REST serve TLS
 	errc    chan error
 }
 
-// Start listens on grpcAddr and httpAddr and serves kv on both; an empty
-// httpAddr serves gRPC only. register adds more services to the gRPC server.
+// Start listens on grpcAddr and httpAddr and serves kv on both, in
+// plaintext; an empty httpAddr serves gRPC only. register adds more services
+// to the gRPC server.
 func Start(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string, register ...func(*grpc.Server)) (*Server, error) {
 	return StartWith(ctx, kv, grpcAddr, httpAddr, Extra{}, register...)
 }
 
-// StartWith is Start with x's gRPC options and HTTP handlers.
+// StartTLS is Start with creds: with them, gRPC and REST serve TLS (mutual
+// when creds have a CA: every client must present a certificate it signed);
+// nil creds is plaintext.
+func StartTLS(ctx context.Context, creds *tlsconfig.Creds, kv plugdbv1.KVServer, grpcAddr, httpAddr string, register ...func(*grpc.Server)) (*Server, error) {
+	return StartWith(ctx, kv, grpcAddr, httpAddr, Extra{TLS: creds}, register...)
+}
+
+// StartWith is Start with x's gRPC options, HTTP handlers and TLS.
 func StartWith(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr string, x Extra, register ...func(*grpc.Server)) (*Server, error) {
+	creds := x.TLS
+	tlsCfg, err := creds.ServerConfig()
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	opts := x.GRPCOptions
+	if tlsCfg != nil {
+		opts = append(append([]grpc.ServerOption(nil), opts...), grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
 	grpcLis, err := net.Listen("tcp", grpcAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for gRPC on %s: %w", grpcAddr, err)
@@ -51,7 +70,7 @@ func StartWith(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr str
 			return nil, fmt.Errorf("listen for REST on %s: %w", httpAddr, err)
 		}
 	}
-	s := &Server{grpc: grpc.NewServer(x.GRPCOptions...), health: health.NewServer(), grpcLis: grpcLis, httpLis: httpLis, errc: make(chan error, 2)}
+	s := &Server{grpc: grpc.NewServer(opts...), tls: tlsCfg != nil, health: health.NewServer(), grpcLis: grpcLis, httpLis: httpLis, errc: make(chan error, 2)}
 	plugdbv1.RegisterKVServer(s.grpc, kv)
 	for _, r := range register {
 		r(s.grpc)
@@ -65,8 +84,9 @@ func StartWith(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr str
 		return s, nil
 	}
 
-	// The gateway calls the gRPC server over loopback, which streams Scan too.
-	s.conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The gateway calls the gRPC server over loopback, which streams Scan too
+	// (with TLS, presenting the process's own certificate).
+	s.conn, err = grpc.NewClient(grpcLis.Addr().String(), creds.SelfDialOption())
 	if err != nil {
 		s.grpc.Stop()
 		httpLis.Close()
@@ -79,9 +99,13 @@ func StartWith(ctx context.Context, kv plugdbv1.KVServer, grpcAddr, httpAddr str
 		s.conn.Close()
 		return nil, fmt.Errorf("REST gateway: %w", err)
 	}
-	s.http = &http.Server{Handler: x.handler(handler), ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: x.handler(handler), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsCfg}
 	go func() {
-		if err := s.http.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+		serve := s.http.Serve
+		if s.tls {
+			serve = func(l net.Listener) error { return s.http.ServeTLS(l, "", "") }
+		}
+		if err := serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
 			s.errc <- err
 		}
 	}()
@@ -97,6 +121,18 @@ func (s *Server) HTTPAddr() string {
 		return ""
 	}
 	return s.httpLis.Addr().String()
+}
+
+// HTTPURL is the REST base URL, http:// or https:// with TLS; empty if REST
+// is not served.
+func (s *Server) HTTPURL() string {
+	if s.httpLis == nil {
+		return ""
+	}
+	if s.tls {
+		return "https://" + s.HTTPAddr()
+	}
+	return "http://" + s.HTTPAddr()
 }
 
 // Err reports a server that stopped serving on its own.

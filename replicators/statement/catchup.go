@@ -11,7 +11,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
@@ -122,7 +121,7 @@ func (r *Replicator) askPeers(ctx context.Context, epoch uint64, peers []string)
 
 // withPeer runs fn with a client of the peer at addr, on one connection.
 func (r *Replicator) withPeer(addr string, fn func(statementv1.PeerClient) error) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, r.creds.DialOption())
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
@@ -99,7 +98,7 @@ func (r *Replicator) startShipperLocked(f *follower) {
 // reconnecting with backoff; errors are logged with the follower's address.
 func (r *Replicator) ship(sh *shipper, f *follower) {
 	ctx, epoch := sh.ctx, sh.epoch
-	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(f.addr, r.creds.DialOption(),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: time.Second}))
 	if err != nil {

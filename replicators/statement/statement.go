@@ -29,6 +29,7 @@ import (
 	statementv1 "github.com/plugdb/plugdb/proto/plugdb/statement/v1"
 	"github.com/plugdb/plugdb/replicators"
 	"github.com/plugdb/plugdb/replicators/statement/wal"
+	"github.com/plugdb/plugdb/tlsconfig"
 )
 
 const (
@@ -45,6 +46,7 @@ type Replicator struct {
 	log      *wal.Log
 	lis      net.Listener
 	srv      *grpc.Server
+	creds    *tlsconfig.Creds          // the peer connections' TLS; nil: plaintext
 	out      chan replicators.Delivery // to the host, in LSN order
 	bg       context.Context           // ends at Close
 	stop     context.CancelFunc        // ends the background loops
@@ -127,6 +129,14 @@ func open(_ context.Context, opts replicators.Options) (*Replicator, error) {
 	if opts.Listen == "" {
 		return nil, fmt.Errorf("statement replicator: no listen address: %w", replicators.ErrInvalidArgument)
 	}
+	creds, err := tlsconfig.Load(tlsconfig.Files(opts.TLS))
+	if err != nil {
+		return nil, fmt.Errorf("statement replicator: TLS: %w", err)
+	}
+	srvOpt, err := creds.ServerOption()
+	if err != nil {
+		return nil, fmt.Errorf("statement replicator: TLS: %w", err)
+	}
 	lg, err := wal.Open(opts.Dir, wal.Options{SegmentBytes: cfg.segmentBytes, Logger: logger.Named("log")})
 	if err != nil {
 		return nil, fmt.Errorf("statement replicator: open log in %s: %w", opts.Dir, err)
@@ -138,7 +148,7 @@ func open(_ context.Context, opts replicators.Options) (*Replicator, error) {
 	}
 	r := &Replicator{
 		cfg: cfg, part: opts.Partition, replicas: opts.Replicas, logger: logger, log: lg, lis: lis,
-		srv: grpc.NewServer(), out: make(chan replicators.Delivery, 64),
+		srv: grpc.NewServer(srvOpt), creds: creds, out: make(chan replicators.Delivery, 64),
 		changed: make(chan struct{}), appendReq: make(chan struct{}, 1),
 		pending: map[uint64]wal.Record{}, peers: map[string]*follower{},
 		syncs: replicators.NewLatencyRecorder(replicators.SyncBounds),

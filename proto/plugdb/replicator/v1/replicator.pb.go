@@ -89,6 +89,7 @@ type OpenRequest struct {
 	Listen        string                 `protobuf:"bytes,3,opt,name=listen,proto3" json:"listen,omitempty"`
 	Params        map[string]string      `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Replicas      int32                  `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"` // the partition's replica set size; 0: unknown
+	Tls           *TLSFiles              `protobuf:"bytes,6,opt,name=tls,proto3" json:"tls,omitempty"`            // unset: the peer connections are plaintext
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -158,6 +159,74 @@ func (x *OpenRequest) GetReplicas() int32 {
 	return 0
 }
 
+func (x *OpenRequest) GetTls() *TLSFiles {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+// TLSFiles mirrors replicators.TLSFiles: PEM file paths on the host's machine.
+type TLSFiles struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ca            string                 `protobuf:"bytes,1,opt,name=ca,proto3" json:"ca,omitempty"`
+	Cert          string                 `protobuf:"bytes,2,opt,name=cert,proto3" json:"cert,omitempty"`
+	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TLSFiles) Reset() {
+	*x = TLSFiles{}
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TLSFiles) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TLSFiles) ProtoMessage() {}
+
+func (x *TLSFiles) ProtoReflect() protoreflect.Message {
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TLSFiles.ProtoReflect.Descriptor instead.
+func (*TLSFiles) Descriptor() ([]byte, []int) {
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TLSFiles) GetCa() string {
+	if x != nil {
+		return x.Ca
+	}
+	return ""
+}
+
+func (x *TLSFiles) GetCert() string {
+	if x != nil {
+		return x.Cert
+	}
+	return ""
+}
+
+func (x *TLSFiles) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
 type OpenResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Addr          string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"` // empty: the replicator needs no peers
@@ -167,7 +236,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[1]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -179,7 +248,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[1]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -192,7 +261,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{1}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *OpenResponse) GetAddr() string {
@@ -212,7 +281,7 @@ type LeadRequest struct {
 
 func (x *LeadRequest) Reset() {
 	*x = LeadRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[2]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +293,7 @@ func (x *LeadRequest) String() string {
 func (*LeadRequest) ProtoMessage() {}
 
 func (x *LeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[2]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +306,7 @@ func (x *LeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadRequest.ProtoReflect.Descriptor instead.
 func (*LeadRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{2}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LeadRequest) GetEpoch() uint64 {
@@ -263,7 +332,7 @@ type LeadResponse struct {
 
 func (x *LeadResponse) Reset() {
 	*x = LeadResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[3]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +344,7 @@ func (x *LeadResponse) String() string {
 func (*LeadResponse) ProtoMessage() {}
 
 func (x *LeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[3]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +357,7 @@ func (x *LeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadResponse.ProtoReflect.Descriptor instead.
 func (*LeadResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{3}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LeadResponse) GetEnd() uint64 {
@@ -308,7 +377,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[4]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +389,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[4]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +402,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{4}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Peer) GetAddr() string {
@@ -359,7 +428,7 @@ type SetPeersRequest struct {
 
 func (x *SetPeersRequest) Reset() {
 	*x = SetPeersRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[5]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -371,7 +440,7 @@ func (x *SetPeersRequest) String() string {
 func (*SetPeersRequest) ProtoMessage() {}
 
 func (x *SetPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[5]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -384,7 +453,7 @@ func (x *SetPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPeersRequest.ProtoReflect.Descriptor instead.
 func (*SetPeersRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{5}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetPeersRequest) GetPeers() []*Peer {
@@ -402,7 +471,7 @@ type SetPeersResponse struct {
 
 func (x *SetPeersResponse) Reset() {
 	*x = SetPeersResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[6]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +483,7 @@ func (x *SetPeersResponse) String() string {
 func (*SetPeersResponse) ProtoMessage() {}
 
 func (x *SetPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[6]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +496,7 @@ func (x *SetPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPeersResponse.ProtoReflect.Descriptor instead.
 func (*SetPeersResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{6}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{7}
 }
 
 // Statement is a replicators.Statement: its epoch and its mutations packed
@@ -444,7 +513,7 @@ type Statement struct {
 
 func (x *Statement) Reset() {
 	*x = Statement{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[7]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +525,7 @@ func (x *Statement) String() string {
 func (*Statement) ProtoMessage() {}
 
 func (x *Statement) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[7]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +538,7 @@ func (x *Statement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Statement.ProtoReflect.Descriptor instead.
 func (*Statement) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{7}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Statement) GetEpoch() uint64 {
@@ -496,7 +565,7 @@ type ReplicateRequest struct {
 
 func (x *ReplicateRequest) Reset() {
 	*x = ReplicateRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[8]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +577,7 @@ func (x *ReplicateRequest) String() string {
 func (*ReplicateRequest) ProtoMessage() {}
 
 func (x *ReplicateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[8]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +590,7 @@ func (x *ReplicateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateRequest.ProtoReflect.Descriptor instead.
 func (*ReplicateRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{8}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReplicateRequest) GetStatement() *Statement {
@@ -546,7 +615,7 @@ type ReplicateResponse struct {
 
 func (x *ReplicateResponse) Reset() {
 	*x = ReplicateResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[9]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +627,7 @@ func (x *ReplicateResponse) String() string {
 func (*ReplicateResponse) ProtoMessage() {}
 
 func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[9]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +640,7 @@ func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{9}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{10}
 }
 
 type ReplicateCall struct {
@@ -585,7 +654,7 @@ type ReplicateCall struct {
 
 func (x *ReplicateCall) Reset() {
 	*x = ReplicateCall{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[10]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +666,7 @@ func (x *ReplicateCall) String() string {
 func (*ReplicateCall) ProtoMessage() {}
 
 func (x *ReplicateCall) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[10]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +679,7 @@ func (x *ReplicateCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateCall.ProtoReflect.Descriptor instead.
 func (*ReplicateCall) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{10}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReplicateCall) GetId() uint64 {
@@ -647,7 +716,7 @@ type ReplicateResult struct {
 
 func (x *ReplicateResult) Reset() {
 	*x = ReplicateResult{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[11]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +728,7 @@ func (x *ReplicateResult) String() string {
 func (*ReplicateResult) ProtoMessage() {}
 
 func (x *ReplicateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[11]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +741,7 @@ func (x *ReplicateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateResult.ProtoReflect.Descriptor instead.
 func (*ReplicateResult) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{11}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReplicateResult) GetId() uint64 {
@@ -706,7 +775,7 @@ type FollowRequest struct {
 
 func (x *FollowRequest) Reset() {
 	*x = FollowRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[12]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +787,7 @@ func (x *FollowRequest) String() string {
 func (*FollowRequest) ProtoMessage() {}
 
 func (x *FollowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[12]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +800,7 @@ func (x *FollowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FollowRequest.ProtoReflect.Descriptor instead.
 func (*FollowRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{12}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FollowRequest) GetEpoch() uint64 {
@@ -756,7 +825,7 @@ type FollowResponse struct {
 
 func (x *FollowResponse) Reset() {
 	*x = FollowResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[13]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +837,7 @@ func (x *FollowResponse) String() string {
 func (*FollowResponse) ProtoMessage() {}
 
 func (x *FollowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[13]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +850,7 @@ func (x *FollowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FollowResponse.ProtoReflect.Descriptor instead.
 func (*FollowResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{13}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{14}
 }
 
 type DeliveriesRequest struct {
@@ -792,7 +861,7 @@ type DeliveriesRequest struct {
 
 func (x *DeliveriesRequest) Reset() {
 	*x = DeliveriesRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[14]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +873,7 @@ func (x *DeliveriesRequest) String() string {
 func (*DeliveriesRequest) ProtoMessage() {}
 
 func (x *DeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[14]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +886,7 @@ func (x *DeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*DeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{14}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{15}
 }
 
 // Delivery is one item of the Deliveries sequence: a replicators.Delivery, or
@@ -835,7 +904,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[15]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +916,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[15]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +929,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{15}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Delivery) GetStatement() *Statement {
@@ -900,7 +969,7 @@ type AppliedRequest struct {
 
 func (x *AppliedRequest) Reset() {
 	*x = AppliedRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[16]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +981,7 @@ func (x *AppliedRequest) String() string {
 func (*AppliedRequest) ProtoMessage() {}
 
 func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[16]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +994,7 @@ func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
 func (*AppliedRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{16}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AppliedRequest) GetLsn() uint64 {
@@ -943,7 +1012,7 @@ type AppliedResponse struct {
 
 func (x *AppliedResponse) Reset() {
 	*x = AppliedResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[17]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1024,7 @@ func (x *AppliedResponse) String() string {
 func (*AppliedResponse) ProtoMessage() {}
 
 func (x *AppliedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[17]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1037,7 @@ func (x *AppliedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedResponse.ProtoReflect.Descriptor instead.
 func (*AppliedResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{17}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{18}
 }
 
 type EpochAtRequest struct {
@@ -980,7 +1049,7 @@ type EpochAtRequest struct {
 
 func (x *EpochAtRequest) Reset() {
 	*x = EpochAtRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[18]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1061,7 @@ func (x *EpochAtRequest) String() string {
 func (*EpochAtRequest) ProtoMessage() {}
 
 func (x *EpochAtRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[18]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1074,7 @@ func (x *EpochAtRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochAtRequest.ProtoReflect.Descriptor instead.
 func (*EpochAtRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{18}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EpochAtRequest) GetLsn() uint64 {
@@ -1024,7 +1093,7 @@ type EpochAtResponse struct {
 
 func (x *EpochAtResponse) Reset() {
 	*x = EpochAtResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[19]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1105,7 @@ func (x *EpochAtResponse) String() string {
 func (*EpochAtResponse) ProtoMessage() {}
 
 func (x *EpochAtResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[19]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1118,7 @@ func (x *EpochAtResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochAtResponse.ProtoReflect.Descriptor instead.
 func (*EpochAtResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{19}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EpochAtResponse) GetEpoch() uint64 {
@@ -1069,7 +1138,7 @@ type RestoredRequest struct {
 
 func (x *RestoredRequest) Reset() {
 	*x = RestoredRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[20]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1150,7 @@ func (x *RestoredRequest) String() string {
 func (*RestoredRequest) ProtoMessage() {}
 
 func (x *RestoredRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[20]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1163,7 @@ func (x *RestoredRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoredRequest.ProtoReflect.Descriptor instead.
 func (*RestoredRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{20}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RestoredRequest) GetLsn() uint64 {
@@ -1119,7 +1188,7 @@ type RestoredResponse struct {
 
 func (x *RestoredResponse) Reset() {
 	*x = RestoredResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[21]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1200,7 @@ func (x *RestoredResponse) String() string {
 func (*RestoredResponse) ProtoMessage() {}
 
 func (x *RestoredResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[21]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1213,7 @@ func (x *RestoredResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoredResponse.ProtoReflect.Descriptor instead.
 func (*RestoredResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{21}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{22}
 }
 
 type StatusRequest struct {
@@ -1155,7 +1224,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[22]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1236,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[22]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1249,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{22}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{23}
 }
 
 type FollowerStatus struct {
@@ -1200,7 +1269,7 @@ type FollowerStatus struct {
 
 func (x *FollowerStatus) Reset() {
 	*x = FollowerStatus{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[23]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1281,7 @@ func (x *FollowerStatus) String() string {
 func (*FollowerStatus) ProtoMessage() {}
 
 func (x *FollowerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[23]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1294,7 @@ func (x *FollowerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FollowerStatus.ProtoReflect.Descriptor instead.
 func (*FollowerStatus) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{23}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FollowerStatus) GetAddr() string {
@@ -1311,7 +1380,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[24]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1392,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[24]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1405,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{24}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StatusResponse) GetRole() string {
@@ -1437,7 +1506,7 @@ type Latency struct {
 
 func (x *Latency) Reset() {
 	*x = Latency{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[25]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1518,7 @@ func (x *Latency) String() string {
 func (*Latency) ProtoMessage() {}
 
 func (x *Latency) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[25]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1531,7 @@ func (x *Latency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Latency.ProtoReflect.Descriptor instead.
 func (*Latency) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{25}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Latency) GetBounds() []float64 {
@@ -1501,7 +1570,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[26]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1582,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[26]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1595,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{26}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{27}
 }
 
 type CloseResponse struct {
@@ -1537,7 +1606,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[27]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1618,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[27]
+	mi := &file_plugdb_replicator_v1_replicator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,23 +1631,28 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{27}
+	return file_plugdb_replicator_v1_replicator_proto_rawDescGZIP(), []int{28}
 }
 
 var File_plugdb_replicator_v1_replicator_proto protoreflect.FileDescriptor
 
 const file_plugdb_replicator_v1_replicator_proto_rawDesc = "" +
 	"\n" +
-	"%plugdb/replicator/v1/replicator.proto\x12\x14plugdb.replicator.v1\"\xf3\x01\n" +
+	"%plugdb/replicator/v1/replicator.proto\x12\x14plugdb.replicator.v1\"\xa5\x02\n" +
 	"\vOpenRequest\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x03R\tpartition\x12\x16\n" +
 	"\x06listen\x18\x03 \x01(\tR\x06listen\x12E\n" +
 	"\x06params\x18\x04 \x03(\v2-.plugdb.replicator.v1.OpenRequest.ParamsEntryR\x06params\x12\x1a\n" +
-	"\breplicas\x18\x05 \x01(\x05R\breplicas\x1a9\n" +
+	"\breplicas\x18\x05 \x01(\x05R\breplicas\x120\n" +
+	"\x03tls\x18\x06 \x01(\v2\x1e.plugdb.replicator.v1.TLSFilesR\x03tls\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\"\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
+	"\bTLSFiles\x12\x0e\n" +
+	"\x02ca\x18\x01 \x01(\tR\x02ca\x12\x12\n" +
+	"\x04cert\x18\x02 \x01(\tR\x04cert\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\"\"\n" +
 	"\fOpenResponse\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\"=\n" +
 	"\vLeadRequest\x12\x14\n" +
@@ -1699,78 +1773,80 @@ func file_plugdb_replicator_v1_replicator_proto_rawDescGZIP() []byte {
 }
 
 var file_plugdb_replicator_v1_replicator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_plugdb_replicator_v1_replicator_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_plugdb_replicator_v1_replicator_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_plugdb_replicator_v1_replicator_proto_goTypes = []any{
 	(Ack)(0),                  // 0: plugdb.replicator.v1.Ack
 	(*OpenRequest)(nil),       // 1: plugdb.replicator.v1.OpenRequest
-	(*OpenResponse)(nil),      // 2: plugdb.replicator.v1.OpenResponse
-	(*LeadRequest)(nil),       // 3: plugdb.replicator.v1.LeadRequest
-	(*LeadResponse)(nil),      // 4: plugdb.replicator.v1.LeadResponse
-	(*Peer)(nil),              // 5: plugdb.replicator.v1.Peer
-	(*SetPeersRequest)(nil),   // 6: plugdb.replicator.v1.SetPeersRequest
-	(*SetPeersResponse)(nil),  // 7: plugdb.replicator.v1.SetPeersResponse
-	(*Statement)(nil),         // 8: plugdb.replicator.v1.Statement
-	(*ReplicateRequest)(nil),  // 9: plugdb.replicator.v1.ReplicateRequest
-	(*ReplicateResponse)(nil), // 10: plugdb.replicator.v1.ReplicateResponse
-	(*ReplicateCall)(nil),     // 11: plugdb.replicator.v1.ReplicateCall
-	(*ReplicateResult)(nil),   // 12: plugdb.replicator.v1.ReplicateResult
-	(*FollowRequest)(nil),     // 13: plugdb.replicator.v1.FollowRequest
-	(*FollowResponse)(nil),    // 14: plugdb.replicator.v1.FollowResponse
-	(*DeliveriesRequest)(nil), // 15: plugdb.replicator.v1.DeliveriesRequest
-	(*Delivery)(nil),          // 16: plugdb.replicator.v1.Delivery
-	(*AppliedRequest)(nil),    // 17: plugdb.replicator.v1.AppliedRequest
-	(*AppliedResponse)(nil),   // 18: plugdb.replicator.v1.AppliedResponse
-	(*EpochAtRequest)(nil),    // 19: plugdb.replicator.v1.EpochAtRequest
-	(*EpochAtResponse)(nil),   // 20: plugdb.replicator.v1.EpochAtResponse
-	(*RestoredRequest)(nil),   // 21: plugdb.replicator.v1.RestoredRequest
-	(*RestoredResponse)(nil),  // 22: plugdb.replicator.v1.RestoredResponse
-	(*StatusRequest)(nil),     // 23: plugdb.replicator.v1.StatusRequest
-	(*FollowerStatus)(nil),    // 24: plugdb.replicator.v1.FollowerStatus
-	(*StatusResponse)(nil),    // 25: plugdb.replicator.v1.StatusResponse
-	(*Latency)(nil),           // 26: plugdb.replicator.v1.Latency
-	(*CloseRequest)(nil),      // 27: plugdb.replicator.v1.CloseRequest
-	(*CloseResponse)(nil),     // 28: plugdb.replicator.v1.CloseResponse
-	nil,                       // 29: plugdb.replicator.v1.OpenRequest.ParamsEntry
+	(*TLSFiles)(nil),          // 2: plugdb.replicator.v1.TLSFiles
+	(*OpenResponse)(nil),      // 3: plugdb.replicator.v1.OpenResponse
+	(*LeadRequest)(nil),       // 4: plugdb.replicator.v1.LeadRequest
+	(*LeadResponse)(nil),      // 5: plugdb.replicator.v1.LeadResponse
+	(*Peer)(nil),              // 6: plugdb.replicator.v1.Peer
+	(*SetPeersRequest)(nil),   // 7: plugdb.replicator.v1.SetPeersRequest
+	(*SetPeersResponse)(nil),  // 8: plugdb.replicator.v1.SetPeersResponse
+	(*Statement)(nil),         // 9: plugdb.replicator.v1.Statement
+	(*ReplicateRequest)(nil),  // 10: plugdb.replicator.v1.ReplicateRequest
+	(*ReplicateResponse)(nil), // 11: plugdb.replicator.v1.ReplicateResponse
+	(*ReplicateCall)(nil),     // 12: plugdb.replicator.v1.ReplicateCall
+	(*ReplicateResult)(nil),   // 13: plugdb.replicator.v1.ReplicateResult
+	(*FollowRequest)(nil),     // 14: plugdb.replicator.v1.FollowRequest
+	(*FollowResponse)(nil),    // 15: plugdb.replicator.v1.FollowResponse
+	(*DeliveriesRequest)(nil), // 16: plugdb.replicator.v1.DeliveriesRequest
+	(*Delivery)(nil),          // 17: plugdb.replicator.v1.Delivery
+	(*AppliedRequest)(nil),    // 18: plugdb.replicator.v1.AppliedRequest
+	(*AppliedResponse)(nil),   // 19: plugdb.replicator.v1.AppliedResponse
+	(*EpochAtRequest)(nil),    // 20: plugdb.replicator.v1.EpochAtRequest
+	(*EpochAtResponse)(nil),   // 21: plugdb.replicator.v1.EpochAtResponse
+	(*RestoredRequest)(nil),   // 22: plugdb.replicator.v1.RestoredRequest
+	(*RestoredResponse)(nil),  // 23: plugdb.replicator.v1.RestoredResponse
+	(*StatusRequest)(nil),     // 24: plugdb.replicator.v1.StatusRequest
+	(*FollowerStatus)(nil),    // 25: plugdb.replicator.v1.FollowerStatus
+	(*StatusResponse)(nil),    // 26: plugdb.replicator.v1.StatusResponse
+	(*Latency)(nil),           // 27: plugdb.replicator.v1.Latency
+	(*CloseRequest)(nil),      // 28: plugdb.replicator.v1.CloseRequest
+	(*CloseResponse)(nil),     // 29: plugdb.replicator.v1.CloseResponse
+	nil,                       // 30: plugdb.replicator.v1.OpenRequest.ParamsEntry
 }
 var file_plugdb_replicator_v1_replicator_proto_depIdxs = []int32{
-	29, // 0: plugdb.replicator.v1.OpenRequest.params:type_name -> plugdb.replicator.v1.OpenRequest.ParamsEntry
-	5,  // 1: plugdb.replicator.v1.SetPeersRequest.peers:type_name -> plugdb.replicator.v1.Peer
-	8,  // 2: plugdb.replicator.v1.ReplicateRequest.statement:type_name -> plugdb.replicator.v1.Statement
-	0,  // 3: plugdb.replicator.v1.ReplicateRequest.ack:type_name -> plugdb.replicator.v1.Ack
-	9,  // 4: plugdb.replicator.v1.ReplicateCall.request:type_name -> plugdb.replicator.v1.ReplicateRequest
-	8,  // 5: plugdb.replicator.v1.Delivery.statement:type_name -> plugdb.replicator.v1.Statement
-	0,  // 6: plugdb.replicator.v1.StatusResponse.ack:type_name -> plugdb.replicator.v1.Ack
-	24, // 7: plugdb.replicator.v1.StatusResponse.followers:type_name -> plugdb.replicator.v1.FollowerStatus
-	26, // 8: plugdb.replicator.v1.StatusResponse.log_sync:type_name -> plugdb.replicator.v1.Latency
-	1,  // 9: plugdb.replicator.v1.Replicator.Open:input_type -> plugdb.replicator.v1.OpenRequest
-	3,  // 10: plugdb.replicator.v1.Replicator.Lead:input_type -> plugdb.replicator.v1.LeadRequest
-	6,  // 11: plugdb.replicator.v1.Replicator.SetPeers:input_type -> plugdb.replicator.v1.SetPeersRequest
-	9,  // 12: plugdb.replicator.v1.Replicator.Replicate:input_type -> plugdb.replicator.v1.ReplicateRequest
-	11, // 13: plugdb.replicator.v1.Replicator.Replicates:input_type -> plugdb.replicator.v1.ReplicateCall
-	13, // 14: plugdb.replicator.v1.Replicator.Follow:input_type -> plugdb.replicator.v1.FollowRequest
-	15, // 15: plugdb.replicator.v1.Replicator.Deliveries:input_type -> plugdb.replicator.v1.DeliveriesRequest
-	17, // 16: plugdb.replicator.v1.Replicator.Applied:input_type -> plugdb.replicator.v1.AppliedRequest
-	19, // 17: plugdb.replicator.v1.Replicator.EpochAt:input_type -> plugdb.replicator.v1.EpochAtRequest
-	21, // 18: plugdb.replicator.v1.Replicator.Restored:input_type -> plugdb.replicator.v1.RestoredRequest
-	23, // 19: plugdb.replicator.v1.Replicator.Status:input_type -> plugdb.replicator.v1.StatusRequest
-	27, // 20: plugdb.replicator.v1.Replicator.Close:input_type -> plugdb.replicator.v1.CloseRequest
-	2,  // 21: plugdb.replicator.v1.Replicator.Open:output_type -> plugdb.replicator.v1.OpenResponse
-	4,  // 22: plugdb.replicator.v1.Replicator.Lead:output_type -> plugdb.replicator.v1.LeadResponse
-	7,  // 23: plugdb.replicator.v1.Replicator.SetPeers:output_type -> plugdb.replicator.v1.SetPeersResponse
-	10, // 24: plugdb.replicator.v1.Replicator.Replicate:output_type -> plugdb.replicator.v1.ReplicateResponse
-	12, // 25: plugdb.replicator.v1.Replicator.Replicates:output_type -> plugdb.replicator.v1.ReplicateResult
-	14, // 26: plugdb.replicator.v1.Replicator.Follow:output_type -> plugdb.replicator.v1.FollowResponse
-	16, // 27: plugdb.replicator.v1.Replicator.Deliveries:output_type -> plugdb.replicator.v1.Delivery
-	18, // 28: plugdb.replicator.v1.Replicator.Applied:output_type -> plugdb.replicator.v1.AppliedResponse
-	20, // 29: plugdb.replicator.v1.Replicator.EpochAt:output_type -> plugdb.replicator.v1.EpochAtResponse
-	22, // 30: plugdb.replicator.v1.Replicator.Restored:output_type -> plugdb.replicator.v1.RestoredResponse
-	25, // 31: plugdb.replicator.v1.Replicator.Status:output_type -> plugdb.replicator.v1.StatusResponse
-	28, // 32: plugdb.replicator.v1.Replicator.Close:output_type -> plugdb.replicator.v1.CloseResponse
-	21, // [21:33] is the sub-list for method output_type
-	9,  // [9:21] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	30, // 0: plugdb.replicator.v1.OpenRequest.params:type_name -> plugdb.replicator.v1.OpenRequest.ParamsEntry
+	2,  // 1: plugdb.replicator.v1.OpenRequest.tls:type_name -> plugdb.replicator.v1.TLSFiles
+	6,  // 2: plugdb.replicator.v1.SetPeersRequest.peers:type_name -> plugdb.replicator.v1.Peer
+	9,  // 3: plugdb.replicator.v1.ReplicateRequest.statement:type_name -> plugdb.replicator.v1.Statement
+	0,  // 4: plugdb.replicator.v1.ReplicateRequest.ack:type_name -> plugdb.replicator.v1.Ack
+	10, // 5: plugdb.replicator.v1.ReplicateCall.request:type_name -> plugdb.replicator.v1.ReplicateRequest
+	9,  // 6: plugdb.replicator.v1.Delivery.statement:type_name -> plugdb.replicator.v1.Statement
+	0,  // 7: plugdb.replicator.v1.StatusResponse.ack:type_name -> plugdb.replicator.v1.Ack
+	25, // 8: plugdb.replicator.v1.StatusResponse.followers:type_name -> plugdb.replicator.v1.FollowerStatus
+	27, // 9: plugdb.replicator.v1.StatusResponse.log_sync:type_name -> plugdb.replicator.v1.Latency
+	1,  // 10: plugdb.replicator.v1.Replicator.Open:input_type -> plugdb.replicator.v1.OpenRequest
+	4,  // 11: plugdb.replicator.v1.Replicator.Lead:input_type -> plugdb.replicator.v1.LeadRequest
+	7,  // 12: plugdb.replicator.v1.Replicator.SetPeers:input_type -> plugdb.replicator.v1.SetPeersRequest
+	10, // 13: plugdb.replicator.v1.Replicator.Replicate:input_type -> plugdb.replicator.v1.ReplicateRequest
+	12, // 14: plugdb.replicator.v1.Replicator.Replicates:input_type -> plugdb.replicator.v1.ReplicateCall
+	14, // 15: plugdb.replicator.v1.Replicator.Follow:input_type -> plugdb.replicator.v1.FollowRequest
+	16, // 16: plugdb.replicator.v1.Replicator.Deliveries:input_type -> plugdb.replicator.v1.DeliveriesRequest
+	18, // 17: plugdb.replicator.v1.Replicator.Applied:input_type -> plugdb.replicator.v1.AppliedRequest
+	20, // 18: plugdb.replicator.v1.Replicator.EpochAt:input_type -> plugdb.replicator.v1.EpochAtRequest
+	22, // 19: plugdb.replicator.v1.Replicator.Restored:input_type -> plugdb.replicator.v1.RestoredRequest
+	24, // 20: plugdb.replicator.v1.Replicator.Status:input_type -> plugdb.replicator.v1.StatusRequest
+	28, // 21: plugdb.replicator.v1.Replicator.Close:input_type -> plugdb.replicator.v1.CloseRequest
+	3,  // 22: plugdb.replicator.v1.Replicator.Open:output_type -> plugdb.replicator.v1.OpenResponse
+	5,  // 23: plugdb.replicator.v1.Replicator.Lead:output_type -> plugdb.replicator.v1.LeadResponse
+	8,  // 24: plugdb.replicator.v1.Replicator.SetPeers:output_type -> plugdb.replicator.v1.SetPeersResponse
+	11, // 25: plugdb.replicator.v1.Replicator.Replicate:output_type -> plugdb.replicator.v1.ReplicateResponse
+	13, // 26: plugdb.replicator.v1.Replicator.Replicates:output_type -> plugdb.replicator.v1.ReplicateResult
+	15, // 27: plugdb.replicator.v1.Replicator.Follow:output_type -> plugdb.replicator.v1.FollowResponse
+	17, // 28: plugdb.replicator.v1.Replicator.Deliveries:output_type -> plugdb.replicator.v1.Delivery
+	19, // 29: plugdb.replicator.v1.Replicator.Applied:output_type -> plugdb.replicator.v1.AppliedResponse
+	21, // 30: plugdb.replicator.v1.Replicator.EpochAt:output_type -> plugdb.replicator.v1.EpochAtResponse
+	23, // 31: plugdb.replicator.v1.Replicator.Restored:output_type -> plugdb.replicator.v1.RestoredResponse
+	26, // 32: plugdb.replicator.v1.Replicator.Status:output_type -> plugdb.replicator.v1.StatusResponse
+	29, // 33: plugdb.replicator.v1.Replicator.Close:output_type -> plugdb.replicator.v1.CloseResponse
+	22, // [22:34] is the sub-list for method output_type
+	10, // [10:22] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_plugdb_replicator_v1_replicator_proto_init() }
@@ -1784,7 +1860,7 @@ func file_plugdb_replicator_v1_replicator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugdb_replicator_v1_replicator_proto_rawDesc), len(file_plugdb_replicator_v1_replicator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
