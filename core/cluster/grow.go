@@ -209,24 +209,23 @@ func (c *Cluster) RetireNodes(keyspace string, partitions int) ([]Process, error
 		return nil, fmt.Errorf("retire nodes from partition %d: allowed values are %d..%d (keyspace %s's config has %d partitions, the fewest a local cluster runs)",
 			partitions, k.Partitions, config.MaxPartitions-1, keyspaceName(k.Keyspace), k.Partitions)
 	}
-	retire := map[string]bool{}
-	for p := partitions; p < config.MaxPartitions; p++ {
-		for r := range k.Nodes.Replicas {
-			retire[nodeName(k.Keyspace, p, r)] = true
-		}
+	// retired reports whether name is a node of a retired partition.
+	retired := func(name string) bool {
+		p, _, ok := nodeOf(k.Keyspace, name)
+		return ok && p >= partitions
 	}
 	var stopped []*child
 	c.mu.Lock()
 	kept := c.nodes[:0]
 	for _, n := range c.nodes {
-		if retire[n.name] {
+		if retired(n.name) {
 			stopped = append(stopped, n)
 		} else {
 			kept = append(kept, n)
 		}
 	}
 	c.nodes = kept
-	c.rec.Children = slices.DeleteFunc(c.rec.Children, func(p Process) bool { return retire[p.Name] })
+	c.rec.Children = slices.DeleteFunc(c.rec.Children, func(p Process) bool { return retired(p.Name) })
 	c.mu.Unlock()
 	var out []Process
 	var errs []error
@@ -239,13 +238,14 @@ func (c *Cluster) RetireNodes(keyspace string, partitions int) ([]Process, error
 	wg.Wait()
 	for _, n := range stopped {
 		out = append(out, n.process())
-		var p, r int
-		if _, err := fmt.Sscanf(n.name[strings.LastIndex(n.name, "-p")+1:], "p%d-r%d", &p, &r); err != nil {
-			errs = append(errs, fmt.Errorf("node %s: %w", n.name, err))
+		p, r, _ := nodeOf(k.Keyspace, n.name)
+		from := dataDir(c.dir, k.Keyspace, p, r)
+		rel, err := filepath.Rel(filepath.Join(c.dir, "data"), from)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		from := dataDir(c.dir, k.Keyspace, p, r)
-		to := filepath.Join(c.dir, RetiredDir, strings.TrimPrefix(from, filepath.Join(c.dir, "data")+string(filepath.Separator))+"-"+stamp)
+		to := filepath.Join(c.dir, RetiredDir, rel+"-"+stamp)
 		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
 			errs = append(errs, err)
 			continue
@@ -263,6 +263,23 @@ func (c *Cluster) RetireNodes(keyspace string, partitions int) ([]Process, error
 			keyspaceName(k.Keyspace), partitions, strings.Join(names, ", "), filepath.Join(c.dir, RetiredDir))
 	}
 	return out, errors.Join(append(errs, c.save())...)
+}
+
+// nodeOf returns the partition and replica of keyspace ks's node named
+// name (nodeName's inverse); ok is false for a name that is not one.
+func nodeOf(ks, name string) (p, r int, ok bool) {
+	prefix := "node-"
+	if ks != "" {
+		prefix += ks + "-"
+	}
+	rest, found := strings.CutPrefix(name, prefix)
+	if !found {
+		return 0, 0, false
+	}
+	if _, err := fmt.Sscanf(rest, "p%d-r%d", &p, &r); err != nil || nodeName(ks, p, r) != name {
+		return 0, 0, false
+	}
+	return p, r, true
 }
 
 // dataDir is the data folder of replica r of keyspace ks's partition p.

@@ -171,3 +171,25 @@ func TestRequestNodesRefused(t *testing.T) {
 		t.Errorf("%s left in the cluster folder", requestFile)
 	}
 }
+
+// TestNodeOf: nodeOf reads back what nodeName makes, for the default
+// keyspace and a named one, and refuses names of other keyspaces.
+func TestNodeOf(t *testing.T) {
+	for _, c := range []struct {
+		ks, name string
+		p, r     int
+		ok       bool
+	}{
+		{"", "node-p3-r2", 3, 2, true},
+		{"events", "node-events-p1-r0", 1, 0, true},
+		{"", "node-events-p1-r0", 0, 0, false},
+		{"a", "node-a-b-p0-r0", 0, 0, false},
+		{"", "router", 0, 0, false},
+		{"", "node-p3-r2x", 0, 0, false},
+	} {
+		p, r, ok := nodeOf(c.ks, c.name)
+		if ok != c.ok || ok && (p != c.p || r != c.r) {
+			t.Errorf("nodeOf(%q, %q) = %d, %d, %v; want %d, %d, %v", c.ks, c.name, p, r, ok, c.p, c.r, c.ok)
+		}
+	}
+}
